@@ -1,0 +1,83 @@
+/**
+ * Runs a model folder's decoder graph (see src/model/phiGraph.ts for its inputs and outputs) in ONNX Runtime.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { headDim, type PhiConfig } from '../model/config';
+import { MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, type ModelManifest } from '../model/build';
+import { KvCache } from './kvCache';
+
+export interface DecoderOptions {
+  readonly executionProviders?: ort.InferenceSession.SessionOptions['executionProviders'];
+  /** CPU threads for one operator; ONNX Runtime picks when undefined. */
+  readonly threads?: number;
+}
+
+export function readManifest(modelDir: string): ModelManifest {
+  const file = path.join(modelDir, MANIFEST_FILE);
+  let manifest: ModelManifest;
+  try {
+    manifest = JSON.parse(fs.readFileSync(file, 'utf8')) as ModelManifest;
+  } catch (error) {
+    throw new Error(`${file}: cannot read the model manifest (${(error as Error).message}); rebuild or re-download the model`);
+  }
+  if (manifest.format !== MANIFEST_FORMAT) throw new Error(`${file}: unknown manifest format ${String(manifest.format)}`);
+  return manifest;
+}
+
+export class PhiDecoder {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly config: PhiConfig,
+    readonly manifest: ModelManifest,
+  ) {}
+
+  static async load(modelDir: string, options: DecoderOptions = {}): Promise<PhiDecoder> {
+    const manifest = readManifest(modelDir);
+    const session = await ort.InferenceSession.create(path.join(modelDir, MODEL_FILE), {
+      executionProviders: options.executionProviders ?? ['cpu'],
+      graphOptimizationLevel: 'all',
+      ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
+    });
+    return new PhiDecoder(session, manifest.config, manifest);
+  }
+
+  createCache(): KvCache {
+    return new KvCache(this.config.num_hidden_layers, this.config.num_attention_heads, headDim(this.config));
+  }
+
+  /**
+   * Feeds `tokenIds` after the cached positions and appends their keys and values to `cache`.
+   * Returns logits [tokenIds.length, vocab] (row-major).
+   */
+  async forward(tokenIds: readonly number[], cache: KvCache): Promise<Float32Array> {
+    const past = cache.length;
+    const seq = tokenIds.length;
+    const total = past + seq;
+    const { num_hidden_layers: layers, num_attention_heads: heads } = this.config;
+    const dim = headDim(this.config);
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(tokenIds, (id) => BigInt(id)), [1, seq]),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(total).fill(1n), [1, total]),
+      position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: seq }, (_, i) => BigInt(past + i)), [1, seq]),
+    };
+    for (let i = 0; i < layers; i++) {
+      feeds[`past_key_values.${i}.key`] = new ort.Tensor('float32', cache.key(i), [1, heads, past, dim]);
+      feeds[`past_key_values.${i}.value`] = new ort.Tensor('float32', cache.value(i), [1, heads, past, dim]);
+    }
+    const outputs = await this.session.run(feeds);
+    const keys: Float32Array[] = [];
+    const values: Float32Array[] = [];
+    for (let i = 0; i < layers; i++) {
+      keys.push(outputs[`present.${i}.key`].data as Float32Array);
+      values.push(outputs[`present.${i}.value`].data as Float32Array);
+    }
+    cache.replace(keys, values, total);
+    return outputs.logits.data as Float32Array;
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Builds a model folder from a weight source:
+ *   model.onnx (+ model.onnx.data, the weights), tokenizer.json, manifest.json (shape, format, source, sha256 of each file).
+ * Everything is written under a temporary name beside the destination and renamed into place only when
+ * complete, so a failure or an interruption never leaves a half-written model behind.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { PhiConfig } from './config';
+import { ExternalDataFile, GraphBuilder } from './onnx/graphBuilder';
+import { buildPhiGraph, OPSETS, type WeightFormat } from './phiGraph';
+import type { WeightSource } from './weights';
+import { buildPhiTokenizerJson } from '../tokenizer/tokenizerJson';
+
+export const MANIFEST_FILE = 'manifest.json';
+export const MODEL_FILE = 'model.onnx';
+export const DATA_FILE = 'model.onnx.data';
+export const TOKENIZER_FILE = 'tokenizer.json';
+export const MANIFEST_FORMAT = 'phi-complete-model/1';
+
+export interface FileRecord {
+  readonly bytes: number;
+  readonly sha256: string;
+}
+
+export interface ModelManifest {
+  readonly format: typeof MANIFEST_FORMAT;
+  readonly architecture: 'phi';
+  readonly config: PhiConfig;
+  readonly weights: WeightFormat;
+  readonly accuracyLevel: number;
+  readonly source: Record<string, unknown>;
+  readonly files: Record<string, FileRecord>;
+  readonly createdAt: string;
+}
+
+export interface BuildOptions {
+  readonly format: WeightFormat;
+  /** MatMulNBits accuracy_level for int4 (see PhiGraphOptions). */
+  readonly accuracyLevel?: number;
+  /** Replace an existing model folder at the destination. */
+  readonly overwrite?: boolean;
+}
+
+function recordOf(bytes: Uint8Array | string): FileRecord {
+  return { bytes: Buffer.byteLength(bytes), sha256: createHash('sha256').update(bytes).digest('hex') };
+}
+
+export function buildModel(weights: WeightSource, outDir: string, options: BuildOptions): ModelManifest {
+  const destination = path.resolve(outDir);
+  if (fs.existsSync(destination) && !options.overwrite) {
+    throw new Error(`${destination} already exists (pass --force to replace it)`);
+  }
+  fs.mkdirSync(path.dirname(destination), { recursive: true });
+  const staging = fs.mkdtempSync(`${destination}.partial-`);
+  try {
+    const accuracyLevel = options.accuracyLevel ?? (options.format === 'int4' ? 4 : 0);
+    const data = new ExternalDataFile(path.join(staging, DATA_FILE), DATA_FILE);
+    let dataRecord: FileRecord;
+    let modelBytes: Uint8Array;
+    try {
+      const graph = new GraphBuilder(data);
+      buildPhiGraph(graph, weights, { format: options.format, accuracyLevel });
+      modelBytes = graph.encode('phi', OPSETS, { architecture: 'phi', weights: options.format });
+    } finally {
+      dataRecord = data.close();
+    }
+    fs.writeFileSync(path.join(staging, MODEL_FILE), modelBytes);
+
+    const tokenizerText = weights.tokenizerPath ? fs.readFileSync(weights.tokenizerPath, 'utf8') : JSON.stringify(buildPhiTokenizerJson());
+    fs.writeFileSync(path.join(staging, TOKENIZER_FILE), tokenizerText);
+
+    const manifest: ModelManifest = {
+      format: MANIFEST_FORMAT,
+      architecture: 'phi',
+      config: weights.config,
+      weights: options.format,
+      accuracyLevel,
+      source: weights.description,
+      files: {
+        [MODEL_FILE]: recordOf(modelBytes),
+        [DATA_FILE]: dataRecord,
+        [TOKENIZER_FILE]: recordOf(tokenizerText),
+      },
+      createdAt: new Date().toISOString(),
+    };
+    fs.writeFileSync(path.join(staging, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
+
+    if (fs.existsSync(destination)) fs.rmSync(destination, { recursive: true, force: true });
+    fs.renameSync(staging, destination);
+    return manifest;
+  } catch (error) {
+    fs.rmSync(staging, { recursive: true, force: true });
+    throw error;
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * npm run build-model -- --from <Hugging Face folder> --out models/<name> [--format int4|fp32]
+ * npm run build-model -- --random --shape tiny|phi-1_5 --out models/<name> [--seed N] [--init flat|bigram]
+ * Common: [--accuracy-level 0|1|2|3|4] [--force]
+ */
+import { parseArgs } from 'node:util';
+import { SHAPES, type ShapeName } from './config';
+import { buildModel } from './build';
+import type { WeightFormat } from './phiGraph';
+import { HuggingFaceWeights, RandomWeights, type RandomInit, type WeightSource } from './weights';
+
+const USAGE = `usage:
+  npm run build-model -- --from <hf-folder> --out models/<name> [--format int4|fp32] [--force]
+  npm run build-model -- --random --shape tiny|phi-1_5 --out models/<name> [--seed N] [--init flat|bigram] [--format int4|fp32] [--force]
+options: --accuracy-level N (int4 MatMulNBits accuracy level, 0 exact … 4 fastest; default 4)`;
+
+function fail(message: string): never {
+  process.stderr.write(`build-model: ${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function oneOf<T extends string>(value: string, allowed: readonly T[], option: string): T {
+  if (!(allowed as readonly string[]).includes(value)) fail(`${option} must be one of ${allowed.join(', ')} (got "${value}")`);
+  return value as T;
+}
+
+function integer(value: string, option: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) fail(`${option} must be an integer from ${min} to ${max} (got "${value}")`);
+  return n;
+}
+
+function main(): void {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        from: { type: 'string' },
+        random: { type: 'boolean' },
+        shape: { type: 'string' },
+        seed: { type: 'string', default: '1' },
+        init: { type: 'string', default: 'flat' },
+        out: { type: 'string' },
+        format: { type: 'string', default: 'int4' },
+        'accuracy-level': { type: 'string' },
+        force: { type: 'boolean' },
+      },
+      strict: true,
+    }));
+  } catch (error) {
+    fail((error as Error).message);
+  }
+  if (!values.out) fail('--out is required');
+  if (Boolean(values.from) === Boolean(values.random)) fail('give exactly one of --from <folder> and --random');
+  const format = oneOf<WeightFormat>(values.format, ['int4', 'fp32'], '--format');
+  const accuracyLevel = values['accuracy-level'] === undefined ? undefined : integer(values['accuracy-level'], '--accuracy-level', 0, 4);
+
+  let source: WeightSource;
+  if (values.random) {
+    if (!values.shape) fail('--random needs --shape tiny|phi-1_5');
+    const shape = oneOf<ShapeName>(values.shape, Object.keys(SHAPES) as ShapeName[], '--shape');
+    const init = oneOf<RandomInit>(values.init, ['flat', 'bigram'], '--init');
+    source = new RandomWeights(SHAPES[shape], integer(values.seed, '--seed', 0, 2 ** 31 - 1), shape, init);
+  } else {
+    source = new HuggingFaceWeights(values.from!);
+  }
+  const started = Date.now();
+  try {
+    const manifest = buildModel(source, values.out, { format, accuracyLevel, overwrite: values.force });
+    const megabytes = Object.values(manifest.files).reduce((n, f) => n + f.bytes, 0) / 2 ** 20;
+    process.stdout.write(`built ${values.out}: ${format}, ${megabytes.toFixed(1)} MiB, ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+  } finally {
+    source.close();
+  }
+}
+
+try {
+  main();
+} catch (error) {
+  process.stderr.write(`build-model: ${(error as Error).message}\n`);
+  process.exit(1);
+}

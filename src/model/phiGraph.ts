@@ -1,0 +1,169 @@
+/**
+ * The phi decoder as an ONNX graph with a KV cache, in the input/output names of Optimum's and
+ * transformers.js' decoder exports, so that published phi-1.5 ONNX exports run in the same runtime:
+ *
+ *   inputs   input_ids [batch, seq] int64, attention_mask [batch, past+seq] int64, position_ids [batch, seq] int64,
+ *            past_key_values.{i}.key|value [batch, heads, past, headDim] float
+ *   outputs  logits [batch, seq, vocab] float, present.{i}.key|value [batch, heads, past+seq, headDim] float
+ *
+ * Per layer (parallel attention and MLP from one LayerNorm):
+ *   h = LN(x);  x' = x + dense(attention(rotary(q), rotary(k), v)) + fc2(gelu_new(fc1(h)))
+ * built from ONNX Runtime's fused contrib ops: SkipLayerNormalization (adds the residual and normalises in
+ * one kernel), RotaryEmbedding (partial rotary), GroupQueryAttention (causal attention that appends to the
+ * KV cache), FastGelu (= gelu_new) and, for int4, MatMulNBits.
+ */
+import { headDim, rotaryDim, type PhiConfig } from './config';
+import { float32ToFloat16 } from './float16';
+import { DataType, type GraphBuilder } from './onnx/graphBuilder';
+import { quantizeMatrix } from './quantize';
+import type { WeightSource } from './weights';
+
+/**
+ * fp32: every weight in float32 (the exact reference format).
+ * int4: Linear weights of the blocks in 4 bits (block 32, asymmetric); the embedding in fp16 (the released
+ *       weights' own precision) and lm_head in 8 bits, since their error goes straight into the logits.
+ */
+export type WeightFormat = 'fp32' | 'int4';
+
+export interface PhiGraphOptions {
+  readonly format: WeightFormat;
+  /** MatMulNBits accuracy_level: 4 quantises activations to int8 (faster), 0 keeps them in float (exact). */
+  readonly accuracyLevel: number;
+}
+
+const MS = 'com.microsoft';
+
+export const OPSETS = { '': 17, [MS]: 1 };
+
+function transpose(weight: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(weight.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = weight[r * cols + c];
+  return out;
+}
+
+function concat(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/** cos/sin tables [maxPositions, rotaryDim/2] for RotaryEmbedding: angle = position / theta^(2j/rotaryDim). */
+export function rotaryTables(config: PhiConfig): { cos: Float32Array; sin: Float32Array } {
+  const half = rotaryDim(config) / 2;
+  const positions = config.max_position_embeddings;
+  const cos = new Float32Array(positions * half);
+  const sin = new Float32Array(positions * half);
+  for (let p = 0; p < positions; p++) {
+    for (let j = 0; j < half; j++) {
+      const angle = p / config.rope_theta ** ((2 * j) / rotaryDim(config));
+      cos[p * half + j] = Math.cos(angle);
+      sin[p * half + j] = Math.sin(angle);
+    }
+  }
+  return { cos, sin };
+}
+
+export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: PhiGraphOptions): void {
+  const config = weights.config;
+  const d = config.hidden_size;
+  const heads = config.num_attention_heads;
+  const vocab = config.vocab_size;
+  const eps = { float: config.layer_norm_eps };
+
+  /** y = x·Wᵀ + b for W [n, k]; in int4 graphs through MatMulNBits with the given bit width. */
+  const linear = (x: string, prefix: string, w: Float32Array, b: Float32Array | undefined, n: number, k: number, out: string, bits?: 4 | 8): string => {
+    if (bits === undefined) {
+      const product = g.node('MatMul', [x, g.weight(`${prefix}.weight_t`, DataType.FLOAT, [k, n], transpose(w, n, k))], [b ? `${out}/matmul` : out])[0];
+      return b ? g.node('Add', [product, g.weight(`${prefix}.bias`, DataType.FLOAT, [n], b)], [out])[0] : product;
+    }
+    const q = quantizeMatrix(w, n, k, bits);
+    const blocks = Math.ceil(k / q.blockSize);
+    return g.node('MatMulNBits', [
+      x,
+      g.weight(`${prefix}.qweight`, DataType.UINT8, [n, blocks, (q.blockSize * bits) / 8], q.codes),
+      g.weight(`${prefix}.scales`, DataType.FLOAT, [n * blocks], q.scales),
+      g.weight(`${prefix}.zero_points`, DataType.UINT8, [q.zeroPoints.length], q.zeroPoints),
+      '',
+      b ? g.weight(`${prefix}.bias`, DataType.FLOAT, [n], b) : '',
+    ], [out], { K: k, N: n, bits, block_size: q.blockSize, accuracy_level: options.accuracyLevel }, MS)[0];
+  };
+  const blockBits = options.format === 'int4' ? 4 : undefined;
+  const headBits = options.format === 'int4' ? 8 : undefined;
+
+  const inputIds = g.input('input_ids', DataType.INT64, ['batch_size', 'sequence_length']);
+  const attentionMask = g.input('attention_mask', DataType.INT64, ['batch_size', 'total_sequence_length']);
+  const positionIds = g.input('position_ids', DataType.INT64, ['batch_size', 'sequence_length']);
+
+  // GroupQueryAttention takes the cache lengths as int32: valid length − 1 per row, and the total length.
+  const maskSum = g.node('ReduceSum', [attentionMask, g.constant('axis_1', new BigInt64Array([1n]), [1])], ['mask_sum'], { keepdims: 0 })[0];
+  const lastIndex = g.node('Sub', [maskSum, g.constant('one_i64', new BigInt64Array([1n]), [])], ['seqlens_minus_one'])[0];
+  const seqlensK = g.node('Cast', [lastIndex], ['seqlens_k'], { to: DataType.INT32 })[0];
+  const maskShape = g.node('Shape', [attentionMask], ['mask_shape'])[0];
+  const totalLength64 = g.node('Gather', [maskShape, g.constant('index_1', new BigInt64Array([1n]), [])], ['total_length_i64'], { axis: 0 })[0];
+  const totalLength = g.node('Cast', [totalLength64], ['total_sequence_length'], { to: DataType.INT32 })[0];
+
+  const { cos, sin } = rotaryTables(config);
+  const half = rotaryDim(config) / 2;
+  const cosCache = g.weight('rotary.cos_cache', DataType.FLOAT, [config.max_position_embeddings, half], cos);
+  const sinCache = g.weight('rotary.sin_cache', DataType.FLOAT, [config.max_position_embeddings, half], sin);
+
+  const embedding = weights.tensor('model.embed_tokens.weight');
+  let x: string;
+  if (options.format === 'fp32') {
+    x = g.node('Gather', [g.weight('embed_tokens', DataType.FLOAT, [vocab, d], embedding), inputIds], ['embeddings'])[0];
+  } else {
+    const rows = g.node('Gather', [g.weight('embed_tokens_fp16', DataType.FLOAT16, [vocab, d], float32ToFloat16(embedding)), inputIds], ['embeddings_fp16'])[0];
+    x = g.node('Cast', [rows], ['embeddings'], { to: DataType.FLOAT })[0];
+  }
+
+  let h = '';
+  let branchSum = '';
+  for (let i = 0; i < config.num_hidden_layers; i++) {
+    const p = `model.layers.${i}`;
+    const read = (name: string): Float32Array => weights.tensor(`${p}.${name}`);
+    const gamma = g.weight(`${p}.input_layernorm.weight`, DataType.FLOAT, [d], read('input_layernorm.weight'));
+    const beta = g.weight(`${p}.input_layernorm.bias`, DataType.FLOAT, [d], read('input_layernorm.bias'));
+    if (i === 0) {
+      h = g.node('LayerNormalization', [x, gamma, beta], [`${p}/ln`], { axis: -1, epsilon: eps })[0];
+    } else {
+      // residual(i) = residual(i−1) + attention(i−1) + mlp(i−1), normalised in the same kernel.
+      [h, , , x] = g.node('SkipLayerNormalization', [x, branchSum, gamma, beta], [`${p}/ln`, '', '', `${p}/residual`], { epsilon: eps }, MS);
+    }
+
+    const qkvWeight = concat([read('self_attn.q_proj.weight'), read('self_attn.k_proj.weight'), read('self_attn.v_proj.weight')]);
+    const qkvBias = concat([read('self_attn.q_proj.bias'), read('self_attn.k_proj.bias'), read('self_attn.v_proj.bias')]);
+    const qkv = linear(h, `${p}.self_attn.qkv_proj`, qkvWeight, qkvBias, 3 * d, d, `${p}/qkv`, blockBits);
+    const [q, k, v] = g.node('Split', [qkv, g.constant(`${p}/qkv_split`, new BigInt64Array([BigInt(d), BigInt(d), BigInt(d)]), [3])], [`${p}/q`, `${p}/k`, `${p}/v`], { axis: -1 });
+    const rotary = { interleaved: 0, num_heads: heads, rotary_embedding_dim: rotaryDim(config) };
+    const qRotated = g.node('RotaryEmbedding', [q, positionIds, cosCache, sinCache], [`${p}/q_rotary`], rotary, MS)[0];
+    const kRotated = g.node('RotaryEmbedding', [k, positionIds, cosCache, sinCache], [`${p}/k_rotary`], rotary, MS)[0];
+
+    const pastKey = g.input(`past_key_values.${i}.key`, DataType.FLOAT, ['batch_size', heads, 'past_sequence_length', headDim(config)]);
+    const pastValue = g.input(`past_key_values.${i}.value`, DataType.FLOAT, ['batch_size', heads, 'past_sequence_length', headDim(config)]);
+    const presentKey = `present.${i}.key`;
+    const presentValue = `present.${i}.value`;
+    g.output(presentKey, DataType.FLOAT, ['batch_size', heads, 'total_sequence_length', headDim(config)]);
+    g.output(presentValue, DataType.FLOAT, ['batch_size', heads, 'total_sequence_length', headDim(config)]);
+    const [attention] = g.node('GroupQueryAttention',
+      [qRotated, kRotated, v, pastKey, pastValue, seqlensK, totalLength],
+      [`${p}/attention`, presentKey, presentValue],
+      { num_heads: heads, kv_num_heads: config.num_key_value_heads, scale: { float: 1 / Math.sqrt(headDim(config)) } }, MS);
+    const attentionOut = linear(attention, `${p}.self_attn.dense`, read('self_attn.dense.weight'), read('self_attn.dense.bias'), d, d, `${p}/attention_out`, blockBits);
+
+    const ff = config.intermediate_size;
+    const fc1 = linear(h, `${p}.mlp.fc1`, read('mlp.fc1.weight'), undefined, ff, d, `${p}/fc1`, blockBits);
+    const gelu = g.node('FastGelu', [fc1, g.weight(`${p}.mlp.fc1.bias`, DataType.FLOAT, [ff], read('mlp.fc1.bias'))], [`${p}/gelu`], {}, MS)[0];
+    const mlpOut = linear(gelu, `${p}.mlp.fc2`, read('mlp.fc2.weight'), read('mlp.fc2.bias'), d, ff, `${p}/mlp_out`, blockBits);
+    branchSum = g.node('Add', [attentionOut, mlpOut], [`${p}/branch_sum`])[0];
+  }
+
+  const finalGamma = g.weight('model.final_layernorm.weight', DataType.FLOAT, [d], weights.tensor('model.final_layernorm.weight'));
+  const finalBeta = g.weight('model.final_layernorm.bias', DataType.FLOAT, [d], weights.tensor('model.final_layernorm.bias'));
+  const [hFinal] = g.node('SkipLayerNormalization', [x, branchSum, finalGamma, finalBeta], ['final_ln'], { epsilon: eps }, MS);
+  linear(hFinal, 'lm_head', weights.tensor('lm_head.weight'), weights.tensor('lm_head.bias'), vocab, d, 'logits', headBits);
+  g.output('logits', DataType.FLOAT, ['batch_size', 'sequence_length', vocab]);
+}

@@ -1,0 +1,43 @@
+/**
+ * Tiny phi models for tests, built once per process into a temporary folder through the same builder
+ * (and so the same code path) as the real phi-1.5.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { PHI_TINY } from '../../src/model/config';
+import { buildModel } from '../../src/model/build';
+import type { WeightFormat } from '../../src/model/phiGraph';
+import { RandomWeights, type RandomInit } from '../../src/model/weights';
+
+export const TINY_SEED = 1234;
+
+let root: string | undefined;
+
+/** A fresh temporary folder, removed when the process exits. */
+export function scratchDir(): string {
+  if (root === undefined) {
+    const created = fs.mkdtempSync(path.join(os.tmpdir(), 'phi-test-'));
+    process.once('exit', () => fs.rmSync(created, { recursive: true, force: true }));
+    root = created;
+  }
+  return fs.mkdtempSync(path.join(root, 'work-'));
+}
+
+export function tinyWeights(init: RandomInit = 'flat'): RandomWeights {
+  return new RandomWeights(PHI_TINY, TINY_SEED, 'tiny', init);
+}
+
+const built = new Map<string, string>();
+
+/** Builds (once per process) the tiny random model and returns its folder. */
+export function tinyModelDir(format: WeightFormat, init: RandomInit = 'flat', accuracyLevel?: number): string {
+  const key = `${format}-${init}-${accuracyLevel ?? 'default'}`;
+  let dir = built.get(key);
+  if (!dir) {
+    dir = path.join(scratchDir(), key);
+    buildModel(tinyWeights(init), dir, { format, ...(accuracyLevel === undefined ? {} : { accuracyLevel }) });
+    built.set(key, dir);
+  }
+  return dir;
+}
