@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { headDim, type PhiConfig } from '../model/config';
 import { MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, type ModelManifest } from '../model/build';
-import { KvCache } from './kvCache';
+import { KvCache, type KvArray, type KvDtype } from './kvCache';
 
 export interface DecoderOptions {
   readonly executionProviders?: ort.InferenceSession.SessionOptions['executionProviders'];
@@ -27,11 +27,15 @@ export function readManifest(modelDir: string): ModelManifest {
 }
 
 export class PhiDecoder {
+  private readonly kvDtype: KvDtype;
+
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly config: PhiConfig,
     readonly manifest: ModelManifest,
-  ) {}
+  ) {
+    this.kvDtype = manifest.weights === 'fp16' ? 'float16' : 'float32';
+  }
 
   static async load(modelDir: string, options: DecoderOptions = {}): Promise<PhiDecoder> {
     const manifest = readManifest(modelDir);
@@ -44,7 +48,7 @@ export class PhiDecoder {
   }
 
   createCache(): KvCache {
-    return new KvCache(this.config.num_hidden_layers, this.config.num_attention_heads, headDim(this.config));
+    return new KvCache(this.config.num_hidden_layers, this.config.num_attention_heads, headDim(this.config), this.kvDtype);
   }
 
   /**
@@ -63,15 +67,15 @@ export class PhiDecoder {
       position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: seq }, (_, i) => BigInt(past + i)), [1, seq]),
     };
     for (let i = 0; i < layers; i++) {
-      feeds[`past_key_values.${i}.key`] = new ort.Tensor('float32', cache.key(i), [1, heads, past, dim]);
-      feeds[`past_key_values.${i}.value`] = new ort.Tensor('float32', cache.value(i), [1, heads, past, dim]);
+      feeds[`past_key_values.${i}.key`] = new ort.Tensor(this.kvDtype, cache.key(i), [1, heads, past, dim]);
+      feeds[`past_key_values.${i}.value`] = new ort.Tensor(this.kvDtype, cache.value(i), [1, heads, past, dim]);
     }
     const outputs = await this.session.run(feeds);
-    const keys: Float32Array[] = [];
-    const values: Float32Array[] = [];
+    const keys: KvArray[] = [];
+    const values: KvArray[] = [];
     for (let i = 0; i < layers; i++) {
-      keys.push(outputs[`present.${i}.key`].data as Float32Array);
-      values.push(outputs[`present.${i}.value`].data as Float32Array);
+      keys.push(outputs[`present.${i}.key`].data as KvArray);
+      values.push(outputs[`present.${i}.value`].data as KvArray);
     }
     cache.replace(keys, values, total);
     return outputs.logits.data as Float32Array;

@@ -1,15 +1,23 @@
+/** float32 values, or float16 bit patterns. */
+export type KvDtype = 'float32' | 'float16';
+export type KvArray = Float32Array | Uint16Array;
+
 /**
  * The decoder's key/value cache: for every layer, keys and values of the tokens seen so far,
- * each [1, heads, length, headDim] float32, in the layout the ONNX graph takes as `past_key_values.*`.
+ * each [1, heads, length, headDim], in the layout the ONNX graph takes as `past_key_values.*`.
  */
 export class KvCache {
-  private keys: Float32Array[];
-  private values: Float32Array[];
+  private keys: KvArray[];
+  private values: KvArray[];
   private cachedLength = 0;
 
-  constructor(readonly layers: number, readonly heads: number, readonly headDim: number) {
-    this.keys = Array.from({ length: layers }, () => new Float32Array(0));
-    this.values = Array.from({ length: layers }, () => new Float32Array(0));
+  constructor(readonly layers: number, readonly heads: number, readonly headDim: number, readonly dtype: KvDtype = 'float32') {
+    this.keys = Array.from({ length: layers }, () => this.allocate(0));
+    this.values = Array.from({ length: layers }, () => this.allocate(0));
+  }
+
+  private allocate(elements: number): KvArray {
+    return this.dtype === 'float16' ? new Uint16Array(elements) : new Float32Array(elements);
   }
 
   /** Number of token positions cached. */
@@ -17,16 +25,16 @@ export class KvCache {
     return this.cachedLength;
   }
 
-  key(layer: number): Float32Array {
+  key(layer: number): KvArray {
     return this.keys[layer];
   }
 
-  value(layer: number): Float32Array {
+  value(layer: number): KvArray {
     return this.values[layer];
   }
 
   /** Takes the graph's `present.*` outputs (the old cache plus the new rows) as the cache. */
-  replace(keys: Float32Array[], values: Float32Array[], length: number): void {
+  replace(keys: KvArray[], values: KvArray[], length: number): void {
     const expected = this.heads * length * this.headDim;
     if (keys.length !== this.layers || values.length !== this.layers || keys.some((k) => k.length !== expected) || values.some((v) => v.length !== expected)) {
       throw new Error(`KvCache.replace: expected ${this.layers} layers of [1, ${this.heads}, ${length}, ${this.headDim}]`);
@@ -40,8 +48,8 @@ export class KvCache {
   rewindTo(n: number): void {
     if (!Number.isInteger(n) || n < 0 || n > this.cachedLength) throw new RangeError(`KvCache.rewindTo(${n}): cache holds ${this.cachedLength} positions`);
     if (n === this.cachedLength) return;
-    const shrink = (tensor: Float32Array): Float32Array => {
-      const out = new Float32Array(this.heads * n * this.headDim);
+    const shrink = (tensor: KvArray): KvArray => {
+      const out = this.allocate(this.heads * n * this.headDim);
       const rowBytes = n * this.headDim;
       for (let head = 0; head < this.heads; head++) {
         const from = head * this.cachedLength * this.headDim;

@@ -1,17 +1,17 @@
 /**
- * npm run build-model -- --from <Hugging Face folder> --out models/<name> [--format int4|fp32]
+ * npm run build-model -- --from <Hugging Face folder> --out models/<name> [--format int4|fp16|fp32]
  * npm run build-model -- --random --shape tiny|phi-1_5 --out models/<name> [--seed N] [--init flat|bigram]
  * Common: [--accuracy-level 0|1|2|3|4] [--force]
  */
 import { parseArgs } from 'node:util';
 import { SHAPES, type ShapeName } from './config';
 import { buildModel } from './build';
-import type { WeightFormat } from './phiGraph';
+import { WEIGHT_FORMATS, type WeightFormat } from './phiGraph';
 import { HuggingFaceWeights, RandomWeights, type RandomInit, type WeightSource } from './weights';
 
 const USAGE = `usage:
-  npm run build-model -- --from <hf-folder> --out models/<name> [--format int4|fp32] [--force]
-  npm run build-model -- --random --shape tiny|phi-1_5 --out models/<name> [--seed N] [--init flat|bigram] [--format int4|fp32] [--force]
+  npm run build-model -- --from <hf-folder> --out models/<name> [--format int4|fp16|fp32] [--force]
+  npm run build-model -- --random --shape tiny|phi-1_5 --out models/<name> [--seed N] [--init flat|bigram] [--format int4|fp16|fp32] [--force]
 options: --accuracy-level N (int4 MatMulNBits accuracy level, 0 exact … 4 fastest; default 4)`;
 
 function fail(message: string): never {
@@ -52,7 +52,7 @@ function main(): void {
   }
   if (!values.out) fail('--out is required');
   if (Boolean(values.from) === Boolean(values.random)) fail('give exactly one of --from <folder> and --random');
-  const format = oneOf<WeightFormat>(values.format, ['int4', 'fp32'], '--format');
+  const format = oneOf<WeightFormat>(values.format, WEIGHT_FORMATS, '--format');
   const accuracyLevel = values['accuracy-level'] === undefined ? undefined : integer(values['accuracy-level'], '--accuracy-level', 0, 4);
 
   let source: WeightSource;

@@ -20,10 +20,13 @@ import type { WeightSource } from './weights';
 
 /**
  * fp32: every weight in float32 (the exact reference format).
+ * fp16: weights, activations and the KV cache in float16 (for GPUs); logits are cast to float32.
  * int4: Linear weights of the blocks in 4 bits (block 32, asymmetric); the embedding in fp16 (the released
  *       weights' own precision) and lm_head in 8 bits, since their error goes straight into the logits.
  */
-export type WeightFormat = 'fp32' | 'int4';
+export type WeightFormat = 'fp32' | 'fp16' | 'int4';
+
+export const WEIGHT_FORMATS: readonly WeightFormat[] = ['int4', 'fp16', 'fp32'];
 
 export interface PhiGraphOptions {
   readonly format: WeightFormat;
@@ -73,12 +76,16 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
   const heads = config.num_attention_heads;
   const vocab = config.vocab_size;
   const eps = { float: config.layer_norm_eps };
+  /** The element type of activations, float weights and the KV cache. */
+  const floatType = options.format === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT;
+  const floatWeight = (name: string, dims: readonly number[], values: Float32Array): string =>
+    g.weight(name, floatType, dims, floatType === DataType.FLOAT16 ? float32ToFloat16(values) : values);
 
   /** y = x·Wᵀ + b for W [n, k]; in int4 graphs through MatMulNBits with the given bit width. */
   const linear = (x: string, prefix: string, w: Float32Array, b: Float32Array | undefined, n: number, k: number, out: string, bits?: 4 | 8): string => {
     if (bits === undefined) {
-      const product = g.node('MatMul', [x, g.weight(`${prefix}.weight_t`, DataType.FLOAT, [k, n], transpose(w, n, k))], [b ? `${out}/matmul` : out])[0];
-      return b ? g.node('Add', [product, g.weight(`${prefix}.bias`, DataType.FLOAT, [n], b)], [out])[0] : product;
+      const product = g.node('MatMul', [x, floatWeight(`${prefix}.weight_t`, [k, n], transpose(w, n, k))], [b ? `${out}/matmul` : out])[0];
+      return b ? g.node('Add', [product, floatWeight(`${prefix}.bias`, [n], b)], [out])[0] : product;
     }
     const q = quantizeMatrix(w, n, k, bits);
     const blocks = Math.ceil(k / q.blockSize);
@@ -108,13 +115,13 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
 
   const { cos, sin } = rotaryTables(config);
   const half = rotaryDim(config) / 2;
-  const cosCache = g.weight('rotary.cos_cache', DataType.FLOAT, [config.max_position_embeddings, half], cos);
-  const sinCache = g.weight('rotary.sin_cache', DataType.FLOAT, [config.max_position_embeddings, half], sin);
+  const cosCache = floatWeight('rotary.cos_cache', [config.max_position_embeddings, half], cos);
+  const sinCache = floatWeight('rotary.sin_cache', [config.max_position_embeddings, half], sin);
 
   const embedding = weights.tensor('model.embed_tokens.weight');
   let x: string;
-  if (options.format === 'fp32') {
-    x = g.node('Gather', [g.weight('embed_tokens', DataType.FLOAT, [vocab, d], embedding), inputIds], ['embeddings'])[0];
+  if (options.format !== 'int4') {
+    x = g.node('Gather', [floatWeight('embed_tokens', [vocab, d], embedding), inputIds], ['embeddings'])[0];
   } else {
     const rows = g.node('Gather', [g.weight('embed_tokens_fp16', DataType.FLOAT16, [vocab, d], float32ToFloat16(embedding)), inputIds], ['embeddings_fp16'])[0];
     x = g.node('Cast', [rows], ['embeddings'], { to: DataType.FLOAT })[0];
@@ -125,8 +132,8 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
   for (let i = 0; i < config.num_hidden_layers; i++) {
     const p = `model.layers.${i}`;
     const read = (name: string): Float32Array => weights.tensor(`${p}.${name}`);
-    const gamma = g.weight(`${p}.input_layernorm.weight`, DataType.FLOAT, [d], read('input_layernorm.weight'));
-    const beta = g.weight(`${p}.input_layernorm.bias`, DataType.FLOAT, [d], read('input_layernorm.bias'));
+    const gamma = floatWeight(`${p}.input_layernorm.weight`, [d], read('input_layernorm.weight'));
+    const beta = floatWeight(`${p}.input_layernorm.bias`, [d], read('input_layernorm.bias'));
     if (i === 0) {
       h = g.node('LayerNormalization', [x, gamma, beta], [`${p}/ln`], { axis: -1, epsilon: eps })[0];
     } else {
@@ -142,12 +149,12 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
     const qRotated = g.node('RotaryEmbedding', [q, positionIds, cosCache, sinCache], [`${p}/q_rotary`], rotary, MS)[0];
     const kRotated = g.node('RotaryEmbedding', [k, positionIds, cosCache, sinCache], [`${p}/k_rotary`], rotary, MS)[0];
 
-    const pastKey = g.input(`past_key_values.${i}.key`, DataType.FLOAT, ['batch_size', heads, 'past_sequence_length', headDim(config)]);
-    const pastValue = g.input(`past_key_values.${i}.value`, DataType.FLOAT, ['batch_size', heads, 'past_sequence_length', headDim(config)]);
+    const pastKey = g.input(`past_key_values.${i}.key`, floatType, ['batch_size', heads, 'past_sequence_length', headDim(config)]);
+    const pastValue = g.input(`past_key_values.${i}.value`, floatType, ['batch_size', heads, 'past_sequence_length', headDim(config)]);
     const presentKey = `present.${i}.key`;
     const presentValue = `present.${i}.value`;
-    g.output(presentKey, DataType.FLOAT, ['batch_size', heads, 'total_sequence_length', headDim(config)]);
-    g.output(presentValue, DataType.FLOAT, ['batch_size', heads, 'total_sequence_length', headDim(config)]);
+    g.output(presentKey, floatType, ['batch_size', heads, 'total_sequence_length', headDim(config)]);
+    g.output(presentValue, floatType, ['batch_size', heads, 'total_sequence_length', headDim(config)]);
     const [attention] = g.node('GroupQueryAttention',
       [qRotated, kRotated, v, pastKey, pastValue, seqlensK, totalLength],
       [`${p}/attention`, presentKey, presentValue],
@@ -156,14 +163,17 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
 
     const ff = config.intermediate_size;
     const fc1 = linear(h, `${p}.mlp.fc1`, read('mlp.fc1.weight'), undefined, ff, d, `${p}/fc1`, blockBits);
-    const gelu = g.node('FastGelu', [fc1, g.weight(`${p}.mlp.fc1.bias`, DataType.FLOAT, [ff], read('mlp.fc1.bias'))], [`${p}/gelu`], {}, MS)[0];
+    const gelu = g.node('FastGelu', [fc1, floatWeight(`${p}.mlp.fc1.bias`, [ff], read('mlp.fc1.bias'))], [`${p}/gelu`], {}, MS)[0];
     const mlpOut = linear(gelu, `${p}.mlp.fc2`, read('mlp.fc2.weight'), read('mlp.fc2.bias'), d, ff, `${p}/mlp_out`, blockBits);
     branchSum = g.node('Add', [attentionOut, mlpOut], [`${p}/branch_sum`])[0];
   }
 
-  const finalGamma = g.weight('model.final_layernorm.weight', DataType.FLOAT, [d], weights.tensor('model.final_layernorm.weight'));
-  const finalBeta = g.weight('model.final_layernorm.bias', DataType.FLOAT, [d], weights.tensor('model.final_layernorm.bias'));
+  const finalGamma = floatWeight('model.final_layernorm.weight', [d], weights.tensor('model.final_layernorm.weight'));
+  const finalBeta = floatWeight('model.final_layernorm.bias', [d], weights.tensor('model.final_layernorm.bias'));
   const [hFinal] = g.node('SkipLayerNormalization', [x, branchSum, finalGamma, finalBeta], ['final_ln'], { epsilon: eps }, MS);
-  linear(hFinal, 'lm_head', weights.tensor('lm_head.weight'), weights.tensor('lm_head.bias'), vocab, d, 'logits', headBits);
+  const logits = floatType === DataType.FLOAT16 ? 'logits_fp16' : 'logits';
+  linear(hFinal, 'lm_head', weights.tensor('lm_head.weight'), weights.tensor('lm_head.bias'), vocab, d, logits, headBits);
+  // Sampling reads every logit in JavaScript, which has no float16 arrays: hand them over as float32.
+  if (logits !== 'logits') g.node('Cast', [logits], ['logits'], { to: DataType.FLOAT });
   g.output('logits', DataType.FLOAT, ['batch_size', 'sequence_length', vocab]);
 }

@@ -94,6 +94,35 @@ describe('fp32 ONNX decoder', () => {
 });
 
 /**
+ * fp16 (weights, activations and KV cache in float16; for GPUs, but ONNX Runtime's CPU kernels run it too).
+ * Tolerance: relative RMS logit error ≤ 0.5% against the float64 reference (float16 keeps ≈ 3 significant
+ * digits; measured ≈ 0.07%), and the float16 KV cache path agrees with a full recompute within 5e-3.
+ */
+describe('fp16 ONNX decoder', () => {
+  const weights = tinyWeights();
+  const prompt = PROMPTS[2];
+
+  test('logits match the float64 reference within float16 precision; cached decoding matches a full recompute', async (t) => {
+    const decoder = await PhiDecoder.load(tinyModelDir('fp16'));
+    const logits = await decoder.forward(prompt, decoder.createCache());
+    const reference = referenceLogits(PHI_TINY, (name) => weights.tensor(name), prompt).flatMap((row) => [...row]);
+    let squaredError = 0;
+    let squared = 0;
+    for (let i = 0; i < logits.length; i++) {
+      squaredError += (logits[i] - reference[i]) ** 2;
+      squared += reference[i] ** 2;
+    }
+    const relativeError = Math.sqrt(squaredError / squared);
+    const incremental = await chunked(decoder, prompt, 1);
+    t.diagnostic(`relative RMS error ${relativeError.toExponential(2)}, incremental vs full max abs diff ${maxAbsDiff(incremental, logits).toExponential(2)}`);
+    assert.ok(relativeError <= 0.005, `relative RMS error ${relativeError}`);
+    assert.deepEqual(argmaxRows(logits), argmaxRows(Float32Array.from(reference)));
+    assert.ok(maxAbsDiff(incremental, logits) < 5e-3);
+    await decoder.dispose();
+  });
+});
+
+/**
  * int4 (4-bit blocks of 32, fp16 embedding, 8-bit lm_head) against fp32, on the same weights.
  * Tolerances: relative RMS logit error ≤ 10% (4-bit rounding of uniform weights alone is ≈ 7% per matrix), and
  * the design's "same greedy argmax on ≥ 95% of positions", checked on the 'bigram' random model whose top-1
