@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { headDim, type PhiConfig } from '../model/config';
 import { MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, type ModelManifest } from '../model/build';
+import { presentRows } from '../model/phiGraph';
 import { KvCache, type KvArray, type KvDtype } from './kvCache';
 
 export interface DecoderOptions {
@@ -48,7 +49,7 @@ export class PhiDecoder {
   }
 
   createCache(): KvCache {
-    return new KvCache(this.config.num_hidden_layers, this.config.num_attention_heads, headDim(this.config), this.kvDtype);
+    return new KvCache(this.config.num_hidden_layers, this.config.num_attention_heads, headDim(this.config), this.config.max_position_embeddings, this.kvDtype);
   }
 
   /**
@@ -56,28 +57,33 @@ export class PhiDecoder {
    * Returns logits [tokenIds.length, vocab] (row-major).
    */
   async forward(tokenIds: readonly number[], cache: KvCache): Promise<Float32Array> {
-    const past = cache.length;
     const seq = tokenIds.length;
-    const total = past + seq;
+    const filled = cache.length;
+    cache.reserve(seq);
+    const slots = cache.capacity;
     const { num_hidden_layers: layers, num_attention_heads: heads } = this.config;
     const dim = headDim(this.config);
+    // Slots [0, filled) hold the context, [filled, slots) are unused, then come the new tokens.
+    const mask = new BigInt64Array(slots + seq);
+    mask.fill(1n, 0, filled);
+    mask.fill(1n, slots);
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(tokenIds, (id) => BigInt(id)), [1, seq]),
-      attention_mask: new ort.Tensor('int64', new BigInt64Array(total).fill(1n), [1, total]),
-      position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: seq }, (_, i) => BigInt(past + i)), [1, seq]),
+      attention_mask: new ort.Tensor('int64', mask, [1, slots + seq]),
+      position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: seq }, (_, i) => BigInt(filled + i)), [1, seq]),
     };
     for (let i = 0; i < layers; i++) {
-      feeds[`past_key_values.${i}.key`] = new ort.Tensor(this.kvDtype, cache.key(i), [1, heads, past, dim]);
-      feeds[`past_key_values.${i}.value`] = new ort.Tensor(this.kvDtype, cache.value(i), [1, heads, past, dim]);
+      feeds[`past_key_values.${i}.key`] = new ort.Tensor(this.kvDtype, cache.key(i), [1, heads, slots, dim]);
+      feeds[`past_key_values.${i}.value`] = new ort.Tensor(this.kvDtype, cache.value(i), [1, heads, slots, dim]);
     }
     const outputs = await this.session.run(feeds);
     const keys: KvArray[] = [];
     const values: KvArray[] = [];
     for (let i = 0; i < layers; i++) {
-      keys.push(outputs[`present.${i}.key`].data as KvArray);
-      values.push(outputs[`present.${i}.value`].data as KvArray);
+      keys.push(outputs[presentRows(i).key].data as KvArray);
+      values.push(outputs[presentRows(i).value].data as KvArray);
     }
-    cache.replace(keys, values, total);
+    cache.append(keys, values, seq);
     return outputs.logits.data as Float32Array;
   }
 

@@ -4,13 +4,18 @@
  *
  *   inputs   input_ids [batch, seq] int64, attention_mask [batch, past+seq] int64, position_ids [batch, seq] int64,
  *            past_key_values.{i}.key|value [batch, heads, past, headDim] float
- *   outputs  logits [batch, seq, vocab] float, present.{i}.key|value [batch, heads, past+seq, headDim] float
+ *   outputs  logits [batch, seq, vocab] float, present_rows.{i}.key|value [batch, heads, seq, headDim] float
+ *
+ * Unlike Optimum's `present.*` (past and new rows concatenated), the graph returns only the new rows: the host
+ * appends them into its own preallocated cache, because onnxruntime-node copies every output into a fresh
+ * buffer, and copying the whole cache at every step would make decoding slow down with context. The past
+ * may hold unused slots (attention_mask 0), so the host can feed a cache buffer larger than what is filled.
  *
  * Per layer (parallel attention and MLP from one LayerNorm):
  *   h = LN(x);  x' = x + dense(attention(rotary(q), rotary(k), v)) + fc2(gelu_new(fc1(h)))
- * built from ONNX Runtime's fused contrib ops: SkipLayerNormalization (adds the residual and normalises in
- * one kernel), RotaryEmbedding (partial rotary), GroupQueryAttention (causal attention that appends to the
- * KV cache), FastGelu (= gelu_new) and, for int4, MatMulNBits.
+ * built from ONNX Runtime's fused contrib ops where they help: SkipLayerNormalization (adds the residual and
+ * normalises in one kernel), RotaryEmbedding (partial rotary), FusedMatMul (QKᵀ without materialising Kᵀ),
+ * FastGelu (= gelu_new) and, for int4, MatMulNBits.
  */
 import { headDim, rotaryDim, type PhiConfig } from './config';
 import { float32ToFloat16 } from './float16';
@@ -37,6 +42,8 @@ export interface PhiGraphOptions {
 const MS = 'com.microsoft';
 
 export const OPSETS = { '': 17, [MS]: 1 };
+/** Output names of layer i's new key/value rows. */
+export const presentRows = (layer: number): { key: string; value: string } => ({ key: `present_rows.${layer}.key`, value: `present_rows.${layer}.value` });
 
 function transpose(weight: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(weight.length);
@@ -105,13 +112,26 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
   const attentionMask = g.input('attention_mask', DataType.INT64, ['batch_size', 'total_sequence_length']);
   const positionIds = g.input('position_ids', DataType.INT64, ['batch_size', 'sequence_length']);
 
-  // GroupQueryAttention takes the cache lengths as int32: valid length − 1 per row, and the total length.
-  const maskSum = g.node('ReduceSum', [attentionMask, g.constant('axis_1', new BigInt64Array([1n]), [1])], ['mask_sum'], { keepdims: 0 })[0];
-  const lastIndex = g.node('Sub', [maskSum, g.constant('one_i64', new BigInt64Array([1n]), [])], ['seqlens_minus_one'])[0];
-  const seqlensK = g.node('Cast', [lastIndex], ['seqlens_k'], { to: DataType.INT32 })[0];
-  const maskShape = g.node('Shape', [attentionMask], ['mask_shape'])[0];
-  const totalLength64 = g.node('Gather', [maskShape, g.constant('index_1', new BigInt64Array([1n]), [])], ['total_length_i64'], { axis: 0 })[0];
-  const totalLength = g.node('Cast', [totalLength64], ['total_sequence_length'], { to: DataType.INT32 })[0];
+  // One additive attention bias for every layer, [batch, 1, seq, past + seq]: 0 where a new token may look,
+  // −∞ (well, −BIG) at padding (attention_mask 0: unused cache slots) and at later new tokens (causality).
+  const pastShape = g.node('Shape', [`past_key_values.0.key`], ['past_shape'])[0];
+  const pastLength = g.node('Gather', [pastShape, g.constant('index_2', new BigInt64Array([2n]), [])], ['past_length'], { axis: 0 })[0];
+  const pastLength1d = g.node('Shape', [`past_key_values.0.key`], ['past_length_1d'], { start: 2, end: 3 })[0];
+  const seqLength1d = g.node('Shape', [inputIds], ['seq_length_1d'], { start: 1, end: 2 })[0];
+  const totalLength1d = g.node('Shape', [attentionMask], ['total_length_1d'], { start: 1, end: 2 })[0];
+  const squareShape = g.node('Concat', [seqLength1d, totalLength1d], ['bias_shape'], { axis: 0 })[0];
+  const ones = g.node('Expand', [g.constant('one_f32', new Float32Array([1]), []), squareShape], ['ones'])[0];
+  // New token i sits at slot past + i, so it may see slots j ≤ past + i: the lower triangle shifted by past.
+  const causal = g.node('Trilu', [ones, pastLength], ['causal_keep'], { upper: 0 })[0];
+  const padding = g.node('Unsqueeze', [g.node('Cast', [attentionMask], ['mask_f32'], { to: DataType.FLOAT })[0], g.constant('axes_1_2', new BigInt64Array([1n, 2n]), [2])], ['padding_keep'])[0];
+  const keep = g.node('Mul', [causal, padding], ['attention_keep'])[0];
+  const biasF32 = g.node('Mul', [g.node('Sub', [keep, g.constant('one_f32_b', new Float32Array([1]), [])], ['attention_drop'])[0],
+    g.constant('big_f32', new Float32Array([floatType === DataType.FLOAT16 ? 60000 : 1e9]), [])], ['attention_bias_f32'])[0];
+  const attentionBias = floatType === DataType.FLOAT16 ? g.node('Cast', [biasF32], ['attention_bias'], { to: floatType })[0] : biasF32;
+  const splitPastNew = g.node('Concat', [pastLength1d, seqLength1d], ['split_past_new'], { axis: 0 })[0];
+  const toHeads = g.constant('shape_heads', new BigInt64Array([0n, 0n, BigInt(heads), BigInt(headDim(config))]), [4]);
+  const toHidden = g.constant('shape_hidden', new BigInt64Array([0n, 0n, BigInt(d)]), [3]);
+  const queryScale = 1 / Math.sqrt(headDim(config));
 
   const { cos, sin } = rotaryTables(config);
   const half = rotaryDim(config) / 2;
@@ -141,8 +161,11 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
       [h, , , x] = g.node('SkipLayerNormalization', [x, branchSum, gamma, beta], [`${p}/ln`, '', '', `${p}/residual`], { epsilon: eps }, MS);
     }
 
-    const qkvWeight = concat([read('self_attn.q_proj.weight'), read('self_attn.k_proj.weight'), read('self_attn.v_proj.weight')]);
-    const qkvBias = concat([read('self_attn.q_proj.bias'), read('self_attn.k_proj.bias'), read('self_attn.v_proj.bias')]);
+    // The attention scale 1/√headDim is folded into the query projection (rotary is linear, so it commutes):
+    // QKᵀ with alpha = 1 lets ONNX Runtime use its matrix-vector kernel when decoding instead of packing K.
+    const scaled = (values: Float32Array): Float32Array => values.map((value) => value * queryScale);
+    const qkvWeight = concat([scaled(read('self_attn.q_proj.weight')), read('self_attn.k_proj.weight'), read('self_attn.v_proj.weight')]);
+    const qkvBias = concat([scaled(read('self_attn.q_proj.bias')), read('self_attn.k_proj.bias'), read('self_attn.v_proj.bias')]);
     const qkv = linear(h, `${p}.self_attn.qkv_proj`, qkvWeight, qkvBias, 3 * d, d, `${p}/qkv`, blockBits);
     const [q, k, v] = g.node('Split', [qkv, g.constant(`${p}/qkv_split`, new BigInt64Array([BigInt(d), BigInt(d), BigInt(d)]), [3])], [`${p}/q`, `${p}/k`, `${p}/v`], { axis: -1 });
     const rotary = { interleaved: 0, num_heads: heads, rotary_embedding_dim: rotaryDim(config) };
@@ -151,14 +174,26 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
 
     const pastKey = g.input(`past_key_values.${i}.key`, floatType, ['batch_size', heads, 'past_sequence_length', headDim(config)]);
     const pastValue = g.input(`past_key_values.${i}.value`, floatType, ['batch_size', heads, 'past_sequence_length', headDim(config)]);
-    const presentKey = `present.${i}.key`;
-    const presentValue = `present.${i}.value`;
-    g.output(presentKey, floatType, ['batch_size', heads, 'total_sequence_length', headDim(config)]);
-    g.output(presentValue, floatType, ['batch_size', heads, 'total_sequence_length', headDim(config)]);
-    const [attention] = g.node('GroupQueryAttention',
-      [qRotated, kRotated, v, pastKey, pastValue, seqlensK, totalLength],
-      [`${p}/attention`, presentKey, presentValue],
-      { num_heads: heads, kv_num_heads: config.num_key_value_heads, scale: { float: 1 / Math.sqrt(headDim(config)) } }, MS);
+    // [batch, seq, hidden] → [batch, heads, seq, headDim]
+    const splitHeads = (x: string, out: string): string =>
+      g.node('Transpose', [g.node('Reshape', [x, toHeads], [`${out}/bshd`])[0]], [out], { perm: [0, 2, 1, 3] })[0];
+    const query = splitHeads(qRotated, `${p}/query`);
+    const newKey = splitHeads(kRotated, presentRows(i).key);
+    const newValue = splitHeads(v, presentRows(i).value);
+    g.output(newKey, floatType, ['batch_size', heads, 'sequence_length', headDim(config)]);
+    g.output(newValue, floatType, ['batch_size', heads, 'sequence_length', headDim(config)]);
+    // Attention over the cached rows and the new rows side by side, so the cache is only read, never copied:
+    // scores [batch, heads, seq, past + seq] → softmax → split → weighted sums of past and new values.
+    const pastScores = g.node('FusedMatMul', [query, pastKey], [`${p}/past_scores`], { transB: 1 }, MS)[0];
+    const newScores = g.node('FusedMatMul', [query, newKey], [`${p}/new_scores`], { transB: 1 }, MS)[0];
+    const scores = g.node('Concat', [pastScores, newScores], [`${p}/scores`], { axis: -1 })[0];
+    const probs = g.node('Softmax', [g.node('Add', [scores, attentionBias], [`${p}/masked_scores`])[0]], [`${p}/probs`], { axis: -1 })[0];
+    const [pastProbs, newProbs] = g.node('Split', [probs, splitPastNew], [`${p}/past_probs`, `${p}/new_probs`], { axis: -1 });
+    const context = g.node('Add', [
+      g.node('MatMul', [pastProbs, pastValue], [`${p}/past_context`])[0],
+      g.node('MatMul', [newProbs, newValue], [`${p}/new_context`])[0],
+    ], [`${p}/context`])[0];
+    const attention = g.node('Reshape', [g.node('Transpose', [context], [`${p}/context_bshd`], { perm: [0, 2, 1, 3] })[0], toHidden], [`${p}/attention`])[0];
     const attentionOut = linear(attention, `${p}.self_attn.dense`, read('self_attn.dense.weight'), read('self_attn.dense.bias'), d, d, `${p}/attention_out`, blockBits);
 
     const ff = config.intermediate_size;

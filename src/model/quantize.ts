@@ -21,6 +21,10 @@ export interface QuantizedMatrix {
 /** Fractions of the block's range tried as the quantisation range. */
 const CLIP_CANDIDATES = [1, 0.95, 0.9, 0.85, 0.8, 0.75];
 
+function clampCode(code: number, maxCode: number): number {
+  return code < 0 ? 0 : code > maxCode ? maxCode : code;
+}
+
 export function quantizeMatrix(weight: Float32Array, n: number, k: number, bits: 4 | 8, blockSize = 32): QuantizedMatrix {
   if (weight.length !== n * k) throw new Error(`quantizeMatrix: ${weight.length} values is not ${n}×${k}`);
   const maxCode = (1 << bits) - 1;
@@ -51,11 +55,13 @@ export function quantizeMatrix(weight: Float32Array, n: number, k: number, bits:
         const lo = min * shrink;
         const hi = max * shrink;
         const candidateScale = hi > lo ? (hi - lo) / maxCode : 1;
-        const candidateZero = Math.min(maxCode, Math.max(0, Math.round(-lo / candidateScale)));
+        const inverse = 1 / candidateScale;
+        const candidateZero = clampCode(Math.round(-lo * inverse), maxCode);
         let error = 0;
         for (let i = start; i < end; i++) {
-          const code = Math.min(maxCode, Math.max(0, Math.round(weight[i] / candidateScale) + candidateZero));
-          error += ((code - candidateZero) * candidateScale - weight[i]) ** 2;
+          const code = clampCode(Math.floor(weight[i] * inverse + 0.5) + candidateZero, maxCode);
+          const difference = (code - candidateZero) * candidateScale - weight[i];
+          error += difference * difference;
         }
         if (error < bestError) {
           bestError = error;
@@ -63,10 +69,9 @@ export function quantizeMatrix(weight: Float32Array, n: number, k: number, bits:
           zeroPoint = candidateZero;
         }
       }
+      const inverse = 1 / scale;
       block.fill(zeroPoint);
-      for (let i = start; i < end; i++) {
-        block[i - start] = Math.min(maxCode, Math.max(0, Math.round(weight[i] / scale) + zeroPoint));
-      }
+      for (let i = start; i < end; i++) block[i - start] = clampCode(Math.floor(weight[i] * inverse + 0.5) + zeroPoint, maxCode);
       scales[row * blocksPerRow + b] = scale;
       const blob = (row * blocksPerRow + b) * blobBytes;
       if (bits === 8) {

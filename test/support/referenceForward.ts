@@ -11,6 +11,8 @@ export type WeightLookup = (name: string) => Float32Array;
 export interface ReferenceOptions {
   /** Position of tokenIds[0] for the rotary embedding (default 0); token t sits at positionOffset + t. */
   readonly positionOffset?: number;
+  /** Return only the last position's logits (greedy decoding needs no more; lm_head dominates the cost). */
+  readonly lastPositionOnly?: boolean;
 }
 
 /** GPT-2's tanh approximation of GELU, as phi uses ("gelu_new"). */
@@ -172,5 +174,21 @@ export function referenceLogits(
   const finalB = param('model.final_layernorm.bias', hidden);
   const headW = param('lm_head.weight', vocab * hidden);
   const headB = param('lm_head.bias', vocab);
-  return xs.map((x) => linear(headW, headB, layerNorm(x, finalW, finalB, config.layer_norm_eps)));
+  const outputs = options.lastPositionOnly ? xs.slice(-1) : xs;
+  return outputs.map((x) => linear(headW, headB, layerNorm(x, finalW, finalB, config.layer_norm_eps)));
+}
+
+/**
+ * `count` greedy tokens after `prompt`, recomputing the whole sequence at every step (no cache to get wrong),
+ * choosing among the first `sampleable` ids (phi's logits are padded past the tokenizer's tokens).
+ */
+export function referenceGreedy(config: PhiConfig, weight: WeightLookup, prompt: readonly number[], count: number, sampleable: number): number[] {
+  const tokens = [...prompt];
+  for (let step = 0; step < count; step++) {
+    const [logits] = referenceLogits(config, weight, tokens, { lastPositionOnly: true });
+    let best = 0;
+    for (let v = 1; v < sampleable; v++) if (logits[v] > logits[best]) best = v;
+    tokens.push(best);
+  }
+  return tokens.slice(prompt.length);
 }

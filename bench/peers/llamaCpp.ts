@@ -1,0 +1,145 @@
+/**
+ * llama.cpp as the benchmark's peer engine, through node-llama-cpp. node-llama-cpp is not a project dependency:
+ * ensureNodeLlamaCpp installs a pinned version into a cache folder on first use, and every run happens in a
+ * child process (llamaCppRunner) so that its memory is measured on its own.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { BenchRequest, GreedyRequest, GreedyResult, LlamaCppResult, RunnerRequest } from './llamaCppRunner';
+
+export type { LlamaCppResult, PromptRunResult } from './llamaCppRunner';
+
+export const NODE_LLAMA_CPP_VERSION = '3.22.1';
+/** Prebuilt llama.cpp binaries for this platform (CPU build; GPU variants are separate, far larger packages). */
+const BINARY_PACKAGE = '@node-llama-cpp/linux-x64';
+
+export function defaultCacheDir(): string {
+  return path.join(os.homedir(), '.cache', 'phi-complete');
+}
+
+function installedVersion(prefix: string, packageName: string): string | undefined {
+  try {
+    const manifest = JSON.parse(fs.readFileSync(path.join(prefix, 'node_modules', packageName, 'package.json'), 'utf8')) as { version?: unknown };
+    return typeof manifest.version === 'string' ? manifest.version : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Installs node-llama-cpp (pinned) and its linux-x64 binaries into `<cacheDir>/node-llama-cpp-<version>` unless
+ * they are already there, and returns the package's entry file, to be loaded with import() (it is ESM only).
+ * `--omit=optional` skips the optional packages for every other platform and GPU (≈85 MB instead of ≈730 MB).
+ */
+export function ensureNodeLlamaCpp(cacheDir: string = defaultCacheDir()): string {
+  if (`${process.platform}-${process.arch}` !== 'linux-x64') {
+    throw new Error(`the llama.cpp peer is set up for linux-x64 only (this is ${process.platform}-${process.arch})`);
+  }
+  const prefix = path.join(cacheDir, `node-llama-cpp-${NODE_LLAMA_CPP_VERSION}`);
+  const isInstalled = (dir: string): boolean =>
+    installedVersion(dir, 'node-llama-cpp') === NODE_LLAMA_CPP_VERSION && installedVersion(dir, BINARY_PACKAGE) === NODE_LLAMA_CPP_VERSION;
+  if (!isInstalled(prefix)) {
+    // Install beside the final folder and rename it into place, so an interrupted install never looks complete.
+    fs.mkdirSync(cacheDir, { recursive: true });
+    const staging = fs.mkdtempSync(`${prefix}.installing-`);
+    try {
+      process.stderr.write(`installing node-llama-cpp@${NODE_LLAMA_CPP_VERSION} into ${prefix}\n`);
+      execFileSync('npm', [
+        'install', '--omit=optional', '--no-save', '--no-audit', '--no-fund', '--prefix', staging,
+        `node-llama-cpp@${NODE_LLAMA_CPP_VERSION}`, `${BINARY_PACKAGE}@${NODE_LLAMA_CPP_VERSION}`,
+      ], { stdio: ['ignore', process.stderr, process.stderr], timeout: 10 * 60 * 1000 });
+      if (!isInstalled(staging)) throw new Error(`npm install finished but ${staging} lacks node-llama-cpp@${NODE_LLAMA_CPP_VERSION}`);
+      fs.rmSync(prefix, { recursive: true, force: true });
+      fs.renameSync(staging, prefix);
+    } finally {
+      fs.rmSync(staging, { recursive: true, force: true });
+    }
+  }
+  // Resolve as Node would from inside the prefix (honours the package's "exports").
+  return createRequire(path.join(prefix, 'package.json')).resolve('node-llama-cpp');
+}
+
+const RUNNER_SCRIPT = path.join(__dirname, 'llamaCppRunner.js');
+
+/** Runs the runner script in a fresh Node process and parses the JSON on its last stdout line. */
+function runRunner<Result>(request: RunnerRequest): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    // stderr is passed through: it carries llama.cpp's warnings and the runner's errors.
+    const child = spawn(process.execPath, [RUNNER_SCRIPT, JSON.stringify(request)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => (stdout += chunk));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      if (code !== 0) {
+        reject(new Error(`llama.cpp runner failed (${signal ?? `exit code ${String(code)}`}); see its stderr above`));
+        return;
+      }
+      const lastLine = stdout.trim().split('\n').pop() ?? '';
+      try {
+        resolve(JSON.parse(lastLine) as Result);
+      } catch {
+        reject(new Error(`llama.cpp runner printed no JSON result; its stdout ended with: ${lastLine.slice(0, 500)}`));
+      }
+    });
+  });
+}
+
+function checkTokenIds(name: string, ids: readonly number[]): void {
+  if (ids.length === 0 || ids.some((id) => !Number.isInteger(id) || id < 0)) throw new Error(`${name} must be a non-empty list of token ids`);
+}
+
+export interface BenchLlamaCppOptions {
+  readonly ggufPath: string;
+  readonly threads: number;
+  readonly prompt128: number[];
+  readonly prompt1024: number[];
+  /** Greedy tokens timed after each prompt's first token. */
+  readonly decodeTokens: number;
+  readonly cacheDir?: string;
+}
+
+/**
+ * llama.cpp's speed on the GGUF, CPU only: time to first token (prefill) and decode speed after a 128- and a
+ * 1,024-token prompt, plus load time and memory. Token ids go in directly, so no tokenisation is timed.
+ */
+export async function benchLlamaCpp(options: BenchLlamaCppOptions): Promise<LlamaCppResult> {
+  checkTokenIds('prompt128', options.prompt128);
+  checkTokenIds('prompt1024', options.prompt1024);
+  const request: BenchRequest = {
+    mode: 'bench',
+    modulePath: ensureNodeLlamaCpp(options.cacheDir),
+    ggufPath: path.resolve(options.ggufPath),
+    threads: options.threads,
+    prompt128: options.prompt128,
+    prompt1024: options.prompt1024,
+    decodeTokens: options.decodeTokens,
+  };
+  return runRunner<LlamaCppResult>(request);
+}
+
+export interface LlamaCppGreedyOptions {
+  readonly ggufPath: string;
+  readonly threads: number;
+  readonly prompt: number[];
+  /** How many greedy tokens to generate. */
+  readonly tokens: number;
+  readonly cacheDir?: string;
+}
+
+/** llama.cpp's greedy continuation (temperature 0, no repeat penalty) of `prompt`, as token ids. */
+export async function llamaCppGreedy(options: LlamaCppGreedyOptions): Promise<number[]> {
+  checkTokenIds('prompt', options.prompt);
+  const request: GreedyRequest = {
+    mode: 'greedy',
+    modulePath: ensureNodeLlamaCpp(options.cacheDir),
+    ggufPath: path.resolve(options.ggufPath),
+    threads: options.threads,
+    prompt: options.prompt,
+    tokens: options.tokens,
+  };
+  return (await runRunner<GreedyResult>(request)).tokens;
+}

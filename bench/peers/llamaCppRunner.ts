@@ -1,0 +1,250 @@
+/**
+ * Child process that runs a GGUF through llama.cpp (node-llama-cpp) on the CPU and prints one JSON object on
+ * stdout. It runs in its own process so that its memory figures (VmHWM) are llama.cpp's alone.
+ *
+ *   node out/bench/peers/llamaCppRunner.js '<RunnerRequest as JSON>'
+ *
+ * Token ids go in and come out directly: nothing is tokenised, so the timings are llama.cpp's evaluation only.
+ * llama.cpp's own log lines go to stderr.
+ */
+import * as fs from 'node:fs';
+import { pathToFileURL } from 'node:url';
+
+interface RunnerCommon {
+  /** Entry file of the node-llama-cpp package (see ensureNodeLlamaCpp). */
+  readonly modulePath: string;
+  readonly ggufPath: string;
+  readonly threads: number;
+}
+
+/** Timings after a 128- and a 1,024-token prompt. */
+export interface BenchRequest extends RunnerCommon {
+  readonly mode: 'bench';
+  readonly prompt128: readonly number[];
+  readonly prompt1024: readonly number[];
+  /** Greedy tokens timed after each prompt's first token. */
+  readonly decodeTokens: number;
+}
+
+/** The greedy continuation of a prompt, for cross-checks. */
+export interface GreedyRequest extends RunnerCommon {
+  readonly mode: 'greedy';
+  readonly prompt: readonly number[];
+  readonly tokens: number;
+}
+
+export type RunnerRequest = BenchRequest | GreedyRequest;
+
+export interface PromptRunResult {
+  readonly promptTokens: number;
+  /** Prefill of the prompt plus picking the first token. */
+  readonly timeToFirstTokenMs: number;
+  /** promptTokens / time to first token. */
+  readonly promptTokensPerSecond: number;
+  /** Tokens generated after the first one, each a one-token evaluation. */
+  readonly decodeTokens: number;
+  readonly decodeMs: number;
+  readonly decodeTokensPerSecond: number;
+}
+
+export interface LlamaCppResult {
+  readonly engine: 'llama.cpp';
+  /** node-llama-cpp's llama.cpp release, e.g. "v0.5.0" of ggml-org/llama.cpp. */
+  readonly llamaCppRelease: string;
+  readonly threads: number;
+  readonly contextSize: number;
+  readonly batchSize: number;
+  readonly flashAttention: boolean | 'auto';
+  readonly kvCacheType: string;
+  /** getLlama + loadModel + createContext. */
+  readonly loadSeconds: number;
+  readonly rssAfterLoadBytes: number;
+  /** VmHWM at the end: the process's peak resident set (mmap'ed model pages included). */
+  readonly peakRssBytes: number;
+  readonly prompt128: PromptRunResult;
+  readonly prompt1024: PromptRunResult;
+}
+
+export interface GreedyResult {
+  readonly tokens: number[];
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The part of node-llama-cpp 3.22's API used here (from its .d.ts files). node-llama-cpp is not a project
+// dependency, so its own types are not available at compile time.
+
+type LogLevel = 'disabled' | 'fatal' | 'error' | 'warn' | 'info' | 'log' | 'debug';
+
+interface NodeLlamaCpp {
+  getLlama(options: {
+    gpu: false;
+    /** "never": fail loudly if no prebuilt binary fits, instead of trying a cmake build (offline machines). */
+    build: 'never';
+    maxThreads: number;
+    logLevel: LogLevel;
+    logger: (level: LogLevel, message: string) => void;
+  }): Promise<Llama>;
+}
+
+interface Llama {
+  readonly llamaCppRelease: { readonly repo: string; readonly release: string };
+  loadModel(options: { modelPath: string; gpuLayers: number }): Promise<LlamaModel>;
+  dispose(): Promise<void>;
+}
+
+interface LlamaModel {
+  createContext(options: { contextSize: number; sequences: number; threads: { ideal: number; min: number } }): Promise<LlamaContext>;
+  dispose(): Promise<void>;
+}
+
+interface LlamaContext {
+  readonly contextSize: number;
+  readonly batchSize: number;
+  readonly flashAttention: boolean | 'auto';
+  /** ggml_type: 0 = F32, 1 = F16, … */
+  readonly kvCacheKeyType: number;
+  getSequence(): LlamaContextSequence;
+  dispose(): Promise<void>;
+}
+
+/** The sampler settings this runner passes; see GREEDY. */
+interface SamplingOptions {
+  temperature: number;
+  yieldEogToken: boolean;
+}
+
+interface LlamaContextSequence {
+  /**
+   * Appends `tokens` to the sequence and yields one sampled token per step; each further step evaluates the
+   * token just yielded. Breaking out of the loop stops before evaluating the last yielded token.
+   */
+  evaluate(tokens: number[], options: SamplingOptions): AsyncGenerator<number, void, void | number | number[]>;
+  clearHistory(): Promise<void>;
+}
+
+/**
+ * Greedy decoding. In node-llama-cpp 3.22, temperature 0 puts llama.cpp's greedy (argmax) sampler in the chain
+ * instead of top-k/top-p/temperature, and leaving repeatPenalty out adds no penalty sampler. yieldEogToken keeps
+ * going past <|endoftext|> (random weights produce it like any other token) so the token count is exact.
+ */
+const GREEDY: SamplingOptions = { temperature: 0, yieldEogToken: true };
+
+const GGML_TYPE_NAMES: Record<number, string> = { 0: 'F32', 1: 'F16', 8: 'Q8_0', 2: 'Q4_0' };
+
+/** Context size at least this large, so the 1,024-token prompt plus its decode always fits. */
+const MIN_CONTEXT_SIZE = 1100;
+
+// ---------------------------------------------------------------------------------------------------------------
+
+/** A /proc/self/status field in bytes (VmRSS: now, VmHWM: peak). */
+function procStatusBytes(field: 'VmRSS' | 'VmHWM'): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  if (!match) throw new Error(`/proc/self/status has no ${field} line`);
+  return Number(match[1]) * 1024;
+}
+
+interface Generation {
+  readonly tokens: number[];
+  readonly timeToFirstTokenMs: number;
+  readonly decodeMs: number;
+}
+
+/** Greedy tokens after `prompt`, starting from an empty sequence; `count` ≥ 1. */
+async function generate(sequence: LlamaContextSequence, prompt: readonly number[], count: number): Promise<Generation> {
+  await sequence.clearHistory();
+  const tokens: number[] = [];
+  const started = performance.now();
+  let firstTokenAt = started;
+  for await (const token of sequence.evaluate([...prompt], GREEDY)) {
+    if (tokens.length === 0) firstTokenAt = performance.now();
+    tokens.push(token);
+    if (tokens.length === count) break;
+  }
+  const finished = performance.now();
+  if (tokens.length !== count) throw new Error(`llama.cpp stopped after ${tokens.length} of ${count} tokens`);
+  return { tokens, timeToFirstTokenMs: firstTokenAt - started, decodeMs: finished - firstTokenAt };
+}
+
+async function timePrompt(sequence: LlamaContextSequence, prompt: readonly number[], decodeTokens: number): Promise<PromptRunResult> {
+  const run = await generate(sequence, prompt, decodeTokens + 1);
+  return {
+    promptTokens: prompt.length,
+    timeToFirstTokenMs: run.timeToFirstTokenMs,
+    promptTokensPerSecond: (prompt.length * 1000) / run.timeToFirstTokenMs,
+    decodeTokens,
+    decodeMs: run.decodeMs,
+    decodeTokensPerSecond: decodeTokens > 0 ? (decodeTokens * 1000) / run.decodeMs : 0,
+  };
+}
+
+function parseRequest(argument: string | undefined): RunnerRequest {
+  if (argument === undefined) throw new Error('usage: llamaCppRunner.js <request JSON>');
+  const request = JSON.parse(argument) as RunnerRequest;
+  if (request.mode !== 'bench' && request.mode !== 'greedy') throw new Error(`unknown mode ${JSON.stringify((request as { mode: unknown }).mode)}`);
+  if (!Number.isInteger(request.threads) || request.threads < 1) throw new Error('threads must be a positive integer');
+  return request;
+}
+
+async function run(request: RunnerRequest): Promise<LlamaCppResult | GreedyResult> {
+  const loadStarted = performance.now();
+  const nodeLlamaCpp = (await import(pathToFileURL(request.modulePath).href)) as NodeLlamaCpp;
+  const llama = await nodeLlamaCpp.getLlama({
+    gpu: false,
+    build: 'never',
+    maxThreads: request.threads,
+    logLevel: 'warn',
+    logger: (level, message) => process.stderr.write(`[llama.cpp ${level}] ${message}\n`),
+  });
+  const model = await llama.loadModel({ modelPath: request.ggufPath, gpuLayers: 0 });
+  const longest = request.mode === 'bench'
+    ? Math.max(request.prompt128.length, request.prompt1024.length) + request.decodeTokens + 1
+    : request.prompt.length + request.tokens;
+  const context = await model.createContext({
+    contextSize: Math.max(MIN_CONTEXT_SIZE, longest),
+    sequences: 1,
+    // min = ideal: always this many threads, never fewer.
+    threads: { ideal: request.threads, min: request.threads },
+  });
+  const sequence = context.getSequence();
+  const loadSeconds = (performance.now() - loadStarted) / 1000;
+  const rssAfterLoadBytes = procStatusBytes('VmRSS');
+
+  try {
+    if (request.mode === 'greedy') {
+      return { tokens: (await generate(sequence, request.prompt, request.tokens)).tokens };
+    }
+    // Warm-up: the first evaluation pays for page faults on the mmap'ed weights and one-time allocations.
+    await generate(sequence, request.prompt128.slice(0, 16), 4);
+    const prompt128 = await timePrompt(sequence, request.prompt128, request.decodeTokens);
+    const prompt1024 = await timePrompt(sequence, request.prompt1024, request.decodeTokens);
+    return {
+      engine: 'llama.cpp',
+      llamaCppRelease: `${llama.llamaCppRelease.repo}@${llama.llamaCppRelease.release}`,
+      threads: request.threads,
+      contextSize: context.contextSize,
+      batchSize: context.batchSize,
+      flashAttention: context.flashAttention,
+      kvCacheType: GGML_TYPE_NAMES[context.kvCacheKeyType] ?? `ggml type ${context.kvCacheKeyType}`,
+      loadSeconds,
+      rssAfterLoadBytes,
+      peakRssBytes: procStatusBytes('VmHWM'),
+      prompt128,
+      prompt1024,
+    };
+  } finally {
+    await context.dispose();
+    await model.dispose();
+    await llama.dispose();
+  }
+}
+
+async function main(): Promise<void> {
+  const result = await run(parseRequest(process.argv[2]));
+  // One line of JSON, last on stdout: the parent parses the last line.
+  process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`llamaCppRunner: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});

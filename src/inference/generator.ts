@@ -1,0 +1,241 @@
+/**
+ * The generation engine: prompt → streamed text, on one decoder and one KV cache.
+ *
+ *   prompt tokens ──► longest common prefix with the cache ──► rewind ──► prefill the rest in chunks
+ *        ──► decode loop: sample, stream text (stop sequences, <|endoftext|>, max tokens),
+ *                         feed the token (plus a prompt-lookup draft when greedy), accept what the model agrees with
+ *
+ * One request runs at a time and the latest wins: a new request cancels the one in flight, which stops at its
+ * next step boundary and leaves the cache consistent, so the new request can reuse whatever prefix they share.
+ */
+import { performance } from 'node:perf_hooks';
+import type { PhiTokenizer } from '../tokenizer/tokenizer';
+import { StreamingDetokenizer } from '../tokenizer/detokenizer';
+import type { PhiDecoder } from './decoder';
+import type { KvCache } from './kvCache';
+import { draftFromContext } from './promptLookup';
+import { argmax, GREEDY, Sampler, type SamplingParams } from './sampler';
+import { StopMatcher } from './stopSequences';
+
+export interface GenerationRequest {
+  /** Text, or token ids (benchmarks and tests feed ids directly). */
+  readonly prompt: string | readonly number[];
+  readonly maxNewTokens: number;
+  readonly sampling?: SamplingParams;
+  /** Generation ends before the first occurrence of any of these strings. */
+  readonly stop?: readonly string[];
+  /** Prompt-lookup speculative decoding (greedy sampling only; output is identical to plain decoding). */
+  readonly speculative?: boolean;
+  /** Receives the text as it is generated. */
+  readonly onText?: (delta: string) => void;
+  /** Cancels this request. */
+  readonly signal?: AbortSignal;
+}
+
+export type FinishReason = 'stop' | 'eos' | 'length' | 'cancelled';
+
+export interface GenerationStats {
+  readonly promptTokens: number;
+  /** Prompt tokens dropped from the start because prompt + maxNewTokens exceeded the model's positions. */
+  readonly truncatedTokens: number;
+  /** Prompt tokens whose keys and values were already in the cache. */
+  readonly reusedTokens: number;
+  readonly prefillMs: number;
+  /** From the call to the first generated token (queueing behind a cancelled request included). */
+  readonly firstTokenMs: number;
+  readonly generatedTokens: number;
+  readonly decodeMs: number;
+  /** Forward passes in the decode loop (fewer than generated tokens when drafts are accepted). */
+  readonly decodeSteps: number;
+  readonly draftedTokens: number;
+  readonly acceptedDraftTokens: number;
+}
+
+export interface GenerationResult {
+  readonly text: string;
+  readonly tokens: readonly number[];
+  readonly finishReason: FinishReason;
+  readonly stats: GenerationStats;
+}
+
+export interface GeneratorOptions {
+  /** Prompt tokens per forward pass while prefilling; cancellation is checked between chunks. */
+  readonly prefillChunk?: number;
+  /** Longest draft verified in one pass. */
+  readonly maxDraftTokens?: number;
+}
+
+/** A long prompt's start is cut in steps of this many tokens, so the kept part stays stable while the user types. */
+const TRUNCATION_STEP = 256;
+
+function commonPrefixLength(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
+
+export class Generator {
+  private readonly cache: KvCache;
+  /** The token at each cache position. */
+  private cachedTokens: number[] = [];
+  private current: AbortController | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly prefillChunk: number;
+  private readonly maxDraftTokens: number;
+
+  constructor(private readonly decoder: PhiDecoder, private readonly tokenizer: PhiTokenizer, options: GeneratorOptions = {}) {
+    this.cache = decoder.createCache();
+    this.prefillChunk = options.prefillChunk ?? 128;
+    this.maxDraftTokens = options.maxDraftTokens ?? 8;
+  }
+
+  /** Tokens whose keys and values are cached (for inspection and tests). */
+  get cachedSequence(): readonly number[] {
+    return this.cachedTokens;
+  }
+
+  /** Starts a request, cancelling the one in flight (latest wins). */
+  generate(request: GenerationRequest): Promise<GenerationResult> {
+    this.current?.abort();
+    const controller = new AbortController();
+    this.current = controller;
+    const cancel = (): void => controller.abort();
+    request.signal?.addEventListener('abort', cancel, { once: true });
+    if (request.signal?.aborted) controller.abort();
+    const called = performance.now();
+    const run = this.queue.then(() => this.run(request, controller.signal, called));
+    this.queue = run.catch(() => undefined);
+    return run.finally(() => request.signal?.removeEventListener('abort', cancel));
+  }
+
+  /** Cancels the request in flight, if any. */
+  cancel(): void {
+    this.current?.abort();
+  }
+
+  dispose(): void {
+    this.cancel();
+    this.cache.dispose();
+    this.cachedTokens = [];
+  }
+
+  private rewind(length: number): void {
+    this.cache.rewindTo(length);
+    this.cachedTokens.length = length;
+  }
+
+  private async feed(tokens: readonly number[]): Promise<Float32Array> {
+    const logits = await this.decoder.forward(tokens, this.cache);
+    this.cachedTokens.push(...tokens);
+    return logits;
+  }
+
+  private async run(request: GenerationRequest, signal: AbortSignal, called: number): Promise<GenerationResult> {
+    const vocab = this.decoder.config.vocab_size;
+    const maxPositions = this.decoder.config.max_position_embeddings;
+    const eos = this.tokenizer.eosTokenId;
+    // phi's 51,200 logits are padded past the tokenizer's 50,295 tokens: never pick an id with no text.
+    const sampleable = Math.min(vocab, this.tokenizer.vocabSize);
+    const maxNewTokens = Math.max(0, Math.min(request.maxNewTokens, maxPositions - 1));
+
+    let tokens = typeof request.prompt === 'string' ? this.tokenizer.encode(request.prompt) : [...request.prompt];
+    if (tokens.length === 0) tokens = [eos];
+    const promptTokens = tokens.length;
+    const room = maxPositions - maxNewTokens;
+    const truncatedTokens = tokens.length > room ? Math.min(tokens.length - 1, Math.ceil((tokens.length - room) / TRUNCATION_STEP) * TRUNCATION_STEP) : 0;
+    tokens = tokens.slice(truncatedTokens);
+
+    const generated: number[] = [];
+    let text = '';
+    let finishReason: FinishReason = 'length';
+    let reusedTokens = 0;
+    let prefillMs = 0;
+    let firstTokenMs = 0;
+    let decodeStarted = 0;
+    let decodeSteps = 0;
+    let draftedTokens = 0;
+    let acceptedDraftTokens = 0;
+    const finish = (): GenerationResult => ({
+      text,
+      tokens: generated,
+      finishReason,
+      stats: {
+        promptTokens, truncatedTokens, reusedTokens, prefillMs, firstTokenMs,
+        generatedTokens: generated.length,
+        decodeMs: decodeStarted ? performance.now() - decodeStarted : 0,
+        decodeSteps, draftedTokens, acceptedDraftTokens,
+      },
+    });
+    if (signal.aborted) {
+      finishReason = 'cancelled';
+      return finish();
+    }
+
+    // Prefill: reuse the cached prefix; at least the last prompt token is fed, for its logits.
+    const prefillStarted = performance.now();
+    reusedTokens = Math.min(commonPrefixLength(this.cachedTokens, tokens), tokens.length - 1);
+    this.rewind(reusedTokens);
+    let logits: Float32Array = new Float32Array(0);
+    let row = 0;
+    for (let start = reusedTokens; start < tokens.length; start += this.prefillChunk) {
+      if (signal.aborted) {
+        finishReason = 'cancelled';
+        prefillMs = performance.now() - prefillStarted;
+        return finish();
+      }
+      const chunk = tokens.slice(start, start + this.prefillChunk);
+      logits = await this.feed(chunk);
+      row = chunk.length - 1;
+    }
+    prefillMs = performance.now() - prefillStarted;
+
+    const sampler = new Sampler(request.sampling ?? GREEDY);
+    const speculative = (request.speculative ?? false) && sampler.greedy;
+    const detokenizer = new StreamingDetokenizer(this.tokenizer);
+    const stops = new StopMatcher(request.stop ?? []);
+    const emit = (piece: string): void => {
+      if (piece === '') return;
+      text += piece;
+      request.onText?.(piece);
+    };
+    /** Streams one generated token's text; returns why generation ends after it, if it does. */
+    const accept = (token: number): FinishReason | undefined => {
+      if (token === eos) return 'eos';
+      generated.push(token);
+      if (generated.length === 1) firstTokenMs = performance.now() - called;
+      const { text: released, stopped } = stops.push(detokenizer.push(token));
+      emit(released);
+      if (stopped) return 'stop';
+      return generated.length >= maxNewTokens ? 'length' : undefined;
+    };
+
+    decodeStarted = performance.now();
+    let ended: FinishReason | undefined = maxNewTokens === 0 ? 'length' : undefined;
+    while (!ended) {
+      if (signal.aborted) {
+        ended = 'cancelled';
+        break;
+      }
+      const next = sampler.sample(logits, row * vocab, sampleable);
+      ended = accept(next);
+      if (ended) break;
+      const roomLeft = Math.min(maxNewTokens - generated.length, maxPositions - this.cache.length - 1);
+      const draft = speculative ? draftFromContext([...this.cachedTokens, next], Math.min(this.maxDraftTokens, roomLeft)) : [];
+      const before = this.cache.length;
+      logits = await this.feed([next, ...draft]);
+      decodeSteps++;
+      draftedTokens += draft.length;
+      // Row i holds the prediction after fed token i: a draft token stands while the model agrees with it.
+      let agreed = 0;
+      while (agreed < draft.length && argmax(logits, agreed * vocab, sampleable) === draft[agreed]) agreed++;
+      acceptedDraftTokens += agreed;
+      this.rewind(before + 1 + agreed);
+      row = agreed;
+      for (let i = 0; i < agreed && !ended; i++) ended = accept(draft[i]);
+    }
+    finishReason = ended;
+    if (finishReason !== 'stop') emit(stops.push(detokenizer.flush()).text + stops.flush());
+    return finish();
+  }
+}

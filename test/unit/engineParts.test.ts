@@ -1,0 +1,113 @@
+/** The engine's small parts: sampler, stop sequences, prompt-lookup drafts, KV cache bookkeeping. */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { KvCache } from '../../src/inference/kvCache';
+import { draftFromContext } from '../../src/inference/promptLookup';
+import { argmax, Sampler } from '../../src/inference/sampler';
+import { StopMatcher } from '../../src/inference/stopSequences';
+
+describe('Sampler', () => {
+  const logits = Float32Array.from([0.1, 2.0, 1.9, -1, 0.5, 1.95]);
+
+  test('greedy picks the argmax, within the given row', () => {
+    assert.equal(new Sampler({ temperature: 0, topK: 0, topP: 1, seed: 1 }).sample(logits), 1);
+    assert.equal(argmax(logits, 2, 3), 0); // row [1.9, -1, 0.5]: index within the row
+  });
+
+  test('the same seed gives the same tokens; another seed, other tokens', () => {
+    const params = { temperature: 1, topK: 0, topP: 1, seed: 42 };
+    const draw = (seed: number): number[] => {
+      const sampler = new Sampler({ ...params, seed });
+      return Array.from({ length: 40 }, () => sampler.sample(logits));
+    };
+    assert.deepEqual(draw(42), draw(42));
+    assert.notDeepEqual(draw(42), draw(43));
+  });
+
+  test('top-k keeps only the k best; top-p keeps the smallest set reaching p', () => {
+    const topK = new Sampler({ temperature: 5, topK: 2, topP: 1, seed: 3 });
+    const drawnK = new Set(Array.from({ length: 200 }, () => topK.sample(logits)));
+    assert.deepEqual([...drawnK].sort(), [1, 5]);
+    // Probabilities at temperature 1: 2.0 → 0.32, 1.95 → 0.30, 1.9 → 0.29, … so p = 0.5 keeps two tokens.
+    const topP = new Sampler({ temperature: 1, topK: 0, topP: 0.5, seed: 3 });
+    const drawnP = new Set(Array.from({ length: 200 }, () => topP.sample(logits)));
+    assert.deepEqual([...drawnP].sort(), [1, 5]);
+  });
+
+  test('frequencies follow softmax(logits / temperature)', () => {
+    const sampler = new Sampler({ temperature: 0.5, topK: 0, topP: 1, seed: 9 });
+    const two = Float32Array.from([0, Math.log(3) * 0.5]); // p = [0.25, 0.75] at temperature 0.5
+    let ones = 0;
+    for (let i = 0; i < 4000; i++) ones += sampler.sample(two);
+    assert.ok(Math.abs(ones / 4000 - 0.75) < 0.03, `${ones / 4000}`);
+  });
+});
+
+describe('StopMatcher', () => {
+  test('holds back a possible stop prefix, releases it when it turns out not to be one', () => {
+    const stops = new StopMatcher(['\ndef ']);
+    assert.deepEqual(stops.push('return x\n'), { text: 'return x', stopped: false });
+    assert.deepEqual(stops.push('d'), { text: '', stopped: false });
+    assert.deepEqual(stops.push('o'), { text: '\ndo', stopped: false });
+  });
+
+  test('a stop split over several pieces ends the text just before it', () => {
+    const stops = new StopMatcher(['###', '\nclass']);
+    assert.deepEqual(stops.push('x = 1\ncl'), { text: 'x = 1', stopped: false });
+    assert.deepEqual(stops.push('ass Foo'), { text: '', stopped: true });
+  });
+
+  test('the earliest of several stops wins; flush releases a trailing partial stop', () => {
+    assert.deepEqual(new StopMatcher(['b', 'a']).push('xxabc'), { text: 'xx', stopped: true });
+    const stops = new StopMatcher(['END']);
+    assert.deepEqual(stops.push('done E'), { text: 'done ', stopped: false });
+    assert.equal(stops.flush(), 'E');
+  });
+});
+
+describe('draftFromContext', () => {
+  test('proposes what followed the latest earlier occurrence of the last n-gram', () => {
+    assert.deepEqual(draftFromContext([1, 2, 3, 4, 5, 9, 1, 2, 3], 4), [4, 5, 9, 1]);
+    assert.deepEqual(draftFromContext([7, 1, 2, 8, 1, 2, 9, 5, 1, 2], 2), [9, 5]);
+  });
+  test('falls back to shorter n-grams, and proposes nothing without a match', () => {
+    assert.deepEqual(draftFromContext([5, 6, 7, 1, 6], 3), [7, 1, 6]);
+    assert.deepEqual(draftFromContext([1, 2, 3, 4], 3), []);
+  });
+});
+
+describe('KvCache', () => {
+  const rows = (layers: number, heads: number, n: number, dim: number, start: number): Float32Array[] =>
+    Array.from({ length: layers }, (_, l) => Float32Array.from({ length: heads * n * dim }, (_, i) => start + l * 1000 + i));
+
+  test('appends rows per head at the filled length, and keeps them when the buffers grow', () => {
+    const cache = new KvCache(2, 2, 3, 2048);
+    cache.append(rows(2, 2, 1, 3, 0), rows(2, 2, 1, 3, 100), 1);
+    assert.equal(cache.length, 1);
+    assert.equal(cache.capacity, 128);
+    // head 0 row 0 at [0, 3); head 1 row 0 at [128·3, 128·3 + 3)
+    assert.deepEqual([...cache.key(1).subarray(0, 3)], [1000, 1001, 1002]);
+    assert.deepEqual([...cache.key(1).subarray(384, 387)], [1003, 1004, 1005]);
+    cache.append(rows(2, 2, 200, 3, 0), rows(2, 2, 200, 3, 0), 200);
+    assert.equal(cache.length, 201);
+    assert.equal(cache.capacity, 256);
+    assert.deepEqual([...cache.key(1).subarray(0, 6)], [1000, 1001, 1002, 1000, 1001, 1002]);
+    assert.deepEqual([...cache.key(1).subarray(256 * 3, 256 * 3 + 6)], [1003, 1004, 1005, 1600, 1601, 1602]);
+  });
+
+  test('rewindTo forgets positions; the next append overwrites them', () => {
+    const cache = new KvCache(1, 1, 2, 2048);
+    cache.append(rows(1, 1, 3, 2, 0), rows(1, 1, 3, 2, 0), 3);
+    cache.rewindTo(1);
+    cache.append(rows(1, 1, 1, 2, 50), rows(1, 1, 1, 2, 50), 1);
+    assert.equal(cache.length, 2);
+    assert.deepEqual([...cache.key(0).subarray(0, 6)], [0, 1, 50, 51, 4, 5]);
+    assert.throws(() => cache.rewindTo(3), RangeError);
+  });
+
+  test('refuses to grow past the model positions and rejects mis-shaped rows', () => {
+    const cache = new KvCache(1, 1, 2, 4);
+    assert.throws(() => cache.reserve(5), /exceed the model's 4/);
+    assert.throws(() => cache.append([new Float32Array(3)], [new Float32Array(3)], 2), /not \[1, 1, 2, 2\]/);
+  });
+});

@@ -1,0 +1,185 @@
+/**
+ * The generation engine on the tiny model: greedy output against the float64 reference, and prefix reuse,
+ * rewinding, speculation and cancellation against cold, plain runs — token for token.
+ */
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { PHI_TINY } from '../../src/model/config';
+import { PhiDecoder } from '../../src/inference/decoder';
+import { Generator, type GenerationRequest, type GenerationResult } from '../../src/inference/generator';
+import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
+import { referenceGreedy } from '../support/referenceForward';
+import { tinyModelDir, tinyWeights } from '../support/tinyModels';
+
+const EOS = 50256;
+const PROMPT = [4299, 6616, 7, 87, 2599, 198, 50284, 7783, 2124, 1635, 2124, 198, 198, 4299, 10651];
+
+let decoder: PhiDecoder;
+let tokenizer: PhiTokenizer;
+
+before(async () => {
+  const dir = tinyModelDir('fp32', 'bigram');
+  decoder = await PhiDecoder.load(dir);
+  tokenizer = PhiTokenizer.fromFile(path.join(dir, 'tokenizer.json'));
+});
+after(async () => decoder.dispose());
+
+/** A request on a fresh generator: the "cold, plain run" everything else is compared with. */
+async function cold(request: GenerationRequest): Promise<GenerationResult> {
+  const generator = new Generator(decoder, tokenizer);
+  try {
+    return await generator.generate({ ...request, speculative: false });
+  } finally {
+    generator.dispose();
+  }
+}
+
+describe('greedy generation', () => {
+  test('64 greedy tokens equal the float64 reference, token for token', async () => {
+    const weights = tinyWeights('bigram');
+    const cached = new Map<string, Float32Array>();
+    const lookup = (name: string): Float32Array => {
+      let tensor = cached.get(name);
+      if (!tensor) cached.set(name, (tensor = weights.tensor(name)));
+      return tensor;
+    };
+    const result = await cold({ prompt: PROMPT, maxNewTokens: 64 });
+    let expected = referenceGreedy(PHI_TINY, lookup, PROMPT, 64, tokenizer.vocabSize);
+    const eosAt = expected.indexOf(EOS);
+    if (eosAt >= 0) expected = expected.slice(0, eosAt);
+    assert.deepEqual(result.tokens, expected);
+    assert.equal(result.finishReason, eosAt >= 0 ? 'eos' : 'length');
+    assert.equal(result.text, tokenizer.decode(expected));
+  });
+
+  test('streamed deltas add up to the text; maxNewTokens ends with "length"', async () => {
+    const deltas: string[] = [];
+    const result = await cold({ prompt: 'def fibonacci(n):\n', maxNewTokens: 12, onText: (d) => deltas.push(d) });
+    assert.equal(result.tokens.length, 12);
+    assert.equal(result.finishReason, 'length');
+    assert.equal(deltas.join(''), result.text);
+    assert.equal(result.stats.generatedTokens, 12);
+    assert.ok(result.stats.firstTokenMs > 0 && result.stats.prefillMs > 0);
+  });
+
+  test('a stop sequence across token boundaries ends generation before it, and nothing past it is streamed', async () => {
+    const plain = await cold({ prompt: PROMPT, maxNewTokens: 24 });
+    // A stop string that starts inside one token and ends inside a later one.
+    const pieces = plain.tokens.map((id) => tokenizer.decode([id]));
+    const boundary = pieces[0].length + pieces[1].length;
+    const stop = plain.text.slice(boundary - 1, boundary + 2);
+    assert.equal(stop.length, 3);
+    const expectedText = plain.text.slice(0, plain.text.indexOf(stop));
+    const deltas: string[] = [];
+    const stopped = await cold({ prompt: PROMPT, maxNewTokens: 24, stop: ['never appears', stop], onText: (d) => deltas.push(d) });
+    assert.equal(stopped.finishReason, 'stop');
+    assert.equal(stopped.text, expectedText);
+    assert.equal(deltas.join(''), expectedText);
+  });
+});
+
+describe('reusing work between requests', () => {
+  test('a prompt sharing a prefix with the cache prefills only the new tokens and generates what a cold run does', async () => {
+    const generator = new Generator(decoder, tokenizer);
+    const first = [...PROMPT, 318, 257, 1332, 13];
+    await generator.generate({ prompt: first, maxNewTokens: 8 });
+    const second = [...PROMPT.slice(0, 12), 11, 262];
+    const warm = await generator.generate({ prompt: second, maxNewTokens: 16 });
+    assert.equal(warm.stats.reusedTokens, 12);
+    assert.deepEqual(warm.tokens, (await cold({ prompt: second, maxNewTokens: 16 })).tokens);
+    generator.dispose();
+  });
+
+  test('typing one more character re-reads only the last token or two of the file', async () => {
+    const generator = new Generator(decoder, tokenizer);
+    const file = 'import os\n\n\ndef list_files(root):\n    for entry in os.scandir(root):\n        print(entry.name)\n'.repeat(6);
+    const first = await generator.generate({ prompt: file, maxNewTokens: 4 });
+    const typed = await generator.generate({ prompt: `${file}d`, maxNewTokens: 4 });
+    assert.ok(typed.stats.reusedTokens >= first.stats.promptTokens - 1, `reused ${typed.stats.reusedTokens} of ${typed.stats.promptTokens}`);
+    assert.deepEqual(typed.tokens, (await cold({ prompt: `${file}d`, maxNewTokens: 4 })).tokens);
+    generator.dispose();
+  });
+
+  test('the whole prompt already cached: the last token is fed again and the output is unchanged', async () => {
+    const generator = new Generator(decoder, tokenizer);
+    const once = await generator.generate({ prompt: PROMPT, maxNewTokens: 10 });
+    const again = await generator.generate({ prompt: PROMPT, maxNewTokens: 10 });
+    assert.equal(again.stats.reusedTokens, PROMPT.length - 1);
+    assert.deepEqual(again.tokens, once.tokens);
+    generator.dispose();
+  });
+});
+
+describe('speculative decoding by prompt lookup', () => {
+  test('greedy output is identical to plain decoding, and repeated context is accepted', async () => {
+    const continuation = (await cold({ prompt: PROMPT, maxNewTokens: 24 })).tokens;
+    // Code-editing-like: the context already holds what the model is about to write.
+    const repetitive = [...PROMPT, ...continuation, 198, ...PROMPT];
+    const plain = await cold({ prompt: repetitive, maxNewTokens: 40 });
+    const generator = new Generator(decoder, tokenizer);
+    const fast = await generator.generate({ prompt: repetitive, maxNewTokens: 40, speculative: true });
+    generator.dispose();
+    assert.deepEqual(fast.tokens, plain.tokens);
+    assert.equal(fast.text, plain.text);
+    // A random model follows the earlier continuation for a few tokens, then context pulls it elsewhere:
+    // one draft partly accepted exercises both the accept and the reject path.
+    const { acceptedDraftTokens, draftedTokens } = fast.stats;
+    assert.ok(acceptedDraftTokens >= 4 && acceptedDraftTokens < draftedTokens, `accepted ${acceptedDraftTokens} of ${draftedTokens}`);
+    assert.ok(fast.stats.decodeSteps < plain.stats.decodeSteps);
+  });
+
+  test('identical output where the drafts are mostly wrong', async () => {
+    const prompt = Array.from({ length: 30 }, (_, i) => [100, 200, 300][i % 3] + i);
+    const plain = await cold({ prompt, maxNewTokens: 30 });
+    const generator = new Generator(decoder, tokenizer);
+    const fast = await generator.generate({ prompt, maxNewTokens: 30, speculative: true });
+    generator.dispose();
+    assert.deepEqual(fast.tokens, plain.tokens);
+  });
+});
+
+describe('cancellation', () => {
+  test('cancelling mid-generation stops within one step and the next request matches a cold run', async () => {
+    const generator = new Generator(decoder, tokenizer);
+    const controller = new AbortController();
+    let seen = 0;
+    const cancelled = await generator.generate({
+      prompt: PROMPT,
+      maxNewTokens: 60,
+      signal: controller.signal,
+      onText: () => {
+        if (++seen === 3) controller.abort();
+      },
+    });
+    assert.equal(cancelled.finishReason, 'cancelled');
+    assert.ok(cancelled.tokens.length <= 4, `${cancelled.tokens.length} tokens after cancel`);
+    const next = [...PROMPT.slice(0, 10), 42];
+    const after = await generator.generate({ prompt: next, maxNewTokens: 12 });
+    assert.deepEqual(after.tokens, (await cold({ prompt: next, maxNewTokens: 12 })).tokens);
+    generator.dispose();
+  });
+
+  test('the latest request wins: the one in flight is cancelled, none queue up', async () => {
+    const generator = new Generator(decoder, tokenizer);
+    const first = generator.generate({ prompt: PROMPT, maxNewTokens: 200 });
+    const second = generator.generate({ prompt: [...PROMPT, 11], maxNewTokens: 200 });
+    const third = generator.generate({ prompt: [...PROMPT, 12], maxNewTokens: 10 });
+    const [a, b, c] = await Promise.all([first, second, third]);
+    assert.equal(a.finishReason, 'cancelled');
+    assert.equal(b.finishReason, 'cancelled');
+    assert.equal(b.tokens.length, 0, 'a request superseded before it started does no work');
+    assert.deepEqual(c.tokens, (await cold({ prompt: [...PROMPT, 12], maxNewTokens: 10 })).tokens);
+    generator.dispose();
+  });
+});
+
+describe('long context', () => {
+  test('a prompt longer than the model keeps its tail, says so, and still generates', async () => {
+    const prompt = Array.from({ length: 2100 }, (_, i) => (i * 31 + 7) % 50000);
+    const result = await cold({ prompt, maxNewTokens: 8 });
+    assert.equal(result.stats.truncatedTokens, 256);
+    assert.equal(result.tokens.length, 8);
+    assert.deepEqual(result.tokens, (await cold({ prompt: prompt.slice(256), maxNewTokens: 8 })).tokens);
+  });
+});
