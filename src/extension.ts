@@ -1,15 +1,136 @@
+/**
+ * Extension entry point: wires settings, the inference worker (started lazily, on the first completion or
+ * command), inline completions, Explain Selection and the status bar. Everything is disposed with the extension.
+ */
 import * as vscode from 'vscode';
+import { changedSettings, needsReload, readSettings, type Settings } from './config';
+import { WorkerClient } from './client/workerClient';
+import { InlineCompletionProvider } from './completion/provider';
+import { ExplainPanel } from './explain/explainPanel';
+import { locateModel } from './modelLocation';
+import { StatusBar } from './status/statusBar';
 
-/** Extension entry point. The inference worker, completions and commands are wired here as they land. */
+let client: WorkerClient | undefined;
+
 export function activate(context: vscode.ExtensionContext): void {
   const log = vscode.window.createOutputChannel('phi-complete', { log: true });
+  const read = (): Settings => {
+    const { settings, warnings } = readSettings((key) => vscode.workspace.getConfiguration('phiComplete').get(key));
+    for (const warning of warnings) {
+      log.warn(warning);
+      void vscode.window.showWarningMessage(`phi-complete: ${warning}`, 'Open Settings').then((choice) => {
+        if (choice) void vscode.commands.executeCommand('workbench.action.openSettings', 'phiComplete');
+      });
+    }
+    return settings;
+  };
+  let settings = read();
+  const worker = new WorkerClient({ workerPath: context.asAbsolutePath('dist/worker.js'), log: (message) => log.info(message) });
+  client = worker;
+  const status = new StatusBar('phiComplete.menu');
+  context.subscriptions.push(log, worker, status);
+
+  /** The settings the loaded model was loaded with; undefined when a (re)load is due. */
+  let loadedWith: string | undefined;
+  let lastModelProblem = '';
+  const modelKey = (s: Settings): string => JSON.stringify([s.model, s.modelPath, s.device, s.threads]);
+
+  /** Makes sure the configured model is loaded; tells the user what to do when it cannot be. */
+  const ensureModel = async (): Promise<boolean> => {
+    if (loadedWith === modelKey(settings) && worker.state === 'ready') return true;
+    const location = locateModel(settings, context.globalStorageUri.fsPath);
+    if (!location.ok) {
+      status.show('error', location.message);
+      if (location.message !== lastModelProblem) {
+        lastModelProblem = location.message;
+        log.error(location.message);
+        void vscode.window.showErrorMessage(`phi-complete: ${location.message}`, 'Open Settings').then((choice) => {
+          if (choice) void vscode.commands.executeCommand('workbench.action.openSettings', 'phiComplete.modelPath');
+        });
+      }
+      return false;
+    }
+    try {
+      const key = modelKey(settings);
+      const loaded = await worker.load(location.dir, settings.device, settings.threads);
+      loadedWith = key;
+      lastModelProblem = '';
+      status.setDevice(loaded.device);
+      status.show('ready', location.dir);
+      log.info(`model ${location.dir} loaded on ${loaded.device} in ${loaded.loadMs} ms`);
+      for (const fallback of loaded.fallbacks) log.warn(`device fallback: ${fallback}`);
+      if (settings.device !== 'auto' && loaded.device !== settings.device) {
+        void vscode.window.showWarningMessage(`phi-complete: ${settings.device} is not available, running on the ${loaded.device.toUpperCase()}. ${loaded.fallbacks.join('; ')}`);
+      }
+      return true;
+    } catch (error) {
+      const message = (error as Error).message;
+      status.show('error', message);
+      log.error(`loading the model failed: ${message}`);
+      if (message !== lastModelProblem) {
+        lastModelProblem = message;
+        void vscode.window.showErrorMessage(`phi-complete: the model could not be loaded: ${message}`, 'Open Settings', 'Show Log').then((choice) => {
+          if (choice === 'Open Settings') void vscode.commands.executeCommand('workbench.action.openSettings', 'phiComplete');
+          if (choice === 'Show Log') log.show();
+        });
+      }
+      return false;
+    }
+  };
+
+  context.subscriptions.push(worker.onStateChange((state, detail) => {
+    if (state === 'starting' || state === 'loading') status.show('loading');
+    if (state === 'stopped' && detail) loadedWith = undefined;
+    if (state === 'paused') {
+      status.show('error', detail);
+      void vscode.window.showErrorMessage(`phi-complete: ${detail ?? 'the inference worker keeps crashing'}`, 'Restart', 'Show Log').then((choice) => {
+        if (choice === 'Restart') worker.resume();
+        if (choice === 'Show Log') log.show();
+      });
+    }
+  }));
+
+  const provider = new InlineCompletionProvider(worker, () => settings, ensureModel, log, (generating) => {
+    if (worker.state === 'ready') status.show(generating ? 'generating' : 'ready');
+  });
+  const explain = new ExplainPanel(worker, () => settings, ensureModel);
   context.subscriptions.push(
-    log,
+    explain,
+    vscode.languages.registerInlineCompletionItemProvider({ pattern: '**' }, provider),
+    vscode.workspace.onDidChangeConfiguration((event) => {
+      if (!event.affectsConfiguration('phiComplete')) return;
+      const next = read();
+      const changed = changedSettings(settings, next);
+      settings = next;
+      if (changed.length === 0) return;
+      log.info(`settings changed: ${changed.join(', ')}`);
+      if (!settings.enable) status.show('off');
+      else if (needsReload(changed) && loadedWith !== undefined) {
+        loadedWith = undefined;
+        void ensureModel();
+      } else if (worker.state === 'ready') status.show('ready');
+    }),
     vscode.commands.registerCommand('phiComplete.showLog', () => log.show()),
+    vscode.commands.registerCommand('phiComplete.explainSelection', () => explain.explain(vscode.window.activeTextEditor)),
+    vscode.commands.registerCommand('phiComplete.toggle', async () => {
+      await vscode.workspace.getConfiguration('phiComplete').update('enable', !settings.enable, vscode.ConfigurationTarget.Global);
+    }),
+    vscode.commands.registerCommand('phiComplete.menu', async () => {
+      const items: (vscode.QuickPickItem & { command: string })[] = [
+        { label: settings.enable ? '$(circle-slash) Disable Completions' : '$(check) Enable Completions', command: 'phiComplete.toggle' },
+        { label: '$(comment-discussion) Explain Selection', command: 'phiComplete.explainSelection' },
+        { label: '$(gear) Select Model…', command: 'phiComplete.selectModel' },
+        { label: '$(output) Show Log', command: 'phiComplete.showLog' },
+      ];
+      const choice = await vscode.window.showQuickPick(items, { placeHolder: `phi-complete (${worker.state})` });
+      if (choice) await vscode.commands.executeCommand(choice.command);
+    }),
+    vscode.commands.registerCommand('phiComplete.selectModel', () => vscode.commands.executeCommand('workbench.action.openSettings', 'phiComplete.model')),
   );
+  if (!settings.enable) status.show('off');
   log.info('phi-complete activated');
 }
 
-export function deactivate(): void {
-  // Everything is registered in context.subscriptions and disposed by VS Code.
+export async function deactivate(): Promise<void> {
+  await client?.shutdown();
 }

@@ -32,13 +32,16 @@ interface GreedyRun {
   readonly margins: number[];
 }
 
-/** Greedy decoding with the reference forward pass, recomputing the whole sequence each step (tiny model). */
+/**
+ * Greedy decoding with the reference forward pass, recomputing the whole sequence each step (tiny model). The
+ * argmax runs over all 51,200 logits, padding ids included, as llama.cpp's greedy sampler does.
+ */
 function referenceGreedy(config: PhiConfig, weight: WeightLookup, prompt: readonly number[], count: number): GreedyRun {
   const sequence = [...prompt];
   const tokens: number[] = [];
   const margins: number[] = [];
   for (let step = 0; step < count; step++) {
-    const logits = referenceLogits(config, weight, sequence).at(-1)!;
+    const [logits] = referenceLogits(config, weight, sequence, { lastPositionOnly: true });
     let best = 0;
     for (let v = 1; v < logits.length; v++) if (logits[v] > logits[best]) best = v;
     let second = -Infinity;

@@ -92,6 +92,10 @@ function checkTokenIds(name: string, ids: readonly number[]): void {
   if (ids.length === 0 || ids.some((id) => !Number.isInteger(id) || id < 0)) throw new Error(`${name} must be a non-empty list of token ids`);
 }
 
+function checkCount(name: string, count: number, minimum: number): void {
+  if (!Number.isInteger(count) || count < minimum) throw new Error(`${name} must be an integer ≥ ${minimum}, got ${count}`);
+}
+
 export interface BenchLlamaCppOptions {
   readonly ggufPath: string;
   readonly threads: number;
@@ -99,6 +103,12 @@ export interface BenchLlamaCppOptions {
   readonly prompt1024: number[];
   /** Greedy tokens timed after each prompt's first token. */
   readonly decodeTokens: number;
+  /**
+   * Default false. node-llama-cpp's default ("auto") lets llama.cpp turn flash attention on for the CPU, and on
+   * the 2-core Zen 4 machines here that halved decode speed at 1,024 tokens of context (≈7 vs ≈15 tok/s) while
+   * changing little at 128, so the peer runs without it unless asked.
+   */
+  readonly flashAttention?: boolean;
   readonly cacheDir?: string;
 }
 
@@ -109,11 +119,14 @@ export interface BenchLlamaCppOptions {
 export async function benchLlamaCpp(options: BenchLlamaCppOptions): Promise<LlamaCppResult> {
   checkTokenIds('prompt128', options.prompt128);
   checkTokenIds('prompt1024', options.prompt1024);
+  checkCount('threads', options.threads, 1);
+  checkCount('decodeTokens', options.decodeTokens, 0);
   const request: BenchRequest = {
     mode: 'bench',
     modulePath: ensureNodeLlamaCpp(options.cacheDir),
     ggufPath: path.resolve(options.ggufPath),
     threads: options.threads,
+    flashAttention: options.flashAttention ?? false,
     prompt128: options.prompt128,
     prompt1024: options.prompt1024,
     decodeTokens: options.decodeTokens,
@@ -127,17 +140,22 @@ export interface LlamaCppGreedyOptions {
   readonly prompt: number[];
   /** How many greedy tokens to generate. */
   readonly tokens: number;
+  /** Default false, as for benchLlamaCpp. */
+  readonly flashAttention?: boolean;
   readonly cacheDir?: string;
 }
 
 /** llama.cpp's greedy continuation (temperature 0, no repeat penalty) of `prompt`, as token ids. */
 export async function llamaCppGreedy(options: LlamaCppGreedyOptions): Promise<number[]> {
   checkTokenIds('prompt', options.prompt);
+  checkCount('threads', options.threads, 1);
+  checkCount('tokens', options.tokens, 1);
   const request: GreedyRequest = {
     mode: 'greedy',
     modulePath: ensureNodeLlamaCpp(options.cacheDir),
     ggufPath: path.resolve(options.ggufPath),
     threads: options.threads,
+    flashAttention: options.flashAttention ?? false,
     prompt: options.prompt,
     tokens: options.tokens,
   };

@@ -15,6 +15,7 @@ interface RunnerCommon {
   readonly modulePath: string;
   readonly ggufPath: string;
   readonly threads: number;
+  readonly flashAttention: boolean;
 }
 
 /** Timings after a 128- and a 1,024-token prompt. */
@@ -54,6 +55,7 @@ export interface LlamaCppResult {
   readonly threads: number;
   readonly contextSize: number;
   readonly batchSize: number;
+  /** Whether llama.cpp used flash attention: as its log says, else as requested. */
   readonly flashAttention: boolean | 'auto';
   readonly kvCacheType: string;
   /** getLlama + loadModel + createContext. */
@@ -93,7 +95,12 @@ interface Llama {
 }
 
 interface LlamaModel {
-  createContext(options: { contextSize: number; sequences: number; threads: { ideal: number; min: number } }): Promise<LlamaContext>;
+  createContext(options: {
+    contextSize: number;
+    sequences: number;
+    threads: { ideal: number; min: number };
+    flashAttention: boolean;
+  }): Promise<LlamaContext>;
   dispose(): Promise<void>;
 }
 
@@ -188,12 +195,18 @@ function parseRequest(argument: string | undefined): RunnerRequest {
 async function run(request: RunnerRequest): Promise<LlamaCppResult | GreedyResult> {
   const loadStarted = performance.now();
   const nodeLlamaCpp = (await import(pathToFileURL(request.modulePath).href)) as NodeLlamaCpp;
+  // What llama.cpp actually did about flash attention shows only in an info log line; it is reported as a check.
+  let flashAttention: boolean | undefined;
   const llama = await nodeLlamaCpp.getLlama({
     gpu: false,
     build: 'never',
     maxThreads: request.threads,
-    logLevel: 'warn',
-    logger: (level, message) => process.stderr.write(`[llama.cpp ${level}] ${message}\n`),
+    logLevel: 'info',
+    logger: (level, message) => {
+      const choice = /Flash Attention (enabled|disabled)/i.exec(message);
+      if (choice) flashAttention = choice[1].toLowerCase() === 'enabled';
+      if (level === 'warn' || level === 'error' || level === 'fatal') process.stderr.write(`[llama.cpp ${level}] ${message}\n`);
+    },
   });
   const model = await llama.loadModel({ modelPath: request.ggufPath, gpuLayers: 0 });
   const longest = request.mode === 'bench'
@@ -204,6 +217,7 @@ async function run(request: RunnerRequest): Promise<LlamaCppResult | GreedyResul
     sequences: 1,
     // min = ideal: always this many threads, never fewer.
     threads: { ideal: request.threads, min: request.threads },
+    flashAttention: request.flashAttention,
   });
   const sequence = context.getSequence();
   const loadSeconds = (performance.now() - loadStarted) / 1000;
@@ -223,7 +237,7 @@ async function run(request: RunnerRequest): Promise<LlamaCppResult | GreedyResul
       threads: request.threads,
       contextSize: context.contextSize,
       batchSize: context.batchSize,
-      flashAttention: context.flashAttention,
+      flashAttention: flashAttention ?? context.flashAttention,
       kvCacheType: GGML_TYPE_NAMES[context.kvCacheKeyType] ?? `ggml type ${context.kvCacheKeyType}`,
       loadSeconds,
       rssAfterLoadBytes,

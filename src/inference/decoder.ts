@@ -1,30 +1,16 @@
 /**
  * Runs a model folder's decoder graph (see src/model/phiGraph.ts for its inputs and outputs) in ONNX Runtime.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { headDim, type PhiConfig } from '../model/config';
-import { MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, type ModelManifest } from '../model/build';
-import { presentRows } from '../model/phiGraph';
+import { MODEL_FILE, presentRows, readManifest, type ModelManifest } from '../model/manifest';
 import { KvCache, type KvArray, type KvDtype } from './kvCache';
 
 export interface DecoderOptions {
   readonly executionProviders?: ort.InferenceSession.SessionOptions['executionProviders'];
   /** CPU threads for one operator; ONNX Runtime picks when undefined. */
   readonly threads?: number;
-}
-
-export function readManifest(modelDir: string): ModelManifest {
-  const file = path.join(modelDir, MANIFEST_FILE);
-  let manifest: ModelManifest;
-  try {
-    manifest = JSON.parse(fs.readFileSync(file, 'utf8')) as ModelManifest;
-  } catch (error) {
-    throw new Error(`${file}: cannot read the model manifest (${(error as Error).message}); rebuild or re-download the model`);
-  }
-  if (manifest.format !== MANIFEST_FORMAT) throw new Error(`${file}: unknown manifest format ${String(manifest.format)}`);
-  return manifest;
 }
 
 export class PhiDecoder {
@@ -54,9 +40,9 @@ export class PhiDecoder {
 
   /**
    * Feeds `tokenIds` after the cached positions and appends their keys and values to `cache`.
-   * Returns logits [tokenIds.length, vocab] (row-major).
+   * Returns logits [n, vocab] (row-major) for the last n = `logitsFor` tokens (default all of them).
    */
-  async forward(tokenIds: readonly number[], cache: KvCache): Promise<Float32Array> {
+  async forward(tokenIds: readonly number[], cache: KvCache, logitsFor = tokenIds.length): Promise<Float32Array> {
     const seq = tokenIds.length;
     const filled = cache.length;
     cache.reserve(seq);
@@ -71,6 +57,7 @@ export class PhiDecoder {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(tokenIds, (id) => BigInt(id)), [1, seq]),
       attention_mask: new ort.Tensor('int64', mask, [1, slots + seq]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: seq }, (_, i) => BigInt(filled + i)), [1, seq]),
+      logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.max(1, Math.min(logitsFor, seq)))), [1]),
     };
     for (let i = 0; i < layers; i++) {
       feeds[`past_key_values.${i}.key`] = new ort.Tensor(this.kvDtype, cache.key(i), [1, heads, slots, dim]);

@@ -125,8 +125,9 @@ export class Generator {
     this.cachedTokens.length = length;
   }
 
-  private async feed(tokens: readonly number[]): Promise<Float32Array> {
-    const logits = await this.decoder.forward(tokens, this.cache);
+  /** Feeds tokens into the cache; returns the logits of the last `logitsFor` of them. */
+  private async feed(tokens: readonly number[], logitsFor = tokens.length): Promise<Float32Array> {
+    const logits = await this.decoder.forward(tokens, this.cache, logitsFor);
     this.cachedTokens.push(...tokens);
     return logits;
   }
@@ -176,6 +177,8 @@ export class Generator {
     const prefillStarted = performance.now();
     reusedTokens = Math.min(commonPrefixLength(this.cachedTokens, tokens), tokens.length - 1);
     this.rewind(reusedTokens);
+    // Size the cache for the whole request now: growing it later copies it, and holds two copies meanwhile.
+    this.cache.reserve(Math.min(maxPositions, tokens.length + maxNewTokens + this.maxDraftTokens) - reusedTokens);
     let logits: Float32Array = new Float32Array(0);
     let row = 0;
     for (let start = reusedTokens; start < tokens.length; start += this.prefillChunk) {
@@ -185,8 +188,8 @@ export class Generator {
         return finish();
       }
       const chunk = tokens.slice(start, start + this.prefillChunk);
-      logits = await this.feed(chunk);
-      row = chunk.length - 1;
+      logits = await this.feed(chunk, 1);
+      row = 0;
     }
     prefillMs = performance.now() - prefillStarted;
 
@@ -235,7 +238,12 @@ export class Generator {
       for (let i = 0; i < agreed && !ended; i++) ended = accept(draft[i]);
     }
     finishReason = ended;
-    if (finishReason !== 'stop') emit(stops.push(detokenizer.flush()).text + stops.flush());
+    if (finishReason !== 'stop') {
+      // Bytes held for an incomplete character, and text held as a possible stop sequence, end the stream.
+      const tail = stops.push(detokenizer.flush());
+      emit(tail.text + (tail.stopped ? '' : stops.flush()));
+      if (tail.stopped) finishReason = 'stop';
+    }
     return finish();
   }
 }

@@ -7,33 +7,11 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { PhiConfig } from './config';
 import { ExternalDataFile, GraphBuilder } from './onnx/graphBuilder';
-import { buildPhiGraph, OPSETS, type WeightFormat } from './phiGraph';
+import { buildPhiGraph, OPSETS } from './phiGraph';
+import { DATA_FILE, MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, TOKENIZER_FILE, type FileRecord, type ModelManifest, type WeightFormat } from './manifest';
 import type { WeightSource } from './weights';
 import { buildPhiTokenizerJson } from '../tokenizer/tokenizerJson';
-
-export const MANIFEST_FILE = 'manifest.json';
-export const MODEL_FILE = 'model.onnx';
-export const DATA_FILE = 'model.onnx.data';
-export const TOKENIZER_FILE = 'tokenizer.json';
-export const MANIFEST_FORMAT = 'phi-complete-model/1';
-
-export interface FileRecord {
-  readonly bytes: number;
-  readonly sha256: string;
-}
-
-export interface ModelManifest {
-  readonly format: typeof MANIFEST_FORMAT;
-  readonly architecture: 'phi';
-  readonly config: PhiConfig;
-  readonly weights: WeightFormat;
-  readonly accuracyLevel: number;
-  readonly source: Record<string, unknown>;
-  readonly files: Record<string, FileRecord>;
-  readonly createdAt: string;
-}
 
 export interface BuildOptions {
   readonly format: WeightFormat;

@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { SHAPES, type ShapeName } from './config';
 import { buildModel } from './build';
-import { WEIGHT_FORMATS, type WeightFormat } from './phiGraph';
+import { WEIGHT_FORMATS, type WeightFormat } from './manifest';
 import { HuggingFaceWeights, RandomWeights, type RandomInit, type WeightSource } from './weights';
 
 const USAGE = `usage:

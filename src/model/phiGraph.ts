@@ -3,8 +3,9 @@
  * transformers.js' decoder exports, so that published phi-1.5 ONNX exports run in the same runtime:
  *
  *   inputs   input_ids [batch, seq] int64, attention_mask [batch, past+seq] int64, position_ids [batch, seq] int64,
+ *            logits_to_keep [1] int64 (logits for the last n positions only, as in Hugging Face),
  *            past_key_values.{i}.key|value [batch, heads, past, headDim] float
- *   outputs  logits [batch, seq, vocab] float, present_rows.{i}.key|value [batch, heads, seq, headDim] float
+ *   outputs  logits [batch, n, vocab] float, present_rows.{i}.key|value [batch, heads, seq, headDim] float
  *
  * Unlike Optimum's `present.*` (past and new rows concatenated), the graph returns only the new rows: the host
  * appends them into its own preallocated cache, because onnxruntime-node copies every output into a fresh
@@ -21,6 +22,7 @@ import { headDim, rotaryDim, type PhiConfig } from './config';
 import { float32ToFloat16 } from './float16';
 import { DataType, type GraphBuilder } from './onnx/graphBuilder';
 import { quantizeMatrix } from './quantize';
+import { presentRows, type WeightFormat } from './manifest';
 import type { WeightSource } from './weights';
 
 /**
@@ -29,9 +31,6 @@ import type { WeightSource } from './weights';
  * int4: Linear weights of the blocks in 4 bits (block 32, asymmetric); the embedding in fp16 (the released
  *       weights' own precision) and lm_head in 8 bits, since their error goes straight into the logits.
  */
-export type WeightFormat = 'fp32' | 'fp16' | 'int4';
-
-export const WEIGHT_FORMATS: readonly WeightFormat[] = ['int4', 'fp16', 'fp32'];
 
 export interface PhiGraphOptions {
   readonly format: WeightFormat;
@@ -42,8 +41,7 @@ export interface PhiGraphOptions {
 const MS = 'com.microsoft';
 
 export const OPSETS = { '': 17, [MS]: 1 };
-/** Output names of layer i's new key/value rows. */
-export const presentRows = (layer: number): { key: string; value: string } => ({ key: `present_rows.${layer}.key`, value: `present_rows.${layer}.value` });
+
 
 function transpose(weight: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(weight.length);
@@ -111,6 +109,9 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
   const inputIds = g.input('input_ids', DataType.INT64, ['batch_size', 'sequence_length']);
   const attentionMask = g.input('attention_mask', DataType.INT64, ['batch_size', 'total_sequence_length']);
   const positionIds = g.input('position_ids', DataType.INT64, ['batch_size', 'sequence_length']);
+  // How many of the last positions get logits: 1 while prefilling (lm_head over a long prompt would cost
+  // more than the whole model), all of them when a draft is verified.
+  const logitsToKeep = g.input('logits_to_keep', DataType.INT64, [1]);
 
   // One additive attention bias for every layer, [batch, 1, seq, past + seq]: 0 where a new token may look,
   // −∞ (well, −BIG) at padding (attention_mask 0: unused cache slots) and at later new tokens (causality).
@@ -205,10 +206,12 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
 
   const finalGamma = floatWeight('model.final_layernorm.weight', [d], weights.tensor('model.final_layernorm.weight'));
   const finalBeta = floatWeight('model.final_layernorm.bias', [d], weights.tensor('model.final_layernorm.bias'));
-  const [hFinal] = g.node('SkipLayerNormalization', [x, branchSum, finalGamma, finalBeta], ['final_ln'], { epsilon: eps }, MS);
+  const [hAll] = g.node('SkipLayerNormalization', [x, branchSum, finalGamma, finalBeta], ['final_ln'], { epsilon: eps }, MS);
+  const hFinal = g.node('Slice', [hAll, g.node('Neg', [logitsToKeep], ['logits_start'])[0],
+    g.constant('slice_end', new BigInt64Array([BigInt(Number.MAX_SAFE_INTEGER)]), [1]), g.constant('axis_seq', new BigInt64Array([1n]), [1])], ['final_ln_kept'])[0];
   const logits = floatType === DataType.FLOAT16 ? 'logits_fp16' : 'logits';
   linear(hFinal, 'lm_head', weights.tensor('lm_head.weight'), weights.tensor('lm_head.bias'), vocab, d, logits, headBits);
   // Sampling reads every logit in JavaScript, which has no float16 arrays: hand them over as float32.
   if (logits !== 'logits') g.node('Cast', [logits], ['logits'], { to: DataType.FLOAT });
-  g.output('logits', DataType.FLOAT, ['batch_size', 'sequence_length', vocab]);
+  g.output('logits', DataType.FLOAT, ['batch_size', 'logits_length', vocab]);
 }

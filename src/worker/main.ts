@@ -1,11 +1,116 @@
 /**
- * Inference worker entry point: runs in its own process (forked with ELECTRON_RUN_AS_NODE=1) so that
- * ONNX Runtime's native code can never take the extension host down. The message protocol lands with the
- * worker issue; for now the process only answers the parent's shutdown and exits when the parent is gone.
+ * Inference worker entry point: runs in its own process (forked with ELECTRON_RUN_AS_NODE=1) so that ONNX
+ * Runtime's native code can never take the extension host down. One model, one generator; the latest
+ * generation request wins. Protocol: src/protocol.ts.
  */
-process.on('message', (message: unknown) => {
-  if (typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'shutdown') {
+import { Generator } from '../inference/generator';
+import { HEARTBEAT_MS, validateHostMessage, type GenerateRequest, type HostMessage, type LoadRequest, type WorkerMessage } from '../protocol';
+import { loadModel, ModelInvalidError, type LoadedModel } from './session';
+
+/** How often the worker checks that the process that started it is still alive. */
+const PARENT_CHECK_MS = 2000;
+
+let model: LoadedModel | undefined;
+let generator: Generator | undefined;
+/** The load in progress: generation requests wait for it. */
+let loading: Promise<void> = Promise.resolve();
+const cancellers = new Map<number, AbortController>();
+
+function send(message: WorkerMessage): void {
+  if (process.connected) process.send!(message);
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+async function load(request: LoadRequest): Promise<void> {
+  send({ type: 'progress', id: request.id, message: 'loading model' });
+  const started = Date.now();
+  generator?.dispose();
+  generator = undefined;
+  await model?.decoder.dispose();
+  model = undefined;
+  try {
+    model = await loadModel(request.modelDir, request.device, request.threads);
+    generator = new Generator(model.decoder, model.tokenizer);
+    send({ type: 'loaded', id: request.id, device: model.device, fallbacks: model.fallbacks, loadMs: Date.now() - started });
+  } catch (error) {
+    send({ type: 'error', id: request.id, code: error instanceof ModelInvalidError ? 'model-invalid' : 'device-unavailable', message: messageOf(error) });
+  }
+}
+
+async function generate(request: GenerateRequest): Promise<void> {
+  await loading;
+  if (!generator) {
+    send({ type: 'error', id: request.id, code: 'no-model', message: 'no model is loaded' });
+    return;
+  }
+  const controller = new AbortController();
+  cancellers.set(request.id, controller);
+  try {
+    const { params } = request;
+    const result = await generator.generate({
+      prompt: request.prompt,
+      maxNewTokens: params.maxNewTokens,
+      sampling: { temperature: params.temperature, topK: params.topK, topP: params.topP, seed: params.seed },
+      stop: params.stop,
+      speculative: params.speculative,
+      signal: controller.signal,
+      onText: (text) => send({ type: 'delta', id: request.id, text }),
+    });
+    send({ type: 'done', id: request.id, text: result.text, finishReason: result.finishReason, stats: result.stats });
+  } catch (error) {
+    send({ type: 'error', id: request.id, code: 'generation-failed', message: messageOf(error) });
+  } finally {
+    cancellers.delete(request.id);
+  }
+}
+
+async function shutdown(): Promise<never> {
+  generator?.dispose();
+  await model?.decoder.dispose();
+  process.exit(0);
+}
+
+function handle(message: HostMessage): void {
+  switch (message.type) {
+    case 'load':
+      loading = loading.then(() => load(message));
+      break;
+    case 'generate':
+      void generate(message);
+      break;
+    case 'cancel':
+      cancellers.get(message.id)?.abort();
+      break;
+    case 'shutdown':
+      void shutdown();
+      break;
+  }
+}
+
+process.on('message', (raw: unknown) => {
+  const problem = validateHostMessage(raw);
+  if (problem) {
+    const id = (raw as { id?: unknown } | null)?.id;
+    send({ type: 'error', ...(Number.isInteger(id) ? { id: id as number } : {}), code: 'bad-message', message: problem });
+    return;
+  }
+  handle(raw as HostMessage);
+});
+
+// Never outlive the extension host: it may die without a chance to say goodbye.
+process.on('disconnect', () => process.exit(0));
+const parentPid = process.ppid;
+setInterval(() => {
+  try {
+    // An orphan is re-parented (its ppid changes); kill(pid, 0) checks that the pid still exists.
+    if (process.ppid !== parentPid) process.exit(0);
+    process.kill(parentPid, 0);
+  } catch {
     process.exit(0);
   }
-});
-process.on('disconnect', () => process.exit(0));
+}, PARENT_CHECK_MS);
+setInterval(() => send({ type: 'heartbeat' }), HEARTBEAT_MS);
+send({ type: 'ready', pid: process.pid });

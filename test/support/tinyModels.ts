@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PHI_TINY } from '../../src/model/config';
 import { buildModel } from '../../src/model/build';
-import type { WeightFormat } from '../../src/model/phiGraph';
+import type { WeightFormat } from '../../src/model/manifest';
 import { RandomWeights, type RandomInit } from '../../src/model/weights';
 
 export const TINY_SEED = 1234;

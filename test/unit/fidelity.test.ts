@@ -68,6 +68,13 @@ describe('fp32 ONNX decoder', () => {
     });
   }
 
+  test('logits for only the last positions equal the last rows of the full logits', async () => {
+    const prompt = PROMPTS[2];
+    const full = await decoder.forward(prompt, decoder.createCache());
+    assert.deepEqual(await decoder.forward(prompt, decoder.createCache(), 1), full.subarray((prompt.length - 1) * VOCAB));
+    assert.deepEqual(await decoder.forward(prompt, decoder.createCache(), 3), full.subarray((prompt.length - 3) * VOCAB));
+  });
+
   test('one token at a time with the KV cache gives the logits of a full recompute', async () => {
     const prompt = PROMPTS[2];
     const full = await decoder.forward(prompt, decoder.createCache());

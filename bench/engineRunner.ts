@@ -1,0 +1,123 @@
+/**
+ * Measures phi-complete's engine on one model folder, in a process of its own (so its peak memory is its own).
+ * Usage: node out/bench/engineRunner.js '<json EngineBenchRequest>'; prints one JSON EngineBenchResult line.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { PhiDecoder } from '../src/inference/decoder';
+import { Generator, type GenerationResult } from '../src/inference/generator';
+import { PhiTokenizer } from '../src/tokenizer/tokenizer';
+import type { PromptRunResult } from './peers/llamaCpp';
+
+export interface EngineBenchRequest {
+  readonly modelDir: string;
+  readonly threads: number;
+  readonly prompt128: readonly number[];
+  readonly prompt1024: readonly number[];
+  readonly decodeTokens: number;
+  /** Code-editing-like prompt text for the speculative-decoding comparison. */
+  readonly editingPrompt: string;
+}
+
+export interface EngineBenchResult {
+  readonly engine: 'phi-complete';
+  readonly threads: number;
+  readonly loadSeconds: number;
+  readonly prompt128: PromptRunResult;
+  readonly prompt1024: PromptRunResult;
+  /** Time to first token after appending 8 tokens to a cached 1,024-token prefix. */
+  readonly append8ToCached1024: { readonly reusedTokens: number; readonly timeToFirstTokenMs: number };
+  readonly speculative: {
+    readonly promptTokens: number;
+    readonly plainTokensPerSecond: number;
+    readonly speculativeTokensPerSecond: number;
+    readonly speedup: number;
+    readonly draftedTokens: number;
+    readonly acceptedDraftTokens: number;
+    readonly acceptanceRate: number;
+    readonly identicalOutput: boolean;
+  };
+  readonly peakRssBytes: number;
+}
+
+/** VmHWM: the process's peak resident set size. */
+function peakRssBytes(): number {
+  const match = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return match ? Number(match[1]) * 1024 : process.memoryUsage().rss;
+}
+
+function decodeRate(result: GenerationResult): number {
+  return result.stats.decodeSteps / (result.stats.decodeMs / 1000);
+}
+
+async function promptRun(generator: Generator, prompt: readonly number[], decodeTokens: number): Promise<PromptRunResult> {
+  const first = await generator.generate({ prompt, maxNewTokens: 1 });
+  // The same prompt again reuses every cached position but the last: the timing is decoding alone.
+  const decoded = await generator.generate({ prompt, maxNewTokens: decodeTokens + 1 });
+  return {
+    promptTokens: prompt.length,
+    timeToFirstTokenMs: first.stats.firstTokenMs,
+    promptTokensPerSecond: prompt.length / (first.stats.firstTokenMs / 1000),
+    decodeTokens: decoded.stats.decodeSteps,
+    decodeMs: decoded.stats.decodeMs,
+    decodeTokensPerSecond: decodeRate(decoded),
+  };
+}
+
+async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
+  const loadStarted = performance.now();
+  const decoder = await PhiDecoder.load(request.modelDir, { threads: request.threads });
+  const tokenizer = PhiTokenizer.fromFile(path.join(request.modelDir, 'tokenizer.json'));
+  const loadSeconds = (performance.now() - loadStarted) / 1000;
+  const generator = new Generator(decoder, tokenizer);
+  await generator.generate({ prompt: request.prompt128.slice(0, 16), maxNewTokens: 4 }); // warm-up
+
+  const prompt128 = await promptRun(generator, request.prompt128, request.decodeTokens);
+  const prompt1024 = await promptRun(generator, request.prompt1024, request.decodeTokens);
+  const appended = await generator.generate({ prompt: [...request.prompt1024, 13, 198, 50284, 7783, 2124, 1635, 362, 198], maxNewTokens: 1 });
+
+  // Speculative decoding: the model's own continuation is already in the context, as when code is edited.
+  const editing = tokenizer.encode(request.editingPrompt);
+  const continuation = (await generator.generate({ prompt: editing, maxNewTokens: 48 })).tokens;
+  const repetitive = [...editing, ...continuation, 198, ...editing];
+  const measure = async (speculative: boolean): Promise<GenerationResult> => {
+    await generator.generate({ prompt: repetitive, maxNewTokens: 0 });
+    return generator.generate({ prompt: repetitive, maxNewTokens: request.decodeTokens * 2, speculative });
+  };
+  const plain = await measure(false);
+  const fast = await measure(true);
+  const plainRate = plain.stats.generatedTokens / (plain.stats.decodeMs / 1000);
+  const fastRate = fast.stats.generatedTokens / (fast.stats.decodeMs / 1000);
+
+  const result: EngineBenchResult = {
+    engine: 'phi-complete',
+    threads: request.threads,
+    loadSeconds,
+    prompt128,
+    prompt1024,
+    append8ToCached1024: { reusedTokens: appended.stats.reusedTokens, timeToFirstTokenMs: appended.stats.firstTokenMs },
+    speculative: {
+      promptTokens: repetitive.length,
+      plainTokensPerSecond: plainRate,
+      speculativeTokensPerSecond: fastRate,
+      speedup: fastRate / plainRate,
+      draftedTokens: fast.stats.draftedTokens,
+      acceptedDraftTokens: fast.stats.acceptedDraftTokens,
+      acceptanceRate: fast.stats.draftedTokens ? fast.stats.acceptedDraftTokens / fast.stats.draftedTokens : 0,
+      identicalOutput: JSON.stringify(plain.tokens) === JSON.stringify(fast.tokens),
+    },
+    peakRssBytes: peakRssBytes(),
+  };
+  generator.dispose();
+  await decoder.dispose();
+  return result;
+}
+
+main(JSON.parse(process.argv[2]) as EngineBenchRequest).then(
+  (result) => process.stdout.write(`${JSON.stringify(result)}\n`),
+  (error: unknown) => {
+    process.stderr.write(`engine bench failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,227 @@
+/**
+ * The extension host's side of the inference worker: starts it lazily on the first request, matches replies to
+ * requests, streams deltas, cancels, and supervises it — a crash or a missed heartbeat fails the pending
+ * requests with a clear error and the next request starts a fresh worker (reloading the model), at most
+ * RESTART_LIMIT times in RESTART_WINDOW_MS; beyond that the client pauses until `resume()`.
+ * Plain Node (no vscode import), so it is tested against a real worker process.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { Disposable, interval } from '../util/disposable';
+import type { Device, DoneEvent, GenerationParams, HostMessage, LoadedEvent, LoadRequest, WorkerMessage } from '../protocol';
+
+export interface WorkerClientOptions {
+  /** The bundled worker script (dist/worker.js). */
+  readonly workerPath: string;
+  readonly log?: (message: string) => void;
+  /** A worker silent for this long is considered hung and killed. */
+  readonly heartbeatTimeoutMs?: number;
+}
+
+export type WorkerState = 'stopped' | 'starting' | 'loading' | 'ready' | 'paused';
+
+/** Thrown for requests the worker could not complete; `code` says why. */
+export class WorkerError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+interface Pending {
+  readonly onDelta?: (text: string) => void;
+  readonly resolve: (message: LoadedEvent | DoneEvent) => void;
+  readonly reject: (error: Error) => void;
+}
+
+export const RESTART_LIMIT = 4;
+export const RESTART_WINDOW_MS = 3 * 60 * 1000;
+const DEFAULT_HEARTBEAT_TIMEOUT_MS = 10_000;
+const SHUTDOWN_GRACE_MS = 1000;
+
+export class WorkerClient extends Disposable {
+  private child: ChildProcess | undefined;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private crashes: number[] = [];
+  private lastMessageAt = 0;
+  private lastLoad: Omit<LoadRequest, 'id'> | undefined;
+  private loaded: Promise<LoadedEvent> | undefined;
+  private currentState: WorkerState = 'stopped';
+  private readonly listeners = new Set<(state: WorkerState, detail?: string) => void>();
+
+  constructor(private readonly options: WorkerClientOptions) {
+    super();
+    const timeout = options.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS;
+    this.register(interval(() => {
+      if (this.child && Date.now() - this.lastMessageAt > timeout) {
+        this.log(`worker sent nothing for ${timeout} ms: killing it`);
+        this.child.kill('SIGKILL');
+      }
+    }, Math.min(1000, timeout / 2)));
+  }
+
+  get state(): WorkerState {
+    return this.currentState;
+  }
+
+  /** The worker's process id, while it runs. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  onStateChange(listener: (state: WorkerState, detail?: string) => void): { dispose(): void } {
+    this.listeners.add(listener);
+    return { dispose: () => this.listeners.delete(listener) };
+  }
+
+  /** Loads a model (replacing the current one); resolves once it is ready, with the device in use. */
+  load(modelDir: string, device: Device, threads: number): Promise<LoadedEvent> {
+    this.lastLoad = { type: 'load', modelDir, device, threads };
+    this.loaded = this.startLoad();
+    return this.loaded;
+  }
+
+  /** Generates from `prompt`, streaming text to onDelta. A newer generate cancels this one (it resolves "cancelled"). */
+  async generate(prompt: string, params: GenerationParams, onDelta?: (text: string) => void, signal?: AbortSignal): Promise<DoneEvent> {
+    if (!this.lastLoad) throw new WorkerError('no-model', 'no model is configured');
+    if (!this.child || !this.loaded) this.loaded = this.startLoad();
+    await this.loaded;
+    const id = this.nextId++;
+    const done = new Promise<DoneEvent>((resolve, reject) => {
+      this.pending.set(id, { onDelta, resolve: resolve as (m: LoadedEvent | DoneEvent) => void, reject });
+    });
+    const cancel = (): void => this.post({ type: 'cancel', id });
+    signal?.addEventListener('abort', cancel, { once: true });
+    this.post({ type: 'generate', id, prompt, params });
+    if (signal?.aborted) cancel();
+    try {
+      return await done;
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+    }
+  }
+
+  /** After too many crashes the client pauses; this allows new starts again. */
+  resume(): void {
+    this.crashes = [];
+    if (this.currentState === 'paused') this.setState('stopped');
+  }
+
+  /** Asks the worker to exit, and kills it if it has not within a second. */
+  async shutdown(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    this.post({ type: 'shutdown' });
+    const timer = setTimeout(() => child.kill('SIGKILL'), SHUTDOWN_GRACE_MS);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  override dispose(): void {
+    void this.shutdown();
+    super.dispose();
+  }
+
+  private startLoad(): Promise<LoadedEvent> {
+    const request = this.lastLoad!;
+    this.ensureStarted();
+    this.setState('loading');
+    const id = this.nextId++;
+    const loaded = new Promise<LoadedEvent>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (m: LoadedEvent | DoneEvent) => void, reject });
+    });
+    this.post({ ...request, id });
+    return loaded.then(
+      (event) => {
+        this.setState('ready', event.device);
+        return event;
+      },
+      (error: Error) => {
+        this.loaded = undefined;
+        if (this.currentState === 'loading') this.setState('stopped', error.message);
+        throw error;
+      },
+    );
+  }
+
+  private ensureStarted(): void {
+    if (this.child) return;
+    if (this.isDisposed) throw new WorkerError('disposed', 'the inference worker has been shut down');
+    const now = Date.now();
+    this.crashes = this.crashes.filter((t) => now - t < RESTART_WINDOW_MS);
+    if (this.currentState === 'paused' || this.crashes.length >= RESTART_LIMIT) {
+      this.setState('paused');
+      throw new WorkerError('paused', `the inference worker crashed ${this.crashes.length} times in ${RESTART_WINDOW_MS / 60000} minutes; completions are paused`);
+    }
+    this.setState('starting');
+    const child = fork(this.options.workerPath, [], {
+      // Inside VS Code the host is Electron: run the worker as plain Node.
+      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+      execArgv: [],
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
+    this.child = child;
+    this.lastMessageAt = Date.now();
+    child.stderr?.setEncoding('utf8').on('data', (text: string) => this.log(`worker: ${text.trimEnd()}`));
+    child.on('message', (message: WorkerMessage) => this.onMessage(message));
+    child.on('exit', (code, signal) => this.onExit(child, code, signal));
+    child.on('error', (error) => this.log(`worker process error: ${error.message}`));
+  }
+
+  private onMessage(message: WorkerMessage): void {
+    this.lastMessageAt = Date.now();
+    switch (message.type) {
+      case 'delta':
+        this.pending.get(message.id)?.onDelta?.(message.text);
+        break;
+      case 'loaded':
+      case 'done': {
+        const pending = this.pending.get(message.id);
+        this.pending.delete(message.id);
+        pending?.resolve(message);
+        break;
+      }
+      case 'error': {
+        const pending = message.id === undefined ? undefined : this.pending.get(message.id);
+        if (pending) {
+          this.pending.delete(message.id!);
+          pending.reject(new WorkerError(message.code, message.message));
+        } else {
+          this.log(`worker error (${message.code}): ${message.message}`);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.child !== child) return;
+    this.child = undefined;
+    this.loaded = undefined;
+    const expected = this.isDisposed || code === 0;
+    const how = signal ? `was killed (${signal})` : `exited with code ${String(code)}`;
+    if (!expected) {
+      this.crashes.push(Date.now());
+      this.log(`worker ${how}`);
+    }
+    const error = new WorkerError('worker-crashed', `the inference worker ${how}; it restarts on the next request`);
+    for (const pending of this.pending.values()) pending.reject(error);
+    this.pending.clear();
+    this.setState(expected ? 'stopped' : this.crashes.length >= RESTART_LIMIT ? 'paused' : 'stopped', expected ? undefined : error.message);
+  }
+
+  private post(message: HostMessage): void {
+    if (this.child?.connected) this.child.send(message);
+  }
+
+  private setState(state: WorkerState, detail?: string): void {
+    this.currentState = state;
+    for (const listener of this.listeners) listener(state, detail);
+  }
+
+  private log(message: string): void {
+    this.options.log?.(message);
+  }
+}

@@ -1,0 +1,259 @@
+/**
+ * What the model sees. phi-1.5 has no fill-in-the-middle, so the prompt is the text before the cursor, cut to
+ * the token budget at whole lines and ending exactly at the cursor. When lines must go, the file's header
+ * (imports, module docstring, leading comments) is kept in front when it is small, because the code near the
+ * cursor usually refers to the names it imports.
+ */
+
+export interface PromptInput {
+  /** Document text before the cursor. */
+  readonly prefix: string;
+  /** Document text after the cursor (unused: the model cannot read past the cursor). */
+  readonly suffix: string;
+  readonly languageId: string;
+  readonly fileName: string;
+  readonly tokenBudget: number;
+  /** The model's token count for a text; called a bounded number of times, on texts about the budget's size. */
+  readonly countTokens: (text: string) => number;
+}
+
+export interface Prompt {
+  readonly prompt: string;
+  /** Whether text before the cursor was left out to fit the budget. */
+  readonly truncated: boolean;
+  /** Whether lines were left out and the file's header was kept in front of the rest (then a blank line). */
+  readonly headerIncluded: boolean;
+}
+
+/** Starting guess for code; the measured ratio replaces it after the first count. */
+const TYPICAL_CHARS_PER_TOKEN = 4;
+/** Tokens are rarely longer than this (phi's longest whitespace token is 31 spaces): a bound that saves a count. */
+const MAX_CHARS_PER_TOKEN = 32;
+/** Token counts spent searching for the first line that fits; each count is of a budget-sized text. */
+const MAX_FIT_PROBES = 8;
+/** A header larger than this share of the budget would crowd out the code near the cursor. */
+const MAX_HEADER_SHARE = 0.25;
+
+export function buildCompletionPrompt(input: PromptInput): Prompt {
+  const text = input.prefix.replace(/\r\n/g, '\n'); // the model was trained on LF
+  const budget = Math.floor(input.tokenBudget);
+  if (budget <= 0) return { prompt: '', truncated: text.length > 0, headerIncluded: false };
+
+  const lines = new LineIndex(text);
+  const start = firstLineThatFits(lines, 0, budget, input.countTokens);
+  if (start === 0) return { prompt: text, truncated: false, headerIncluded: false };
+
+  if (input.languageId === 'python') {
+    const withHeader = promptWithHeader(lines, budget, input.countTokens);
+    if (withHeader !== undefined) return { prompt: withHeader, truncated: true, headerIncluded: true };
+  }
+  const prompt = start === undefined ? cursorLineTailThatFits(lines, budget, input.countTokens) : lines.textFrom(skipBlankLines(lines, start));
+  return { prompt, truncated: true, headerIncluded: false };
+}
+
+/** The text with the start offset of each of its lines; the last line is the cursor's. */
+class LineIndex {
+  readonly starts: number[] = [0];
+
+  constructor(readonly text: string) {
+    for (let at = text.indexOf('\n'); at >= 0; at = text.indexOf('\n', at + 1)) this.starts.push(at + 1);
+  }
+
+  get cursorLine(): number {
+    return this.starts.length - 1;
+  }
+
+  textFrom(line: number): string {
+    return this.text.slice(this.starts[line]);
+  }
+
+  charsFrom(line: number): number {
+    return this.text.length - this.starts[line];
+  }
+
+  line(index: number): string {
+    const end = index < this.cursorLine ? this.starts[index + 1] - 1 : this.text.length;
+    return this.text.slice(this.starts[index], end);
+  }
+
+  /** The first line starting at or after `offset` (the cursor line if none does). */
+  lineStartingAtOrAfter(offset: number): number {
+    let low = 0;
+    let high = this.cursorLine;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (this.starts[middle] < offset) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+}
+
+/** A measured start line: the text from it to the cursor, in characters and tokens. */
+interface Probe {
+  readonly line: number;
+  readonly chars: number;
+  readonly tokens: number;
+}
+
+/**
+ * The smallest line index ≥ `firstAllowed` such that the text from there to the cursor fits `available`
+ * tokens, or undefined when even the cursor line alone does not fit. Each probe counts one candidate; the next
+ * is predicted from the measured characters per token, interpolated between the nearest start known to fit and
+ * the nearest known not to, with a bisection when interpolation keeps moving the same side. The answer may
+ * leave about a line's worth of budget unused rather than spend more counts.
+ */
+function firstLineThatFits(lines: LineIndex, firstAllowed: number, available: number, countTokens: (text: string) => number): number | undefined {
+  let fits: Probe | undefined; // the smallest start known to fit
+  let tooLong: Probe | undefined; // the largest start known not to fit
+  let lastFitted: boolean | undefined;
+  let sameSideInARow = 0; // regula falsi can creep in from one side: then bisect
+  for (let probeCount = 0; probeCount < MAX_FIT_PROBES; probeCount++) {
+    const lowest = tooLong === undefined ? firstAllowed : tooLong.line + 1;
+    const highest = fits === undefined ? lines.cursorLine : fits.line - 1;
+    if (lowest > highest || (fits !== undefined && nearlyFull(lines, fits, tooLong, available))) break;
+    const chars = sameSideInARow >= 2 && fits !== undefined && tooLong !== undefined
+      ? (fits.chars + tooLong.chars) / 2
+      : predictedChars(fits, tooLong, available);
+    const line = Math.min(highest, Math.max(lowest, lines.lineStartingAtOrAfter(lines.text.length - chars)));
+    const probe = { line, chars: lines.charsFrom(line), tokens: countTokens(lines.textFrom(line)) };
+    const fitted = probe.tokens <= available;
+    sameSideInARow = fitted === lastFitted ? sameSideInARow + 1 : 1;
+    lastFitted = fitted;
+    if (fitted) fits = probe;
+    else tooLong = probe;
+  }
+  if (fits === undefined && (tooLong === undefined || tooLong.line < lines.cursorLine)) {
+    const cursorLineTokens = countTokens(lines.textFrom(lines.cursorLine));
+    if (cursorLineTokens <= available) return lines.cursorLine;
+  }
+  return fits?.line;
+}
+
+/** Characters before the cursor expected to hold `available` tokens, judging by what was measured so far. */
+function predictedChars(fits: Probe | undefined, tooLong: Probe | undefined, available: number): number {
+  if (fits !== undefined) return fits.chars + (available - fits.tokens) * charsPerToken(fits, tooLong);
+  return tooLong !== undefined ? available * charsPerToken(tooLong, undefined) : available * TYPICAL_CHARS_PER_TOKEN;
+}
+
+/** Whether the line before the fitting start probably would not fit as well (or there is none). */
+function nearlyFull(lines: LineIndex, fits: Probe, tooLong: Probe | undefined, available: number): boolean {
+  if (fits.line === 0) return true;
+  const previousLineChars = lines.starts[fits.line] - lines.starts[fits.line - 1];
+  return available - fits.tokens < previousLineChars / charsPerToken(fits, tooLong);
+}
+
+/** The density of the text between two probes, or, with one probe, of the text it measured. */
+function charsPerToken(probe: Probe, farther: Probe | undefined): number {
+  if (farther !== undefined) return (farther.chars - probe.chars) / Math.max(1, farther.tokens - probe.tokens);
+  return probe.tokens > 0 ? probe.chars / probe.tokens : TYPICAL_CHARS_PER_TOKEN;
+}
+
+/**
+ * The file's header, a blank line, then as many lines before the cursor as fit the rest of the budget; undefined
+ * when the header is absent, too large, or leaves too little room.
+ */
+function promptWithHeader(lines: LineIndex, budget: number, countTokens: (text: string) => number): string | undefined {
+  const headerLines = pythonHeaderLineCount(lines);
+  if (headerLines === 0) return undefined;
+  const header = lines.text.slice(0, lines.starts[headerLines]) + '\n'; // ends with a blank line
+  if (header.length > budget * MAX_HEADER_SHARE * MAX_CHARS_PER_TOKEN) return undefined; // too large, not worth a count
+  const headerTokens = countTokens(header);
+  if (headerTokens > budget * MAX_HEADER_SHARE) return undefined;
+
+  // Tokens can merge across the seam, so the joined prompt is counted once more; one retry absorbs the difference.
+  let available = budget - headerTokens;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const start = firstLineThatFits(lines, headerLines, available, countTokens);
+    if (start === undefined) return undefined;
+    const prompt = header + lines.textFrom(skipBlankLines(lines, start));
+    const excess = countTokens(prompt) - budget;
+    if (excess <= 0) return prompt;
+    available -= excess;
+  }
+  return undefined;
+}
+
+/** A prompt cut at a blank line starts after it: after the header, one blank line is enough. */
+function skipBlankLines(lines: LineIndex, from: number): number {
+  let line = from;
+  while (line < lines.cursorLine && lines.line(line).trim() === '') line++;
+  return line;
+}
+
+/**
+ * Number of leading lines (before the cursor line) that form a Python file's header: shebang, encoding and other
+ * comments, the module docstring and imports (parenthesised or backslash-continued ones included). Blank lines
+ * inside count; blank lines after it do not.
+ */
+function pythonHeaderLineCount(lines: LineIndex): number {
+  let headerEnd = 0;
+  let openDocstring: string | undefined; // its closing quotes, while inside the module docstring
+  let openImport: ImportContinuation | undefined; // while inside a multi-line import
+  for (let index = 0; index < lines.cursorLine; index++) {
+    const code = lines.line(index).trim();
+    if (openDocstring !== undefined) {
+      if (code.includes(openDocstring)) openDocstring = undefined;
+    } else if (openImport !== undefined) {
+      openImport = importContinues(code, openImport);
+    } else if (code === '') {
+      continue;
+    } else if (code.startsWith('#')) {
+      // a comment, the shebang or the encoding line
+    } else if (/^(import|from)\s/.test(code)) {
+      openImport = importContinues(code, undefined);
+    } else if (isDocstringStart(code)) {
+      openDocstring = unclosedTripleQuote(code);
+    } else {
+      break;
+    }
+    headerEnd = index + 1;
+  }
+  // An import or docstring still open at the cursor is not a complete header.
+  return openDocstring === undefined && openImport === undefined ? headerEnd : 0;
+}
+
+/** How a multi-line import goes on: up to its closing parenthesis, or while lines end with a backslash. */
+type ImportContinuation = ')' | '\\';
+
+/** Whether the import goes on after this line (`from a import (` without `)`, or a trailing backslash). */
+function importContinues(code: string, open: ImportContinuation | undefined): ImportContinuation | undefined {
+  if (open === ')') return code.includes(')') ? undefined : ')';
+  if (open === undefined && code.includes('(') && !code.includes(')')) return ')';
+  return code.endsWith('\\') ? '\\' : undefined;
+}
+
+/** A string statement: the module docstring, in triple or single quotes, with an optional r/u/b prefix. */
+function isDocstringStart(code: string): boolean {
+  return /^[rRuUbB]{0,2}("""|'''|"[^"]*"$|'[^']*'$)/.test(code);
+}
+
+/** The triple quote that opens this line's string and is not closed on it, if any. */
+function unclosedTripleQuote(code: string): string | undefined {
+  const quote = /^[rRuUbB]{0,2}("""|''')/.exec(code)?.[1];
+  if (quote === undefined) return undefined;
+  return code.indexOf(quote, code.indexOf(quote) + 3) < 0 ? quote : undefined;
+}
+
+/** The cursor line is longer than the budget (minified code): keep as much of its end as fits. */
+function cursorLineTailThatFits(lines: LineIndex, budget: number, countTokens: (text: string) => number): string {
+  const line = lines.textFrom(lines.cursorLine);
+  let chars = Math.min(line.length, budget * TYPICAL_CHARS_PER_TOKEN);
+  for (let probe = 0; chars > 0 && probe < MAX_FIT_PROBES; probe++) {
+    const tail = sliceTail(line, chars);
+    const tokens = countTokens(tail);
+    if (tokens <= budget) return tail;
+    // The ratio just measured predicts the length that fits; later probes aim lower, in case it keeps missing.
+    const aim = probe < 2 ? 1 : 0.9;
+    chars = Math.min(chars - 1, Math.floor(((chars * budget) / tokens) * aim));
+  }
+  return '';
+}
+
+/** The last `chars` characters, without starting in the middle of a surrogate pair. */
+function sliceTail(text: string, chars: number): string {
+  let start = text.length - chars;
+  const code = text.charCodeAt(start);
+  if (code >= 0xdc00 && code <= 0xdfff) start++;
+  return text.slice(start);
+}

@@ -1,0 +1,127 @@
+/**
+ * Inline completions: VS Code asks, the cache answers at once when the user is typing into the suggestion
+ * already shown; otherwise, after the debounce, the worker generates from the prefix. The first line is shown
+ * as soon as it is complete; generation goes on, its full text lands in the cache, and VS Code is asked again
+ * so the suggestion grows. No model work happens while completions are off for the document's language.
+ */
+import * as vscode from 'vscode';
+import type { Settings } from '../config';
+import { WorkerError, type WorkerClient } from '../client/workerClient';
+import { buildCompletionPrompt } from './context';
+import { CompletionCache } from './cache';
+import { postprocessCompletion } from './postprocess';
+
+/** Lines a suggestion may have. */
+const MAX_LINES = 12;
+/** Code is roughly this many characters per token; the worker keeps the tail if a prompt is still too long. */
+const CHARS_PER_TOKEN = 3;
+/** phi-1.5 starts new top-level definitions or prose after the code it was asked for: stop there. */
+const COMPLETION_STOPS = ['\n\n\n', '\nclass ', '\ndef ', '\nif __name__', '\n# ', '\n```', '<|endoftext|>'];
+
+export interface CompletionLogger {
+  debug(message: string): void;
+  warn(message: string): void;
+}
+
+function delay(ms: number, token: vscode.CancellationToken): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(true), ms);
+    token.onCancellationRequested(() => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+}
+
+export class InlineCompletionProvider implements vscode.InlineCompletionItemProvider {
+  private readonly cache = new CompletionCache();
+  /** Recent time to first line, to adapt the debounce: a slow model gets fewer requests. */
+  private recentLatencyMs = 0;
+
+  constructor(
+    private readonly client: WorkerClient,
+    private readonly settings: () => Settings,
+    private readonly ensureModel: () => Promise<boolean>,
+    private readonly log: CompletionLogger,
+    private readonly onActivity: (generating: boolean) => void,
+  ) {}
+
+  async provideInlineCompletionItems(
+    document: vscode.TextDocument,
+    position: vscode.Position,
+    context: vscode.InlineCompletionContext,
+    token: vscode.CancellationToken,
+  ): Promise<vscode.InlineCompletionItem[] | undefined> {
+    const settings = this.settings();
+    if (!settings.languages.includes(document.languageId)) return undefined;
+    // `enable` may be overridden per language ("[python]": {...}); the language scope resolves that.
+    if (!vscode.workspace.getConfiguration('phiComplete', { languageId: document.languageId }).get<boolean>('enable', settings.enable)) return undefined;
+    const prefix = document.getText(new vscode.Range(new vscode.Position(0, 0), position));
+    const cached = this.cache.lookup(prefix);
+    if (cached !== undefined) {
+      this.log.debug(`completion served from cache (${cached.length} chars)`);
+      return cached ? [new vscode.InlineCompletionItem(cached, new vscode.Range(position, position))] : undefined;
+    }
+    if (context.triggerKind === vscode.InlineCompletionTriggerKind.Automatic) {
+      const debounce = Math.max(settings.debounceMs, Math.min(1000, this.recentLatencyMs / 4));
+      if (!(await delay(debounce, token))) return undefined;
+    }
+    if (!(await this.ensureModel()) || token.isCancellationRequested) return undefined;
+
+    const suffix = document.getText(new vscode.Range(position, document.lineAt(document.lineCount - 1).range.end));
+    const { prompt } = buildCompletionPrompt({
+      prefix, suffix, languageId: document.languageId, fileName: document.fileName,
+      tokenBudget: settings.contextTokens, countTokens: (text) => Math.ceil(text.length / CHARS_PER_TOKEN),
+    });
+    const eol = document.eol === vscode.EndOfLine.CRLF ? '\r\n' : '\n';
+    const shape = (raw: string): string => postprocessCompletion({ completion: raw, prefix, suffix, maxLines: MAX_LINES, eol, languageId: document.languageId });
+
+    const started = Date.now();
+    const controller = new AbortController();
+    let raw = '';
+    let firstLineShown = false;
+    let resolveFirstLine: (text: string) => void = () => undefined;
+    const firstLine = new Promise<string>((resolve) => (resolveFirstLine = resolve));
+    // Until the first line is shown, VS Code's cancellation (the user typed on) stops the generation.
+    const cancelling = token.onCancellationRequested(() => {
+      if (!firstLineShown) controller.abort();
+    });
+    this.onActivity(true);
+    const generation = this.client.generate(prompt, {
+      maxNewTokens: settings.completionMaxTokens,
+      temperature: settings.temperature,
+      topK: 0,
+      topP: settings.topP,
+      seed: 0,
+      stop: COMPLETION_STOPS,
+      speculative: settings.speculative,
+    }, (delta) => {
+      raw += delta;
+      if (!firstLineShown && /\S[^\n]*\n/.test(raw)) resolveFirstLine(shape(raw.slice(0, raw.lastIndexOf('\n'))));
+    }, controller.signal);
+
+    void generation.then((done) => {
+      const text = shape(done.text);
+      if (done.finishReason !== 'cancelled') this.cache.set(prefix, text);
+      this.log.debug(`completion: ${done.stats.generatedTokens} tokens, first token ${Math.round(done.stats.firstTokenMs)} ms, `
+        + `${(done.stats.generatedTokens / Math.max(1e-3, done.stats.decodeMs / 1000)).toFixed(1)} tok/s, reused ${done.stats.reusedTokens}/${done.stats.promptTokens} prompt tokens, ${done.finishReason}`);
+      resolveFirstLine(text);
+      // If the suggestion grew after its first line was shown, and the user is still here, show the rest.
+      if (firstLineShown && text.length > 0 && vscode.window.activeTextEditor?.document === document) {
+        void vscode.commands.executeCommand('editor.action.inlineSuggest.trigger');
+      }
+    }, (error: unknown) => {
+      if (!(error instanceof WorkerError && error.code === 'disposed')) this.log.warn(`completion failed: ${(error as Error).message}`);
+      resolveFirstLine('');
+    }).finally(() => {
+      cancelling.dispose();
+      this.onActivity(false);
+    });
+
+    const text = await firstLine;
+    firstLineShown = true;
+    this.recentLatencyMs = 0.7 * this.recentLatencyMs + 0.3 * (Date.now() - started);
+    if (token.isCancellationRequested || text === '') return undefined;
+    return [new vscode.InlineCompletionItem(text, new vscode.Range(position, position))];
+  }
+}

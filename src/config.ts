@@ -1,0 +1,121 @@
+/**
+ * The extension's settings as one typed, readonly snapshot. Invalid values are replaced by their defaults, with
+ * a warning naming the setting; consumers compare snapshots to react to changes.
+ */
+import { DEVICES, type Device } from './protocol';
+
+export interface Settings {
+  /** Inline completions on or off (VS Code resolves per-language overrides before we read it). */
+  readonly enable: boolean;
+  /** Language ids that get inline completions. */
+  readonly languages: readonly string[];
+  /** A catalogue model id (see models/). */
+  readonly model: string;
+  /** A local model folder; when set it is used instead of `model`. */
+  readonly modelPath: string;
+  readonly device: Device;
+  /** CPU threads for ONNX Runtime; 0 lets it choose. */
+  readonly threads: number;
+  readonly completionMaxTokens: number;
+  readonly explainMaxTokens: number;
+  readonly temperature: number;
+  readonly topP: number;
+  readonly debounceMs: number;
+  readonly contextTokens: number;
+  readonly speculative: boolean;
+  readonly hubEndpoint: string;
+}
+
+export const DEFAULT_SETTINGS: Settings = {
+  enable: true,
+  languages: ['python'],
+  model: 'phi-1_5-int4',
+  modelPath: '',
+  device: 'auto',
+  threads: 0,
+  completionMaxTokens: 64,
+  explainMaxTokens: 384,
+  temperature: 0,
+  topP: 0.95,
+  debounceMs: 150,
+  contextTokens: 1024,
+  speculative: true,
+  hubEndpoint: 'https://huggingface.co',
+};
+
+/** Setting keys as they appear in settings.json, under the `phiComplete.` section. */
+export const SETTING_KEYS: Record<keyof Settings, string> = {
+  enable: 'enable',
+  languages: 'languages',
+  model: 'model',
+  modelPath: 'modelPath',
+  device: 'device',
+  threads: 'threads',
+  completionMaxTokens: 'completion.maxTokens',
+  explainMaxTokens: 'explain.maxTokens',
+  temperature: 'temperature',
+  topP: 'topP',
+  debounceMs: 'debounceMs',
+  contextTokens: 'contextTokens',
+  speculative: 'speculativeDecoding',
+  hubEndpoint: 'hubEndpoint',
+};
+
+type Check = (value: unknown) => boolean;
+const integerIn = (min: number, max: number): Check => (v) => Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
+const numberIn = (min: number, max: number): Check => (v) => typeof v === 'number' && v >= min && v <= max;
+const isBoolean: Check = (v) => typeof v === 'boolean';
+const isString: Check = (v) => typeof v === 'string';
+
+const CHECKS: Record<keyof Settings, [Check, string]> = {
+  enable: [isBoolean, 'true or false'],
+  languages: [(v) => Array.isArray(v) && v.every((id) => typeof id === 'string' && id !== ''), 'a list of language ids'],
+  model: [(v) => typeof v === 'string' && v !== '', 'a model id'],
+  modelPath: [isString, 'a folder path'],
+  device: [(v) => DEVICES.includes(v as Device), DEVICES.join(', ')],
+  threads: [integerIn(0, 256), 'an integer from 0 (automatic) to 256'],
+  completionMaxTokens: [integerIn(1, 1024), 'an integer from 1 to 1024'],
+  explainMaxTokens: [integerIn(1, 2048), 'an integer from 1 to 2048'],
+  temperature: [numberIn(0, 2), 'a number from 0 to 2'],
+  topP: [(v) => typeof v === 'number' && v > 0 && v <= 1, 'a number above 0 and at most 1'],
+  debounceMs: [integerIn(0, 5000), 'an integer from 0 to 5000'],
+  contextTokens: [integerIn(64, 1920), 'an integer from 64 to 1920'],
+  speculative: [isBoolean, 'true or false'],
+  hubEndpoint: [(v) => typeof v === 'string' && /^https?:\/\/[^\s/]+/.test(v.trim()), 'an http(s) URL'],
+};
+
+function normalise(name: keyof Settings, value: unknown): unknown {
+  if (name === 'modelPath') return (value as string).trim();
+  if (name === 'hubEndpoint') return (value as string).trim().replace(/\/+$/, '');
+  return value;
+}
+
+/**
+ * Reads every setting through `get` (the raw value, undefined when unset) and validates it.
+ * Returns the snapshot and one warning per invalid value.
+ */
+export function readSettings(get: (key: string) => unknown): { settings: Settings; warnings: string[] } {
+  const warnings: string[] = [];
+  const settings = { ...DEFAULT_SETTINGS } as Record<keyof Settings, unknown>;
+  for (const name of Object.keys(DEFAULT_SETTINGS) as (keyof Settings)[]) {
+    const value = get(SETTING_KEYS[name]);
+    if (value === undefined) continue;
+    const [check, expected] = CHECKS[name];
+    if (check(value)) {
+      settings[name] = normalise(name, value);
+    } else {
+      warnings.push(`phiComplete.${SETTING_KEYS[name]} is ${JSON.stringify(value)}; it must be ${expected}. Using the default, ${JSON.stringify(DEFAULT_SETTINGS[name])}.`);
+    }
+  }
+  return { settings: Object.freeze(settings) as Settings, warnings };
+}
+
+/** The names of the settings that differ between two snapshots. */
+export function changedSettings(before: Settings, after: Settings): (keyof Settings)[] {
+  return (Object.keys(after) as (keyof Settings)[]).filter((key) => JSON.stringify(before[key]) !== JSON.stringify(after[key]));
+}
+
+/** Whether a change needs the worker to reload the model (others apply to the next request). */
+export function needsReload(changed: readonly (keyof Settings)[]): boolean {
+  return changed.some((key) => key === 'model' || key === 'modelPath' || key === 'device' || key === 'threads');
+}

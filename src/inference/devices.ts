@@ -1,0 +1,35 @@
+/**
+ * Choosing where the model runs. onnxruntime-node throws when a provider cannot be loaded or cannot create
+ * the session (it never falls back by itself), so the worker tries candidates in order and records why
+ * each one it passed over failed.
+ */
+import type { Device } from '../protocol';
+
+/** The ONNX Runtime execution provider behind each device. */
+const PROVIDER: Record<Exclude<Device, 'auto'>, string> = { cpu: 'cpu', cuda: 'cuda', dml: 'dml', coreml: 'coreml', webgpu: 'webgpu' };
+
+/** GPU devices each platform can have, in the order `auto` tries them. */
+const PLATFORM_GPUS: Partial<Record<NodeJS.Platform, readonly Exclude<Device, 'auto' | 'cpu'>[]>> = {
+  linux: ['cuda'],
+  win32: ['cuda', 'dml'],
+  darwin: ['coreml'],
+};
+
+export function providerOf(device: Exclude<Device, 'auto'>): string {
+  return PROVIDER[device];
+}
+
+/** Devices to try, most preferred first; the CPU always comes last. */
+export function deviceCandidates(requested: Device, platform: NodeJS.Platform = process.platform): Exclude<Device, 'auto'>[] {
+  if (requested === 'cpu') return ['cpu'];
+  if (requested === 'auto') return [...(PLATFORM_GPUS[platform] ?? []), 'cpu'];
+  return [requested, 'cpu'];
+}
+
+/** Why a device cannot work on this platform at all, before ONNX Runtime is even asked. */
+export function platformObstacle(device: Exclude<Device, 'auto'>, platform: NodeJS.Platform = process.platform): string | undefined {
+  if (device === 'dml' && platform !== 'win32') return 'DirectML is only available on Windows';
+  if (device === 'coreml' && platform !== 'darwin') return 'CoreML is only available on macOS';
+  if (device === 'cuda' && platform === 'darwin') return 'CUDA is not available on macOS';
+  return undefined;
+}

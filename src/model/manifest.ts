@@ -1,0 +1,47 @@
+/**
+ * A model folder's layout and manifest: what the builder writes and what the runtime reads.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { PhiConfig } from './config';
+
+/** Weight formats (see src/model/phiGraph.ts). */
+export type WeightFormat = 'fp32' | 'fp16' | 'int4';
+export const WEIGHT_FORMATS: readonly WeightFormat[] = ['int4', 'fp16', 'fp32'];
+
+export const MANIFEST_FILE = 'manifest.json';
+export const MODEL_FILE = 'model.onnx';
+export const DATA_FILE = 'model.onnx.data';
+export const TOKENIZER_FILE = 'tokenizer.json';
+export const MANIFEST_FORMAT = 'phi-complete-model/1';
+
+export interface FileRecord {
+  readonly bytes: number;
+  readonly sha256: string;
+}
+
+export interface ModelManifest {
+  readonly format: typeof MANIFEST_FORMAT;
+  readonly architecture: 'phi';
+  readonly config: PhiConfig;
+  readonly weights: WeightFormat;
+  readonly accuracyLevel: number;
+  readonly source: Record<string, unknown>;
+  readonly files: Record<string, FileRecord>;
+  readonly createdAt: string;
+}
+
+/** Output names of layer i's new key/value rows (the graph returns only the rows it adds to the cache). */
+export const presentRows = (layer: number): { key: string; value: string } => ({ key: `present_rows.${layer}.key`, value: `present_rows.${layer}.value` });
+
+export function readManifest(modelDir: string): ModelManifest {
+  const file = path.join(modelDir, MANIFEST_FILE);
+  let manifest: ModelManifest;
+  try {
+    manifest = JSON.parse(fs.readFileSync(file, 'utf8')) as ModelManifest;
+  } catch (error) {
+    throw new Error(`${file}: cannot read the model manifest (${(error as Error).message}); rebuild or re-download the model`);
+  }
+  if (manifest.format !== MANIFEST_FORMAT) throw new Error(`${file}: unknown manifest format ${String(manifest.format)}`);
+  return manifest;
+}

@@ -1,0 +1,86 @@
+/**
+ * The messages between the extension host and the inference worker (a child process, over Node's IPC channel).
+ * Every request carries an id; a generation streams `delta`s and ends with exactly one `done` or `error`.
+ */
+import type { FinishReason, GenerationStats } from './inference/generator';
+
+/** Where the model runs. `auto` tries the platform's GPU providers, then the CPU. */
+export type Device = 'auto' | 'cpu' | 'cuda' | 'dml' | 'coreml' | 'webgpu';
+export const DEVICES: readonly Device[] = ['auto', 'cpu', 'cuda', 'dml', 'coreml', 'webgpu'];
+
+export interface GenerationParams {
+  readonly maxNewTokens: number;
+  readonly temperature: number;
+  readonly topK: number;
+  readonly topP: number;
+  readonly seed: number;
+  readonly stop: readonly string[];
+  readonly speculative: boolean;
+}
+
+// Host → worker.
+/** Load (or replace) the model; answered by `loaded` or `error`. */
+export interface LoadRequest { readonly type: 'load'; readonly id: number; readonly modelDir: string; readonly device: Device; readonly threads: number }
+/** Generate from a prompt; answered by `delta`s then `done` or `error`. A newer generate cancels this one. */
+export interface GenerateRequest { readonly type: 'generate'; readonly id: number; readonly prompt: string; readonly params: GenerationParams }
+/** Stop generation `id` at its next step; it still ends with `done` (finishReason "cancelled"). */
+export interface CancelRequest { readonly type: 'cancel'; readonly id: number }
+/** Release the model and exit. */
+export interface ShutdownRequest { readonly type: 'shutdown' }
+export type HostMessage = LoadRequest | GenerateRequest | CancelRequest | ShutdownRequest;
+
+// Worker → host.
+/** The worker is up and listening. */
+export interface ReadyEvent { readonly type: 'ready'; readonly pid: number }
+/** Sent every HEARTBEAT_MS while the worker's event loop is alive. */
+export interface HeartbeatEvent { readonly type: 'heartbeat' }
+/** Loading progress for request `id`, for the status bar. */
+export interface ProgressEvent { readonly type: 'progress'; readonly id: number; readonly message: string }
+/** The model is loaded: the device it runs on, and why a preferred device was not used. */
+export interface LoadedEvent { readonly type: 'loaded'; readonly id: number; readonly device: Device; readonly fallbacks: readonly string[]; readonly loadMs: number }
+/** More generated text for request `id`. */
+export interface DeltaEvent { readonly type: 'delta'; readonly id: number; readonly text: string }
+/** Generation `id` ended. */
+export interface DoneEvent { readonly type: 'done'; readonly id: number; readonly text: string; readonly finishReason: FinishReason; readonly stats: GenerationStats }
+/** Request `id` failed (or, without an id, a message could not be handled); the worker stays up. */
+export interface ErrorEvent { readonly type: 'error'; readonly id?: number; readonly code: ErrorCode; readonly message: string }
+export type WorkerMessage = ReadyEvent | HeartbeatEvent | ProgressEvent | LoadedEvent | DeltaEvent | DoneEvent | ErrorEvent;
+
+export type ErrorCode = 'bad-message' | 'no-model' | 'model-invalid' | 'device-unavailable' | 'generation-failed' | 'worker-crashed';
+
+export const HEARTBEAT_MS = 1000;
+
+/** Checks an untrusted message from the host; returns a reason when it is not a well-formed HostMessage. */
+export function validateHostMessage(message: unknown): string | undefined {
+  if (typeof message !== 'object' || message === null) return 'message is not an object';
+  const m = message as Record<string, unknown>;
+  const isId = (value: unknown): boolean => Number.isInteger(value) && (value as number) >= 0;
+  const isCount = (value: unknown): boolean => Number.isInteger(value) && (value as number) >= 0;
+  const isNumber = (value: unknown): boolean => typeof value === 'number' && Number.isFinite(value);
+  switch (m.type) {
+    case 'load':
+      if (!isId(m.id)) return 'load: id must be a non-negative integer';
+      if (typeof m.modelDir !== 'string' || m.modelDir === '') return 'load: modelDir must be a non-empty string';
+      if (!DEVICES.includes(m.device as Device)) return `load: device must be one of ${DEVICES.join(', ')}`;
+      if (!isCount(m.threads)) return 'load: threads must be a non-negative integer (0 = automatic)';
+      return undefined;
+    case 'generate': {
+      if (!isId(m.id)) return 'generate: id must be a non-negative integer';
+      if (typeof m.prompt !== 'string') return 'generate: prompt must be a string';
+      const p = m.params as Record<string, unknown> | undefined;
+      if (typeof p !== 'object' || p === null) return 'generate: params missing';
+      if (!isCount(p.maxNewTokens) || !isNumber(p.temperature) || !isCount(p.topK) || !isNumber(p.topP) || !isCount(p.seed)) {
+        return 'generate: params need maxNewTokens, temperature, topK, topP and seed as numbers';
+      }
+      if (!Array.isArray(p.stop) || !p.stop.every((s) => typeof s === 'string')) return 'generate: params.stop must be an array of strings';
+      if (typeof p.speculative !== 'boolean') return 'generate: params.speculative must be a boolean';
+      return undefined;
+    }
+    case 'cancel':
+      return isId(m.id) ? undefined : 'cancel: id must be a non-negative integer';
+    case 'shutdown':
+      return undefined;
+    default:
+      return `unknown message type ${JSON.stringify(m.type)}`;
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * Loads a model folder on the best device that works: the candidates of the requested device in order,
+ * falling back (with the reason recorded) when ONNX Runtime cannot load a provider or create the session.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { PhiDecoder } from '../inference/decoder';
+import { deviceCandidates, platformObstacle, providerOf } from '../inference/devices';
+import { MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE } from '../model/manifest';
+import type { Device } from '../protocol';
+import { PhiTokenizer } from '../tokenizer/tokenizer';
+
+export interface LoadedModel {
+  readonly decoder: PhiDecoder;
+  readonly tokenizer: PhiTokenizer;
+  readonly device: Exclude<Device, 'auto'>;
+  /** One line per device passed over: "cuda: <why>". */
+  readonly fallbacks: readonly string[];
+}
+
+/** A model folder that cannot work whatever the device: names what is wrong and what to do. */
+export class ModelInvalidError extends Error {}
+
+function firstLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split('\n')[0];
+}
+
+export async function loadModel(modelDir: string, requested: Device, threads: number): Promise<LoadedModel> {
+  if (!fs.existsSync(modelDir)) throw new ModelInvalidError(`model folder ${modelDir} does not exist`);
+  for (const file of [MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE]) {
+    if (!fs.existsSync(path.join(modelDir, file))) {
+      throw new ModelInvalidError(`model folder ${modelDir} has no ${file}: rebuild or re-download the model`);
+    }
+  }
+  let tokenizer: PhiTokenizer;
+  try {
+    tokenizer = PhiTokenizer.fromFile(path.join(modelDir, TOKENIZER_FILE));
+  } catch (error) {
+    throw new ModelInvalidError(firstLine(error));
+  }
+  const fallbacks: string[] = [];
+  for (const device of deviceCandidates(requested)) {
+    const obstacle = platformObstacle(device);
+    if (obstacle) {
+      fallbacks.push(`${device}: ${obstacle}`);
+      continue;
+    }
+    try {
+      const decoder = await PhiDecoder.load(modelDir, { executionProviders: [providerOf(device)], threads: threads || undefined });
+      return { decoder, tokenizer, device, fallbacks };
+    } catch (error) {
+      if (device === 'cpu') throw new ModelInvalidError(`cannot load ${modelDir}: ${firstLine(error)}`);
+      fallbacks.push(`${device}: ${firstLine(error)}`);
+    }
+  }
+  throw new ModelInvalidError('no device could load the model');
+}

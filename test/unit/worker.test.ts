@@ -1,0 +1,169 @@
+/**
+ * The inference worker as a real child process (the bundled dist/worker.js) on the tiny model, through the
+ * client the extension uses: streaming, cancellation, crash recovery, device fallback, bad input, parent death.
+ */
+import assert from 'node:assert/strict';
+import { fork, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { PhiDecoder } from '../../src/inference/decoder';
+import { Generator } from '../../src/inference/generator';
+import { RESTART_LIMIT, WorkerClient, WorkerError } from '../../src/client/workerClient';
+import type { GenerationParams, WorkerMessage } from '../../src/protocol';
+import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
+import { scratchDir, tinyModelDir } from '../support/tinyModels';
+
+const WORKER = path.resolve(__dirname, '../../../dist/worker.js');
+const GREEDY: GenerationParams = { maxNewTokens: 24, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [], speculative: false };
+const PROMPT = 'def fibonacci(n):\n    ';
+
+let modelDir: string;
+let expectedText: string;
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitUntil(condition: () => boolean, what: string, limitMs = 10_000): Promise<void> {
+  const started = Date.now();
+  while (!condition()) {
+    if (Date.now() - started > limitMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+before(async () => {
+  modelDir = tinyModelDir('fp32', 'bigram');
+  // What the engine produces in this process: the worker must stream exactly this.
+  const decoder = await PhiDecoder.load(modelDir);
+  const generator = new Generator(decoder, PhiTokenizer.fromFile(path.join(modelDir, 'tokenizer.json')));
+  expectedText = (await generator.generate({ prompt: PROMPT, maxNewTokens: GREEDY.maxNewTokens })).text;
+  generator.dispose();
+  await decoder.dispose();
+});
+
+describe('worker client', () => {
+  let client: WorkerClient;
+  before(() => {
+    client = new WorkerClient({ workerPath: WORKER });
+  });
+  after(async () => {
+    await client.shutdown();
+    client.dispose();
+  });
+
+  test('starts lazily, loads on the CPU and streams the completion the engine produces', async () => {
+    assert.equal(client.pid, undefined, 'no process before the first request');
+    const loaded = await client.load(modelDir, 'cpu', 1);
+    assert.equal(loaded.device, 'cpu');
+    assert.deepEqual(loaded.fallbacks, []);
+    const deltas: string[] = [];
+    const done = await client.generate(PROMPT, GREEDY, (text) => deltas.push(text));
+    assert.equal(done.text, expectedText);
+    assert.equal(deltas.join(''), expectedText);
+    assert.ok(deltas.length > 1, 'the text arrives in pieces');
+    assert.equal(client.state, 'ready');
+  });
+
+  test('cancel stops the generation, which still reports done', async () => {
+    const controller = new AbortController();
+    const done = await client.generate(PROMPT, { ...GREEDY, maxNewTokens: 1500 }, () => controller.abort(), controller.signal);
+    assert.equal(done.finishReason, 'cancelled');
+    assert.ok(done.stats.generatedTokens < 1500);
+  });
+
+  test('kill -9 mid-stream: the request fails with a clear error, and the next one restarts the worker and works', async () => {
+    const firstPid = client.pid!;
+    const failed = client.generate(PROMPT, { ...GREEDY, maxNewTokens: 1500 }, () => process.kill(firstPid, 'SIGKILL'));
+    await assert.rejects(failed, (error: WorkerError) => error.code === 'worker-crashed' && /was killed \(SIGKILL\); it restarts on the next request/.test(error.message));
+    const done = await client.generate(PROMPT, GREEDY);
+    assert.equal(done.text, expectedText);
+    assert.notEqual(client.pid, firstPid);
+  });
+
+  test('asking for CUDA on a machine without it falls back to the CPU and says why', async () => {
+    const loaded = await client.load(modelDir, 'cuda', 1);
+    assert.equal(loaded.device, 'cpu');
+    assert.equal(loaded.fallbacks.length, 1);
+    assert.match(loaded.fallbacks[0], /^cuda: \S/);
+    assert.equal((await client.generate(PROMPT, GREEDY)).text, expectedText);
+  });
+
+  test('a broken model folder is a typed error naming what is missing, and the worker stays up', async () => {
+    const broken = scratchDir();
+    fs.copyFileSync(path.join(modelDir, 'manifest.json'), path.join(broken, 'manifest.json'));
+    const pid = client.pid;
+    await assert.rejects(client.load(broken, 'cpu', 1), (error: WorkerError) => error.code === 'model-invalid' && error.message.includes(`${broken} has no model.onnx`));
+    assert.equal(client.pid, pid);
+    await client.load(modelDir, 'cpu', 1);
+    assert.equal((await client.generate(PROMPT, GREEDY)).text, expectedText);
+  });
+
+  test('shutdown ends the worker process', async () => {
+    const pid = client.pid!;
+    await client.shutdown();
+    assert.equal(isAlive(pid), false);
+    assert.equal(client.pid, undefined);
+  });
+});
+
+test(`after ${RESTART_LIMIT} crashes in a row the client pauses until resumed`, async () => {
+  const client = new WorkerClient({ workerPath: WORKER });
+  await client.load(modelDir, 'cpu', 1);
+  for (let crash = 0; crash < RESTART_LIMIT; crash++) {
+    if (!client.pid) await client.generate(PROMPT, { ...GREEDY, maxNewTokens: 1 });
+    const pid = client.pid!;
+    process.kill(pid, 'SIGKILL');
+    await waitUntil(() => client.pid !== pid, 'the client to notice the crash');
+  }
+  assert.equal(client.state, 'paused');
+  await assert.rejects(client.generate(PROMPT, GREEDY), (error: WorkerError) => error.code === 'paused');
+  client.resume();
+  assert.equal((await client.generate(PROMPT, GREEDY)).text, expectedText);
+  await client.shutdown();
+  client.dispose();
+});
+
+test('malformed messages get typed errors; the worker keeps serving', async () => {
+  const worker = fork(WORKER, [], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+  const messages: WorkerMessage[] = [];
+  worker.on('message', (message: WorkerMessage) => messages.push(message));
+  const next = async (type: WorkerMessage['type']): Promise<WorkerMessage> => {
+    await waitUntil(() => messages.some((m) => m.type === type), type);
+    const index = messages.findIndex((m) => m.type === type);
+    return messages.splice(index, 1)[0];
+  };
+  await next('ready');
+  worker.send({ type: 'bogus' });
+  assert.deepEqual(await next('error'), { type: 'error', code: 'bad-message', message: 'unknown message type "bogus"' });
+  worker.send({ type: 'generate', id: 7, prompt: 'x', params: { maxNewTokens: -1 } });
+  assert.deepEqual(await next('error'), { type: 'error', id: 7, code: 'bad-message', message: 'generate: params need maxNewTokens, temperature, topK, topP and seed as numbers' });
+  worker.send({ type: 'generate', id: 8, prompt: 'x', params: GREEDY });
+  assert.deepEqual(await next('error'), { type: 'error', id: 8, code: 'no-model', message: 'no model is loaded' });
+  worker.send({ type: 'load', id: 9, modelDir: '/nonexistent/model', device: 'cpu', threads: 1 });
+  assert.deepEqual(await next('error'), { type: 'error', id: 9, code: 'model-invalid', message: 'model folder /nonexistent/model does not exist' });
+  worker.send({ type: 'load', id: 10, modelDir, device: 'cpu', threads: 1 });
+  assert.equal((await next('loaded')).type, 'loaded');
+  worker.kill();
+});
+
+test('the worker exits when the process that started it dies', async () => {
+  // A stand-in extension host: starts a worker through the client, prints its pid, then waits.
+  const hostScript = path.join(scratchDir(), 'host.js');
+  fs.writeFileSync(hostScript, `
+    const { WorkerClient } = require(${JSON.stringify(path.resolve(__dirname, '../../src/client/workerClient.js'))});
+    const client = new WorkerClient({ workerPath: ${JSON.stringify(WORKER)} });
+    client.load(${JSON.stringify(modelDir)}, 'cpu', 1).then(() => console.log(client.pid));
+  `);
+  const host = spawn(process.execPath, [hostScript], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const workerPid = await new Promise<number>((resolve) => host.stdout.setEncoding('utf8').once('data', (text: string) => resolve(Number(text.trim()))));
+  assert.ok(isAlive(workerPid));
+  host.kill('SIGKILL');
+  await waitUntil(() => !isAlive(workerPid), 'the orphaned worker to exit');
+});
