@@ -29,6 +29,17 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return worst;
 }
 
+/** ‖actual − expected‖ / ‖expected‖ over all logits. */
+function relativeRmsError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let squaredError = 0;
+  let squared = 0;
+  for (let i = 0; i < expected.length; i++) {
+    squaredError += (actual[i] - expected[i]) ** 2;
+    squared += expected[i] ** 2;
+  }
+  return Math.sqrt(squaredError / squared);
+}
+
 function argmaxRows(logits: Float32Array): number[] {
   const rows: number[] = [];
   for (let t = 0; t < logits.length / VOCAB; t++) {
@@ -113,13 +124,7 @@ describe('fp16 ONNX decoder', () => {
     const decoder = await PhiDecoder.load(tinyModelDir('fp16'));
     const logits = await decoder.forward(prompt, decoder.createCache());
     const reference = referenceLogits(PHI_TINY, (name) => weights.tensor(name), prompt).flatMap((row) => [...row]);
-    let squaredError = 0;
-    let squared = 0;
-    for (let i = 0; i < logits.length; i++) {
-      squaredError += (logits[i] - reference[i]) ** 2;
-      squared += reference[i] ** 2;
-    }
-    const relativeError = Math.sqrt(squaredError / squared);
+    const relativeError = relativeRmsError(logits, reference);
     const incremental = await chunked(decoder, prompt, 1);
     t.diagnostic(`relative RMS error ${relativeError.toExponential(2)}, incremental vs full max abs diff ${maxAbsDiff(incremental, logits).toExponential(2)}`);
     assert.ok(relativeError <= 0.005, `relative RMS error ${relativeError}`);
@@ -165,13 +170,7 @@ describe('int4 against fp32', () => {
         const a = argmaxRows(exact);
         const b = argmaxRows(quantized);
         const agreement = a.filter((id, i) => id === b[i]).length / a.length;
-        let squaredError = 0;
-        let squared = 0;
-        for (let i = 0; i < exact.length; i++) {
-          squaredError += (exact[i] - quantized[i]) ** 2;
-          squared += exact[i] ** 2;
-        }
-        const relativeError = Math.sqrt(squaredError / squared);
+        const relativeError = relativeRmsError(quantized, exact);
         t.diagnostic(`agreement ${(agreement * 100).toFixed(1)}%, max abs logit error ${maxAbsDiff(exact, quantized).toFixed(4)}, relative RMS error ${relativeError.toFixed(4)}`);
         assert.ok(agreement >= required, `argmax agreement ${agreement}`);
         assert.ok(relativeError <= 0.1, `relative RMS error ${relativeError}`);

@@ -130,6 +130,17 @@ test(`after ${RESTART_LIMIT} crashes in a row the client pauses until resumed`, 
   client.dispose();
 });
 
+test('a hung worker (no heartbeat) is killed, its request fails, and the next request works', async () => {
+  const client = new WorkerClient({ workerPath: WORKER, heartbeatTimeoutMs: 2000 });
+  await client.load(modelDir, 'cpu', 1);
+  const pid = client.pid!;
+  const hung = client.generate(PROMPT, { ...GREEDY, maxNewTokens: 1500 }, () => process.kill(pid, 'SIGSTOP'));
+  await assert.rejects(hung, (error: WorkerError) => error.code === 'worker-crashed' && /was killed \(SIGKILL\)/.test(error.message));
+  assert.equal((await client.generate(PROMPT, GREEDY)).text, expectedText);
+  await client.shutdown();
+  client.dispose();
+});
+
 test('malformed messages get typed errors; the worker keeps serving', async () => {
   const worker = fork(WORKER, [], { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
   const messages: WorkerMessage[] = [];
