@@ -109,7 +109,7 @@ async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
     },
     peakRssBytes: peakRssBytes(),
   };
-  generator.dispose();
+  await generator.dispose();
   await decoder.dispose();
   return result;
 }

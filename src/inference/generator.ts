@@ -116,8 +116,10 @@ export class Generator {
     this.current?.abort();
   }
 
-  dispose(): void {
+  /** Cancels the request in flight and waits for it to stop before freeing the cache (ONNX Runtime may be using it). */
+  async dispose(): Promise<void> {
     this.cancel();
+    await this.queue;
     this.cache.dispose();
     this.cachedTokens = [];
   }

@@ -27,7 +27,7 @@ function messageOf(error: unknown): string {
 async function load(request: LoadRequest): Promise<void> {
   send({ type: 'progress', id: request.id, message: 'loading model' });
   const started = Date.now();
-  generator?.dispose();
+  await generator?.dispose();
   generator = undefined;
   await model?.decoder.dispose();
   model = undefined;
@@ -68,7 +68,7 @@ async function generate(request: GenerateRequest): Promise<void> {
 }
 
 async function shutdown(): Promise<never> {
-  generator?.dispose();
+  await generator?.dispose();
   await model?.decoder.dispose();
   process.exit(0);
 }

@@ -31,7 +31,7 @@ async function cold(request: GenerationRequest): Promise<GenerationResult> {
   try {
     return await generator.generate({ ...request, speculative: false });
   } finally {
-    generator.dispose();
+    await generator.dispose();
   }
 }
 
@@ -88,7 +88,7 @@ describe('reusing work between requests', () => {
     const warm = await generator.generate({ prompt: second, maxNewTokens: 16 });
     assert.equal(warm.stats.reusedTokens, 12);
     assert.deepEqual(warm.tokens, (await cold({ prompt: second, maxNewTokens: 16 })).tokens);
-    generator.dispose();
+    await generator.dispose();
   });
 
   test('typing one more character re-reads only the last token or two of the file', async () => {
@@ -98,7 +98,7 @@ describe('reusing work between requests', () => {
     const typed = await generator.generate({ prompt: `${file}d`, maxNewTokens: 4 });
     assert.ok(typed.stats.reusedTokens >= first.stats.promptTokens - 1, `reused ${typed.stats.reusedTokens} of ${typed.stats.promptTokens}`);
     assert.deepEqual(typed.tokens, (await cold({ prompt: `${file}d`, maxNewTokens: 4 })).tokens);
-    generator.dispose();
+    await generator.dispose();
   });
 
   test('the whole prompt already cached: the last token is fed again and the output is unchanged', async () => {
@@ -107,7 +107,7 @@ describe('reusing work between requests', () => {
     const again = await generator.generate({ prompt: PROMPT, maxNewTokens: 10 });
     assert.equal(again.stats.reusedTokens, PROMPT.length - 1);
     assert.deepEqual(again.tokens, once.tokens);
-    generator.dispose();
+    await generator.dispose();
   });
 });
 
@@ -119,7 +119,7 @@ describe('speculative decoding by prompt lookup', () => {
     const plain = await cold({ prompt: repetitive, maxNewTokens: 40 });
     const generator = new Generator(decoder, tokenizer);
     const fast = await generator.generate({ prompt: repetitive, maxNewTokens: 40, speculative: true });
-    generator.dispose();
+    await generator.dispose();
     assert.deepEqual(fast.tokens, plain.tokens);
     assert.equal(fast.text, plain.text);
     // A random model follows the earlier continuation for a few tokens, then context pulls it elsewhere:
@@ -134,7 +134,7 @@ describe('speculative decoding by prompt lookup', () => {
     const plain = await cold({ prompt, maxNewTokens: 30 });
     const generator = new Generator(decoder, tokenizer);
     const fast = await generator.generate({ prompt, maxNewTokens: 30, speculative: true });
-    generator.dispose();
+    await generator.dispose();
     assert.deepEqual(fast.tokens, plain.tokens);
   });
 });
@@ -157,7 +157,7 @@ describe('cancellation', () => {
     const next = [...PROMPT.slice(0, 10), 42];
     const after = await generator.generate({ prompt: next, maxNewTokens: 12 });
     assert.deepEqual(after.tokens, (await cold({ prompt: next, maxNewTokens: 12 })).tokens);
-    generator.dispose();
+    await generator.dispose();
   });
 
   test('the latest request wins: the one in flight is cancelled, none queue up', async () => {
@@ -170,7 +170,7 @@ describe('cancellation', () => {
     assert.equal(b.finishReason, 'cancelled');
     assert.equal(b.tokens.length, 0, 'a request superseded before it started does no work');
     assert.deepEqual(c.tokens, (await cold({ prompt: [...PROMPT, 12], maxNewTokens: 10 })).tokens);
-    generator.dispose();
+    await generator.dispose();
   });
 });
 

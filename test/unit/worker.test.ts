@@ -44,7 +44,7 @@ before(async () => {
   const decoder = await PhiDecoder.load(modelDir);
   const generator = new Generator(decoder, PhiTokenizer.fromFile(path.join(modelDir, 'tokenizer.json')));
   expectedText = (await generator.generate({ prompt: PROMPT, maxNewTokens: GREEDY.maxNewTokens })).text;
-  generator.dispose();
+  await generator.dispose();
   await decoder.dispose();
 });
 
