@@ -35,9 +35,21 @@ export function activate(context: vscode.ExtensionContext): void {
   let lastModelProblem = '';
   const modelKey = (s: Settings): string => JSON.stringify([s.model, s.modelPath, s.device, s.threads]);
 
+  /** The load in progress and the settings it was started for: concurrent callers share it. */
+  let loading: { key: string; done: Promise<boolean> } | undefined;
   /** Makes sure the configured model is loaded; tells the user what to do when it cannot be. */
-  const ensureModel = async (): Promise<boolean> => {
-    if (loadedWith === modelKey(settings) && worker.state === 'ready') return true;
+  const ensureModel = (): Promise<boolean> => {
+    const key = modelKey(settings);
+    if (loadedWith === key && worker.state === 'ready') return Promise.resolve(true);
+    if (loading?.key !== key) {
+      const done = loadModel().finally(() => {
+        if (loading?.done === done) loading = undefined;
+      });
+      loading = { key, done };
+    }
+    return loading.done;
+  };
+  const loadModel = async (): Promise<boolean> => {
     const location = locateModel(settings, context.globalStorageUri.fsPath);
     if (!location.ok) {
       status.show('error', location.message);
