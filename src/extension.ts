@@ -12,6 +12,9 @@ import { StatusBar } from './status/statusBar';
 
 let client: WorkerClient | undefined;
 
+/** A prompt any working phi model completes sensibly (phi-1.5 answers " a + b"). */
+const VERIFY_PROMPT = 'def add(a, b):\n    return';
+
 export function activate(context: vscode.ExtensionContext): void {
   const log = vscode.window.createOutputChannel('phi-complete', { log: true });
   const read = (): Settings => {
@@ -132,10 +135,22 @@ export function activate(context: vscode.ExtensionContext): void {
         { label: settings.enable ? '$(circle-slash) Disable Completions' : '$(check) Enable Completions', command: 'phiComplete.toggle' },
         { label: '$(comment-discussion) Explain Selection', command: 'phiComplete.explainSelection' },
         { label: '$(gear) Select Model…', command: 'phiComplete.selectModel' },
+        { label: '$(pulse) Verify Model', command: 'phiComplete.verifyModel' },
         { label: '$(output) Show Log', command: 'phiComplete.showLog' },
       ];
       const choice = await vscode.window.showQuickPick(items, { placeHolder: `phi-complete (${worker.state})` });
       if (choice) await vscode.commands.executeCommand(choice.command);
+    }),
+    vscode.commands.registerCommand('phiComplete.verifyModel', async () => {
+      if (!(await ensureModel())) return;
+      const done = await worker.generate(VERIFY_PROMPT, { maxNewTokens: 16, temperature: 0, topK: 0, topP: 1, seed: 0, stop: ['\n'], speculative: false });
+      const rate = done.stats.generatedTokens / Math.max(1e-3, done.stats.decodeMs / 1000);
+      const sane = done.text.trim() !== '' && !done.text.includes('\uFFFD');
+      const report = `${sane ? 'the model answers' : 'the model answered nothing usable'}: "def add(a, b): return${done.text}" — ${done.stats.generatedTokens} tokens, `
+        + `first after ${Math.round(done.stats.firstTokenMs)} ms, ${rate.toFixed(1)} tokens/s on the ${status.deviceLabel}`;
+      log.info(`verify model: ${report}`);
+      if (sane) void vscode.window.showInformationMessage(`phi-complete: ${report}`);
+      else void vscode.window.showWarningMessage(`phi-complete: ${report}. Rebuild or re-download the model.`);
     }),
     vscode.commands.registerCommand('phiComplete.selectModel', () => vscode.commands.executeCommand('workbench.action.openSettings', 'phiComplete.model')),
   );

@@ -30,6 +30,10 @@ export class StatusBar extends Disposable {
     this.device = device.toUpperCase();
   }
 
+  get deviceLabel(): string {
+    return this.device || 'unknown device';
+  }
+
   show(kind: StatusKind, detail?: string): void {
     const label = kind === 'ready' ? this.device || 'ready' : kind === 'idle' ? 'phi' : kind;
     this.item.text = `${ICONS[kind]} ${label}`;
