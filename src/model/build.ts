@@ -19,6 +19,8 @@ export interface BuildOptions {
   readonly accuracyLevel?: number;
   /** Replace an existing model folder at the destination. */
   readonly overwrite?: boolean;
+  /** Progress through the layers, 0 to 1. */
+  readonly onProgress?: (fraction: number) => void;
 }
 
 function recordOf(bytes: Uint8Array | string): FileRecord {
@@ -39,7 +41,7 @@ export function buildModel(weights: WeightSource, outDir: string, options: Build
     let modelBytes: Uint8Array;
     try {
       const graph = new GraphBuilder(data);
-      buildPhiGraph(graph, weights, { format: options.format, accuracyLevel });
+      buildPhiGraph(graph, weights, { format: options.format, accuracyLevel, onProgress: options.onProgress });
       modelBytes = graph.encode('phi', OPSETS, { architecture: 'phi', weights: options.format });
     } finally {
       dataRecord = data.close();

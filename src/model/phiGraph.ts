@@ -36,6 +36,8 @@ export interface PhiGraphOptions {
   readonly format: WeightFormat;
   /** MatMulNBits accuracy_level: 4 quantises activations to int8 (faster), 0 keeps them in float (exact). */
   readonly accuracyLevel: number;
+  /** Called after each layer is written, with the fraction of layers done. */
+  readonly onProgress?: (fraction: number) => void;
 }
 
 const MS = 'com.microsoft';
@@ -202,6 +204,7 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
     const gelu = g.node('FastGelu', [fc1, floatWeight(`${p}.mlp.fc1.bias`, [ff], read('mlp.fc1.bias'))], [`${p}/gelu`], {}, MS)[0];
     const mlpOut = linear(gelu, `${p}.mlp.fc2`, read('mlp.fc2.weight'), read('mlp.fc2.bias'), d, ff, `${p}/mlp_out`, blockBits);
     branchSum = g.node('Add', [attentionOut, mlpOut], [`${p}/branch_sum`])[0];
+    options.onProgress?.((i + 1) / config.num_hidden_layers);
   }
 
   const finalGamma = floatWeight('model.final_layernorm.weight', [d], weights.tensor('model.final_layernorm.weight'));
