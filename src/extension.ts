@@ -7,6 +7,8 @@ import { changedSettings, needsReload, readSettings, type Settings } from './con
 import { WorkerClient } from './client/workerClient';
 import { InlineCompletionProvider } from './completion/provider';
 import { ExplainPanel } from './explain/explainPanel';
+import { catalogueEntry } from './install/catalogue';
+import { downloadModel, offerModel, setHubToken, useLocalFolder } from './install/installUi';
 import { locateModel } from './modelLocation';
 import { StatusBar } from './status/statusBar';
 
@@ -38,6 +40,8 @@ export function activate(context: vscode.ExtensionContext): void {
   let lastModelProblem = '';
   const modelKey = (s: Settings): string => JSON.stringify([s.model, s.modelPath, s.device, s.threads]);
 
+  const installUi = { extension: context, settings: () => settings, log };
+  let modelOffered = false;
   /** The load in progress and the settings it was started for: concurrent callers share it. */
   let loading: { key: string; done: Promise<boolean> } | undefined;
   /** Makes sure the configured model is loaded; tells the user what to do when it cannot be. */
@@ -54,6 +58,15 @@ export function activate(context: vscode.ExtensionContext): void {
   };
   const loadModel = async (): Promise<boolean> => {
     const location = locateModel(settings, context.globalStorageUri.fsPath);
+    if (!location.ok && location.missing) {
+      status.show('off', location.message);
+      // Ask once per session: completions must not nag on every keystroke.
+      if (modelOffered) return false;
+      modelOffered = true;
+      if (!(await offerModel(installUi, location.missing))) return false;
+      settings = read();
+      return loadModel();
+    }
     if (!location.ok) {
       status.show('error', location.message);
       if (location.message !== lastModelProblem) {
@@ -135,6 +148,8 @@ export function activate(context: vscode.ExtensionContext): void {
         { label: settings.enable ? '$(circle-slash) Disable Completions' : '$(check) Enable Completions', command: 'phiComplete.toggle' },
         { label: '$(comment-discussion) Explain Selection', command: 'phiComplete.explainSelection' },
         { label: '$(gear) Select Model…', command: 'phiComplete.selectModel' },
+        { label: '$(cloud-download) Download Model', command: 'phiComplete.downloadModel' },
+        { label: '$(folder-opened) Use a Local Model Folder…', command: 'phiComplete.useLocalFolder' },
         { label: '$(pulse) Verify Model', command: 'phiComplete.verifyModel' },
         { label: '$(output) Show Log', command: 'phiComplete.showLog' },
       ];
@@ -152,6 +167,21 @@ export function activate(context: vscode.ExtensionContext): void {
       if (sane) void vscode.window.showInformationMessage(`phi-complete: ${report}`);
       else void vscode.window.showWarningMessage(`phi-complete: ${report}. Rebuild or re-download the model.`);
     }),
+    vscode.commands.registerCommand('phiComplete.downloadModel', async () => {
+      const entry = catalogueEntry(settings.model);
+      if (!entry) {
+        void vscode.window.showErrorMessage(`phi-complete: unknown model "${settings.model}" (setting phiComplete.model).`);
+        return;
+      }
+      if (await downloadModel(installUi, entry)) await ensureModel();
+    }),
+    vscode.commands.registerCommand('phiComplete.useLocalFolder', async () => {
+      if (await useLocalFolder(installUi)) {
+        settings = read();
+        await ensureModel();
+      }
+    }),
+    vscode.commands.registerCommand('phiComplete.setHubToken', () => setHubToken(installUi)),
     vscode.commands.registerCommand('phiComplete.selectModel', () => vscode.commands.executeCommand('workbench.action.openSettings', 'phiComplete.model')),
   );
   if (!settings.enable) status.show('off');

@@ -1,0 +1,111 @@
+/**
+ * The first-run experience: when the configured model is missing, offer to download it (with progress, rate,
+ * ETA and cancel), to use a local folder, or to open the settings. Nothing touches the network unless the
+ * user chooses Download.
+ */
+import * as vscode from 'vscode';
+import type { Settings } from '../config';
+import { DownloadError, formatBytes, offlineHelp } from '../model/download';
+import { catalogueEntry, type CatalogueEntry } from './catalogue';
+import { importLocalFolder, installCatalogueModel, type InstallOptions, type InstallProgress } from './install';
+
+export const TOKEN_SECRET = 'phiComplete.hubToken';
+
+export interface InstallUiContext {
+  readonly extension: vscode.ExtensionContext;
+  readonly settings: () => Settings;
+  readonly log: vscode.LogOutputChannel;
+}
+
+function installOptions(ui: InstallUiContext, token: string | undefined, signal: AbortSignal, report: (p: InstallProgress) => void): InstallOptions {
+  return {
+    storageDir: ui.extension.globalStorageUri.fsPath,
+    endpoint: ui.settings().hubEndpoint,
+    token,
+    signal,
+    convertScript: ui.extension.asAbsolutePath('dist/convert.js'),
+    onProgress: report,
+  };
+}
+
+/** Runs an install step under a cancellable notification; resolves to the model folder, or undefined. */
+async function withInstallProgress(title: string, run: (signal: AbortSignal, report: (p: InstallProgress) => void) => Promise<string>): Promise<string | undefined> {
+  return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, async (progress, cancellation) => {
+    const controller = new AbortController();
+    cancellation.onCancellationRequested(() => controller.abort());
+    let last: InstallProgress | undefined;
+    try {
+      return await run(controller.signal, (p) => {
+        // `increment` is relative: report the change in percent within the current stage.
+        const increment = p.fraction !== undefined && last?.stage === p.stage && last.fraction !== undefined ? (p.fraction - last.fraction) * 100 : undefined;
+        progress.report({ message: p.message, ...(increment && increment > 0 ? { increment } : {}) });
+        last = p;
+      });
+    } catch (error) {
+      if (controller.signal.aborted) {
+        void vscode.window.showInformationMessage('phi-complete: cancelled. What was downloaded is kept, and the next attempt resumes from there.');
+        return undefined;
+      }
+      throw error;
+    }
+  });
+}
+
+export async function downloadModel(ui: InstallUiContext, entry: CatalogueEntry): Promise<boolean> {
+  const token = await ui.extension.secrets.get(TOKEN_SECRET);
+  try {
+    const dir = await withInstallProgress(`Getting ${entry.title}`, (signal, report) => installCatalogueModel(entry, installOptions(ui, token, signal, report)));
+    if (dir) ui.log.info(`installed ${entry.id} into ${dir}`);
+    return dir !== undefined;
+  } catch (error) {
+    const message = (error as Error).message;
+    ui.log.error(`installing ${entry.id} failed: ${message}`);
+    const kind = error instanceof DownloadError ? error.kind : undefined;
+    const actions = kind === 'unauthorized' ? ['Set Hub Token', 'Use a Local Folder'] : ['Show Manual Steps', 'Use a Local Folder'];
+    const choice = await vscode.window.showErrorMessage(`phi-complete: ${message}`, ...actions);
+    if (choice === 'Set Hub Token') await setHubToken(ui);
+    if (choice === 'Use a Local Folder') return useLocalFolder(ui);
+    if (choice === 'Show Manual Steps') {
+      const help = offlineHelp({ endpoint: ui.settings().hubEndpoint, ...entry.source });
+      ui.log.info(help);
+      ui.log.show();
+    }
+    return false;
+  }
+}
+
+/** Lets the user pick a model folder (ours, or a Hugging Face phi folder to convert) and points the setting at it. */
+export async function useLocalFolder(ui: InstallUiContext): Promise<boolean> {
+  const picked = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, openLabel: 'Use This Model Folder' });
+  if (!picked?.[0]) return false;
+  const folder = picked[0].fsPath;
+  try {
+    const format = catalogueEntry(ui.settings().model)?.build.format ?? 'int4';
+    const dir = await withInstallProgress(`Preparing ${folder}`, (signal, report) => importLocalFolder(folder, format, installOptions(ui, undefined, signal, report)));
+    if (!dir) return false;
+    await vscode.workspace.getConfiguration('phiComplete').update('modelPath', dir, vscode.ConfigurationTarget.Global);
+    return true;
+  } catch (error) {
+    void vscode.window.showErrorMessage(`phi-complete: ${(error as Error).message}`);
+    return false;
+  }
+}
+
+export async function setHubToken(ui: InstallUiContext): Promise<void> {
+  const value = await vscode.window.showInputBox({ prompt: 'Access token for the model hub (stored in VS Code\'s secret storage; leave empty to remove)', password: true, ignoreFocusOut: true });
+  if (value === undefined) return;
+  if (value === '') await ui.extension.secrets.delete(TOKEN_SECRET);
+  else await ui.extension.secrets.store(TOKEN_SECRET, value);
+}
+
+/** The first-run question. Returns true when a model is now in place. */
+export async function offerModel(ui: InstallUiContext, entry: CatalogueEntry): Promise<boolean> {
+  const choice = await vscode.window.showInformationMessage(
+    `phi-complete: ${entry.title} (≈${formatBytes(entry.downloadBytes)} download, ≈${formatBytes(entry.modelBytes)} on disk) is needed for local completions.`,
+    'Download', 'Use a Local Folder', 'Settings',
+  );
+  if (choice === 'Download') return downloadModel(ui, entry);
+  if (choice === 'Use a Local Folder') return useLocalFolder(ui);
+  if (choice === 'Settings') void vscode.commands.executeCommand('workbench.action.openSettings', 'phiComplete.model');
+  return false;
+}
