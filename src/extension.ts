@@ -42,10 +42,13 @@ export function activate(context: vscode.ExtensionContext): void {
 
   const installUi = { extension: context, settings: () => settings, log };
   let modelOffered = false;
+  /** Whether anything has asked for the model yet: until then, nothing is loaded (the worker starts lazily). */
+  let modelWanted = false;
   /** The load in progress and the settings it was started for: concurrent callers share it. */
   let loading: { key: string; done: Promise<boolean> } | undefined;
   /** Makes sure the configured model is loaded; tells the user what to do when it cannot be. */
   const ensureModel = (): Promise<boolean> => {
+    modelWanted = true;
     const key = modelKey(settings);
     if (loadedWith === key && worker.state === 'ready') return Promise.resolve(true);
     if (loading?.key !== key) {
@@ -133,7 +136,8 @@ export function activate(context: vscode.ExtensionContext): void {
       if (changed.length === 0) return;
       log.info(`settings changed: ${changed.join(', ')}`);
       if (!settings.enable) status.show('off');
-      else if (needsReload(changed) && loadedWith !== undefined) {
+      else if (needsReload(changed) && modelWanted) {
+        // Reload now (not on the next cache miss), so the status bar reflects the new model at once.
         loadedWith = undefined;
         void ensureModel();
       } else if (worker.state === 'ready') status.show('ready');

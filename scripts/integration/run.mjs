@@ -119,6 +119,38 @@ function readGhostText() {
   return { ghostText: outer.map((n) => n.textContent ?? '').join('\n').replace(/\u00a0/g, ' '), classes };
 }
 
+/** The texts of the notification toasts and of the status bar items, as shown in the page. */
+function readWorkbenchTexts() {
+  const texts = (selector) => [...document.querySelectorAll(selector)].map((n) => (n.textContent ?? '').replace(/\u00a0/g, ' ').trim()).filter((t) => t);
+  return {
+    notifications: texts('.notifications-toasts .notification-list-item-message, .notifications-center .notification-list-item-message'),
+    statusbar: texts('.statusbar-item'),
+  };
+}
+
+/** The text of the Explanation webview (`#content.explanation`), searched in every frame of the page; '' if none. */
+async function readWebviewText(page) {
+  for (const frame of page.frames()) {
+    const text = await Promise.race([
+      frame.evaluate(() => {
+        const content = document.querySelector('#content.explanation');
+        return content ? content.innerText ?? content.textContent ?? '' : null;
+      }).catch(() => null),
+      new Promise((resolve) => setTimeout(() => resolve(null), 2000)),
+    ]);
+    if (typeof text === 'string') return text.replace(/\u00a0/g, ' ');
+  }
+  return '';
+}
+
+/** The extension's own log (its "phi-complete" output channel), as written under the user data folder; '' if none yet. */
+function readExtensionLog(userData) {
+  const logs = path.join(userData, 'logs');
+  if (!fs.existsSync(logs)) return '';
+  const found = fs.readdirSync(logs, { recursive: true }).map(String).filter((f) => f.endsWith(path.join('phi-complete.phi-complete', 'phi-complete.log')));
+  return found.map((f) => fs.readFileSync(path.join(logs, f), 'utf8')).join('');
+}
+
 async function main() {
   const options = parseArgs(process.argv.slice(2));
   const { node24, codeServer, chromium, playwright } = checkTools();
@@ -225,7 +257,7 @@ async function main() {
           const png = path.join(screenshots, `${name}.png`);
           let seen = { ghostText: '', classes: [] };
           try {
-            seen = await page.evaluate(readGhostText);
+            seen = { ...(await page.evaluate(readGhostText)), ...(await page.evaluate(readWorkbenchTexts)), webviewText: await readWebviewText(page), extensionLog: readExtensionLog(userData) };
             await page.screenshot({ path: png });
             const editorPng = path.join(screenshots, `${name}-editor.png`);
             await page.locator('.editor-group-container .monaco-editor').first().screenshot({ path: editorPng });

