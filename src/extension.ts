@@ -40,7 +40,12 @@ export function activate(context: vscode.ExtensionContext): void {
   let lastModelProblem = '';
   const modelKey = (s: Settings): string => JSON.stringify([s.model, s.modelPath, s.device, s.threads]);
 
-  const installUi = { extension: context, settings: () => settings, log };
+  const installUi = {
+    extension: context,
+    settings: () => settings,
+    log,
+    onStatus: (text: string | undefined) => (text ? status.show('loading', text) : status.show('idle')),
+  };
   let modelOffered = false;
   /** Whether anything has asked for the model yet: until then, nothing is loaded (the worker starts lazily). */
   let modelWanted = false;

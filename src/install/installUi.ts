@@ -15,6 +15,8 @@ export interface InstallUiContext {
   readonly extension: vscode.ExtensionContext;
   readonly settings: () => Settings;
   readonly log: vscode.LogOutputChannel;
+  /** Mirrors install progress in the status bar ("downloading 42%"); undefined when it ends. */
+  readonly onStatus: (text: string | undefined) => void;
 }
 
 function installOptions(ui: InstallUiContext, token: string | undefined, signal: AbortSignal, report: (p: InstallProgress) => void): InstallOptions {
@@ -29,7 +31,7 @@ function installOptions(ui: InstallUiContext, token: string | undefined, signal:
 }
 
 /** Runs an install step under a cancellable notification; resolves to the model folder, or undefined. */
-async function withInstallProgress(title: string, run: (signal: AbortSignal, report: (p: InstallProgress) => void) => Promise<string>): Promise<string | undefined> {
+async function withInstallProgress(ui: InstallUiContext, title: string, run: (signal: AbortSignal, report: (p: InstallProgress) => void) => Promise<string>): Promise<string | undefined> {
   return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, async (progress, cancellation) => {
     const controller = new AbortController();
     cancellation.onCancellationRequested(() => controller.abort());
@@ -39,6 +41,7 @@ async function withInstallProgress(title: string, run: (signal: AbortSignal, rep
         // `increment` is relative: report the change in percent within the current stage.
         const increment = p.fraction !== undefined && last?.stage === p.stage && last.fraction !== undefined ? (p.fraction - last.fraction) * 100 : undefined;
         progress.report({ message: p.message, ...(increment && increment > 0 ? { increment } : {}) });
+        ui.onStatus(`${p.stage === 'download' ? 'downloading' : 'converting'}${p.fraction === undefined ? '' : ` ${Math.floor(p.fraction * 100)}%`}`);
         last = p;
       });
     } catch (error) {
@@ -47,6 +50,8 @@ async function withInstallProgress(title: string, run: (signal: AbortSignal, rep
         return undefined;
       }
       throw error;
+    } finally {
+      ui.onStatus(undefined);
     }
   });
 }
@@ -54,7 +59,7 @@ async function withInstallProgress(title: string, run: (signal: AbortSignal, rep
 export async function downloadModel(ui: InstallUiContext, entry: CatalogueEntry): Promise<boolean> {
   const token = await ui.extension.secrets.get(TOKEN_SECRET);
   try {
-    const dir = await withInstallProgress(`Getting ${entry.title}`, (signal, report) => installCatalogueModel(entry, installOptions(ui, token, signal, report)));
+    const dir = await withInstallProgress(ui, `Getting ${entry.title}`, (signal, report) => installCatalogueModel(entry, installOptions(ui, token, signal, report)));
     if (dir) ui.log.info(`installed ${entry.id} into ${dir}`);
     return dir !== undefined;
   } catch (error) {
@@ -81,7 +86,7 @@ export async function useLocalFolder(ui: InstallUiContext): Promise<boolean> {
   const folder = picked[0].fsPath;
   try {
     const format = catalogueEntry(ui.settings().model)?.build.format ?? 'int4';
-    const dir = await withInstallProgress(`Preparing ${folder}`, (signal, report) => importLocalFolder(folder, format, installOptions(ui, undefined, signal, report)));
+    const dir = await withInstallProgress(ui, `Preparing ${folder}`, (signal, report) => importLocalFolder(folder, format, installOptions(ui, undefined, signal, report)));
     if (!dir) return false;
     await vscode.workspace.getConfiguration('phiComplete').update('modelPath', dir, vscode.ConfigurationTarget.Global);
     return true;

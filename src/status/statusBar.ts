@@ -35,7 +35,8 @@ export class StatusBar extends Disposable {
   }
 
   show(kind: StatusKind, detail?: string): void {
-    const label = kind === 'ready' ? this.device || 'ready' : kind === 'idle' ? 'phi' : kind;
+    // While loading, the detail is short progress text ("downloading 42%") worth showing in the bar itself.
+    const label = kind === 'ready' ? this.device || 'ready' : kind === 'idle' ? 'phi' : kind === 'loading' && detail ? detail : kind;
     this.item.text = `${ICONS[kind]} ${label}`;
     this.item.tooltip = `phi-complete: ${kind}${detail ? ` — ${detail}` : ''}`;
     this.item.backgroundColor = kind === 'error' ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
