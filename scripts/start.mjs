@@ -5,12 +5,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { freePort, repo } from './integration/tools.mjs';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const cache = path.join(os.homedir(), '.cache', 'phi-complete');
 const tiny = process.argv.includes('--tiny');
@@ -65,15 +63,6 @@ function userSettings(userDataDir) {
   if (tiny) settings['phiComplete.modelPath'] = tinyModel();
   else delete settings['phiComplete.modelPath'];
   fs.writeFileSync(file, JSON.stringify(settings, null, 2));
-}
-
-function freePort() {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function desktop(project, userDataDir) {

