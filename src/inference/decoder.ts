@@ -13,8 +13,21 @@ export interface DecoderOptions {
   readonly threads?: number;
 }
 
+/** Each head's last `rows` rows of a [1, heads, length, dim] tensor, as [1, heads, rows, dim]. */
+function lastRows(tensor: KvArray, heads: number, length: number, rows: number, dim: number): KvArray {
+  const out = tensor instanceof Uint16Array ? new Uint16Array(heads * rows * dim) : new Float32Array(heads * rows * dim);
+  for (let head = 0; head < heads; head++) {
+    const from = (head * length + length - rows) * dim;
+    out.set(tensor.subarray(from, from + rows * dim), head * rows * dim);
+  }
+  return out;
+}
+
 export class PhiDecoder {
   private readonly kvDtype: KvDtype;
+  private readonly hasLogitsToKeep: boolean;
+  /** Our graphs return only the new key/value rows; Optimum's return past and new rows (`present.*`). */
+  private readonly hasPresentRows: boolean;
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -22,6 +35,8 @@ export class PhiDecoder {
     readonly manifest: ModelManifest,
   ) {
     this.kvDtype = manifest.weights === 'fp16' ? 'float16' : 'float32';
+    this.hasLogitsToKeep = session.inputNames.includes('logits_to_keep');
+    this.hasPresentRows = session.outputNames.includes(presentRows(0).key);
   }
 
   static async load(modelDir: string, options: DecoderOptions = {}): Promise<PhiDecoder> {
@@ -57,8 +72,10 @@ export class PhiDecoder {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(tokenIds, (id) => BigInt(id)), [1, seq]),
       attention_mask: new ort.Tensor('int64', mask, [1, slots + seq]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: seq }, (_, i) => BigInt(filled + i)), [1, seq]),
-      logits_to_keep: new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.max(1, Math.min(logitsFor, seq)))), [1]),
     };
+    // Published Optimum exports have no logits_to_keep (they return every position's logits).
+    const keep = this.hasLogitsToKeep ? Math.max(1, Math.min(logitsFor, seq)) : seq;
+    if (this.hasLogitsToKeep) feeds.logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), [1]);
     for (let i = 0; i < layers; i++) {
       feeds[`past_key_values.${i}.key`] = new ort.Tensor(this.kvDtype, cache.key(i), [1, heads, slots, dim]);
       feeds[`past_key_values.${i}.value`] = new ort.Tensor(this.kvDtype, cache.value(i), [1, heads, slots, dim]);
@@ -67,11 +84,18 @@ export class PhiDecoder {
     const keys: KvArray[] = [];
     const values: KvArray[] = [];
     for (let i = 0; i < layers; i++) {
-      keys.push(outputs[presentRows(i).key].data as KvArray);
-      values.push(outputs[presentRows(i).value].data as KvArray);
+      if (this.hasPresentRows) {
+        keys.push(outputs[presentRows(i).key].data as KvArray);
+        values.push(outputs[presentRows(i).value].data as KvArray);
+      } else {
+        // Optimum's present.* is [1, heads, slots + seq, dim]: take each head's last `seq` rows.
+        keys.push(lastRows(outputs[`present.${i}.key`].data as KvArray, heads, slots + seq, seq, dim));
+        values.push(lastRows(outputs[`present.${i}.value`].data as KvArray, heads, slots + seq, seq, dim));
+      }
     }
     cache.append(keys, values, seq);
-    return outputs.logits.data as Float32Array;
+    const logits = outputs.logits.data as Float32Array;
+    return keep > Math.min(logitsFor, seq) ? logits.subarray((keep - Math.min(logitsFor, seq)) * this.config.vocab_size) : logits;
   }
 
   async dispose(): Promise<void> {

@@ -19,6 +19,8 @@ export interface BuildOptions {
   readonly accuracyLevel?: number;
   /** Replace an existing model folder at the destination. */
   readonly overwrite?: boolean;
+  /** Optimum-layout `present.*` outputs (see PhiGraphOptions.optimumPresent). */
+  readonly optimumPresent?: boolean;
   /** Progress through the layers, 0 to 1. */
   readonly onProgress?: (fraction: number) => void;
 }
@@ -41,7 +43,7 @@ export function buildModel(weights: WeightSource, outDir: string, options: Build
     let modelBytes: Uint8Array;
     try {
       const graph = new GraphBuilder(data);
-      buildPhiGraph(graph, weights, { format: options.format, accuracyLevel, onProgress: options.onProgress });
+      buildPhiGraph(graph, weights, { format: options.format, accuracyLevel, optimumPresent: options.optimumPresent, onProgress: options.onProgress });
       modelBytes = graph.encode('phi', OPSETS, { architecture: 'phi', weights: options.format });
     } finally {
       dataRecord = data.close();

@@ -36,6 +36,11 @@ export interface PhiGraphOptions {
   readonly format: WeightFormat;
   /** MatMulNBits accuracy_level: 4 quantises activations to int8 (faster), 0 keeps them in float (exact). */
   readonly accuracyLevel: number;
+  /**
+   * Also return Optimum's `present.{i}.key|value` (past and new rows concatenated) instead of only the new rows:
+   * the layout of published exports, which the runtime also loads (slower: the whole cache is copied out).
+   */
+  readonly optimumPresent?: boolean;
   /** Called after each layer is written, with the fraction of layers done. */
   readonly onProgress?: (fraction: number) => void;
 }
@@ -183,8 +188,15 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
     const query = splitHeads(qRotated, `${p}/query`);
     const newKey = splitHeads(kRotated, presentRows(i).key);
     const newValue = splitHeads(v, presentRows(i).value);
-    g.output(newKey, floatType, ['batch_size', heads, 'sequence_length', headDim(config)]);
-    g.output(newValue, floatType, ['batch_size', heads, 'sequence_length', headDim(config)]);
+    if (options.optimumPresent) {
+      for (const [past, rows, name] of [[pastKey, newKey, `present.${i}.key`], [pastValue, newValue, `present.${i}.value`]]) {
+        g.node('Concat', [past, rows], [name], { axis: 2 });
+        g.output(name, floatType, ['batch_size', heads, 'total_sequence_length', headDim(config)]);
+      }
+    } else {
+      g.output(newKey, floatType, ['batch_size', heads, 'sequence_length', headDim(config)]);
+      g.output(newValue, floatType, ['batch_size', heads, 'sequence_length', headDim(config)]);
+    }
     // Attention over the cached rows and the new rows side by side, so the cache is only read, never copied:
     // scores [batch, heads, seq, past + seq] → softmax → split → weighted sums of past and new values.
     const pastScores = g.node('FusedMatMul', [query, pastKey], [`${p}/past_scores`], { transB: 1 }, MS)[0];

@@ -98,6 +98,16 @@ describe('fp32 ONNX decoder', () => {
     assert.ok(maxAbsDiff(await chunked(decoder, prompt, 5), full) < 1e-5);
   });
 
+  test("a graph with Optimum's present.* outputs (past and new rows) decodes to the same logits", async () => {
+    const dir = path.join(scratchDir(), 'optimum');
+    buildModel(tinyWeights(), dir, { format: 'fp32', optimumPresent: true });
+    const optimum = await PhiDecoder.load(dir);
+    const prompt = PROMPTS[2];
+    const expected = await chunked(decoder, prompt, 7);
+    assert.ok(maxAbsDiff(await chunked(optimum, prompt, 7), expected) < 1e-5);
+    await optimum.dispose();
+  });
+
   test('rewindTo(n) then a different continuation equals a cold run of the new sequence', async () => {
     const cache = decoder.createCache();
     await decoder.forward(PROMPTS[2].slice(0, 30), cache);
