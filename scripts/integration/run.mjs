@@ -16,11 +16,11 @@
  *   PHI_IT_CHROMIUM      Chromium binary                  (default /usr/bin/chromium)
  *   PHI_IT_PLAYWRIGHT    folder holding node_modules/playwright-core (default ~/.cache/phi-complete/tools/playwright)
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { findTools, freePort, repo, waitForHttp } from './tools.mjs';
+import { buildTinyModel, findTools, freePort, repo, stopProcessGroup, waitForHttp } from './tools.mjs';
 
 
 function parseArgs(argv) {
@@ -116,12 +116,8 @@ async function main() {
   let browser;
   const cleanup = async () => {
     await browser?.close().catch(() => undefined);
-    if (server && server.exitCode === null) {
-      // code-server was started in its own process group: end the group (its extension host and worker included).
-      try { process.kill(-server.pid, 'SIGTERM'); } catch { /* already gone */ }
-      const gone = await Promise.race([new Promise((resolve) => server.once('exit', () => resolve(true))), new Promise((resolve) => setTimeout(() => resolve(false), 5000))]);
-      if (!gone) try { process.kill(-server.pid, 'SIGKILL'); } catch { /* already gone */ }
-    }
+    // code-server runs in its own process group: this ends its extension host and the worker too.
+    await stopProcessGroup(server);
     if (!options.keep) fs.rmSync(tmp, { recursive: true, force: true });
     else log(`kept ${tmp}`);
   };
@@ -131,14 +127,10 @@ async function main() {
 
   try {
     if (options.model && !fs.existsSync(path.join(options.model, 'model.onnx'))) throw new Error(`${options.model} has no model.onnx`);
-    if (!options.model) log('building a tiny model');
-    const build = options.model ? { status: 0 } : spawnSync(process.execPath, ['-e', `
-      const { buildModel } = require(${JSON.stringify(path.join(repo, 'out/src/model/build'))});
-      const { RandomWeights } = require(${JSON.stringify(path.join(repo, 'out/src/model/weights'))});
-      const { PHI_TINY } = require(${JSON.stringify(path.join(repo, 'out/src/model/config'))});
-      buildModel(new RandomWeights(PHI_TINY, 1234, 'tiny', 'bigram'), ${JSON.stringify(modelDir)}, { format: 'int4' });
-    `], { encoding: 'utf8' });
-    if (build.status !== 0) throw new Error(`building the tiny model failed:\n${build.stderr}`);
+    if (!options.model) {
+      log('building a tiny model');
+      buildTinyModel(modelDir);
+    }
 
     fs.writeFileSync(path.join(userData, 'User', 'settings.json'), JSON.stringify({
       'phiComplete.modelPath': modelDir,

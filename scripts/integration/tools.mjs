@@ -66,3 +66,25 @@ export async function waitForHttp(url, child, timeoutMs) {
   }
   throw new Error(`code-server did not answer ${url} within ${timeoutMs / 1000} s`);
 }
+
+/** Builds the tiny random-weight test model (the same builder as phi-1.5) into `dir`, from the compiled out/. */
+export function buildTinyModel(dir) {
+  const build = spawnSync(process.execPath, ['-e', `
+    const { buildModel } = require(${JSON.stringify(path.join(repo, 'out/src/model/build'))});
+    const { RandomWeights } = require(${JSON.stringify(path.join(repo, 'out/src/model/weights'))});
+    const { PHI_TINY } = require(${JSON.stringify(path.join(repo, 'out/src/model/config'))});
+    buildModel(new RandomWeights(PHI_TINY, 1234, 'tiny', 'bigram'), ${JSON.stringify(dir)}, { format: 'int4' });
+  `], { encoding: 'utf8' });
+  if (build.status !== 0) throw new Error(`building the tiny model failed:\n${build.stderr}`);
+}
+
+/**
+ * Ends a process started with `detached: true` together with its whole process group (code-server's extension
+ * host and the extension's worker): SIGTERM, then SIGKILL after 5 s.
+ */
+export async function stopProcessGroup(child) {
+  if (!child || child.exitCode !== null) return;
+  try { process.kill(-child.pid, 'SIGTERM'); } catch { /* already gone */ }
+  const gone = await Promise.race([new Promise((resolve) => child.once('exit', () => resolve(true))), new Promise((resolve) => setTimeout(() => resolve(false), 5000))]);
+  if (!gone) try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
+}

@@ -15,7 +15,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { findTools, freePort, repo, waitForHttp } from './tools.mjs';
+import { buildTinyModel, findTools, freePort, repo, stopProcessGroup, waitForHttp } from './tools.mjs';
 
 const log = (message) => console.log(`[vsix-smoke] ${message}`);
 
@@ -77,12 +77,8 @@ async function main() {
   let page;
   const cleanup = async () => {
     await browser?.close().catch(() => undefined);
-    if (server && server.exitCode === null) {
-      // Its own process group: ending the group ends its extension host and the extension's worker too.
-      try { process.kill(-server.pid, 'SIGTERM'); } catch { /* already gone */ }
-      const gone = await Promise.race([new Promise((resolve) => server.once('exit', () => resolve(true))), new Promise((resolve) => setTimeout(() => resolve(false), 5000))]);
-      if (!gone) try { process.kill(-server.pid, 'SIGKILL'); } catch { /* already gone */ }
-    }
+    // code-server runs in its own process group: this ends its extension host and the worker too.
+    await stopProcessGroup(server);
     if (!options.keep) fs.rmSync(tmp, { recursive: true, force: true });
     else log(`kept ${tmp}`);
   };
@@ -108,13 +104,7 @@ async function main() {
         if (tsc.status !== 0) throw new Error('tsc -p . failed');
       }
       log('building a tiny model');
-      const build = spawnSync(process.execPath, ['-e', `
-        const { buildModel } = require(${JSON.stringify(path.join(repo, 'out/src/model/build'))});
-        const { RandomWeights } = require(${JSON.stringify(path.join(repo, 'out/src/model/weights'))});
-        const { PHI_TINY } = require(${JSON.stringify(path.join(repo, 'out/src/model/config'))});
-        buildModel(new RandomWeights(PHI_TINY, 1234, 'tiny', 'bigram'), ${JSON.stringify(modelDir)}, { format: 'int4' });
-      `], { encoding: 'utf8' });
-      if (build.status !== 0) throw new Error(`building the tiny model failed:\n${build.stderr}`);
+      buildTinyModel(modelDir);
     } else if (!fs.existsSync(path.join(modelDir, 'model.onnx'))) throw new Error(`${modelDir} has no model.onnx`);
 
     log('installing the VSIX into a fresh extensions dir');
