@@ -4,8 +4,8 @@
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { headDim, type PhiConfig } from '../model/config';
-import { MODEL_FILE, presentRows, readManifest, type ModelManifest } from '../model/manifest';
-import { KvCache, type KvArray, type KvDtype } from './kvCache';
+import { MODEL_FILE, readManifest, type ModelManifest } from '../model/manifest';
+import { floatPlanes, int8Planes, KvCache, type KvArray, type KvPlane } from './kvCache';
 
 export interface DecoderOptions {
   readonly executionProviders?: ort.InferenceSession.SessionOptions['executionProviders'];
@@ -15,7 +15,7 @@ export interface DecoderOptions {
 
 /** Each head's last `rows` rows of a [1, heads, length, dim] tensor, as [1, heads, rows, dim]. */
 function lastRows(tensor: KvArray, heads: number, length: number, rows: number, dim: number): KvArray {
-  const out = tensor instanceof Uint16Array ? new Uint16Array(heads * rows * dim) : new Float32Array(heads * rows * dim);
+  const out = tensor instanceof Uint16Array ? new Uint16Array(heads * rows * dim) : tensor instanceof Int8Array ? new Int8Array(heads * rows * dim) : new Float32Array(heads * rows * dim);
   for (let head = 0; head < heads; head++) {
     const from = (head * length + length - rows) * dim;
     out.set(tensor.subarray(from, from + rows * dim), head * rows * dim);
@@ -24,7 +24,8 @@ function lastRows(tensor: KvArray, heads: number, length: number, rows: number, 
 }
 
 export class PhiDecoder {
-  private readonly kvDtype: KvDtype;
+  /** The cache tensors of one layer, as the graph's inputs name them. */
+  readonly kvPlanes: readonly KvPlane[];
   private readonly hasLogitsToKeep: boolean;
   /** Our graphs return only the new key/value rows; Optimum's return past and new rows (`present.*`). */
   private readonly hasPresentRows: boolean;
@@ -34,9 +35,10 @@ export class PhiDecoder {
     readonly config: PhiConfig,
     readonly manifest: ModelManifest,
   ) {
-    this.kvDtype = manifest.weights === 'fp16' ? 'float16' : 'float32';
+    const dim = headDim(config);
+    this.kvPlanes = session.inputNames.includes('past_key_values.0.key_scale') ? int8Planes(dim) : floatPlanes(dim, manifest.weights === 'fp16' ? 'float16' : 'float32');
     this.hasLogitsToKeep = session.inputNames.includes('logits_to_keep');
-    this.hasPresentRows = session.outputNames.includes(presentRows(0).key);
+    this.hasPresentRows = session.outputNames.includes('present_rows.0.key');
   }
 
   static async load(modelDir: string, options: DecoderOptions = {}): Promise<PhiDecoder> {
@@ -50,7 +52,7 @@ export class PhiDecoder {
   }
 
   createCache(): KvCache {
-    return new KvCache(this.config.num_hidden_layers, this.config.num_attention_heads, headDim(this.config), this.config.max_position_embeddings, this.kvDtype);
+    return new KvCache(this.config.num_hidden_layers, this.config.num_attention_heads, this.kvPlanes, this.config.max_position_embeddings);
   }
 
   /**
@@ -77,23 +79,16 @@ export class PhiDecoder {
     const keep = this.hasLogitsToKeep ? Math.max(1, Math.min(logitsFor, seq)) : seq;
     if (this.hasLogitsToKeep) feeds.logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), [1]);
     for (let i = 0; i < layers; i++) {
-      feeds[`past_key_values.${i}.key`] = new ort.Tensor(this.kvDtype, cache.key(i), [1, heads, slots, dim]);
-      feeds[`past_key_values.${i}.value`] = new ort.Tensor(this.kvDtype, cache.value(i), [1, heads, slots, dim]);
+      this.kvPlanes.forEach((plane, p) => {
+        feeds[`past_key_values.${i}.${plane.name}`] = new ort.Tensor(plane.dtype, cache.buffer(i, p), cache.shape(p, slots));
+      });
     }
     const outputs = await this.session.run(feeds);
-    const keys: KvArray[] = [];
-    const values: KvArray[] = [];
-    for (let i = 0; i < layers; i++) {
-      if (this.hasPresentRows) {
-        keys.push(outputs[presentRows(i).key].data as KvArray);
-        values.push(outputs[presentRows(i).value].data as KvArray);
-      } else {
-        // Optimum's present.* is [1, heads, slots + seq, dim]: take each head's last `seq` rows.
-        keys.push(lastRows(outputs[`present.${i}.key`].data as KvArray, heads, slots + seq, seq, dim));
-        values.push(lastRows(outputs[`present.${i}.value`].data as KvArray, heads, slots + seq, seq, dim));
-      }
-    }
-    cache.append(keys, values, seq);
+    const newRows = Array.from({ length: layers }, (_, i) => this.kvPlanes.map((plane) => this.hasPresentRows
+      ? outputs[`present_rows.${i}.${plane.name}`].data as KvArray
+      // Optimum's present.* is [1, heads, slots + seq, dim]: take each head's last `seq` rows.
+      : lastRows(outputs[`present.${i}.${plane.name}`].data as KvArray, heads, slots + seq, seq, dim)));
+    cache.append(newRows, seq);
     const logits = outputs.logits.data as Float32Array;
     return keep > Math.min(logitsFor, seq) ? logits.subarray((keep - Math.min(logitsFor, seq)) * this.config.vocab_size) : logits;
   }

@@ -1,30 +1,79 @@
-/** float32 values, or float16 bit patterns. */
-export type KvDtype = 'float32' | 'float16';
-export type KvArray = Float32Array | Uint16Array;
+/** Element types a cache tensor may have (float16 as bit patterns, since JavaScript has no float16 arrays). */
+export type KvDtype = 'float32' | 'float16' | 'int8';
+export type KvArray = Float32Array | Uint16Array | Int8Array;
+
+/**
+ * One of a layer's cache tensors: [1, heads, positions, width], or [1, heads, width, positions] when
+ * `transposed` (int8 keys are stored so, because MatMulInteger has no transpose flag). The graph's input is
+ * `past_key_values.{layer}.{name}` and its new rows come back as `present_rows.{layer}.{name}` in the same layout.
+ */
+export interface KvPlane {
+  readonly name: string;
+  readonly dtype: KvDtype;
+  readonly width: number;
+  readonly transposed: boolean;
+}
+
+/** Float keys and values, as in Optimum's exports. */
+export function floatPlanes(headDim: number, dtype: 'float32' | 'float16'): KvPlane[] {
+  return [
+    { name: 'key', dtype, width: headDim, transposed: false },
+    { name: 'value', dtype, width: headDim, transposed: false },
+  ];
+}
+
+/** int8 keys (transposed) and values, each position with a float32 scale per head, [1, heads, 1, positions] (see src/model/phiGraph.ts). */
+export function int8Planes(headDim: number): KvPlane[] {
+  return [
+    { name: 'key', dtype: 'int8', width: headDim, transposed: true },
+    { name: 'key_scale', dtype: 'float32', width: 1, transposed: true },
+    { name: 'value', dtype: 'int8', width: headDim, transposed: false },
+    { name: 'value_scale', dtype: 'float32', width: 1, transposed: true },
+  ];
+}
 
 /** Capacity grows in steps of this many positions, so growing (which copies) is rare. */
 const GROWTH_STEP = 128;
 
+function allocate(dtype: KvDtype, length: number): KvArray {
+  if (dtype === 'float16') return new Uint16Array(length);
+  if (dtype === 'int8') return new Int8Array(length);
+  return new Float32Array(length);
+}
+
 /**
- * The decoder's key/value cache. For every layer, keys and values live in one preallocated buffer each,
- * [1, heads, capacity, headDim], handed to ONNX Runtime as `past_key_values.*` without a copy; the first
- * `length` positions are filled and the rest are masked out by the attention mask. New rows returned by the
- * graph are appended in place, so a decode step copies only the new token's rows, whatever the context.
+ * Copies `positions` positions of every head from `from` (holding `fromSlots` positions per head) into `to`
+ * (holding `toSlots`), starting at position `at` in `to`. A head's positions are one contiguous run of
+ * positions·width elements, or, transposed, `width` runs of `positions` elements.
+ */
+function copyPositions(plane: KvPlane, heads: number, from: KvArray, fromSlots: number, to: KvArray, toSlots: number, at: number, positions: number): void {
+  const runs = plane.transposed ? heads * plane.width : heads;
+  const run = plane.transposed ? positions : positions * plane.width;
+  const fromStride = plane.transposed ? fromSlots : fromSlots * plane.width;
+  const toStride = plane.transposed ? toSlots : toSlots * plane.width;
+  const offset = plane.transposed ? at : at * plane.width;
+  for (let r = 0; r < runs; r++) to.set(from.subarray(r * fromStride, r * fromStride + run), r * toStride + offset);
+}
+
+/**
+ * The decoder's key/value cache. Every layer's tensors (its planes) live in preallocated buffers with room
+ * for `capacity` positions, handed to ONNX Runtime as `past_key_values.*` without a copy; the first `length`
+ * positions are filled and the rest are masked out by the attention mask. New rows returned by the graph
+ * are appended in place, so a decode step copies only the new token's rows, whatever the context.
  */
 export class KvCache {
-  private keys: KvArray[] = [];
-  private values: KvArray[] = [];
+  /** buffers[layer][plane] */
+  private buffers: KvArray[][] = [];
   private filled = 0;
   private slots = 0;
 
   constructor(
     readonly layers: number,
     readonly heads: number,
-    readonly headDim: number,
+    readonly planes: readonly KvPlane[],
     readonly maxLength: number,
-    readonly dtype: KvDtype = 'float32',
   ) {
-    this.allocate(0);
+    this.resize(0);
   }
 
   /** Number of token positions cached. */
@@ -37,14 +86,20 @@ export class KvCache {
     return this.slots;
   }
 
-  /** Layer's key buffer, [1, heads, capacity, headDim]. */
-  key(layer: number): KvArray {
-    return this.keys[layer];
+  /** Layer's buffer for `planes[plane]`, holding `capacity` positions. */
+  buffer(layer: number, plane: number): KvArray {
+    return this.buffers[layer][plane];
   }
 
-  /** Layer's value buffer, [1, heads, capacity, headDim]. */
-  value(layer: number): KvArray {
-    return this.values[layer];
+  /** The ONNX shape of a plane holding `positions` positions. */
+  shape(plane: number, positions: number): number[] {
+    const { width, transposed } = this.planes[plane];
+    return transposed ? [1, this.heads, width, positions] : [1, this.heads, positions, width];
+  }
+
+  /** Bytes held by the buffers. */
+  get bytes(): number {
+    return this.buffers.reduce((sum, layer) => sum + layer.reduce((n, b) => n + b.byteLength, 0), 0);
   }
 
   /** Makes room for `rows` more positions. */
@@ -52,22 +107,20 @@ export class KvCache {
     const needed = this.filled + rows;
     if (needed > this.maxLength) throw new RangeError(`KvCache: ${needed} positions exceed the model's ${this.maxLength}`);
     if (needed <= this.slots) return;
-    this.allocate(Math.min(this.maxLength, Math.ceil(needed / GROWTH_STEP) * GROWTH_STEP));
+    this.resize(Math.min(this.maxLength, Math.ceil(needed / GROWTH_STEP) * GROWTH_STEP));
   }
 
-  /** Appends `rows` positions; keys[l]/values[l] are layer l's new rows, [1, heads, rows, headDim]. */
-  append(keys: readonly KvArray[], values: readonly KvArray[], rows: number): void {
+  /** Appends `rows` positions; newRows[layer][plane] holds them in the plane's layout with `rows` positions. */
+  append(newRows: readonly (readonly KvArray[])[], rows: number): void {
     this.reserve(rows);
-    const rowElements = rows * this.headDim;
     for (let layer = 0; layer < this.layers; layer++) {
-      if (keys[layer].length !== this.heads * rowElements || values[layer].length !== this.heads * rowElements) {
-        throw new Error(`KvCache.append: layer ${layer} rows are not [1, ${this.heads}, ${rows}, ${this.headDim}]`);
-      }
-      for (let head = 0; head < this.heads; head++) {
-        const to = (head * this.slots + this.filled) * this.headDim;
-        this.keys[layer].set(keys[layer].subarray(head * rowElements, (head + 1) * rowElements), to);
-        this.values[layer].set(values[layer].subarray(head * rowElements, (head + 1) * rowElements), to);
-      }
+      this.planes.forEach((plane, p) => {
+        const source = newRows[layer][p];
+        if (source.length !== this.heads * rows * plane.width) {
+          throw new Error(`KvCache.append: layer ${layer} ${plane.name} rows are not [${this.shape(p, rows).join(', ')}]`);
+        }
+        copyPositions(plane, this.heads, source, rows, this.buffers[layer][p], this.slots, this.filled, rows);
+      });
     }
     this.filled += rows;
   }
@@ -79,26 +132,19 @@ export class KvCache {
   }
 
   dispose(): void {
-    this.keys = [];
-    this.values = [];
+    this.buffers = [];
     this.filled = 0;
     this.slots = 0;
   }
 
-  /** Moves to buffers of `slots` positions, keeping the filled rows of every head. */
-  private allocate(slots: number): void {
-    const resize = (old: KvArray | undefined): KvArray => {
-      const next = this.dtype === 'float16' ? new Uint16Array(this.heads * slots * this.headDim) : new Float32Array(this.heads * slots * this.headDim);
-      if (old) {
-        for (let head = 0; head < this.heads; head++) {
-          const from = head * this.slots * this.headDim;
-          next.set(old.subarray(from, from + this.filled * this.headDim), head * slots * this.headDim);
-        }
-      }
+  /** Moves to buffers of `slots` positions, keeping the filled rows. */
+  private resize(slots: number): void {
+    this.buffers = Array.from({ length: this.layers }, (_, layer) => this.planes.map((plane, p) => {
+      const next = allocate(plane.dtype, this.heads * slots * plane.width);
+      const old = this.buffers[layer]?.[p];
+      if (old) copyPositions(plane, this.heads, old, this.slots, next, slots, 0, this.filled);
       return next;
-    };
-    this.keys = Array.from({ length: this.layers }, (_, l) => resize(this.keys[l]));
-    this.values = Array.from({ length: this.layers }, (_, l) => resize(this.values[l]));
+    }));
     this.slots = slots;
   }
 }

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ExternalDataFile, GraphBuilder } from './onnx/graphBuilder';
 import { buildPhiGraph, OPSETS } from './phiGraph';
-import { DATA_FILE, MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, TOKENIZER_FILE, type FileRecord, type ModelManifest, type WeightFormat } from './manifest';
+import { DATA_FILE, MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, TOKENIZER_FILE, type FileRecord, type KvCacheFormat, type ModelManifest, type WeightFormat } from './manifest';
 import type { WeightSource } from './weights';
 import { buildPhiTokenizerJson } from '../tokenizer/tokenizerJson';
 
@@ -17,6 +17,8 @@ export interface BuildOptions {
   readonly format: WeightFormat;
   /** MatMulNBits accuracy_level for int4 (see PhiGraphOptions). */
   readonly accuracyLevel?: number;
+  /** The KV cache's format; int4 models default to int8, others to float. */
+  readonly kvCache?: KvCacheFormat;
   /** Replace an existing model folder at the destination. */
   readonly overwrite?: boolean;
   /** Optimum-layout `present.*` outputs (see PhiGraphOptions.optimumPresent). */
@@ -38,12 +40,13 @@ export function buildModel(weights: WeightSource, outDir: string, options: Build
   const staging = fs.mkdtempSync(`${destination}.partial-`);
   try {
     const accuracyLevel = options.accuracyLevel ?? (options.format === 'int4' ? 4 : 0);
+    const kvCache = options.kvCache ?? (options.format === 'int4' ? 'int8' : 'float');
     const data = new ExternalDataFile(path.join(staging, DATA_FILE), DATA_FILE);
     let dataRecord: FileRecord;
     let modelBytes: Uint8Array;
     try {
       const graph = new GraphBuilder(data);
-      buildPhiGraph(graph, weights, { format: options.format, accuracyLevel, optimumPresent: options.optimumPresent, onProgress: options.onProgress });
+      buildPhiGraph(graph, weights, { format: options.format, accuracyLevel, kvCache, optimumPresent: options.optimumPresent, onProgress: options.onProgress });
       modelBytes = graph.encode('phi', OPSETS, { architecture: 'phi', weights: options.format });
     } finally {
       dataRecord = data.close();
@@ -59,6 +62,7 @@ export function buildModel(weights: WeightSource, outDir: string, options: Build
       config: weights.config,
       weights: options.format,
       accuracyLevel,
+      kvCache,
       source: weights.description,
       files: {
         [MODEL_FILE]: recordOf(modelBytes),

@@ -9,6 +9,10 @@ import type { PhiConfig } from './config';
 export type WeightFormat = 'fp32' | 'fp16' | 'int4';
 export const WEIGHT_FORMATS: readonly WeightFormat[] = ['int4', 'fp16', 'fp32'];
 
+/** KV cache formats (see src/model/phiGraph.ts); the runtime reads the format off the graph's inputs. */
+export type KvCacheFormat = 'float' | 'int8';
+export const KV_CACHE_FORMATS: readonly KvCacheFormat[] = ['int8', 'float'];
+
 export const MANIFEST_FILE = 'manifest.json';
 export const MODEL_FILE = 'model.onnx';
 export const DATA_FILE = 'model.onnx.data';
@@ -26,13 +30,13 @@ export interface ModelManifest {
   readonly config: PhiConfig;
   readonly weights: WeightFormat;
   readonly accuracyLevel: number;
+  /** Absent in manifests written before int8 caches existed: float. */
+  readonly kvCache?: KvCacheFormat;
   readonly source: Record<string, unknown>;
   readonly files: Record<string, FileRecord>;
   readonly createdAt: string;
 }
 
-/** Output names of layer i's new key/value rows (the graph returns only the rows it adds to the cache). */
-export const presentRows = (layer: number): { key: string; value: string } => ({ key: `present_rows.${layer}.key`, value: `present_rows.${layer}.value` });
 
 export function readManifest(modelDir: string): ModelManifest {
   const file = path.join(modelDir, MANIFEST_FILE);

@@ -6,6 +6,9 @@
  *            logits_to_keep [1] int64 (logits for the last n positions only, as in Hugging Face),
  *            past_key_values.{i}.key|value [batch, heads, past, headDim] float
  *   outputs  logits [batch, n, vocab] float, present_rows.{i}.key|value [batch, heads, seq, headDim] float
+ * With an int8 cache (int4 models' default) each layer's cache is four tensors instead, inputs and outputs alike:
+ *            key [batch, heads, headDim, past] int8 (transposed), key_scale [batch, heads, 1, past] float,
+ *            value [batch, heads, past, headDim] int8, value_scale [batch, heads, 1, past] float
  *
  * Unlike Optimum's `present.*` (past and new rows concatenated), the graph returns only the new rows: the host
  * appends them into its own preallocated cache, because onnxruntime-node copies every output into a fresh
@@ -22,7 +25,7 @@ import { headDim, rotaryDim, type PhiConfig } from './config';
 import { float32ToFloat16 } from './float16';
 import { DataType, type GraphBuilder } from './onnx/graphBuilder';
 import { quantizeMatrix } from './quantize';
-import { presentRows, type WeightFormat } from './manifest';
+import type { KvCacheFormat, WeightFormat } from './manifest';
 import type { WeightSource } from './weights';
 
 /**
@@ -41,6 +44,8 @@ export interface PhiGraphOptions {
    * the layout of published exports, which the runtime also loads (slower: the whole cache is copied out).
    */
   readonly optimumPresent?: boolean;
+  /** The KV cache's format: `float` (the activations' type) or `int8` (see int8Attention). */
+  readonly kvCache: KvCacheFormat;
   /** Called after each layer is written, with the fraction of layers done. */
   readonly onProgress?: (fraction: number) => void;
 }
@@ -48,6 +53,9 @@ export interface PhiGraphOptions {
 const MS = 'com.microsoft';
 
 export const OPSETS = { '': 17, [MS]: 1 };
+
+/** The largest int8 code of a cached key or value (see int8Attention). */
+const CACHE_CODE_MAX = 64;
 
 
 function transpose(weight: Float32Array, rows: number, cols: number): Float32Array {
@@ -90,6 +98,8 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
   const eps = { float: config.layer_norm_eps };
   /** The element type of activations, float weights and the KV cache. */
   const floatType = options.format === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT;
+  const kvInt8 = options.kvCache === 'int8';
+  if (kvInt8 && (options.format === 'fp16' || options.optimumPresent)) throw new Error('an int8 KV cache needs float32 activations and our present_rows outputs');
   const floatWeight = (name: string, dims: readonly number[], values: Float32Array): string =>
     g.weight(name, floatType, dims, floatType === DataType.FLOAT16 ? float32ToFloat16(values) : values);
 
@@ -122,9 +132,10 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
 
   // One additive attention bias for every layer, [batch, 1, seq, past + seq]: 0 where a new token may look,
   // −∞ (well, −BIG) at padding (attention_mask 0: unused cache slots) and at later new tokens (causality).
-  const pastShape = g.node('Shape', [`past_key_values.0.key`], ['past_shape'])[0];
+  // The past length is read from layer 0's values: [batch, heads, past, headDim] in every cache format.
+  const pastShape = g.node('Shape', [`past_key_values.0.value`], ['past_shape'])[0];
   const pastLength = g.node('Gather', [pastShape, g.constant('index_2', new BigInt64Array([2n]), [])], ['past_length'], { axis: 0 })[0];
-  const pastLength1d = g.node('Shape', [`past_key_values.0.key`], ['past_length_1d'], { start: 2, end: 3 })[0];
+  const pastLength1d = g.node('Shape', [`past_key_values.0.value`], ['past_length_1d'], { start: 2, end: 3 })[0];
   const seqLength1d = g.node('Shape', [inputIds], ['seq_length_1d'], { start: 1, end: 2 })[0];
   const totalLength1d = g.node('Shape', [attentionMask], ['total_length_1d'], { start: 1, end: 2 })[0];
   const squareShape = g.node('Concat', [seqLength1d, totalLength1d], ['bias_shape'], { axis: 0 })[0];
@@ -145,6 +156,89 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
   const half = rotaryDim(config) / 2;
   const cosCache = floatWeight('rotary.cos_cache', [config.max_position_embeddings, half], cos);
   const sinCache = floatWeight('rotary.sin_cache', [config.max_position_embeddings, half], sin);
+
+  const kvShape = ['batch_size', heads, 'past_sequence_length', headDim(config)];
+  const newShape = ['batch_size', heads, 'sequence_length', headDim(config)];
+
+  /** Attention with a float cache: scores over the cached rows and the new rows side by side, so the cache is only read, never copied. */
+  const floatAttention = (p: string, i: number, query: string, newKey: string, newValue: string): string => {
+    const pastKey = g.input(`past_key_values.${i}.key`, floatType, kvShape);
+    const pastValue = g.input(`past_key_values.${i}.value`, floatType, kvShape);
+    if (options.optimumPresent) {
+      for (const [past, rows, name] of [[pastKey, newKey, `present.${i}.key`], [pastValue, newValue, `present.${i}.value`]]) {
+        g.node('Concat', [past, rows], [name], { axis: 2 });
+        g.output(name, floatType, ['batch_size', heads, 'total_sequence_length', headDim(config)]);
+      }
+    } else {
+      g.output(newKey, floatType, newShape);
+      g.output(newValue, floatType, newShape);
+    }
+    // scores [batch, heads, seq, past + seq] → softmax → split → weighted sums of past and new values.
+    const pastScores = g.node('FusedMatMul', [query, pastKey], [`${p}/past_scores`], { transB: 1 }, MS)[0];
+    const newScores = g.node('FusedMatMul', [query, newKey], [`${p}/new_scores`], { transB: 1 }, MS)[0];
+    const probs = softmax(p, g.node('Concat', [pastScores, newScores], [`${p}/scores`], { axis: -1 })[0]);
+    const [pastProbs, newProbs] = g.node('Split', [probs, splitPastNew], [`${p}/past_probs`, `${p}/new_probs`], { axis: -1 });
+    return g.node('Add', [
+      g.node('MatMul', [pastProbs, pastValue], [`${p}/past_context`])[0],
+      g.node('MatMul', [newProbs, newValue], [`${p}/new_context`])[0],
+    ], [`${p}/context`])[0];
+  };
+
+  /**
+   * Attention with an int8 cache (a quarter of float32's bytes, which attention must read at every step):
+   * every key and value row is stored as int8 codes with one float scale (symmetric, per head and position).
+   *   scores = (q_codes · k_codesᵀ) · q_scale · k_scale        q quantised per row the same way
+   *   context = ((p · v_scale)_codes · v_codes) · p_step        the weights p·v_scale quantised per row to uint8
+   * Both products are exact integer sums (MatMulInteger), split over the cached and the new rows, so a token's
+   * result does not depend on how the prompt was cut into chunks. Keys are stored transposed, [heads, dim, past].
+   * Key and value codes span ±64, not ±127: x86's 8-bit kernels add pairs of u8·s8 products in int16, which
+   * saturates (and then depends on which elements end up paired) unless one side fits in 7 bits.
+   */
+  const int8Attention = (p: string, i: number, query: string, newKey: string, newValue: string): string => {
+    const pastKey = g.input(`past_key_values.${i}.key`, DataType.INT8, ['batch_size', heads, headDim(config), 'past_sequence_length']);
+    const pastKeyScale = g.input(`past_key_values.${i}.key_scale`, DataType.FLOAT, ['batch_size', heads, 1, 'past_sequence_length']);
+    const pastValue = g.input(`past_key_values.${i}.value`, DataType.INT8, kvShape);
+    const pastValueScale = g.input(`past_key_values.${i}.value_scale`, DataType.FLOAT, ['batch_size', heads, 1, 'past_sequence_length']);
+    const [keyCodes, keyScale] = quantizeRows(newKey, `${p}/new_key`, CACHE_CODE_MAX, DataType.INT8);
+    const [valueCodes, valueScale] = quantizeRows(newValue, `${p}/new_value`, CACHE_CODE_MAX, DataType.INT8, `present_rows.${i}.value`);
+    const transposeLast = { perm: [0, 1, 3, 2] };
+    const keyCodesT = g.node('Transpose', [keyCodes], [`present_rows.${i}.key`], transposeLast)[0];
+    const keyScaleT = g.node('Transpose', [keyScale], [`present_rows.${i}.key_scale`], transposeLast)[0];
+    const valueScaleT = g.node('Transpose', [valueScale], [`present_rows.${i}.value_scale`], transposeLast)[0];
+    g.output(keyCodesT, DataType.INT8, ['batch_size', heads, headDim(config), 'sequence_length']);
+    g.output(keyScaleT, DataType.FLOAT, ['batch_size', heads, 1, 'sequence_length']);
+    g.output(valueCodes, DataType.INT8, newShape);
+    g.output(valueScaleT, DataType.FLOAT, ['batch_size', heads, 1, 'sequence_length']);
+
+    const [queryCodes, queryScale] = quantizeRows(query, `${p}/query`, 127, DataType.INT8);
+    const scoreCodes = g.node('Concat', [
+      g.node('MatMulInteger', [queryCodes, pastKey], [`${p}/past_score_codes`])[0],
+      g.node('MatMulInteger', [queryCodes, keyCodesT], [`${p}/new_score_codes`])[0],
+    ], [`${p}/score_codes`], { axis: -1 })[0];
+    const keyScales = g.node('Concat', [pastKeyScale, keyScaleT], [`${p}/key_scales`], { axis: -1 })[0];
+    const scores = g.node('Mul', [g.node('Mul', [g.node('Cast', [scoreCodes], [`${p}/score_sums`], { to: DataType.FLOAT })[0], queryScale], [`${p}/scores_q`])[0], keyScales], [`${p}/scores`])[0];
+    const probs = softmax(p, scores);
+    const weights = g.node('Mul', [probs, g.node('Concat', [pastValueScale, valueScaleT], [`${p}/value_scales`], { axis: -1 })[0]], [`${p}/value_weights`])[0];
+    const [weightCodes, weightStep] = quantizeRows(weights, `${p}/value_weights`, 255, DataType.UINT8);
+    const [pastCodes, newCodes] = g.node('Split', [weightCodes, splitPastNew], [`${p}/past_weight_codes`, `${p}/new_weight_codes`], { axis: -1 });
+    const sums = g.node('Add', [
+      g.node('MatMulInteger', [pastCodes, pastValue], [`${p}/past_context_sums`])[0],
+      g.node('MatMulInteger', [newCodes, valueCodes], [`${p}/new_context_sums`])[0],
+    ], [`${p}/context_sums`])[0];
+    return g.node('Mul', [g.node('Cast', [sums], [`${p}/context_unscaled`], { to: DataType.FLOAT })[0], weightStep], [`${p}/context`])[0];
+  };
+
+  /** Symmetric per-row quantisation along the last axis: codes = round(x / step), step = max|x| / maxCode. */
+  const quantizeRows = (x: string, name: string, maxCode: number, codeType: DataType, codesName = `${name}/codes`): [string, string] => {
+    const magnitude = g.node('ReduceMax', [g.node('Abs', [x], [`${name}/abs`])[0]], [`${name}/max`], { axes: [-1], keepdims: 1 })[0];
+    // An all-zero row would divide by zero; any positive step codes it as zeros.
+    const step = g.node('Max', [g.node('Div', [magnitude, g.constant(`${name}/max_code`, new Float32Array([maxCode]), [])], [`${name}/raw_step`])[0], g.constant(`${name}/min_step`, new Float32Array([1e-30]), [])], [`${name}/step`])[0];
+    const codes = g.node('Cast', [g.node('Round', [g.node('Div', [x, step], [`${name}/scaled`])[0]], [`${name}/rounded`])[0]], [codesName], { to: codeType })[0];
+    return [codes, step];
+  };
+
+  const softmax = (p: string, scores: string): string =>
+    g.node('Softmax', [g.node('Add', [scores, attentionBias], [`${p}/masked_scores`])[0]], [`${p}/probs`], { axis: -1 })[0];
 
   const embedding = weights.tensor('model.embed_tokens.weight');
   let x: string;
@@ -180,34 +274,13 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
     const qRotated = g.node('RotaryEmbedding', [q, positionIds, cosCache, sinCache], [`${p}/q_rotary`], rotary, MS)[0];
     const kRotated = g.node('RotaryEmbedding', [k, positionIds, cosCache, sinCache], [`${p}/k_rotary`], rotary, MS)[0];
 
-    const pastKey = g.input(`past_key_values.${i}.key`, floatType, ['batch_size', heads, 'past_sequence_length', headDim(config)]);
-    const pastValue = g.input(`past_key_values.${i}.value`, floatType, ['batch_size', heads, 'past_sequence_length', headDim(config)]);
     // [batch, seq, hidden] → [batch, heads, seq, headDim]
     const splitHeads = (x: string, out: string): string =>
       g.node('Transpose', [g.node('Reshape', [x, toHeads], [`${out}/bshd`])[0]], [out], { perm: [0, 2, 1, 3] })[0];
     const query = splitHeads(qRotated, `${p}/query`);
-    const newKey = splitHeads(kRotated, presentRows(i).key);
-    const newValue = splitHeads(v, presentRows(i).value);
-    if (options.optimumPresent) {
-      for (const [past, rows, name] of [[pastKey, newKey, `present.${i}.key`], [pastValue, newValue, `present.${i}.value`]]) {
-        g.node('Concat', [past, rows], [name], { axis: 2 });
-        g.output(name, floatType, ['batch_size', heads, 'total_sequence_length', headDim(config)]);
-      }
-    } else {
-      g.output(newKey, floatType, ['batch_size', heads, 'sequence_length', headDim(config)]);
-      g.output(newValue, floatType, ['batch_size', heads, 'sequence_length', headDim(config)]);
-    }
-    // Attention over the cached rows and the new rows side by side, so the cache is only read, never copied:
-    // scores [batch, heads, seq, past + seq] → softmax → split → weighted sums of past and new values.
-    const pastScores = g.node('FusedMatMul', [query, pastKey], [`${p}/past_scores`], { transB: 1 }, MS)[0];
-    const newScores = g.node('FusedMatMul', [query, newKey], [`${p}/new_scores`], { transB: 1 }, MS)[0];
-    const scores = g.node('Concat', [pastScores, newScores], [`${p}/scores`], { axis: -1 })[0];
-    const probs = g.node('Softmax', [g.node('Add', [scores, attentionBias], [`${p}/masked_scores`])[0]], [`${p}/probs`], { axis: -1 })[0];
-    const [pastProbs, newProbs] = g.node('Split', [probs, splitPastNew], [`${p}/past_probs`, `${p}/new_probs`], { axis: -1 });
-    const context = g.node('Add', [
-      g.node('MatMul', [pastProbs, pastValue], [`${p}/past_context`])[0],
-      g.node('MatMul', [newProbs, newValue], [`${p}/new_context`])[0],
-    ], [`${p}/context`])[0];
+    const context = kvInt8
+      ? int8Attention(p, i, query, splitHeads(kRotated, `${p}/new_key`), splitHeads(v, `${p}/new_value`))
+      : floatAttention(p, i, query, splitHeads(kRotated, `present_rows.${i}.key`), splitHeads(v, `present_rows.${i}.value`));
     const attention = g.node('Reshape', [g.node('Transpose', [context], [`${p}/context_bshd`], { perm: [0, 2, 1, 3] })[0], toHidden], [`${p}/attention`])[0];
     const attentionOut = linear(attention, `${p}.self_attn.dense`, read('self_attn.dense.weight'), read('self_attn.dense.bias'), d, d, `${p}/attention_out`, blockBits);
 

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PHI_TINY } from '../../src/model/config';
 import { buildModel } from '../../src/model/build';
-import type { WeightFormat } from '../../src/model/manifest';
+import type { KvCacheFormat, WeightFormat } from '../../src/model/manifest';
 import { RandomWeights, type RandomInit } from '../../src/model/weights';
 
 export const TINY_SEED = 1234;
@@ -30,13 +30,13 @@ export function tinyWeights(init: RandomInit = 'flat'): RandomWeights {
 
 const built = new Map<string, string>();
 
-/** Builds (once per process) the tiny random model and returns its folder. */
-export function tinyModelDir(format: WeightFormat, init: RandomInit = 'flat', accuracyLevel?: number): string {
-  const key = `${format}-${init}-${accuracyLevel ?? 'default'}`;
+/** Builds (once per process) the tiny random model and returns its folder; options left out take the builder's defaults. */
+export function tinyModelDir(format: WeightFormat, init: RandomInit = 'flat', options: { accuracyLevel?: number; kvCache?: KvCacheFormat } = {}): string {
+  const key = `${format}-${init}-${options.accuracyLevel ?? 'default'}-${options.kvCache ?? 'default'}`;
   let dir = built.get(key);
   if (!dir) {
     dir = path.join(scratchDir(), key);
-    buildModel(tinyWeights(init), dir, { format, ...(accuracyLevel === undefined ? {} : { accuracyLevel }) });
+    buildModel(tinyWeights(init), dir, { format, ...options });
     built.set(key, dir);
   }
   return dir;

@@ -1,7 +1,7 @@
 /** The engine's small parts: sampler, stop sequences, prompt-lookup drafts, KV cache bookkeeping. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { KvCache } from '../../src/inference/kvCache';
+import { floatPlanes, KvCache } from '../../src/inference/kvCache';
 import { draftFromContext } from '../../src/inference/promptLookup';
 import { argmax, Sampler } from '../../src/inference/sampler';
 import { StopMatcher } from '../../src/inference/stopSequences';
@@ -77,37 +77,58 @@ describe('draftFromContext', () => {
 });
 
 describe('KvCache', () => {
-  const rows = (layers: number, heads: number, n: number, dim: number, start: number): Float32Array[] =>
-    Array.from({ length: layers }, (_, l) => Float32Array.from({ length: heads * n * dim }, (_, i) => start + l * 1000 + i));
+  const rows = (layers: number, heads: number, n: number, dim: number, start: number): Float32Array[][] =>
+    Array.from({ length: layers }, (_, l) => [0, 1].map((plane) => Float32Array.from({ length: heads * n * dim }, (_, i) => start + plane * 100 + l * 1000 + i)));
 
   test('appends rows per head at the filled length, and keeps them when the buffers grow', () => {
-    const cache = new KvCache(2, 2, 3, 2048);
-    cache.append(rows(2, 2, 1, 3, 0), rows(2, 2, 1, 3, 100), 1);
+    const cache = new KvCache(2, 2, floatPlanes(3, 'float32'), 2048);
+    cache.append(rows(2, 2, 1, 3, 0), 1);
     assert.equal(cache.length, 1);
     assert.equal(cache.capacity, 128);
+    assert.deepEqual(cache.shape(0, 128), [1, 2, 128, 3]);
     // head 0 row 0 at [0, 3); head 1 row 0 at [128·3, 128·3 + 3)
-    assert.deepEqual([...cache.key(1).subarray(0, 3)], [1000, 1001, 1002]);
-    assert.deepEqual([...cache.key(1).subarray(384, 387)], [1003, 1004, 1005]);
-    cache.append(rows(2, 2, 200, 3, 0), rows(2, 2, 200, 3, 0), 200);
+    assert.deepEqual([...cache.buffer(1, 0).subarray(0, 3)], [1000, 1001, 1002]);
+    assert.deepEqual([...cache.buffer(1, 0).subarray(384, 387)], [1003, 1004, 1005]);
+    assert.deepEqual([...cache.buffer(1, 1).subarray(384, 387)], [1103, 1104, 1105]);
+    cache.append(rows(2, 2, 200, 3, 0), 200);
     assert.equal(cache.length, 201);
     assert.equal(cache.capacity, 256);
-    assert.deepEqual([...cache.key(1).subarray(0, 6)], [1000, 1001, 1002, 1000, 1001, 1002]);
-    assert.deepEqual([...cache.key(1).subarray(256 * 3, 256 * 3 + 6)], [1003, 1004, 1005, 1600, 1601, 1602]);
+    assert.deepEqual([...cache.buffer(1, 0).subarray(0, 6)], [1000, 1001, 1002, 1000, 1001, 1002]);
+    assert.deepEqual([...cache.buffer(1, 0).subarray(256 * 3, 256 * 3 + 6)], [1003, 1004, 1005, 1600, 1601, 1602]);
+  });
+
+  test('transposed planes ([heads, width, positions]) append every column of every head and keep them when growing', () => {
+    const plane = { name: 'key', dtype: 'float32', width: 2, transposed: true } as const;
+    const cache = new KvCache(1, 2, [plane], 2048);
+    // new rows [1, heads 2, width 2, positions 3]: head h, column j, position r = 10h + 3j + r
+    const block = (positions: number, base: number): Float32Array[][] =>
+      [[Float32Array.from({ length: 2 * 2 * positions }, (_, i) => base + 10 * Math.floor(i / (2 * positions)) + i % (2 * positions))]];
+    cache.append(block(3, 0), 3);
+    assert.deepEqual(cache.shape(0, cache.capacity), [1, 2, 2, 128]);
+    const buffer = (): Float32Array => cache.buffer(0, 0) as Float32Array;
+    assert.deepEqual([...buffer().subarray(0, 4)], [0, 1, 2, 0]); // head 0, column 0
+    assert.deepEqual([...buffer().subarray(128, 131)], [3, 4, 5]); // head 0, column 1
+    assert.deepEqual([...buffer().subarray(3 * 128, 3 * 128 + 3)], [13, 14, 15]); // head 1, column 1
+    cache.rewindTo(2);
+    cache.append(block(200, 50), 200);
+    assert.equal(cache.capacity, 256);
+    assert.deepEqual([...buffer().subarray(256, 256 + 3)], [3, 4, 250]); // head 0, column 1: positions 0, 1, then the new block
+    assert.deepEqual([...buffer().subarray(3 * 256, 3 * 256 + 3)], [13, 14, 260]);
   });
 
   test('rewindTo forgets positions; the next append overwrites them', () => {
-    const cache = new KvCache(1, 1, 2, 2048);
-    cache.append(rows(1, 1, 3, 2, 0), rows(1, 1, 3, 2, 0), 3);
+    const cache = new KvCache(1, 1, floatPlanes(2, 'float32'), 2048);
+    cache.append(rows(1, 1, 3, 2, 0), 3);
     cache.rewindTo(1);
-    cache.append(rows(1, 1, 1, 2, 50), rows(1, 1, 1, 2, 50), 1);
+    cache.append(rows(1, 1, 1, 2, 50), 1);
     assert.equal(cache.length, 2);
-    assert.deepEqual([...cache.key(0).subarray(0, 6)], [0, 1, 50, 51, 4, 5]);
+    assert.deepEqual([...cache.buffer(0, 0).subarray(0, 6)], [0, 1, 50, 51, 4, 5]);
     assert.throws(() => cache.rewindTo(3), RangeError);
   });
 
   test('refuses to grow past the model positions and rejects mis-shaped rows', () => {
-    const cache = new KvCache(1, 1, 2, 4);
+    const cache = new KvCache(1, 1, floatPlanes(2, 'float32'), 4);
     assert.throws(() => cache.reserve(5), /exceed the model's 4/);
-    assert.throws(() => cache.append([new Float32Array(3)], [new Float32Array(3)], 2), /not \[1, 1, 2, 2\]/);
+    assert.throws(() => cache.append([[new Float32Array(3), new Float32Array(3)]], 2), /key rows are not \[1, 1, 2, 2\]/);
   });
 });

@@ -156,7 +156,7 @@ describe('int4 against fp32', () => {
     const dir = path.join(scratchDir(), 'dequantized');
     buildModel(dequantizedWeights(tinyWeights()), dir, { format: 'fp32' });
     const dequantized = await PhiDecoder.load(dir);
-    const int4 = await PhiDecoder.load(tinyModelDir('int4', 'flat', 0));
+    const int4 = await PhiDecoder.load(tinyModelDir('int4', 'flat', { accuracyLevel: 0, kvCache: 'float' }));
     const prompt = PROMPTS[2];
     const diff = maxAbsDiff(await dequantized.forward(prompt, dequantized.createCache()), await int4.forward(prompt, int4.createCache()));
     assert.ok(diff < 1e-4, `max abs diff ${diff}`);
@@ -170,7 +170,7 @@ describe('int4 against fp32', () => {
     for (const accuracyLevel of [0, 4]) {
       test(`${init} model, accuracy_level ${accuracyLevel}: argmax agreement ≥ ${required * 100}%, relative RMS error ≤ 10%`, async (t) => {
         const fp32 = await PhiDecoder.load(tinyModelDir('fp32', init));
-        const int4 = await PhiDecoder.load(tinyModelDir('int4', init, accuracyLevel));
+        const int4 = await PhiDecoder.load(tinyModelDir('int4', init, { accuracyLevel, kvCache: 'float' }));
         const exact = new Float32Array(prompts.length * 64 * VOCAB);
         const quantized = new Float32Array(exact.length);
         for (const [p, prompt] of prompts.entries()) {
@@ -187,5 +187,54 @@ describe('int4 against fp32', () => {
         await Promise.all([fp32.dispose(), int4.dispose()]);
       });
     }
+  }
+});
+
+/**
+ * The int8 KV cache (the int4 models' default): its products are exact integer sums over the cached and the
+ * new rows, so cached, chunked and one-at-a-time decoding agree with a full recompute; against the float
+ * cache on the same weights it adds a small error, measured here also over a long prompt, where attention
+ * spreads thin and the per-row quantisation of the attention weights is at its coarsest.
+ */
+describe('int8 KV cache', () => {
+  const long = Array.from({ length: 512 }, (_, i) => (i * 7919 + 17) % 50295);
+
+  test('one token at a time and chunked prefill give exactly the logits of a full recompute', async () => {
+    // accuracy_level 0: MatMulNBits' int8-activation kernels round differently for one row and for many.
+    const decoder = await PhiDecoder.load(tinyModelDir('int4', 'bigram', { accuracyLevel: 0 }));
+    assert.ok(decoder.kvPlanes.some((plane) => plane.dtype === 'int8'), 'the int4 default should be an int8 cache');
+    const prompt = PROMPTS[2];
+    const full = await decoder.forward(prompt, decoder.createCache());
+    for (const chunk of [1, 5]) {
+      const diff = maxAbsDiff(await chunked(decoder, prompt, chunk), full);
+      assert.ok(diff < 1e-5, `chunks of ${chunk}: max abs diff ${diff}`);
+    }
+    await decoder.dispose();
+  });
+
+  const cases: [string, number[][], number][] = [
+    ['4 × 64-token prompts', Array.from({ length: 4 }, (_, p) => Array.from({ length: 64 }, (_, i) => (i * 7919 + 13 + p * 1000003) % 50295)), 0.95],
+    ['a 512-token prompt', [long], 0.95],
+  ];
+  for (const [name, prompts, required] of cases) {
+    test(`${name}: argmax agreement with the float cache ≥ ${required * 100}%, relative RMS error ≤ 5%`, async (t) => {
+      const float = await PhiDecoder.load(tinyModelDir('int4', 'bigram', { kvCache: 'float' }));
+      const int8 = await PhiDecoder.load(tinyModelDir('int4', 'bigram', { kvCache: 'int8' }));
+      const a: number[] = [];
+      const b: number[] = [];
+      let worst = 0;
+      for (const prompt of prompts) {
+        const exact = await chunked(float, prompt, 64);
+        const quantized = await chunked(int8, prompt, 64);
+        a.push(...argmaxRows(exact));
+        b.push(...argmaxRows(quantized));
+        worst = Math.max(worst, relativeRmsError(quantized, exact));
+      }
+      const agreement = a.filter((id, i) => id === b[i]).length / a.length;
+      t.diagnostic(`agreement ${(agreement * 100).toFixed(1)}%, worst relative RMS error ${worst.toFixed(4)}`);
+      assert.ok(agreement >= required, `argmax agreement ${agreement}`);
+      assert.ok(worst <= 0.05, `relative RMS error ${worst}`);
+      await Promise.all([float.dispose(), int8.dispose()]);
+    });
   }
 });
