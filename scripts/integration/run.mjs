@@ -108,13 +108,19 @@ async function main() {
 
     let page;
     ({ browser: session.browser, page } = await openBrowser(found));
+    // Every exit code the workbench reports: the window reload of the deactivation scenario may report the old
+    // extension host's exit before the new host's run reports the suite's.
+    const exitCodes = [];
     let resolveExit;
     const exited = new Promise((resolve) => (resolveExit = resolve));
     const automationLog = [];
     await page.exposeFunction('codeAutomationLog', (level, message) => {
       automationLog.push(`[${level}] ${message}`);
     });
-    await page.exposeFunction('codeAutomationExit', (code) => resolveExit(code));
+    await page.exposeFunction('codeAutomationExit', (code) => {
+      exitCodes.push(code);
+      resolveExit(code);
+    });
 
     // Screenshot requests from the suite: request-<name>.json in, <name>.png and done-<name>.json out.
     let polling = !options.noPageReader;
@@ -151,11 +157,17 @@ async function main() {
     log('workbench opened; the suite runs in the extension host');
 
     let timer;
-    const code = await Promise.race([
+    let code = await Promise.race([
       exited,
       new Promise((resolve) => (timer = setTimeout(() => resolve('timeout'), options.timeout * 1000))),
     ]);
     clearTimeout(timer);
+    if (code !== 'timeout' && fs.existsSync(path.join(channel, 'deactivate.json')) && !fs.existsSync(path.join(channel, 'results.json'))) {
+      const deadline = Date.now() + 60_000; // the reloaded window's run has yet to report
+      while (!fs.existsSync(path.join(channel, 'results.json')) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      code = exitCodes.at(-1);
+    }
     polling = false;
     await screenshotLoop;
     const suiteLog = path.join(channel, 'suite.log');

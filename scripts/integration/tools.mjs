@@ -270,12 +270,17 @@ export async function suiteVerdict(channel, code, log) {
   const problems = [];
   if (code !== 0) problems.push(`the extension host exited with code ${code}`);
   const resultsFile = path.join(channel, 'results.json');
-  if (!fs.existsSync(resultsFile)) problems.push('the suite reported no totals (.phi-it/results.json): it did not finish');
-  else {
-    const results = JSON.parse(fs.readFileSync(resultsFile, 'utf8'));
-    if (results.failed > 0) problems.push(`${results.failed} test(s) failed`);
-  }
+  const firstRunFile = path.join(channel, 'first-run.json');
   const recordFile = path.join(channel, 'deactivate.json');
+  let results;
+  if (fs.existsSync(resultsFile)) results = JSON.parse(fs.readFileSync(resultsFile, 'utf8'));
+  else if (fs.existsSync(recordFile) && fs.existsSync(firstRunFile)) {
+    // VS Code may end with the first extension host instead of running the suite again in the reloaded window:
+    // then the first run's counts stand, and the deactivation is checked here only.
+    results = JSON.parse(fs.readFileSync(firstRunFile, 'utf8'));
+    log(`note: the suite's second run (after the window reload) did not report; first run: ${results.passed} passing, ${results.failed} failing, ${results.pending} pending`);
+  } else problems.push('the suite reported no totals (.phi-it/results.json): it did not finish');
+  if (results?.failed > 0) problems.push(`${results.failed} test(s) failed`);
   if (!fs.existsSync(recordFile)) problems.push('the suite never reached the deactivation scenario (no .phi-it/deactivate.json)');
   else {
     const record = JSON.parse(fs.readFileSync(recordFile, 'utf8'));

@@ -50,7 +50,15 @@ export function run(): Promise<void> {
 
   return new Promise<void>((resolve, reject) => {
     const runner = mocha.run((failures) => {
-      if (hostEnding.value) return; // this host is going away: the next one's run reports
+      if (hostEnding.value) {
+        // This host is going away: the next one's run reports. Unless it does not go away after all.
+        setTimeout(() => {
+          log('not ok - the window reload did not end this extension host within 45 s');
+          fs.writeFileSync(path.join(dir, FINAL_RESULTS), JSON.stringify({ ...counts, failed: counts.failed + 1 }));
+          reject(new Error('the window reload did not end the extension host'));
+        }, 45_000);
+        return;
+      }
       const total = number();
       log(`# ${counts.passed} passing, ${counts.failed} failing, ${counts.pending} pending (${total} in all${second ? ', both runs' : ''})`);
       fs.writeFileSync(path.join(dir, FINAL_RESULTS), JSON.stringify({ ...counts, failed: Math.max(counts.failed, failures) }));
