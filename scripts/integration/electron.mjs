@@ -70,7 +70,7 @@ async function main() {
         extensionTestsPath: path.join(repo, 'out/test/integration/suite/index.js'),
         launchArgs: [
           dirs.workspace, `--user-data-dir=${dirs.userData}`, `--extensions-dir=${dirs.extensions}`,
-          '--disable-workspace-trust', '--disable-telemetry', '--disable-updates', '--skip-welcome', '--skip-release-notes', '--disable-gpu',
+          '--disable-telemetry', '--disable-gpu', // runTests adds --no-sandbox, --disable-updates, --disable-workspace-trust and the rest
         ],
       }).then(() => 0, (error) => {
         log(`VS Code reported failure: ${error instanceof Error ? error.message : String(error)}`);
