@@ -31,8 +31,8 @@ import type { WeightSource } from './weights';
 /**
  * fp32: every weight in float32 (the exact reference format).
  * fp16: weights, activations and the KV cache in float16 (for GPUs); logits are cast to float32.
- * int4: Linear weights of the blocks in 4 bits (block 32, asymmetric); the embedding in fp16 (the released
- *       weights' own precision) and lm_head in 8 bits, since their error goes straight into the logits.
+ * int4: Linear weights of the blocks and the embedding table in 4 bits (block 32, asymmetric; as llama.cpp's
+ *       Q4_0 files do with token_embd), lm_head in 8 bits, since its error goes straight into the logits.
  */
 
 export interface PhiGraphOptions {
@@ -245,8 +245,14 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
   if (options.format !== 'int4') {
     x = g.node('Gather', [floatWeight('embed_tokens', [vocab, d], embedding), inputIds], ['embeddings'])[0];
   } else {
-    const rows = g.node('Gather', [g.weight('embed_tokens_fp16', DataType.FLOAT16, [vocab, d], float32ToFloat16(embedding)), inputIds], ['embeddings_fp16'])[0];
-    x = g.node('Cast', [rows], ['embeddings'], { to: DataType.FLOAT })[0];
+    // The embedding table in the blocks' 4-bit format, read row by row by GatherBlockQuantized.
+    const q = quantizeMatrix(embedding, vocab, d, 4);
+    x = g.node('GatherBlockQuantized', [
+      g.weight('embed_tokens.qweight', DataType.UINT8, [vocab, d / 2], q.codes),
+      inputIds,
+      g.weight('embed_tokens.scales', DataType.FLOAT, [vocab, d / q.blockSize], q.scales),
+      g.weight('embed_tokens.zero_points', DataType.UINT8, [vocab, q.zeroPoints.length / vocab], q.zeroPoints),
+    ], ['embeddings'], { gather_axis: 0, quantize_axis: 1, block_size: q.blockSize, bits: 4 }, MS)[0];
   }
 
   let h = '';
