@@ -14,7 +14,7 @@ import { StreamingDetokenizer } from '../tokenizer/detokenizer';
 import type { PhiDecoder } from './decoder';
 import type { KvCache } from './kvCache';
 import { draftFromContext } from './promptLookup';
-import { argmax, GREEDY, Sampler, type SamplingParams } from './sampler';
+import { argmax, GREEDY, Sampler, topTwoGap, type SamplingParams } from './sampler';
 import { StopMatcher } from './stopSequences';
 
 export interface GenerationRequest {
@@ -64,6 +64,14 @@ export interface GeneratorOptions {
   /** Longest draft verified in one pass. */
   readonly maxDraftTokens?: number;
 }
+
+/**
+ * A verified draft's logits come from a forward pass over several rows, whose kernels round differently from
+ * the one-row pass of plain decoding (int8 activations, other summation orders): by up to ~0.03 in a logit on
+ * the models measured. A row whose two best logits are closer than this is recomputed alone before its token
+ * is chosen, so speculation picks what plain decoding picks.
+ */
+const NEAR_TIE = 0.1;
 
 /** A long prompt's start is cut in steps of this many tokens, so the kept part stays stable while the user types. */
 const TRUNCATION_STEP = 256;
@@ -218,6 +226,7 @@ export class Generator {
     };
 
     decodeStarted = performance.now();
+    let draftLength = Math.min(4, this.maxDraftTokens);
     let ended: FinishReason | undefined = maxNewTokens === 0 ? 'length' : undefined;
     while (!ended) {
       if (signal.aborted) {
@@ -228,17 +237,30 @@ export class Generator {
       ended = accept(next);
       if (ended) break;
       const roomLeft = Math.min(maxNewTokens - generated.length, maxPositions - this.cache.length - 1);
-      const draft = speculative ? draftFromContext([...this.cachedTokens, next], Math.min(this.maxDraftTokens, roomLeft)) : [];
+      const draft = speculative ? draftFromContext([...this.cachedTokens, next], Math.min(draftLength, roomLeft)) : [];
       const before = this.cache.length;
-      logits = await this.feed([next, ...draft]);
+      const fed = [next, ...draft];
+      logits = await this.feed(fed);
       decodeSteps++;
       draftedTokens += draft.length;
-      // Row i holds the prediction after fed token i: a draft token stands while the model agrees with it.
+      // Row i holds the prediction after fed token i: a draft token stands while the model clearly agrees with it.
+      const clear = (i: number): boolean => draft.length === 0 || topTwoGap(logits, i * vocab, sampleable) >= NEAR_TIE;
       let agreed = 0;
-      while (agreed < draft.length && argmax(logits, agreed * vocab, sampleable) === draft[agreed]) agreed++;
+      while (agreed < draft.length && argmax(logits, agreed * vocab, sampleable) === draft[agreed] && clear(agreed)) agreed++;
       acceptedDraftTokens += agreed;
-      this.rewind(before + 1 + agreed);
-      row = agreed;
+      if (clear(agreed)) {
+        this.rewind(before + 1 + agreed);
+        row = agreed;
+      } else {
+        // Too close to call from a batched row: recompute the row alone, as plain decoding computes it.
+        this.rewind(before + agreed);
+        logits = await this.feed([fed[agreed]]);
+        row = 0;
+      }
+      if (draft.length > 0) {
+        // Longer drafts while they are accepted whole; shorter after a miss (a long verify costs several steps).
+        draftLength = agreed === draft.length ? Math.min(this.maxDraftTokens, draftLength + 2) : Math.max(1, draftLength - 1);
+      }
       for (let i = 0; i < agreed && !ended; i++) ended = accept(draft[i]);
     }
     finishReason = ended;

@@ -28,6 +28,22 @@ export function argmax(logits: Float32Array, offset = 0, length = logits.length 
   return best;
 }
 
+/** The gap between the highest and the second-highest logit of a row. */
+export function topTwoGap(logits: Float32Array, offset = 0, length = logits.length - offset): number {
+  let first = -Infinity;
+  let second = -Infinity;
+  for (let i = 0; i < length; i++) {
+    const value = logits[offset + i];
+    if (value > first) {
+      second = first;
+      first = value;
+    } else if (value > second) {
+      second = value;
+    }
+  }
+  return first - second;
+}
+
 export class Sampler {
   private readonly random: () => number;
 

@@ -137,6 +137,32 @@ describe('speculative decoding by prompt lookup', () => {
     await generator.dispose();
     assert.deepEqual(fast.tokens, plain.tokens);
   });
+
+  test('the int4 model with its int8 cache (the shipped path): identical output, several prompts', async (t) => {
+    const dir = tinyModelDir('int4', 'bigram');
+    const int4 = await PhiDecoder.load(dir);
+    const plainRun = async (prompt: number[], maxNewTokens: number): Promise<GenerationResult> => {
+      const generator = new Generator(int4, tokenizer);
+      const result = await generator.generate({ prompt, maxNewTokens });
+      await generator.dispose();
+      return result;
+    };
+    // Code-editing-like prompts (the context holds what the model is about to write), and a mostly-wrong one.
+    const prompts: number[][] = [Array.from({ length: 30 }, (_, i) => [100, 200, 300][i % 3] + i)];
+    for (const start of [PROMPT.slice(0, 8), PROMPT, PROMPT.slice(4)]) prompts.push([...start, ...(await plainRun(start, 24)).tokens, 198, ...start]);
+    let accepted = 0;
+    for (const prompt of prompts) {
+      const plain = await plainRun(prompt, 48);
+      const generator = new Generator(int4, tokenizer);
+      const fast = await generator.generate({ prompt, maxNewTokens: 48, speculative: true });
+      await generator.dispose();
+      assert.deepEqual(fast.tokens, plain.tokens);
+      accepted += fast.stats.acceptedDraftTokens;
+    }
+    t.diagnostic(`accepted draft tokens: ${accepted}`);
+    assert.ok(accepted > 0, 'no draft was ever accepted: the verify path went untested');
+    await int4.dispose();
+  });
 });
 
 describe('cancellation', () => {
