@@ -37,6 +37,10 @@ export interface EngineBenchResult {
     readonly acceptedDraftTokens: number;
     readonly acceptanceRate: number;
     readonly identicalOutput: boolean;
+    /** Milliseconds of one forward pass over n tokens (a verify of n − 1 drafted tokens) after 128 cached ones. */
+    readonly forwardMsByTokens: Record<string, number>;
+    /** n·t(1)/t(n): the speed-up when every drafted token is right (a model copying code it has seen). */
+    readonly speedupWhenDraftsAreRight: Record<string, number>;
   };
   readonly peakRssBytes: number;
 }
@@ -65,6 +69,25 @@ async function promptRun(generator: Generator, prompt: readonly number[], decode
   };
 }
 
+/** The cost of one forward pass over n new tokens after `context` cached ones (best of 3), for each n. */
+async function forwardCosts(decoder: PhiDecoder, context: readonly number[], counts: readonly number[]): Promise<Record<string, number>> {
+  const cache = decoder.createCache();
+  await decoder.forward(context, cache, 1);
+  const costs: Record<string, number> = {};
+  for (const n of counts) {
+    let best = Infinity;
+    for (let repeat = 0; repeat < 3; repeat++) {
+      cache.rewindTo(context.length);
+      const started = performance.now();
+      await decoder.forward(context.slice(0, n), cache);
+      best = Math.min(best, performance.now() - started);
+    }
+    costs[String(n)] = best;
+  }
+  cache.dispose();
+  return costs;
+}
+
 async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
   const loadStarted = performance.now();
   const decoder = await PhiDecoder.load(request.modelDir, { threads: request.threads });
@@ -87,6 +110,7 @@ async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
   };
   const plain = await measure(false);
   const fast = await measure(true);
+  const forwardMsByTokens = await forwardCosts(decoder, request.prompt128, [1, 2, 3, 5, 9]);
   const plainRate = plain.stats.generatedTokens / (plain.stats.decodeMs / 1000);
   const fastRate = fast.stats.generatedTokens / (fast.stats.decodeMs / 1000);
 
@@ -106,6 +130,8 @@ async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
       acceptedDraftTokens: fast.stats.acceptedDraftTokens,
       acceptanceRate: fast.stats.draftedTokens ? fast.stats.acceptedDraftTokens / fast.stats.draftedTokens : 0,
       identicalOutput: JSON.stringify(plain.tokens) === JSON.stringify(fast.tokens),
+      forwardMsByTokens,
+      speedupWhenDraftsAreRight: Object.fromEntries(Object.entries(forwardMsByTokens).map(([n, ms]) => [n, (Number(n) * forwardMsByTokens['1']) / ms])),
     },
     peakRssBytes: peakRssBytes(),
   };

@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { PHI_1_5 } from '../src/model/config';
 import { buildModel } from '../src/model/build';
+import { INT4_LAYOUT } from '../src/model/phiGraph';
 import { DATA_FILE, MANIFEST_FILE, TOKENIZER_FILE } from '../src/model/manifest';
 import { RandomWeights } from '../src/model/weights';
 import { PhiTokenizer } from '../src/tokenizer/tokenizer';
@@ -141,13 +142,15 @@ async function main(): Promise<void> {
 
   // Bytes read per decoded token: every weight but the embedding table, of which one row is read.
   const { hidden_size: d, vocab_size: vocab } = PHI_1_5;
-  const weightBytesPerToken = fs.statSync(path.join(modelDir, DATA_FILE)).size - vocab * d * 2;
+  const embeddingBlocks = d / INT4_LAYOUT.embeddingBlockSize;
+  const embeddingBytes = vocab * (d / 2 + embeddingBlocks * 4 + Math.ceil(embeddingBlocks / 2)); // 4-bit codes, fp32 scales, 4-bit zero points
+  const weightBytesPerToken = fs.statSync(path.join(modelDir, DATA_FILE)).size - embeddingBytes;
   const decodeLimit = (bandwidthGBps * 1e9) / weightBytesPerToken;
   const mib = (bytes: number): number => Math.round(bytes / 2 ** 20);
 
   const summary = {
     machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, threads, memoryReadBandwidthGBps: Math.round(bandwidthGBps * 10) / 10 },
-    model: { shape: 'phi-1_5', weights: 'int4 (MatMulNBits, block 32; fp16 embedding; 8-bit lm_head)', init: INIT, dataMiB: mib(fs.statSync(path.join(modelDir, DATA_FILE)).size) },
+    model: { shape: 'phi-1_5', weights: `int4 (MatMulNBits 4-bit blocks of ${INT4_LAYOUT.blockSize}; 4-bit embedding; ${INT4_LAYOUT.lmHeadBits}-bit lm_head); int8 KV cache`, init: INIT, dataMiB: mib(fs.statSync(path.join(modelDir, DATA_FILE)).size) },
     phiComplete: {
       prefillTokensPerSecond: { prompt128: ours.prompt128.promptTokensPerSecond, prompt1024: ours.prompt1024.promptTokensPerSecond },
       timeToFirstTokenMs: { prompt128: ours.prompt128.timeToFirstTokenMs, prompt1024: ours.prompt1024.timeToFirstTokenMs },

@@ -52,7 +52,16 @@ function copyPositions(plane: KvPlane, heads: number, from: KvArray, fromSlots: 
   const fromStride = plane.transposed ? fromSlots : fromSlots * plane.width;
   const toStride = plane.transposed ? toSlots : toSlots * plane.width;
   const offset = plane.transposed ? at : at * plane.width;
-  for (let r = 0; r < runs; r++) to.set(from.subarray(r * fromStride, r * fromStride + run), r * toStride + offset);
+  if (run >= 16) {
+    for (let r = 0; r < runs; r++) to.set(from.subarray(r * fromStride, r * fromStride + run), r * toStride + offset);
+    return;
+  }
+  // Short runs (a decode step's one position of a transposed plane): a subarray per run would cost more than the copy.
+  for (let r = 0; r < runs; r++) {
+    const source = r * fromStride;
+    const target = r * toStride + offset;
+    for (let i = 0; i < run; i++) to[target + i] = from[source + i];
+  }
 }
 
 /**
