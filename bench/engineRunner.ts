@@ -35,6 +35,8 @@ export interface EngineBenchResult {
     readonly speedup: number;
     readonly draftedTokens: number;
     readonly acceptedDraftTokens: number;
+    /** Verify rows too close to call, recomputed alone so the output stays that of plain decoding. */
+    readonly recomputedRows: number;
     readonly acceptanceRate: number;
     readonly identicalOutput: boolean;
     /** Milliseconds of one forward pass over n tokens (a verify of n − 1 drafted tokens) after 128 cached ones. */
@@ -128,6 +130,7 @@ async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
       speedup: fastRate / plainRate,
       draftedTokens: fast.stats.draftedTokens,
       acceptedDraftTokens: fast.stats.acceptedDraftTokens,
+      recomputedRows: fast.stats.recomputedRows,
       acceptanceRate: fast.stats.draftedTokens ? fast.stats.acceptedDraftTokens / fast.stats.draftedTokens : 0,
       identicalOutput: JSON.stringify(plain.tokens) === JSON.stringify(fast.tokens),
       forwardMsByTokens,

@@ -44,6 +44,13 @@ export function topTwoGap(logits: Float32Array, offset = 0, length = logits.leng
   return first - second;
 }
 
+/** √(mean of squares) of a row: the scale its logits (and their rounding errors) live at. */
+export function rootMeanSquare(logits: Float32Array, offset = 0, length = logits.length - offset): number {
+  let sum = 0;
+  for (let i = 0; i < length; i++) sum += logits[offset + i] * logits[offset + i];
+  return Math.sqrt(sum / length);
+}
+
 export class Sampler {
   private readonly random: () => number;
 

@@ -164,6 +164,7 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
   const cosCache = floatWeight('rotary.cos_cache', [config.max_position_embeddings, half], cos);
   const sinCache = floatWeight('rotary.sin_cache', [config.max_position_embeddings, half], sin);
 
+  const queryZeroPoint = kvInt8 ? g.constant('query_zero_point', Uint8Array.of(128), []) : '';
   const kvShape = ['batch_size', heads, 'past_sequence_length', headDim(config)];
   const newShape = ['batch_size', heads, 'sequence_length', headDim(config)];
 
@@ -206,8 +207,8 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
     const pastKeyScale = g.input(`past_key_values.${i}.key_scale`, DataType.FLOAT, ['batch_size', heads, 1, 'past_sequence_length']);
     const pastValue = g.input(`past_key_values.${i}.value`, DataType.INT8, kvShape);
     const pastValueScale = g.input(`past_key_values.${i}.value_scale`, DataType.FLOAT, ['batch_size', heads, 1, 'past_sequence_length']);
-    const [keyCodes, keyScale] = quantizeRows(newKey, `${p}/new_key`, CACHE_CODE_MAX, DataType.INT8);
-    const [valueCodes, valueScale] = quantizeRows(newValue, `${p}/new_value`, CACHE_CODE_MAX, DataType.INT8, `present_rows.${i}.value`);
+    const [keyCodes, keyScale] = quantizeRows(newKey, `${p}/new_key`, { max: CACHE_CODE_MAX, type: DataType.INT8 });
+    const [valueCodes, valueScale] = quantizeRows(newValue, `${p}/new_value`, { max: CACHE_CODE_MAX, type: DataType.INT8, output: `present_rows.${i}.value` });
     const transposeLast = { perm: [0, 1, 3, 2] };
     const keyCodesT = g.node('Transpose', [keyCodes], [`present_rows.${i}.key`], transposeLast)[0];
     const keyScaleT = g.node('Transpose', [keyScale], [`present_rows.${i}.key_scale`], transposeLast)[0];
@@ -217,16 +218,16 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
     g.output(valueCodes, DataType.INT8, newShape);
     g.output(valueScaleT, DataType.FLOAT, ['batch_size', heads, 1, 'sequence_length']);
 
-    const [queryCodes, queryScale] = quantizeRows(query, `${p}/query`, 127, DataType.INT8);
+    const [queryCodes, queryScale] = quantizeRows(query, `${p}/query`, { max: 127, type: DataType.UINT8, offset: 128 });
     const scoreCodes = g.node('Concat', [
-      g.node('MatMulInteger', [queryCodes, pastKey], [`${p}/past_score_codes`])[0],
-      g.node('MatMulInteger', [queryCodes, keyCodesT], [`${p}/new_score_codes`])[0],
+      g.node('MatMulInteger', [queryCodes, pastKey, queryZeroPoint], [`${p}/past_score_codes`])[0],
+      g.node('MatMulInteger', [queryCodes, keyCodesT, queryZeroPoint], [`${p}/new_score_codes`])[0],
     ], [`${p}/score_codes`], { axis: -1 })[0];
     const keyScales = g.node('Concat', [pastKeyScale, keyScaleT], [`${p}/key_scales`], { axis: -1 })[0];
     const scores = g.node('Mul', [g.node('Mul', [g.node('Cast', [scoreCodes], [`${p}/score_sums`], { to: DataType.FLOAT })[0], queryScale], [`${p}/scores_q`])[0], keyScales], [`${p}/scores`])[0];
     const probs = softmax(p, scores);
     const weights = g.node('Mul', [probs, g.node('Concat', [pastValueScale, valueScaleT], [`${p}/value_scales`], { axis: -1 })[0]], [`${p}/value_weights`])[0];
-    const [weightCodes, weightStep] = quantizeRows(weights, `${p}/value_weights`, 255, DataType.UINT8);
+    const [weightCodes, weightStep] = quantizeRows(weights, `${p}/value_weights`, { max: 255, type: DataType.UINT8 });
     const [pastCodes, newCodes] = g.node('Split', [weightCodes, splitPastNew], [`${p}/past_weight_codes`, `${p}/new_weight_codes`], { axis: -1 });
     const sums = g.node('Add', [
       g.node('MatMulInteger', [pastCodes, pastValue], [`${p}/past_context_sums`])[0],
@@ -235,12 +236,18 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
     return g.node('Mul', [g.node('Cast', [sums], [`${p}/context_unscaled`], { to: DataType.FLOAT })[0], weightStep], [`${p}/context`])[0];
   };
 
-  /** Symmetric per-row quantisation along the last axis: codes = round(x / step), step = max|x| / maxCode. */
-  const quantizeRows = (x: string, name: string, maxCode: number, codeType: DataType, codesName = `${name}/codes`): [string, string] => {
+  /**
+   * Symmetric per-row quantisation along the last axis: codes = round(x / step) + offset, step = max|x| / maxCode.
+   * A signed row that multiplies int8 codes is coded as uint8 around 128 (MatMulInteger's a_zero_point): x86 has
+   * fast u8·s8 kernels and no fast s8·s8 ones.
+   */
+  const quantizeRows = (x: string, name: string, code: { max: number; type: DataType; offset?: number; output?: string }): [string, string] => {
     const magnitude = g.node('ReduceMax', [g.node('Abs', [x], [`${name}/abs`])[0]], [`${name}/max`], { axes: [-1], keepdims: 1 })[0];
     // An all-zero row would divide by zero; any positive step codes it as zeros.
-    const step = g.node('Max', [g.node('Div', [magnitude, g.constant(`${name}/max_code`, new Float32Array([maxCode]), [])], [`${name}/raw_step`])[0], g.constant(`${name}/min_step`, new Float32Array([1e-30]), [])], [`${name}/step`])[0];
-    const codes = g.node('Cast', [g.node('Round', [g.node('Div', [x, step], [`${name}/scaled`])[0]], [`${name}/rounded`])[0]], [codesName], { to: codeType })[0];
+    const step = g.node('Max', [g.node('Div', [magnitude, g.constant(`${name}/max_code`, new Float32Array([code.max]), [])], [`${name}/raw_step`])[0], g.constant(`${name}/min_step`, new Float32Array([1e-30]), [])], [`${name}/step`])[0];
+    let rounded = g.node('Round', [g.node('Div', [x, step], [`${name}/scaled`])[0]], [`${name}/rounded`])[0];
+    if (code.offset) rounded = g.node('Add', [rounded, g.constant(`${name}/offset`, new Float32Array([code.offset]), [])], [`${name}/shifted`])[0];
+    const codes = g.node('Cast', [rounded], [code.output ?? `${name}/codes`], { to: code.type })[0];
     return [codes, step];
   };
 

@@ -111,8 +111,9 @@ export class GraphBuilder {
   }
 
   /** A small constant kept inside the model file (shapes, axes, indices). */
-  constant(name: string, values: BigInt64Array | Int32Array | Float32Array, dims: readonly number[]): string {
-    const dataType = values instanceof BigInt64Array ? DataType.INT64 : values instanceof Int32Array ? DataType.INT32 : DataType.FLOAT;
+  constant(name: string, values: BigInt64Array | Int32Array | Float32Array | Uint8Array, dims: readonly number[]): string {
+    const dataType = values instanceof BigInt64Array ? DataType.INT64 : values instanceof Int32Array ? DataType.INT32
+      : values instanceof Uint8Array ? DataType.UINT8 : DataType.FLOAT;
     this.initializers.push({ name, dataType, dims: [...dims], rawData: bytesOf(values) });
     return name;
   }
