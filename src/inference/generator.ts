@@ -71,8 +71,9 @@ export interface GeneratorOptions {
  * A verified draft's logits come from a forward pass over several rows, whose kernels round differently from
  * the one-row pass of plain decoding (int8 activations, other summation orders): on the full-size int4 model,
  * by up to 0.08 in a logit whose row has an RMS of 1. A row whose two best logits are closer than this
- * fraction of the row's RMS is recomputed alone before its token is chosen, so speculation picks what plain
- * decoding picks.
+ * fraction of the row's RMS is recomputed alone before its token is chosen, so that choice is plain decoding's.
+ * (Rows a batched pass wrote into the cache can still tip a later, nearly exact tie: exact identity needs
+ * kernels that do not depend on the batch, as fp32 and int4 at accuracy level 0 are.)
  */
 const NEAR_TIE = 0.25;
 
@@ -101,8 +102,8 @@ export class Generator {
     // for 64) and need less working memory (peak RSS 50 MiB lower than 64, 150 MiB lower than 128); they also
     // let a newer request cancel a prefill sooner.
     this.prefillChunk = options.prefillChunk ?? 32;
-    // On a 2-core CPU a pass over 2 tokens costs 1.1 single steps, over 3 tokens 1.5 and over 5 tokens 2.4
-    // (phi-1.5 int4, `npm run bench`): drafts longer than 2 cost more than they save unless nearly all are right.
+    // On a 2-core CPU a pass over 2 tokens costs 1.1–1.3 single steps, over 3 tokens 1.5–1.7 and over 5 tokens
+    // ≈2.4 (phi-1.5 int4, `npm run bench`): longer drafts cost more than they save unless nearly all are right.
     this.maxDraftTokens = options.maxDraftTokens ?? 2;
   }
 
