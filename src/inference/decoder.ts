@@ -13,9 +13,9 @@ export interface DecoderOptions {
   readonly threads?: number;
 }
 
-/** Each head's last `rows` rows of a [1, heads, length, dim] tensor, as [1, heads, rows, dim]. */
+/** Each head's last `rows` rows of a float [1, heads, length, dim] tensor, as [1, heads, rows, dim]. */
 function lastRows(tensor: KvArray, heads: number, length: number, rows: number, dim: number): KvArray {
-  const out = tensor instanceof Uint16Array ? new Uint16Array(heads * rows * dim) : tensor instanceof Int8Array ? new Int8Array(heads * rows * dim) : new Float32Array(heads * rows * dim);
+  const out = tensor instanceof Uint16Array ? new Uint16Array(heads * rows * dim) : new Float32Array(heads * rows * dim);
   for (let head = 0; head < heads; head++) {
     const from = (head * length + length - rows) * dim;
     out.set(tensor.subarray(from, from + rows * dim), head * rows * dim);

@@ -106,11 +106,6 @@ export class KvCache {
     return transposed ? [1, this.heads, width, positions] : [1, this.heads, positions, width];
   }
 
-  /** Bytes held by the buffers. */
-  get bytes(): number {
-    return this.buffers.reduce((sum, layer) => sum + layer.reduce((n, b) => n + b.byteLength, 0), 0);
-  }
-
   /** Makes room for `rows` more positions. */
   reserve(rows: number): void {
     const needed = this.filled + rows;
