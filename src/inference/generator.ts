@@ -14,7 +14,7 @@ import { StreamingDetokenizer } from '../tokenizer/detokenizer';
 import type { PhiDecoder } from './decoder';
 import type { KvCache } from './kvCache';
 import { draftFromContext } from './promptLookup';
-import { argmax, GREEDY, rootMeanSquare, Sampler, topTwoGap, type SamplingParams } from './sampler';
+import { argmax, GREEDY, standardDeviation, Sampler, topTwoGap, type SamplingParams } from './sampler';
 import { StopMatcher } from './stopSequences';
 
 export interface GenerationRequest {
@@ -70,8 +70,8 @@ export interface GeneratorOptions {
 /**
  * A verified draft's logits come from a forward pass over several rows, whose kernels round differently from
  * the one-row pass of plain decoding (int8 activations, other summation orders): on the full-size int4 model,
- * by up to 0.08 in a logit whose row has an RMS of 1. A row whose two best logits are closer than this
- * fraction of the row's RMS is recomputed alone before its token is chosen, so that choice is plain decoding's.
+ * by up to 0.08 in a logit whose row has a standard deviation of 1. A row whose two best logits are closer than
+ * this fraction of the row's standard deviation is recomputed alone before its token is chosen, so that choice is plain decoding's.
  * (Rows a batched pass wrote into the cache can still tip a later, nearly exact tie: exact identity would need
  * kernels that do not depend on the batch; even float activations differ by ~0.003 on the full-size model.)
  */
@@ -252,7 +252,7 @@ export class Generator {
       decodeSteps++;
       draftedTokens += draft.length;
       // Row i holds the prediction after fed token i: a draft token stands while the model clearly agrees with it.
-      const clear = (i: number): boolean => draft.length === 0 || topTwoGap(logits, i * vocab, sampleable) >= NEAR_TIE * rootMeanSquare(logits, i * vocab, sampleable);
+      const clear = (i: number): boolean => draft.length === 0 || topTwoGap(logits, i * vocab, sampleable) >= NEAR_TIE * standardDeviation(logits, i * vocab, sampleable);
       let agreed = 0;
       while (agreed < draft.length && argmax(logits, agreed * vocab, sampleable) === draft[agreed] && clear(agreed)) agreed++;
       acceptedDraftTokens += agreed;

@@ -44,11 +44,16 @@ export function topTwoGap(logits: Float32Array, offset = 0, length = logits.leng
   return first - second;
 }
 
-/** √(mean of squares) of a row: the scale its logits (and their rounding errors) live at. */
-export function rootMeanSquare(logits: Float32Array, offset = 0, length = logits.length - offset): number {
+/** The standard deviation of a row's logits: the scale they, and their rounding errors, live at (whatever their offset). */
+export function standardDeviation(logits: Float32Array, offset = 0, length = logits.length - offset): number {
   let sum = 0;
-  for (let i = 0; i < length; i++) sum += logits[offset + i] * logits[offset + i];
-  return Math.sqrt(sum / length);
+  let squares = 0;
+  for (let i = 0; i < length; i++) {
+    sum += logits[offset + i];
+    squares += logits[offset + i] * logits[offset + i];
+  }
+  const mean = sum / length;
+  return Math.sqrt(Math.max(0, squares / length - mean * mean));
 }
 
 export class Sampler {

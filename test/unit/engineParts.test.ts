@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { floatPlanes, KvCache } from '../../src/inference/kvCache';
 import { draftFromContext } from '../../src/inference/promptLookup';
-import { argmax, rootMeanSquare, Sampler, topTwoGap } from '../../src/inference/sampler';
+import { argmax, standardDeviation, Sampler, topTwoGap } from '../../src/inference/sampler';
 import { StopMatcher } from '../../src/inference/stopSequences';
 
 describe('Sampler', () => {
@@ -14,12 +14,13 @@ describe('Sampler', () => {
     assert.equal(argmax(logits, 2, 3), 0); // row [1.9, -1, 0.5]: index within the row
   });
 
-  test('top-two gap and RMS of a row (the speculation near-tie guard)', () => {
+  test('top-two gap and standard deviation of a row (the speculation near-tie guard)', () => {
     const row = Float32Array.of(9, 3, -4, 2.5, 3, 0);
     assert.equal(topTwoGap(row, 1, 4), 0); // [3, -4, 2.5, 3]: the top two are tied
     assert.equal(topTwoGap(row, 0, 4), 6);
     assert.equal(topTwoGap(row, 2, 2), 6.5);
-    assert.ok(Math.abs(rootMeanSquare(row, 1, 2) - 3.5355339) < 1e-6); // √((9 + 16) / 2)
+    assert.ok(Math.abs(standardDeviation(row, 1, 2) - 3.5) < 1e-6); // [3, -4]: mean −0.5, deviations ±3.5
+    assert.ok(Math.abs(standardDeviation(Float32Array.of(101, 99, 101, 99)) - 1) < 1e-6); // the offset does not count
   });
 
   test('the same seed gives the same tokens; another seed, other tokens', () => {
