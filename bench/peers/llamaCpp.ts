@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { BenchRequest, GreedyRequest, GreedyResult, LlamaCppResult, RunnerRequest } from './llamaCppRunner';
+import type { BenchRequest, GreedyRequest, GreedyResult, LlamaCppResult, RunnerCommon, RunnerRequest } from './llamaCppRunner';
 
 export type { LlamaCppResult, PromptRunResult } from './llamaCppRunner';
 
@@ -96,6 +96,17 @@ function checkCount(name: string, count: number, minimum: number): void {
   if (!Number.isInteger(count) || count < minimum) throw new Error(`${name} must be an integer ≥ ${minimum}, got ${count}`);
 }
 
+/** What every runner request carries: the model, the threads, flash attention (off unless asked), node-llama-cpp installed. */
+function runnerCommon(options: { readonly ggufPath: string; readonly threads: number; readonly flashAttention?: boolean; readonly cacheDir?: string }): RunnerCommon {
+  checkCount('threads', options.threads, 1);
+  return {
+    modulePath: ensureNodeLlamaCpp(options.cacheDir),
+    ggufPath: path.resolve(options.ggufPath),
+    threads: options.threads,
+    flashAttention: options.flashAttention ?? false,
+  };
+}
+
 export interface BenchLlamaCppOptions {
   readonly ggufPath: string;
   readonly threads: number;
@@ -119,14 +130,10 @@ export interface BenchLlamaCppOptions {
 export async function benchLlamaCpp(options: BenchLlamaCppOptions): Promise<LlamaCppResult> {
   checkTokenIds('prompt128', options.prompt128);
   checkTokenIds('prompt1024', options.prompt1024);
-  checkCount('threads', options.threads, 1);
   checkCount('decodeTokens', options.decodeTokens, 0);
   const request: BenchRequest = {
+    ...runnerCommon(options),
     mode: 'bench',
-    modulePath: ensureNodeLlamaCpp(options.cacheDir),
-    ggufPath: path.resolve(options.ggufPath),
-    threads: options.threads,
-    flashAttention: options.flashAttention ?? false,
     prompt128: options.prompt128,
     prompt1024: options.prompt1024,
     decodeTokens: options.decodeTokens,
@@ -148,14 +155,10 @@ export interface LlamaCppGreedyOptions {
 /** llama.cpp's greedy continuation (temperature 0, no repeat penalty) of `prompt`, as token ids. */
 export async function llamaCppGreedy(options: LlamaCppGreedyOptions): Promise<number[]> {
   checkTokenIds('prompt', options.prompt);
-  checkCount('threads', options.threads, 1);
   checkCount('tokens', options.tokens, 1);
   const request: GreedyRequest = {
+    ...runnerCommon(options),
     mode: 'greedy',
-    modulePath: ensureNodeLlamaCpp(options.cacheDir),
-    ggufPath: path.resolve(options.ggufPath),
-    threads: options.threads,
-    flashAttention: options.flashAttention ?? false,
     prompt: options.prompt,
     tokens: options.tokens,
   };

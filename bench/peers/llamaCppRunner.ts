@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import { pathToFileURL } from 'node:url';
 
-interface RunnerCommon {
+export interface RunnerCommon {
   /** Entry file of the node-llama-cpp package (see ensureNodeLlamaCpp). */
   readonly modulePath: string;
   readonly ggufPath: string;
