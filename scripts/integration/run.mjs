@@ -22,8 +22,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  findTools, makeRunDirs, openBrowser, parseArgs, prepareModel, repo, runSession, startCodeServer, SUITE_BUILD_OUTPUTS,
-  suiteVerdict, writeRunnerInfo, writeUserSettings,
+  findTools, makeRunDirs, openBrowser, parseArgs, prepareModel, readGhostText, readWorkbenchTexts, repo, runSession,
+  startCodeServer, SUITE_BUILD_OUTPUTS, suiteVerdict, writeRunnerInfo, writeUserSettings,
 } from './tools.mjs';
 
 const USAGE = 'node scripts/integration/run.mjs [--screenshots <dir>] [--model <model folder>] [--keep] [--timeout <seconds>] [--no-page-reader]';
@@ -42,23 +42,6 @@ function checkTools() {
 
 const log = (message) => console.log(`[run] ${message}`);
 
-/** The visible ghost text: every element of the inline-suggestion decorations, in document order. */
-function readGhostText() {
-  const nodes = [...document.querySelectorAll('.monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text-decoration-preview, .monaco-editor .ghost-text')];
-  // Nested matches (a .ghost-text line holding decoration spans) would count twice: keep the outermost.
-  const outer = nodes.filter((n) => !nodes.some((m) => m !== n && m.contains(n)));
-  const classes = [...new Set(nodes.map((n) => n.className))];
-  return { ghostText: outer.map((n) => n.textContent ?? '').join('\n').replace(/\u00a0/g, ' '), classes };
-}
-
-/** The texts of the notification toasts and of the status bar items, as shown in the page. */
-function readWorkbenchTexts() {
-  const texts = (selector) => [...document.querySelectorAll(selector)].map((n) => (n.textContent ?? '').replace(/\u00a0/g, ' ').trim()).filter((t) => t);
-  return {
-    notifications: texts('.notifications-toasts .notification-list-item-message, .notifications-center .notification-list-item-message'),
-    statusbar: texts('.statusbar-item'),
-  };
-}
 
 /** The text of the Explanation webview (`#content.explanation`), searched in every frame of the page; '' if none. */
 async function readWebviewText(page) {

@@ -295,3 +295,23 @@ export async function suiteVerdict(channel, code, log) {
   for (const problem of problems) log(`FAIL: ${problem}`);
   return problems.length ? 1 : 0;
 }
+
+// In the page (pass to page.evaluate; they run in the browser, so they use nothing from this module).
+
+/** The visible ghost text: every element of the inline-suggestion decorations, in document order. */
+export function readGhostText() {
+  const nodes = [...document.querySelectorAll('.monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text-decoration-preview, .monaco-editor .ghost-text')];
+  // Nested matches (a .ghost-text line holding decoration spans) would count twice: keep the outermost.
+  const outer = nodes.filter((n) => !nodes.some((m) => m !== n && m.contains(n)));
+  const classes = [...new Set(nodes.map((n) => n.className))];
+  return { ghostText: outer.map((n) => n.textContent ?? '').join('\n').replace(/\u00a0/g, ' '), classes };
+}
+
+/** The texts of the notification toasts and of the status bar items, as shown in the page. */
+export function readWorkbenchTexts() {
+  const texts = (selector) => [...document.querySelectorAll(selector)].map((n) => (n.textContent ?? '').replace(/\u00a0/g, ' ').trim()).filter((t) => t);
+  return {
+    notifications: texts('.notifications-toasts .notification-list-item-message, .notifications-center .notification-list-item-message'),
+    statusbar: texts('.statusbar-item'),
+  };
+}

@@ -16,7 +16,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  findTools, makeRunDirs, openBrowser, parseArgs, prepareModel, repo, runSession, startCodeServer, writeUserSettings,
+  findTools, makeRunDirs, openBrowser, parseArgs, prepareModel, readGhostText, readWorkbenchTexts, repo, runSession,
+  startCodeServer, writeUserSettings,
 } from './tools.mjs';
 
 const USAGE = 'node scripts/integration/vsix-smoke.mjs [--vsix <file.vsix>] [--model <model folder>] [--keep] [--timeout <seconds>]';
@@ -33,16 +34,14 @@ function checkTools() {
   return found;
 }
 
-/** In the page: the ghost text shown by Monaco and the status bar items' texts. */
-function readPage() {
-  const clean = (t) => (t ?? '').replace(/\u00a0/g, ' ').trim();
-  const ghosts = [...document.querySelectorAll('.monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text-decoration-preview, .monaco-editor .ghost-text')];
-  const outer = ghosts.filter((n) => !ghosts.some((m) => m !== n && m.contains(n)));
-  return {
-    ghostText: outer.map((n) => n.textContent ?? '').join('\n').replace(/\u00a0/g, ' '),
-    statusbar: [...document.querySelectorAll('.statusbar-item')].map((n) => clean(n.textContent)).filter((t) => t),
-    document: clean(document.querySelector('.editor-group-container .monaco-editor .view-lines')?.textContent),
-  };
+/** In the page: the text of the open editor. */
+function readEditorText() {
+  return (document.querySelector('.editor-group-container .monaco-editor .view-lines')?.textContent ?? '').replace(/\u00a0/g, ' ').trim();
+}
+
+/** The ghost text, the status bar items' texts and the editor's text, as shown in the page. */
+async function readPage(page) {
+  return { ...(await page.evaluate(readGhostText)), statusbar: (await page.evaluate(readWorkbenchTexts)).statusbar, document: await page.evaluate(readEditorText) };
 }
 
 async function main() {
@@ -113,10 +112,10 @@ async function main() {
     log(`smoke.py is open after ${seconds()}`);
     // Type only once the extension has activated (its status bar item shows "phi"): typing triggers a completion.
     const activationDeadline = Date.now() + 60_000;
-    while (Date.now() < activationDeadline && !(await page.evaluate(readPage)).statusbar.some((t) => /phi/.test(t))) {
+    while (Date.now() < activationDeadline && !(await readPage(page)).statusbar.some((t) => /phi/.test(t))) {
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
-    log(`status bar: ${JSON.stringify((await page.evaluate(readPage)).statusbar)} after ${seconds()}`);
+    log(`status bar: ${JSON.stringify((await readPage(page)).statusbar)} after ${seconds()}`);
     await editor.click();
     await page.keyboard.type('def fibonacci(n):');
     await page.keyboard.press('Enter');
@@ -125,7 +124,7 @@ async function main() {
     let seen = { ghostText: '', statusbar: [], document: '' };
     let lastTrigger = 0;
     while (Date.now() < deadline) {
-      seen = await page.evaluate(readPage);
+      seen = await readPage(page);
       const hasCpu = seen.statusbar.some((t) => /\bCPU\b/.test(t));
       if (seen.ghostText.trim() && hasCpu) break;
       if (Date.now() - lastTrigger > 5000) {
