@@ -2,16 +2,18 @@
  * Measures phi-complete's engine on one model folder, in a process of its own (so its peak memory is its own).
  * Usage: node out/bench/engineRunner.js '<json EngineBenchRequest>'; prints one JSON EngineBenchResult line.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PhiDecoder } from '../src/inference/decoder';
+import { providerOf } from '../src/inference/devices';
+import type { Device } from '../src/protocol';
 import { Generator, type GenerationResult } from '../src/inference/generator';
 import { PhiTokenizer } from '../src/tokenizer/tokenizer';
-import type { PromptRunResult } from './peers/llamaCpp';
+import { childMain, procStatusBytes, type PromptRunResult } from './support/child';
 
 export interface EngineBenchRequest {
   readonly modelDir: string;
+  readonly device: Exclude<Device, 'auto'>;
   readonly threads: number;
   readonly prompt128: readonly number[];
   readonly prompt1024: readonly number[];
@@ -45,12 +47,6 @@ export interface EngineBenchResult {
     readonly speedupWhenDraftsAreRight: Record<string, number>;
   };
   readonly peakRssBytes: number;
-}
-
-/** VmHWM: the process's peak resident set size. */
-function peakRssBytes(): number {
-  const match = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-  return match ? Number(match[1]) * 1024 : process.memoryUsage().rss;
 }
 
 function decodeRate(result: GenerationResult): number {
@@ -92,7 +88,7 @@ async function forwardCosts(decoder: PhiDecoder, context: readonly number[], cou
 
 async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
   const loadStarted = performance.now();
-  const decoder = await PhiDecoder.load(request.modelDir, { threads: request.threads });
+  const decoder = await PhiDecoder.load(request.modelDir, { executionProviders: [providerOf(request.device)], threads: request.threads });
   const tokenizer = PhiTokenizer.fromFile(path.join(request.modelDir, 'tokenizer.json'));
   const loadSeconds = (performance.now() - loadStarted) / 1000;
   const generator = new Generator(decoder, tokenizer);
@@ -136,17 +132,11 @@ async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
       forwardMsByTokens,
       speedupWhenDraftsAreRight: Object.fromEntries(Object.entries(forwardMsByTokens).map(([n, ms]) => [n, (Number(n) * forwardMsByTokens['1']) / ms])),
     },
-    peakRssBytes: peakRssBytes(),
+    peakRssBytes: procStatusBytes('VmHWM'),
   };
   await generator.dispose();
   await decoder.dispose();
   return result;
 }
 
-main(JSON.parse(process.argv[2]) as EngineBenchRequest).then(
-  (result) => process.stdout.write(`${JSON.stringify(result)}\n`),
-  (error: unknown) => {
-    process.stderr.write(`engine bench failed: ${error instanceof Error ? error.stack : String(error)}\n`);
-    process.exit(1);
-  },
-);
+childMain('engine bench', main);

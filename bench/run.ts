@@ -4,10 +4,13 @@
  * Models are built once and cached under ~/.cache/phi-complete/bench (keyed by the builder's code).
  * Prints one JSON summary on stdout; progress goes to stderr.
  *
- * Options: --threads N (default 2), --decode-tokens N (default 32), --no-peer (skip llama.cpp).
+ * Also side by side: transformers.js (@huggingface/transformers) running the same int4 weights in our graph
+ * (Optimum layout, float cache) with its own generation loop.
+ *
+ * Options: --threads N (default 2), --decode-tokens N (default 32), --no-peer (skip both peers),
+ * --device cpu|cuda|webgpu|… (where our engine runs; default cpu), --format int4|fp16 and --kv-cache int8|float
+ * (our model's weights and cache; default int4 with the builder's default cache). The peers always run on the CPU.
  */
-import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -15,12 +18,16 @@ import { parseArgs } from 'node:util';
 import { PHI_1_5 } from '../src/model/config';
 import { buildModel } from '../src/model/build';
 import { INT4_LAYOUT } from '../src/model/phiGraph';
-import { DATA_FILE, MANIFEST_FILE, TOKENIZER_FILE } from '../src/model/manifest';
+import { DATA_FILE, KV_CACHE_FORMATS, MANIFEST_FILE, readManifest, TOKENIZER_FILE, type KvCacheFormat, type WeightFormat } from '../src/model/manifest';
+import { DEVICES, type Device } from '../src/protocol';
 import { RandomWeights } from '../src/model/weights';
 import { PhiTokenizer } from '../src/tokenizer/tokenizer';
 import { measureReadBandwidth } from './bandwidth';
 import type { EngineBenchRequest, EngineBenchResult } from './engineRunner';
-import { benchLlamaCpp, defaultCacheDir, type LlamaCppResult } from './peers/llamaCpp';
+import { benchLlamaCpp, type LlamaCppResult } from './peers/llamaCpp';
+import { benchTransformersJs, ensureTransformersJsModel, type TransformersJsResult } from './peers/transformersJs';
+import { codeKey, defaultCacheDir } from './support/cache';
+import { runJsonChild, type PromptRunResult } from './support/child';
 import { writePhiGguf } from './peers/gguf';
 
 const SEED = 1;
@@ -30,30 +37,37 @@ function log(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);
 }
 
-/** A key that changes whenever the code that writes the models changes, so a stale cached model is never used. */
-function codeKey(files: readonly string[]): string {
-  const hash = createHash('sha256');
-  for (const file of files) hash.update(fs.readFileSync(file));
-  hash.update(`${SEED}/${INIT}`);
-  return hash.digest('hex').slice(0, 16);
-}
-
 function randomWeights(): RandomWeights {
   return new RandomWeights(PHI_1_5, SEED, 'phi-1_5', INIT);
 }
 
-function ensureModel(cacheDir: string): string {
+function ensureModel(cacheDir: string, format: WeightFormat, kvCache: KvCacheFormat | undefined): string {
   const modelCode = ['phiGraph', 'quantize', 'weights', 'rng', 'float16', 'config', 'onnx/graphBuilder'].map((name) => path.join(__dirname, `../src/model/${name}.js`));
-  const dir = path.join(cacheDir, `phi-1_5-random-int4-${codeKey(modelCode)}`);
+  const variant = kvCache ? `${format}-${kvCache}` : format;
+  const dir = path.join(cacheDir, `phi-1_5-random-${variant}-${codeKey(modelCode, `${SEED}/${INIT}`)}`);
   if (!fs.existsSync(path.join(dir, MANIFEST_FILE))) {
-    log(`building the full-size random int4 model into ${dir} (a few minutes, once)`);
-    buildModel(randomWeights(), dir, { format: 'int4', overwrite: true });
+    log(`building the full-size random ${variant} model into ${dir} (a few minutes, once)`);
+    buildModel(randomWeights(), dir, { format, kvCache, overwrite: true });
   }
   return dir;
 }
 
+/** Bytes of the embedding table in the model's data file: decoding reads one row of it, not all. */
+function embeddingBytes(format: WeightFormat): number {
+  const { hidden_size: d, vocab_size: vocab } = PHI_1_5;
+  if (format === 'fp16') return vocab * d * 2;
+  if (format === 'fp32') return vocab * d * 4;
+  const blocks = d / INT4_LAYOUT.embeddingBlockSize;
+  return vocab * (d / 2 + blocks * 4 + Math.ceil(blocks / 2)); // 4-bit codes, fp32 scales, 4-bit zero points
+}
+
+function option<T extends string>(value: string, allowed: readonly T[], name: string): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new Error(`${name} must be one of ${allowed.join(', ')} (got "${value}")`);
+  return value as T;
+}
+
 function ensureGguf(cacheDir: string, tokenizerPath: string): string {
-  const key = codeKey([path.join(__dirname, 'peers/gguf.js'), path.join(__dirname, '../src/model/weights.js'), path.join(__dirname, '../src/model/rng.js')]);
+  const key = codeKey([path.join(__dirname, 'peers/gguf.js'), path.join(__dirname, '../src/model/weights.js'), path.join(__dirname, '../src/model/rng.js')], `${SEED}/${INIT}`);
   const file = path.join(cacheDir, `phi-1_5-random-q4_0-${key}.gguf`);
   if (!fs.existsSync(file)) {
     log(`writing the same weights as a Q4_0 GGUF for llama.cpp: ${file}`);
@@ -65,16 +79,7 @@ function ensureGguf(cacheDir: string, tokenizerPath: string): string {
 }
 
 function runEngine(request: EngineBenchRequest): Promise<EngineBenchResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(__dirname, 'engineRunner.js'), JSON.stringify(request)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let stdout = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code !== 0) reject(new Error(`engine runner exited with ${String(code)}`));
-      else resolve(JSON.parse(stdout.trim().split('\n').pop()!) as EngineBenchResult);
-    });
-  });
+  return runJsonChild<EngineBenchResult>(path.join(__dirname, 'engineRunner.js'), 'engine runner', request);
 }
 
 /** Code-like token ids: a Python file's tokens, repeated to the length wanted. */
@@ -107,15 +112,71 @@ class Settings:
 `;
 
 const ratio = (a: number, b: number): number => Math.round((a / b) * 100) / 100;
+const mib = (bytes: number): number => Math.round(bytes / 2 ** 20);
+
+/** What every engine's run reports: timings after both prompts and its peak memory. */
+interface EngineRun {
+  readonly prompt128: PromptRunResult;
+  readonly prompt1024: PromptRunResult;
+  readonly peakRssBytes: number;
+}
+
+interface Skipped {
+  readonly skipped: string;
+}
+
+/** A peer's run, or why it was skipped: a peer that cannot be installed or run must not sink our own figures. */
+async function measurePeer<Run extends EngineRun>(name: string, skip: string | undefined, run: () => Promise<Run>): Promise<Run | Skipped> {
+  if (skip) return { skipped: skip };
+  try {
+    log(`measuring ${name}`);
+    return await run();
+  } catch (error) {
+    return { skipped: (error as Error).message };
+  }
+}
+
+function speeds(run: EngineRun): object {
+  return {
+    prefillTokensPerSecond: { prompt128: run.prompt128.promptTokensPerSecond, prompt1024: run.prompt1024.promptTokensPerSecond },
+    decodeTokensPerSecond: { context128: run.prompt128.decodeTokensPerSecond, context1024: run.prompt1024.decodeTokensPerSecond },
+    peakRssMiB: mib(run.peakRssBytes),
+  };
+}
+
+/** Our speed (and memory) as a multiple of a peer's, measured in the same run. */
+function ratiosTo(ours: EngineRun, peer: EngineRun | Skipped): object | null {
+  if ('skipped' in peer) return null;
+  return {
+    decode128: ratio(ours.prompt128.decodeTokensPerSecond, peer.prompt128.decodeTokensPerSecond),
+    decode1024: ratio(ours.prompt1024.decodeTokensPerSecond, peer.prompt1024.decodeTokensPerSecond),
+    prefill128: ratio(ours.prompt128.promptTokensPerSecond, peer.prompt128.promptTokensPerSecond),
+    prefill1024: ratio(ours.prompt1024.promptTokensPerSecond, peer.prompt1024.promptTokensPerSecond),
+    peakRss: ratio(ours.peakRssBytes, peer.peakRssBytes),
+  };
+}
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { threads: { type: 'string', default: '2' }, 'decode-tokens': { type: 'string', default: '32' }, 'no-peer': { type: 'boolean' } } });
+  const { values } = parseArgs({
+    options: {
+      threads: { type: 'string', default: '2' },
+      'decode-tokens': { type: 'string', default: '32' },
+      'no-peer': { type: 'boolean' },
+      device: { type: 'string', default: 'cpu' },
+      format: { type: 'string', default: 'int4' },
+      'kv-cache': { type: 'string' },
+    },
+  });
   const threads = Number(values.threads);
   const decodeTokens = Number(values['decode-tokens']);
+  const device = option<Exclude<Device, 'auto'>>(values.device, DEVICES.filter((d) => d !== 'auto'), '--device');
+  const format = option<WeightFormat>(values.format, ['int4', 'fp16'], '--format');
+  const kvCache = values['kv-cache'] === undefined ? undefined : option<KvCacheFormat>(values['kv-cache'], KV_CACHE_FORMATS, '--kv-cache');
   const cacheDir = path.join(defaultCacheDir(), 'bench');
   fs.mkdirSync(cacheDir, { recursive: true });
 
-  const modelDir = ensureModel(cacheDir);
+  const modelDir = ensureModel(cacheDir, format, kvCache);
+  const manifest = readManifest(modelDir);
   const tokenizerPath = path.join(modelDir, TOKENIZER_FILE);
   const tokenizer = PhiTokenizer.fromFile(tokenizerPath);
   const prompt128 = codePrompt(tokenizer, 128);
@@ -124,34 +185,26 @@ async function main(): Promise<void> {
   log(`measuring memory bandwidth (${threads} threads)`);
   const bandwidthGBps = await measureReadBandwidth(threads);
 
-  log('measuring phi-complete');
-  const ours = await runEngine({ modelDir, threads, prompt128, prompt1024, decodeTokens, editingPrompt: EDITING_PROMPT });
+  log(`measuring phi-complete on ${device}`);
+  const ours = await runEngine({ modelDir, device, threads, prompt128, prompt1024, decodeTokens, editingPrompt: EDITING_PROMPT });
 
-  let peer: LlamaCppResult | { skipped: string };
-  if (values['no-peer']) {
-    peer = { skipped: '--no-peer' };
-  } else {
-    try {
-      const ggufPath = ensureGguf(cacheDir, tokenizerPath);
-      log('measuring llama.cpp');
-      peer = await benchLlamaCpp({ ggufPath, threads, prompt128, prompt1024, decodeTokens });
-    } catch (error) {
-      peer = { skipped: (error as Error).message };
-    }
-  }
+  const skipPeers = values['no-peer'] ? '--no-peer' : undefined;
+  const llamaCpp = await measurePeer<LlamaCppResult>('llama.cpp', skipPeers, () =>
+    benchLlamaCpp({ ggufPath: ensureGguf(cacheDir, tokenizerPath), threads, prompt128, prompt1024, decodeTokens }));
+  const transformersJs = await measurePeer<TransformersJsResult>('transformers.js', skipPeers, () =>
+    benchTransformersJs({ hfModelDir: ensureTransformersJsModel(cacheDir), threads, prompt128, prompt1024, decodeTokens }));
 
   // Bytes read per decoded token: every weight but the embedding table, of which one row is read.
-  const { hidden_size: d, vocab_size: vocab } = PHI_1_5;
-  const embeddingBlocks = d / INT4_LAYOUT.embeddingBlockSize;
-  const embeddingBytes = vocab * (d / 2 + embeddingBlocks * 4 + Math.ceil(embeddingBlocks / 2)); // 4-bit codes, fp32 scales, 4-bit zero points
-  const weightBytesPerToken = fs.statSync(path.join(modelDir, DATA_FILE)).size - embeddingBytes;
-  const decodeLimit = (bandwidthGBps * 1e9) / weightBytesPerToken;
-  const mib = (bytes: number): number => Math.round(bytes / 2 ** 20);
+  const weightBytesPerToken = fs.statSync(path.join(modelDir, DATA_FILE)).size - embeddingBytes(format);
+  // The CPU's memory bandwidth bounds decoding only when the weights are read by the CPU.
+  const decodeLimit = device === 'cpu' ? (bandwidthGBps * 1e9) / weightBytesPerToken : NaN;
 
+  const weights = format === 'int4' ? `int4 (MatMulNBits 4-bit blocks of ${INT4_LAYOUT.blockSize}; 4-bit embedding; ${INT4_LAYOUT.lmHeadBits}-bit lm_head)` : format;
   const summary = {
     machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, threads, memoryReadBandwidthGBps: Math.round(bandwidthGBps * 10) / 10 },
-    model: { shape: 'phi-1_5', weights: `int4 (MatMulNBits 4-bit blocks of ${INT4_LAYOUT.blockSize}; 4-bit embedding; ${INT4_LAYOUT.lmHeadBits}-bit lm_head); int8 KV cache`, init: INIT, dataMiB: mib(fs.statSync(path.join(modelDir, DATA_FILE)).size) },
+    model: { shape: 'phi-1_5', weights: `${weights}; ${manifest.kvCache ?? 'float'} KV cache`, init: INIT, dataMiB: mib(fs.statSync(path.join(modelDir, DATA_FILE)).size) },
     phiComplete: {
+      device,
       prefillTokensPerSecond: { prompt128: ours.prompt128.promptTokensPerSecond, prompt1024: ours.prompt1024.promptTokensPerSecond },
       timeToFirstTokenMs: { prompt128: ours.prompt128.timeToFirstTokenMs, prompt1024: ours.prompt1024.timeToFirstTokenMs },
       decodeTokensPerSecond: { context128: ours.prompt128.decodeTokensPerSecond, context1024: ours.prompt1024.decodeTokensPerSecond },
@@ -160,24 +213,20 @@ async function main(): Promise<void> {
       peakRssMiB: mib(ours.peakRssBytes),
       loadSeconds: ours.loadSeconds,
     },
-    physicalLimit: {
+    physicalLimit: device !== 'cpu' ? { skipped: `the CPU's bandwidth does not bound decoding on ${device}` } : {
       weightMiBReadPerToken: mib(weightBytesPerToken),
       decodeTokensPerSecondLimit: Math.round(decodeLimit * 10) / 10,
       fractionOfLimit: { context128: ratio(ours.prompt128.decodeTokensPerSecond, decodeLimit), context1024: ratio(ours.prompt1024.decodeTokensPerSecond, decodeLimit) },
     },
-    llamaCpp: 'skipped' in peer ? peer : {
-      release: peer.llamaCppRelease,
-      prefillTokensPerSecond: { prompt128: peer.prompt128.promptTokensPerSecond, prompt1024: peer.prompt1024.promptTokensPerSecond },
-      decodeTokensPerSecond: { context128: peer.prompt128.decodeTokensPerSecond, context1024: peer.prompt1024.decodeTokensPerSecond },
-      peakRssMiB: mib(peer.peakRssBytes),
+    llamaCpp: 'skipped' in llamaCpp ? llamaCpp : { release: llamaCpp.llamaCppRelease, weights: 'Q4_0 GGUF of the same weights', ...speeds(llamaCpp) },
+    ratiosToLlamaCpp: ratiosTo(ours, llamaCpp),
+    transformersJs: 'skipped' in transformersJs ? transformersJs : {
+      version: transformersJs.transformersJsVersion,
+      weights: 'the same int4 weights, our graph with a float cache and present.* outputs (Optimum layout)',
+      logitsToKeep: transformersJs.logitsToKeep,
+      ...speeds(transformersJs),
     },
-    ratiosToLlamaCpp: 'skipped' in peer ? null : {
-      decode128: ratio(ours.prompt128.decodeTokensPerSecond, peer.prompt128.decodeTokensPerSecond),
-      decode1024: ratio(ours.prompt1024.decodeTokensPerSecond, peer.prompt1024.decodeTokensPerSecond),
-      prefill128: ratio(ours.prompt128.promptTokensPerSecond, peer.prompt128.promptTokensPerSecond),
-      prefill1024: ratio(ours.prompt1024.promptTokensPerSecond, peer.prompt1024.promptTokensPerSecond),
-      peakRss: ratio(ours.peakRssBytes, peer.peakRssBytes),
-    },
+    ratiosToTransformersJs: ratiosTo(ours, transformersJs),
     targets: {
       decode128AtLeast15: ours.prompt128.decodeTokensPerSecond >= 15,
       decode1024AtLeast12: ours.prompt1024.decodeTokensPerSecond >= 12,

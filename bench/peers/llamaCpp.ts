@@ -3,31 +3,17 @@
  * ensureNodeLlamaCpp installs a pinned version into a cache folder on first use, and every run happens in a
  * child process (llamaCppRunner) so that its memory is measured on its own.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import type { BenchRequest, GreedyRequest, GreedyResult, LlamaCppResult, RunnerCommon, RunnerRequest } from './llamaCppRunner';
+import { defaultCacheDir, ensurePinnedInstall } from '../support/cache';
+import { checkCount, checkTokenIds, runJsonChild } from '../support/child';
+import type { BenchRequest, GreedyRequest, GreedyResult, LlamaCppResult, RunnerCommon } from './llamaCppRunner';
 
-export type { LlamaCppResult, PromptRunResult } from './llamaCppRunner';
+export type { LlamaCppResult } from './llamaCppRunner';
 
 export const NODE_LLAMA_CPP_VERSION = '3.22.1';
 /** Prebuilt llama.cpp binaries for this platform (CPU build; GPU variants are separate, far larger packages). */
 const BINARY_PACKAGE = '@node-llama-cpp/linux-x64';
-
-export function defaultCacheDir(): string {
-  return path.join(os.homedir(), '.cache', 'phi-complete');
-}
-
-function installedVersion(prefix: string, packageName: string): string | undefined {
-  try {
-    const manifest = JSON.parse(fs.readFileSync(path.join(prefix, 'node_modules', packageName, 'package.json'), 'utf8')) as { version?: unknown };
-    return typeof manifest.version === 'string' ? manifest.version : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * Installs node-llama-cpp (pinned) and its linux-x64 binaries into `<cacheDir>/node-llama-cpp-<version>` unless
@@ -39,62 +25,12 @@ export function ensureNodeLlamaCpp(cacheDir: string = defaultCacheDir()): string
     throw new Error(`the llama.cpp peer is set up for linux-x64 only (this is ${process.platform}-${process.arch})`);
   }
   const prefix = path.join(cacheDir, `node-llama-cpp-${NODE_LLAMA_CPP_VERSION}`);
-  const isInstalled = (dir: string): boolean =>
-    installedVersion(dir, 'node-llama-cpp') === NODE_LLAMA_CPP_VERSION && installedVersion(dir, BINARY_PACKAGE) === NODE_LLAMA_CPP_VERSION;
-  if (!isInstalled(prefix)) {
-    // Install beside the final folder and rename it into place, so an interrupted install never looks complete.
-    fs.mkdirSync(cacheDir, { recursive: true });
-    const staging = fs.mkdtempSync(`${prefix}.installing-`);
-    try {
-      process.stderr.write(`installing node-llama-cpp@${NODE_LLAMA_CPP_VERSION} into ${prefix}\n`);
-      execFileSync('npm', [
-        'install', '--omit=optional', '--no-save', '--no-audit', '--no-fund', '--prefix', staging,
-        `node-llama-cpp@${NODE_LLAMA_CPP_VERSION}`, `${BINARY_PACKAGE}@${NODE_LLAMA_CPP_VERSION}`,
-      ], { stdio: ['ignore', process.stderr, process.stderr], timeout: 10 * 60 * 1000 });
-      if (!isInstalled(staging)) throw new Error(`npm install finished but ${staging} lacks node-llama-cpp@${NODE_LLAMA_CPP_VERSION}`);
-      fs.rmSync(prefix, { recursive: true, force: true });
-      fs.renameSync(staging, prefix);
-    } finally {
-      fs.rmSync(staging, { recursive: true, force: true });
-    }
-  }
+  ensurePinnedInstall({ prefix, packages: [`node-llama-cpp@${NODE_LLAMA_CPP_VERSION}`, `${BINARY_PACKAGE}@${NODE_LLAMA_CPP_VERSION}`] });
   // Resolve as Node would from inside the prefix (honours the package's "exports").
   return createRequire(path.join(prefix, 'package.json')).resolve('node-llama-cpp');
 }
 
 const RUNNER_SCRIPT = path.join(__dirname, 'llamaCppRunner.js');
-
-/** Runs the runner script in a fresh Node process and parses the JSON on its last stdout line. */
-function runRunner<Result>(request: RunnerRequest): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    // stderr is passed through: it carries llama.cpp's warnings and the runner's errors.
-    const child = spawn(process.execPath, [RUNNER_SCRIPT, JSON.stringify(request)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let stdout = '';
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => (stdout += chunk));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      if (code !== 0) {
-        reject(new Error(`llama.cpp runner failed (${signal ?? `exit code ${String(code)}`}); see its stderr above`));
-        return;
-      }
-      const lastLine = stdout.trim().split('\n').pop() ?? '';
-      try {
-        resolve(JSON.parse(lastLine) as Result);
-      } catch {
-        reject(new Error(`llama.cpp runner printed no JSON result; its stdout ended with: ${lastLine.slice(0, 500)}`));
-      }
-    });
-  });
-}
-
-function checkTokenIds(name: string, ids: readonly number[]): void {
-  if (ids.length === 0 || ids.some((id) => !Number.isInteger(id) || id < 0)) throw new Error(`${name} must be a non-empty list of token ids`);
-}
-
-function checkCount(name: string, count: number, minimum: number): void {
-  if (!Number.isInteger(count) || count < minimum) throw new Error(`${name} must be an integer ≥ ${minimum}, got ${count}`);
-}
 
 /** What every runner request carries: the model, the threads, flash attention (off unless asked), node-llama-cpp installed. */
 function runnerCommon(options: { readonly ggufPath: string; readonly threads: number; readonly flashAttention?: boolean; readonly cacheDir?: string }): RunnerCommon {
@@ -138,7 +74,7 @@ export async function benchLlamaCpp(options: BenchLlamaCppOptions): Promise<Llam
     prompt1024: options.prompt1024,
     decodeTokens: options.decodeTokens,
   };
-  return runRunner<LlamaCppResult>(request);
+  return runJsonChild<LlamaCppResult>(RUNNER_SCRIPT, 'llama.cpp runner', request);
 }
 
 export interface LlamaCppGreedyOptions {
@@ -162,5 +98,5 @@ export async function llamaCppGreedy(options: LlamaCppGreedyOptions): Promise<nu
     prompt: options.prompt,
     tokens: options.tokens,
   };
-  return (await runRunner<GreedyResult>(request)).tokens;
+  return (await runJsonChild<GreedyResult>(RUNNER_SCRIPT, 'llama.cpp runner', request)).tokens;
 }

@@ -7,8 +7,10 @@
  * Token ids go in and come out directly: nothing is tokenised, so the timings are llama.cpp's evaluation only.
  * llama.cpp's own log lines go to stderr.
  */
-import * as fs from 'node:fs';
 import { pathToFileURL } from 'node:url';
+import { checkCount, childMain, procStatusBytes, promptRunResult, type PromptRunResult, type TimedGeneration } from '../support/child';
+
+export type { PromptRunResult } from '../support/child';
 
 export interface RunnerCommon {
   /** Entry file of the node-llama-cpp package (see ensureNodeLlamaCpp). */
@@ -35,18 +37,6 @@ export interface GreedyRequest extends RunnerCommon {
 }
 
 export type RunnerRequest = BenchRequest | GreedyRequest;
-
-export interface PromptRunResult {
-  readonly promptTokens: number;
-  /** Prefill of the prompt plus picking the first token. */
-  readonly timeToFirstTokenMs: number;
-  /** promptTokens / time to first token. */
-  readonly promptTokensPerSecond: number;
-  /** Tokens generated after the first one, each a one-token evaluation. */
-  readonly decodeTokens: number;
-  readonly decodeMs: number;
-  readonly decodeTokensPerSecond: number;
-}
 
 export interface LlamaCppResult {
   readonly engine: 'llama.cpp';
@@ -143,21 +133,8 @@ const MIN_CONTEXT_SIZE = 1100;
 
 // ---------------------------------------------------------------------------------------------------------------
 
-/** A /proc/self/status field in bytes (VmRSS: now, VmHWM: peak). */
-function procStatusBytes(field: 'VmRSS' | 'VmHWM'): number {
-  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(fs.readFileSync('/proc/self/status', 'utf8'));
-  if (!match) throw new Error(`/proc/self/status has no ${field} line`);
-  return Number(match[1]) * 1024;
-}
-
-interface Generation {
-  readonly tokens: number[];
-  readonly timeToFirstTokenMs: number;
-  readonly decodeMs: number;
-}
-
 /** Greedy tokens after `prompt`, starting from an empty sequence; `count` ≥ 1. */
-async function generate(sequence: LlamaContextSequence, prompt: readonly number[], count: number): Promise<Generation> {
+async function generate(sequence: LlamaContextSequence, prompt: readonly number[], count: number): Promise<TimedGeneration> {
   await sequence.clearHistory();
   const tokens: number[] = [];
   const started = performance.now();
@@ -173,26 +150,12 @@ async function generate(sequence: LlamaContextSequence, prompt: readonly number[
 }
 
 async function timePrompt(sequence: LlamaContextSequence, prompt: readonly number[], decodeTokens: number): Promise<PromptRunResult> {
-  const run = await generate(sequence, prompt, decodeTokens + 1);
-  return {
-    promptTokens: prompt.length,
-    timeToFirstTokenMs: run.timeToFirstTokenMs,
-    promptTokensPerSecond: (prompt.length * 1000) / run.timeToFirstTokenMs,
-    decodeTokens,
-    decodeMs: run.decodeMs,
-    decodeTokensPerSecond: decodeTokens > 0 ? (decodeTokens * 1000) / run.decodeMs : 0,
-  };
-}
-
-function parseRequest(argument: string | undefined): RunnerRequest {
-  if (argument === undefined) throw new Error('usage: llamaCppRunner.js <request JSON>');
-  const request = JSON.parse(argument) as RunnerRequest;
-  if (request.mode !== 'bench' && request.mode !== 'greedy') throw new Error(`unknown mode ${JSON.stringify((request as { mode: unknown }).mode)}`);
-  if (!Number.isInteger(request.threads) || request.threads < 1) throw new Error('threads must be a positive integer');
-  return request;
+  return promptRunResult(prompt.length, await generate(sequence, prompt, decodeTokens + 1));
 }
 
 async function run(request: RunnerRequest): Promise<LlamaCppResult | GreedyResult> {
+  if (request.mode !== 'bench' && request.mode !== 'greedy') throw new Error(`unknown mode ${JSON.stringify((request as { mode: unknown }).mode)}`);
+  checkCount('threads', request.threads, 1);
   const loadStarted = performance.now();
   const nodeLlamaCpp = (await import(pathToFileURL(request.modulePath).href)) as NodeLlamaCpp;
   // What llama.cpp actually did about flash attention shows only in an info log line; it is reported as a check.
@@ -252,13 +215,4 @@ async function run(request: RunnerRequest): Promise<LlamaCppResult | GreedyResul
   }
 }
 
-async function main(): Promise<void> {
-  const result = await run(parseRequest(process.argv[2]));
-  // One line of JSON, last on stdout: the parent parses the last line.
-  process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));
-}
-
-main().catch((error: unknown) => {
-  process.stderr.write(`llamaCppRunner: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  process.exit(1);
-});
+childMain('llamaCppRunner', run);

@@ -18,8 +18,8 @@
  * Per layer (parallel attention and MLP from one LayerNorm):
  *   h = LN(x);  x' = x + dense(attention(rotary(q), rotary(k), v)) + fc2(gelu_new(fc1(h)))
  * built from ONNX Runtime's fused contrib ops where they help: SkipLayerNormalization (adds the residual and
- * normalises in one kernel), RotaryEmbedding (partial rotary), FusedMatMul (QKᵀ without materialising Kᵀ),
- * FastGelu (= gelu_new) and, for int4, MatMulNBits.
+ * normalises in one kernel), RotaryEmbedding (partial rotary), FastGelu (= gelu_new) and, for int4,
+ * MatMulNBits. QKᵀ is written as Transpose + MatMul, which ONNX Runtime fuses for the CPU (no Kᵀ is made).
  */
 import { headDim, rotaryDim, type PhiConfig } from './config';
 import { float32ToFloat16 } from './float16';
@@ -182,8 +182,11 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
       g.output(newValue, floatType, newShape);
     }
     // scores [batch, heads, seq, past + seq] → softmax → split → weighted sums of past and new values.
-    const pastScores = g.node('FusedMatMul', [query, pastKey], [`${p}/past_scores`], { transB: 1 }, MS)[0];
-    const newScores = g.node('FusedMatMul', [query, newKey], [`${p}/new_scores`], { transB: 1 }, MS)[0];
+    // Transpose + MatMul rather than FusedMatMul: ONNX Runtime fuses the pair back for the CPU, and GPU providers
+    // without FusedMatMul (WebGPU, CoreML, DirectML) keep the attention on the GPU instead of the CPU.
+    const keysTransposed = (key: string, name: string): string => g.node('Transpose', [key], [name], { perm: [0, 1, 3, 2] })[0];
+    const pastScores = g.node('MatMul', [query, keysTransposed(pastKey, `${p}/past_key_t`)], [`${p}/past_scores`])[0];
+    const newScores = g.node('MatMul', [query, keysTransposed(newKey, `${p}/new_key_t`)], [`${p}/new_scores`])[0];
     const probs = softmax(p, g.node('Concat', [pastScores, newScores], [`${p}/scores`], { axis: -1 })[0]);
     const [pastProbs, newProbs] = g.node('Split', [probs, splitPastNew], [`${p}/past_probs`, `${p}/new_probs`], { axis: -1 });
     return g.node('Add', [
