@@ -39,6 +39,8 @@ export interface EngineBenchResult {
     readonly acceptedDraftTokens: number;
     /** Verify rows too close to call, recomputed alone so the output stays that of plain decoding. */
     readonly recomputedRows: number;
+    /** Decode steps run without drafting because drafts were not paying off. */
+    readonly pausedDraftSteps: number;
     readonly acceptanceRate: number;
     readonly identicalOutput: boolean;
     /** Milliseconds of one forward pass over n tokens (a verify of n − 1 drafted tokens) after 128 cached ones. */
@@ -127,6 +129,7 @@ async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
       draftedTokens: fast.stats.draftedTokens,
       acceptedDraftTokens: fast.stats.acceptedDraftTokens,
       recomputedRows: fast.stats.recomputedRows,
+      pausedDraftSteps: fast.stats.pausedDraftSteps,
       acceptanceRate: fast.stats.draftedTokens ? fast.stats.acceptedDraftTokens / fast.stats.draftedTokens : 0,
       identicalOutput: JSON.stringify(plain.tokens) === JSON.stringify(fast.tokens),
       forwardMsByTokens,

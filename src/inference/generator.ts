@@ -15,6 +15,7 @@ import type { PhiDecoder } from './decoder';
 import type { KvCache } from './kvCache';
 import { draftFromContext } from './promptLookup';
 import { argmax, GREEDY, standardDeviation, Sampler, topTwoGap, type SamplingParams } from './sampler';
+import { SpeculationBudget } from './speculationBudget';
 import { StopMatcher } from './stopSequences';
 
 export interface GenerationRequest {
@@ -51,6 +52,8 @@ export interface GenerationStats {
   readonly acceptedDraftTokens: number;
   /** Rows of a verify pass too close to call, recomputed alone (see NEAR_TIE). */
   readonly recomputedRows: number;
+  /** Decode steps run without looking for a draft because drafts were not paying off (see SpeculationBudget). */
+  readonly pausedDraftSteps: number;
 }
 
 export interface GenerationResult {
@@ -65,6 +68,11 @@ export interface GeneratorOptions {
   readonly prefillChunk?: number;
   /** Longest draft verified in one pass. */
   readonly maxDraftTokens?: number;
+  /**
+   * Pause drafting while verify passes yield fewer tokens per millisecond than plain steps (SpeculationBudget).
+   * Default true; false drafts whenever the context offers one (output is the same, only timing-free).
+   */
+  readonly adaptiveSpeculation?: boolean;
 }
 
 /**
@@ -95,6 +103,8 @@ export class Generator {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly prefillChunk: number;
   private readonly maxDraftTokens: number;
+  /** Kept across requests: what a verify pass costs depends on the model and the machine, not the prompt. */
+  private readonly speculation: SpeculationBudget | undefined;
 
   constructor(private readonly decoder: PhiDecoder, private readonly tokenizer: PhiTokenizer, options: GeneratorOptions = {}) {
     this.cache = decoder.createCache();
@@ -105,6 +115,7 @@ export class Generator {
     // On a 2-core CPU a pass over 2 tokens costs 1.1–1.3 single steps, over 3 tokens 1.5–1.7 and over 5 tokens
     // ≈2.4 (phi-1.5 int4, `npm run bench`): longer drafts cost more than they save unless nearly all are right.
     this.maxDraftTokens = options.maxDraftTokens ?? 2;
+    this.speculation = options.adaptiveSpeculation === false ? undefined : new SpeculationBudget();
   }
 
   /** Tokens whose keys and values are cached (for inspection and tests). */
@@ -177,6 +188,7 @@ export class Generator {
     let draftedTokens = 0;
     let acceptedDraftTokens = 0;
     let recomputedRows = 0;
+    let pausedDraftSteps = 0;
     const finish = (): GenerationResult => ({
       text,
       tokens: generated,
@@ -185,7 +197,7 @@ export class Generator {
         promptTokens, truncatedTokens, reusedTokens, prefillMs, firstTokenMs,
         generatedTokens: generated.length,
         decodeMs: decodeStarted ? performance.now() - decodeStarted : 0,
-        decodeSteps, draftedTokens, acceptedDraftTokens, recomputedRows,
+        decodeSteps, draftedTokens, acceptedDraftTokens, recomputedRows, pausedDraftSteps,
       },
     });
     if (signal.aborted) {
@@ -245,9 +257,12 @@ export class Generator {
       ended = accept(next);
       if (ended) break;
       const roomLeft = Math.min(maxNewTokens - generated.length, maxPositions - this.cache.length - 1);
-      const draft = speculative ? draftFromContext([...this.cachedTokens, next], Math.min(draftLength, roomLeft)) : [];
+      const drafting = speculative && (this.speculation?.drafting ?? true);
+      if (speculative && !drafting) pausedDraftSteps++;
+      const draft = drafting ? draftFromContext([...this.cachedTokens, next], Math.min(draftLength, roomLeft)) : [];
       const before = this.cache.length;
       const fed = [next, ...draft];
+      const passStarted = performance.now();
       logits = await this.feed(fed);
       decodeSteps++;
       draftedTokens += draft.length;
@@ -266,7 +281,10 @@ export class Generator {
         recomputedRows++;
         row = 0;
       }
-      if (draft.length > 0) {
+      if (draft.length === 0) {
+        this.speculation?.recordPlain(performance.now() - passStarted);
+      } else {
+        this.speculation?.recordVerify(performance.now() - passStarted, 1 + agreed);
         // Longer drafts while they are accepted whole; shorter after a miss (a long verify costs several steps).
         draftLength = agreed === draft.length ? Math.min(this.maxDraftTokens, draftLength + 2) : Math.max(1, draftLength - 1);
       }

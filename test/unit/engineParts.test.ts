@@ -1,9 +1,10 @@
-/** The engine's small parts: sampler, stop sequences, prompt-lookup drafts, KV cache bookkeeping. */
+/** The engine's small parts: sampler, stop sequences, prompt-lookup drafts, the speculation budget, KV cache bookkeeping. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { floatPlanes, KvCache } from '../../src/inference/kvCache';
 import { draftFromContext } from '../../src/inference/promptLookup';
 import { argmax, standardDeviation, Sampler, topTwoGap } from '../../src/inference/sampler';
+import { SpeculationBudget } from '../../src/inference/speculationBudget';
 import { StopMatcher } from '../../src/inference/stopSequences';
 
 describe('Sampler', () => {
@@ -82,6 +83,49 @@ describe('draftFromContext', () => {
   test('falls back to shorter n-grams, and proposes nothing without a match', () => {
     assert.deepEqual(draftFromContext([5, 6, 7, 1, 6], 3), [7, 1, 6]);
     assert.deepEqual(draftFromContext([1, 2, 3, 4], 3), []);
+  });
+});
+
+describe('SpeculationBudget', () => {
+  /** A budget that has seen plain steps of 50 ms. */
+  const measured = (): SpeculationBudget => {
+    const budget = new SpeculationBudget();
+    for (let i = 0; i < 4; i++) budget.recordPlain(50);
+    return budget;
+  };
+
+  test('keeps drafting while verify passes yield more tokens per millisecond than plain steps', () => {
+    const budget = measured();
+    for (let i = 0; i < 20; i++) budget.recordVerify(60, 2); // 2 tokens for 1.2 steps
+    assert.ok(Math.abs(budget.speedup - 2 / 1.2) < 1e-9);
+    assert.equal(budget.drafting, true);
+  });
+
+  test('pauses drafting once verify passes lose, then tries again after the pause', () => {
+    const budget = measured();
+    for (let i = 0; i < 5; i++) budget.recordVerify(65, 1); // a rejected draft: 1 token for 1.3 steps
+    assert.equal(budget.drafting, true, 'too few passes to judge');
+    budget.recordVerify(65, 1);
+    assert.equal(budget.drafting, false);
+    let plainSteps = 0;
+    while (!budget.drafting) {
+      budget.recordPlain(50);
+      plainSteps++;
+    }
+    assert.equal(plainSteps, 48);
+    budget.recordVerify(65, 1);
+    assert.equal(budget.drafting, true, 'one more losing pass is not yet enough to pause again');
+    budget.recordVerify(65, 1);
+    assert.equal(budget.drafting, false);
+  });
+
+  test('a run of accepted drafts after a pause keeps drafting on', () => {
+    const budget = measured();
+    for (let i = 0; i < 6; i++) budget.recordVerify(65, 1);
+    for (let i = 0; i < 48; i++) budget.recordPlain(50);
+    for (let i = 0; i < 10; i++) budget.recordVerify(55, 3);
+    assert.ok(budget.speedup > 1);
+    assert.equal(budget.drafting, true);
   });
 });
 
