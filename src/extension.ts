@@ -71,7 +71,7 @@ export function activate(context: vscode.ExtensionContext): void {
       // Ask once per session: completions must not nag on every keystroke.
       if (modelOffered) return false;
       modelOffered = true;
-      if (!(await offerModel(installUi, location.missing))) return false;
+      if (!(await offerModel(installUi, location.missing, location.rebuild))) return false;
       settings = read();
       return loadModel();
     }

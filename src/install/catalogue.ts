@@ -2,13 +2,20 @@
 import phi15Fp16 from '../../models/phi-1_5-fp16.json';
 import phi15Int4 from '../../models/phi-1_5-int4.json';
 import type { DownloadFile } from '../model/download';
-import type { WeightFormat } from '../model/manifest';
+import type { KvCacheFormat, WeightFormat } from '../model/manifest';
+
+/** How a model's downloaded weights are converted (the builder's options a catalogue entry may set). */
+export interface ModelBuild {
+  readonly format: WeightFormat;
+  /** Default: the builder's (int8 for int4, float otherwise). */
+  readonly kvCache?: KvCacheFormat;
+}
 
 export interface CatalogueEntry {
   readonly id: string;
   readonly title: string;
   readonly source: { readonly repo: string; readonly revision: string; readonly files: readonly DownloadFile[] };
-  readonly build: { readonly format: WeightFormat };
+  readonly build: ModelBuild;
   /** Approximate sizes, for the first-run prompt and the disk-space check. */
   readonly downloadBytes: number;
   readonly modelBytes: number;

@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { downloadFiles, formatBytes } from '../model/download';
-import { MANIFEST_FILE, readManifest, type WeightFormat } from '../model/manifest';
-import type { CatalogueEntry } from './catalogue';
+import { defaultKvCache, MANIFEST_FILE, readManifest, type WeightFormat } from '../model/manifest';
+import type { CatalogueEntry, ModelBuild } from './catalogue';
 import { convertInChildProcess } from './convert';
 
 export interface InstallProgress {
@@ -37,6 +37,16 @@ export function isInstalled(dir: string): boolean {
   return fs.existsSync(path.join(dir, MANIFEST_FILE));
 }
 
+/** Whether the model in `dir` was built as `build` asks (a catalogue update may change how its model is built). */
+export function isBuiltAs(dir: string, build: ModelBuild): boolean {
+  try {
+    const manifest = readManifest(dir);
+    return manifest.weights === build.format && (manifest.kvCache ?? 'float') === (build.kvCache ?? defaultKvCache(build.format));
+  } catch {
+    return false;
+  }
+}
+
 /** Removes what an interrupted conversion into `target` left behind (staging folders are never loaded). */
 function removeStaleStaging(target: string): void {
   const parent = path.dirname(target);
@@ -47,18 +57,22 @@ function removeStaleStaging(target: string): void {
   }
 }
 
-async function convert(from: string, target: string, format: WeightFormat, options: InstallOptions): Promise<void> {
+async function convert(from: string, target: string, build: ModelBuild, options: InstallOptions): Promise<void> {
   removeStaleStaging(target);
-  options.onProgress?.({ stage: 'convert', message: `converting to ${format}`, fraction: 0 });
-  await convertInChildProcess(options.convertScript, { from, to: target, format }, (fraction) => {
-    options.onProgress?.({ stage: 'convert', message: `converting to ${format}: ${Math.round(fraction * 100)}%`, fraction });
+  const what = build.kvCache ? `${build.format} with a ${build.kvCache} KV cache` : build.format;
+  options.onProgress?.({ stage: 'convert', message: `converting to ${what}`, fraction: 0 });
+  await convertInChildProcess(options.convertScript, { from, to: target, ...build }, (fraction) => {
+    options.onProgress?.({ stage: 'convert', message: `converting to ${what}: ${Math.round(fraction * 100)}%`, fraction });
   }, options.signal);
 }
 
-/** Downloads and converts a catalogue model unless it is installed; returns its folder. */
+/**
+ * Downloads and converts a catalogue model unless it is installed as the entry builds it; returns its folder.
+ * A model built otherwise (the entry changed since) is rebuilt from the downloaded files, which are kept.
+ */
 export async function installCatalogueModel(entry: CatalogueEntry, options: InstallOptions): Promise<string> {
   const target = installedModelDir(options.storageDir, entry.id);
-  if (isInstalled(target)) return target;
+  if (isInstalled(target) && isBuiltAs(target, entry.build)) return target;
   const { repo, revision, files } = entry.source;
   const downloads = path.join(options.storageDir, 'downloads', `${repo.replace(/\//g, '--')}@${revision}`);
   fs.mkdirSync(downloads, { recursive: true });
@@ -77,7 +91,7 @@ export async function installCatalogueModel(entry: CatalogueEntry, options: Inst
       options.onProgress?.({ stage: 'download', message: `${p.file}: ${formatBytes(p.receivedBytes)}${total} at ${formatBytes(p.bytesPerSecond)}/s${eta}`, fraction });
     },
   });
-  await convert(downloads, target, entry.build.format, options);
+  await convert(downloads, target, entry.build, options);
   return target;
 }
 
@@ -95,6 +109,6 @@ export async function importLocalFolder(folder: string, format: WeightFormat, op
   }
   const id = `local-${createHash('sha256').update(path.resolve(folder)).digest('hex').slice(0, 12)}-${format}`;
   const target = installedModelDir(options.storageDir, id);
-  if (!isInstalled(target)) await convert(folder, target, format, options);
+  if (!isInstalled(target)) await convert(folder, target, { format }, options);
   return target;
 }

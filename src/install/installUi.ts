@@ -103,13 +103,19 @@ export async function setHubToken(ui: InstallUiContext): Promise<void> {
   else await ui.extension.secrets.store(TOKEN_SECRET, value);
 }
 
-/** The first-run question. Returns true when a model is now in place. */
-export async function offerModel(ui: InstallUiContext, entry: CatalogueEntry): Promise<boolean> {
+/**
+ * The first-run question, or, when the installed model was built otherwise than this version builds it
+ * (`rebuild`), the offer to rebuild it from the kept download. Returns true when a model is now in place.
+ */
+export async function offerModel(ui: InstallUiContext, entry: CatalogueEntry, rebuild = false): Promise<boolean> {
+  const action = rebuild ? 'Rebuild' : 'Download';
   const choice = await vscode.window.showInformationMessage(
-    `phi-complete: ${entry.title} (≈${formatBytes(entry.downloadBytes)} download, ≈${formatBytes(entry.modelBytes)} on disk) is needed for local completions.`,
-    'Download', 'Use a Local Folder', 'Settings',
+    rebuild
+      ? `phi-complete: ${entry.title} must be rebuilt for this version from its downloaded weights (a few minutes of CPU).`
+      : `phi-complete: ${entry.title} (≈${formatBytes(entry.downloadBytes)} download, ≈${formatBytes(entry.modelBytes)} on disk) is needed for local completions.`,
+    action, 'Use a Local Folder', 'Settings',
   );
-  if (choice === 'Download') return downloadModel(ui, entry);
+  if (choice === action) return downloadModel(ui, entry);
   if (choice === 'Use a Local Folder') return useLocalFolder(ui);
   if (choice === 'Settings') void vscode.commands.executeCommand('workbench.action.openSettings', 'phiComplete.model');
   return false;

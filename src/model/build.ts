@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ExternalDataFile, GraphBuilder } from './onnx/graphBuilder';
 import { buildPhiGraph, OPSETS } from './phiGraph';
-import { DATA_FILE, MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, TOKENIZER_FILE, type FileRecord, type KvCacheFormat, type ModelManifest, type WeightFormat } from './manifest';
+import { DATA_FILE, defaultKvCache, MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, TOKENIZER_FILE, type FileRecord, type KvCacheFormat, type ModelManifest, type WeightFormat } from './manifest';
 import type { WeightSource } from './weights';
 import { buildPhiTokenizerJson } from '../tokenizer/tokenizerJson';
 
@@ -40,7 +40,7 @@ export function buildModel(weights: WeightSource, outDir: string, options: Build
   const staging = fs.mkdtempSync(`${destination}.partial-`);
   try {
     const accuracyLevel = options.accuracyLevel ?? (options.format === 'int4' ? 4 : 0);
-    const kvCache = options.kvCache ?? (options.format === 'int4' ? 'int8' : 'float');
+    const kvCache = options.kvCache ?? defaultKvCache(options.format);
     const data = new ExternalDataFile(path.join(staging, DATA_FILE), DATA_FILE);
     let dataRecord: FileRecord;
     let modelBytes: Uint8Array;

@@ -13,6 +13,11 @@ export const WEIGHT_FORMATS: readonly WeightFormat[] = ['int4', 'fp16', 'fp32'];
 export type KvCacheFormat = 'float' | 'int8';
 export const KV_CACHE_FORMATS: readonly KvCacheFormat[] = ['int8', 'float'];
 
+/** The KV cache a model gets when its build does not say: int8 for int4 models (the CPU's), else float. */
+export function defaultKvCache(format: WeightFormat): KvCacheFormat {
+  return format === 'int4' ? 'int8' : 'float';
+}
+
 export const MANIFEST_FILE = 'manifest.json';
 export const MODEL_FILE = 'model.onnx';
 export const DATA_FILE = 'model.onnx.data';

@@ -11,7 +11,8 @@ import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { PhiDecoder } from '../../src/inference/decoder';
 import type { CatalogueEntry } from '../../src/install/catalogue';
-import { importLocalFolder, installCatalogueModel, isInstalled, type InstallProgress } from '../../src/install/install';
+import { importLocalFolder, installCatalogueModel, isBuiltAs, isInstalled, type InstallProgress } from '../../src/install/install';
+import { readManifest } from '../../src/model/manifest';
 import { PHI_TINY } from '../../src/model/config';
 import { writeSafetensors } from '../../src/model/safetensors';
 import { buildPhiTokenizerJson } from '../../src/tokenizer/tokenizerJson';
@@ -72,6 +73,25 @@ test('download + convert in a child process + load + generate; a second install 
   const before = requests.length;
   assert.equal(await installCatalogueModel(entry, { storageDir, endpoint, convertScript: CONVERT }), dir);
   assert.equal(requests.length, before, 'no network access for an installed model');
+});
+
+test('a model built otherwise than its catalogue entry now says is rebuilt from the kept download', async () => {
+  const storageDir = scratchDir();
+  const dir = await installCatalogueModel(entry, { storageDir, endpoint, convertScript: CONVERT });
+  assert.equal(readManifest(dir).kvCache, 'int8', 'int4 models get the int8 cache by default');
+  const floatCache: CatalogueEntry = { ...entry, build: { format: 'int4', kvCache: 'float' } };
+  assert.equal(isBuiltAs(dir, entry.build), true);
+  assert.equal(isBuiltAs(dir, floatCache.build), false);
+  const weightRequests = (): number => requests.filter((url) => url.endsWith('/model.safetensors')).length;
+  const before = weightRequests();
+  const stages: string[] = [];
+  assert.equal(await installCatalogueModel(floatCache, { storageDir, endpoint, convertScript: CONVERT, onProgress: (p) => stages.push(p.message) }), dir);
+  assert.equal(weightRequests(), before, 'the weights are not downloaded again');
+  assert.ok(stages.some((message) => message.includes('float KV cache')), stages.join('\n'));
+  assert.equal(readManifest(dir).kvCache, 'float');
+  const decoder = await PhiDecoder.load(dir);
+  assert.deepEqual(decoder.kvPlanes.map((plane) => `${plane.name}:${plane.dtype}`), ['key:float32', 'value:float32']);
+  await decoder.dispose();
 });
 
 test('cancelling the conversion leaves no model behind, and the next attempt completes', async () => {
