@@ -9,8 +9,10 @@
 const SMOOTHING = 0.2;
 /** Verify passes measured before drafting may be paused. */
 const MIN_VERIFY_PASSES = 6;
-/** Plain steps to run after a pause starts, before drafting is tried again. */
+/** Plain steps to run after a pause starts, before drafting is tried again; doubled for each pause in a row. */
 const PAUSE_STEPS = 48;
+/** At most PAUSE_STEPS · 2^MAX_DOUBLINGS plain steps between tries. */
+const MAX_DOUBLINGS = 4;
 
 export class SpeculationBudget {
   private plainMs = 0;
@@ -18,6 +20,8 @@ export class SpeculationBudget {
   private verifyTokens = 0;
   private verifyPasses = 0;
   private pausedFor = 0;
+  /** Pauses since drafting last paid off: each try that loses again waits twice as long. */
+  private pausesInARow = 0;
 
   /** Whether the next step may carry a draft. */
   get drafting(): boolean {
@@ -36,11 +40,15 @@ export class SpeculationBudget {
     this.verifyMs = first ? ms : this.verifyMs + SMOOTHING * (ms - this.verifyMs);
     this.verifyTokens = first ? tokens : this.verifyTokens + SMOOTHING * (tokens - this.verifyTokens);
     this.verifyPasses++;
-    if (this.verifyPasses >= MIN_VERIFY_PASSES && this.plainMs > 0 && this.speedup < 1) {
-      this.pausedFor = PAUSE_STEPS;
-      // Keep the averages, but let the next try be judged on new passes too before pausing again.
-      this.verifyPasses = MIN_VERIFY_PASSES - 2;
+    if (this.verifyPasses < MIN_VERIFY_PASSES || this.plainMs === 0) return;
+    if (this.speedup >= 1) {
+      this.pausesInARow = 0;
+      return;
     }
+    this.pausedFor = PAUSE_STEPS * 2 ** Math.min(this.pausesInARow, MAX_DOUBLINGS);
+    this.pausesInARow++;
+    // Keep the averages, but let the next try be judged on new passes too before pausing again.
+    this.verifyPasses = MIN_VERIFY_PASSES - 2;
   }
 
   /** Tokens per millisecond of verify passes over those of plain steps (0 until both were measured). */

@@ -101,31 +101,42 @@ describe('SpeculationBudget', () => {
     assert.equal(budget.drafting, true);
   });
 
-  test('pauses drafting once verify passes lose, then tries again after the pause', () => {
+  test('pauses drafting once verify passes lose, tries again after the pause, and waits longer after each loss', () => {
     const budget = measured();
     for (let i = 0; i < 5; i++) budget.recordVerify(65, 1); // a rejected draft: 1 token for 1.3 steps
     assert.equal(budget.drafting, true, 'too few passes to judge');
     budget.recordVerify(65, 1);
     assert.equal(budget.drafting, false);
-    let plainSteps = 0;
-    while (!budget.drafting) {
-      budget.recordPlain(50);
-      plainSteps++;
-    }
-    assert.equal(plainSteps, 48);
+    const pauseLength = (): number => {
+      let plainSteps = 0;
+      while (!budget.drafting) {
+        budget.recordPlain(50);
+        plainSteps++;
+      }
+      return plainSteps;
+    };
+    assert.equal(pauseLength(), 48);
     budget.recordVerify(65, 1);
     assert.equal(budget.drafting, true, 'one more losing pass is not yet enough to pause again');
     budget.recordVerify(65, 1);
     assert.equal(budget.drafting, false);
+    assert.equal(pauseLength(), 96);
+    budget.recordVerify(65, 1);
+    budget.recordVerify(65, 1);
+    assert.equal(pauseLength(), 192);
   });
 
-  test('a run of accepted drafts after a pause keeps drafting on', () => {
+  test('a run of accepted drafts after a pause keeps drafting on, and the next pause is short again', () => {
     const budget = measured();
     for (let i = 0; i < 6; i++) budget.recordVerify(65, 1);
     for (let i = 0; i < 48; i++) budget.recordPlain(50);
     for (let i = 0; i < 10; i++) budget.recordVerify(55, 3);
     assert.ok(budget.speedup > 1);
     assert.equal(budget.drafting, true);
+    while (budget.drafting) budget.recordVerify(65, 1);
+    let plainSteps = 0;
+    for (; !budget.drafting; plainSteps++) budget.recordPlain(50);
+    assert.equal(plainSteps, 48);
   });
 });
 
