@@ -13,7 +13,6 @@
  * Prints PASS or FAIL and exits non-zero on failure.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { PHI_TINY, type PhiConfig } from '../../src/model/config';
 import { phiTensorShapes, RandomWeights, type WeightSource } from '../../src/model/weights';
@@ -21,6 +20,7 @@ import { buildPhiTokenizerJson } from '../../src/tokenizer/tokenizerJson';
 import { referenceLogits, type WeightLookup } from '../../test/support/referenceForward';
 import { dequantizeQ4_0, quantizeQ4_0, writePhiGguf } from './gguf';
 import { llamaCppGreedy } from './llamaCpp';
+import { runCheck } from '../support/check';
 
 const GENERATED_TOKENS = 32;
 /** 16 GPT-2 token ids: "The quick brown fox jumps over the lazy dog.\ndef add(a, b):\n" */
@@ -94,50 +94,34 @@ function describe(label: string, actual: readonly number[], expected: GreedyRun)
   return { exact, firstDifference };
 }
 
-async function main(): Promise<void> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'phi-gguf-check-'));
-  try {
-    const weights = new RandomWeights(PHI_TINY, 1234, 'tiny', 'bigram');
-    const tokenizerPath = path.join(dir, 'tokenizer.json');
-    fs.writeFileSync(tokenizerPath, JSON.stringify(buildPhiTokenizerJson()));
-    const f32Path = path.join(dir, 'tiny-f32.gguf');
-    const q4Path = path.join(dir, 'tiny-q4_0.gguf');
-    writePhiGguf(weights, tokenizerPath, f32Path, 'F32');
-    writePhiGguf(weights, tokenizerPath, q4Path, 'Q4_0');
-    console.log(`wrote ${f32Path} (${fs.statSync(f32Path).size} bytes) and ${q4Path} (${fs.statSync(q4Path).size} bytes)`);
+runCheck('gguf', async (dir) => {
+  const weights = new RandomWeights(PHI_TINY, 1234, 'tiny', 'bigram');
+  const tokenizerPath = path.join(dir, 'tokenizer.json');
+  fs.writeFileSync(tokenizerPath, JSON.stringify(buildPhiTokenizerJson()));
+  const f32Path = path.join(dir, 'tiny-f32.gguf');
+  const q4Path = path.join(dir, 'tiny-q4_0.gguf');
+  writePhiGguf(weights, tokenizerPath, f32Path, 'F32');
+  writePhiGguf(weights, tokenizerPath, q4Path, 'Q4_0');
+  console.log(`wrote ${f32Path} (${fs.statSync(f32Path).size} bytes) and ${q4Path} (${fs.statSync(q4Path).size} bytes)`);
 
-    const reference = referenceGreedy(weights.config, memoised((name) => weights.tensor(name)), PROMPT, GENERATED_TOKENS);
-    const dequantizedReference = referenceGreedy(weights.config, q4_0RoundTrip(weights), PROMPT, GENERATED_TOKENS);
-    const smallestMargin = Math.min(...reference.margins);
-    console.log(`reference greedy: ${reference.tokens.join(' ')} (smallest top-1 margin ${smallestMargin.toFixed(3)})`);
+  const reference = referenceGreedy(weights.config, memoised((name) => weights.tensor(name)), PROMPT, GENERATED_TOKENS);
+  const dequantizedReference = referenceGreedy(weights.config, q4_0RoundTrip(weights), PROMPT, GENERATED_TOKENS);
+  const smallestMargin = Math.min(...reference.margins);
+  console.log(`reference greedy: ${reference.tokens.join(' ')} (smallest top-1 margin ${smallestMargin.toFixed(3)})`);
 
-    const f32Tokens = await llamaCppGreedy({ ggufPath: f32Path, threads: 2, prompt: PROMPT, tokens: GENERATED_TOKENS });
-    const q4Tokens = await llamaCppGreedy({ ggufPath: q4Path, threads: 2, prompt: PROMPT, tokens: GENERATED_TOKENS });
-    console.log(`llama.cpp F32:    ${f32Tokens.join(' ')}`);
-    console.log(`llama.cpp Q4_0:   ${q4Tokens.join(' ')}`);
+  const f32Tokens = await llamaCppGreedy({ ggufPath: f32Path, threads: 2, prompt: PROMPT, tokens: GENERATED_TOKENS });
+  const q4Tokens = await llamaCppGreedy({ ggufPath: q4Path, threads: 2, prompt: PROMPT, tokens: GENERATED_TOKENS });
+  console.log(`llama.cpp F32:    ${f32Tokens.join(' ')}`);
+  console.log(`llama.cpp Q4_0:   ${q4Tokens.join(' ')}`);
 
-    const f32 = describe('F32 GGUF vs float64 reference', f32Tokens, reference);
-    describe('Q4_0 GGUF vs float64 reference', q4Tokens, reference);
-    const q4 = describe('Q4_0 GGUF vs reference on Q4_0-dequantised weights', q4Tokens, dequantizedReference);
+  const f32 = describe('F32 GGUF vs float64 reference', f32Tokens, reference);
+  describe('Q4_0 GGUF vs float64 reference', q4Tokens, reference);
+  const q4 = describe('Q4_0 GGUF vs reference on Q4_0-dequantised weights', q4Tokens, dequantizedReference);
 
-    // Q4_0 need not match exactly (llama.cpp also rounds activations to 8 bits in Q4_0 products), but a wrong
-    // block layout scrambles the bigram chain at once: the first token must agree.
-    const problems: string[] = [];
-    if (!f32.exact) problems.push('llama.cpp on the F32 GGUF does not reproduce the reference greedy tokens');
-    if (q4.firstDifference === 0) problems.push("llama.cpp on the Q4_0 GGUF misses the dequantised reference's first token");
-    if (problems.length === 0) {
-      console.log(`PASS: F32 GGUF reproduces the reference's ${GENERATED_TOKENS} greedy tokens; Q4_0 GGUF is consistent`);
-    } else {
-      console.log(`FAIL: ${problems.join('; ')}`);
-      process.exitCode = 1;
-    }
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-main().catch((error: unknown) => {
-  console.error(error);
-  console.log('FAIL: the check could not run');
-  process.exitCode = 1;
+  // Q4_0 need not match exactly (llama.cpp also rounds activations to 8 bits in Q4_0 products), but a wrong
+  // block layout scrambles the bigram chain at once: the first token must agree.
+  const problems: string[] = [];
+  if (!f32.exact) problems.push('llama.cpp on the F32 GGUF does not reproduce the reference greedy tokens');
+  if (q4.firstDifference === 0) problems.push("llama.cpp on the Q4_0 GGUF misses the dequantised reference's first token");
+  return { problems, passed: `F32 GGUF reproduces the reference's ${GENERATED_TOKENS} greedy tokens; Q4_0 GGUF is consistent` };
 });

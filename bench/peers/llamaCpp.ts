@@ -6,8 +6,8 @@
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { defaultCacheDir, ensurePinnedInstall } from '../support/cache';
-import { checkCount, checkTokenIds, runJsonChild } from '../support/child';
-import type { BenchRequest, GreedyRequest, GreedyResult, LlamaCppResult, RunnerCommon } from './llamaCppRunner';
+import { benchRequest, greedyRequest, runJsonChild } from '../support/child';
+import type { GreedyResult, LlamaCppResult, RunnerCommon } from './llamaCppRunner';
 
 export type { LlamaCppResult } from './llamaCppRunner';
 
@@ -34,7 +34,6 @@ const RUNNER_SCRIPT = path.join(__dirname, 'llamaCppRunner.js');
 
 /** What every runner request carries: the model, the threads, flash attention (off unless asked), node-llama-cpp installed. */
 function runnerCommon(options: { readonly ggufPath: string; readonly threads: number; readonly flashAttention?: boolean; readonly cacheDir?: string }): RunnerCommon {
-  checkCount('threads', options.threads, 1);
   return {
     modulePath: ensureNodeLlamaCpp(options.cacheDir),
     ggufPath: path.resolve(options.ggufPath),
@@ -64,17 +63,7 @@ export interface BenchLlamaCppOptions {
  * 1,024-token prompt, plus load time and memory. Token ids go in directly, so no tokenisation is timed.
  */
 export async function benchLlamaCpp(options: BenchLlamaCppOptions): Promise<LlamaCppResult> {
-  checkTokenIds('prompt128', options.prompt128);
-  checkTokenIds('prompt1024', options.prompt1024);
-  checkCount('decodeTokens', options.decodeTokens, 0);
-  const request: BenchRequest = {
-    ...runnerCommon(options),
-    mode: 'bench',
-    prompt128: options.prompt128,
-    prompt1024: options.prompt1024,
-    decodeTokens: options.decodeTokens,
-  };
-  return runJsonChild<LlamaCppResult>(RUNNER_SCRIPT, 'llama.cpp runner', request);
+  return runJsonChild<LlamaCppResult>(RUNNER_SCRIPT, 'llama.cpp runner', benchRequest(runnerCommon(options), options));
 }
 
 export interface LlamaCppGreedyOptions {
@@ -90,13 +79,5 @@ export interface LlamaCppGreedyOptions {
 
 /** llama.cpp's greedy continuation (temperature 0, no repeat penalty) of `prompt`, as token ids. */
 export async function llamaCppGreedy(options: LlamaCppGreedyOptions): Promise<number[]> {
-  checkTokenIds('prompt', options.prompt);
-  checkCount('tokens', options.tokens, 1);
-  const request: GreedyRequest = {
-    ...runnerCommon(options),
-    mode: 'greedy',
-    prompt: options.prompt,
-    tokens: options.tokens,
-  };
-  return (await runJsonChild<GreedyResult>(RUNNER_SCRIPT, 'llama.cpp runner', request)).tokens;
+  return (await runJsonChild<GreedyResult>(RUNNER_SCRIPT, 'llama.cpp runner', greedyRequest(runnerCommon(options), options.prompt, options.tokens))).tokens;
 }

@@ -8,7 +8,7 @@
  * llama.cpp's own log lines go to stderr.
  */
 import { pathToFileURL } from 'node:url';
-import { checkCount, childMain, procStatusBytes, promptRunResult, type PromptRunResult, type TimedGeneration } from '../support/child';
+import { checkPeerRequest, childMain, procStatusBytes, promptRunResult, type PeerRequest, type PromptRunResult, type TimedGeneration } from '../support/child';
 
 export type { PromptRunResult } from '../support/child';
 
@@ -20,23 +20,7 @@ export interface RunnerCommon {
   readonly flashAttention: boolean;
 }
 
-/** Timings after a 128- and a 1,024-token prompt. */
-export interface BenchRequest extends RunnerCommon {
-  readonly mode: 'bench';
-  readonly prompt128: readonly number[];
-  readonly prompt1024: readonly number[];
-  /** Greedy tokens timed after each prompt's first token. */
-  readonly decodeTokens: number;
-}
-
-/** The greedy continuation of a prompt, for cross-checks. */
-export interface GreedyRequest extends RunnerCommon {
-  readonly mode: 'greedy';
-  readonly prompt: readonly number[];
-  readonly tokens: number;
-}
-
-export type RunnerRequest = BenchRequest | GreedyRequest;
+export type RunnerRequest = PeerRequest<RunnerCommon>;
 
 export interface LlamaCppResult {
   readonly engine: 'llama.cpp';
@@ -154,8 +138,7 @@ async function timePrompt(sequence: LlamaContextSequence, prompt: readonly numbe
 }
 
 async function run(request: RunnerRequest): Promise<LlamaCppResult | GreedyResult> {
-  if (request.mode !== 'bench' && request.mode !== 'greedy') throw new Error(`unknown mode ${JSON.stringify((request as { mode: unknown }).mode)}`);
-  checkCount('threads', request.threads, 1);
+  checkPeerRequest(request);
   const loadStarted = performance.now();
   const nodeLlamaCpp = (await import(pathToFileURL(request.modulePath).href)) as NodeLlamaCpp;
   // What llama.cpp actually did about flash attention shows only in an info log line; it is reported as a check.

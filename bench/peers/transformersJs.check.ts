@@ -10,8 +10,6 @@
  * (argmax over all logits, as transformers.js takes it) on the same model folder, token for token.
  * Prints PASS or FAIL and exits non-zero on failure.
  */
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { PhiDecoder } from '../../src/inference/decoder';
 import { argmax } from '../../src/inference/sampler';
@@ -19,6 +17,7 @@ import { buildModel } from '../../src/model/build';
 import { SHAPES } from '../../src/model/config';
 import { RandomWeights } from '../../src/model/weights';
 import { buildTransformersJsModel, ensureTransformersJs, transformersJsGreedy, writeTransformersJsLayout } from './transformersJs';
+import { runCheck } from '../support/check';
 
 const GENERATED_TOKENS = 16;
 const THREADS = 2;
@@ -43,44 +42,28 @@ async function ourGreedy(modelDir: string, prompt: readonly number[], count: num
   }
 }
 
-async function main(): Promise<void> {
+runCheck('transformers-js', async (dir) => {
   const install = ensureTransformersJs();
   console.log(`transformers.js ${install.version} on onnxruntime-node ${install.onnxruntimeNodeVersion}`);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'phi-transformers-js-check-'));
-  try {
-    const weights = new RandomWeights(SHAPES.tiny, 1234, 'tiny', 'bigram');
-    const variants: { label: string; build: (modelDir: string) => void }[] = [
-      { label: 'int4, float cache, present.* (the peer\'s build)', build: (modelDir) => buildTransformersJsModel(weights, modelDir) },
-      { label: 'fp32, float cache, present.*', build: (modelDir) => buildModel(weights, modelDir, { format: 'fp32', kvCache: 'float', optimumPresent: true, overwrite: true }) },
-    ];
-    const problems: string[] = [];
-    for (const [index, variant] of variants.entries()) {
-      const modelDir = path.join(dir, `model-${index}`);
-      const hfDir = path.join(dir, `hf-${index}`);
-      variant.build(modelDir);
-      writeTransformersJsLayout(modelDir, hfDir);
-      const ours = await ourGreedy(modelDir, PROMPT, GENERATED_TOKENS);
-      const theirs = await transformersJsGreedy({ hfModelDir: hfDir, threads: THREADS, prompt: PROMPT, tokens: GENERATED_TOKENS });
-      const agree = ours.filter((token, i) => token === theirs[i]).length;
-      console.log(`${variant.label}:`);
-      console.log(`  phi-complete:    ${ours.join(' ')}`);
-      console.log(`  transformers.js: ${theirs.join(' ')}`);
-      console.log(`  ${agree}/${GENERATED_TOKENS} tokens agree`);
-      if (agree !== GENERATED_TOKENS || theirs.length !== GENERATED_TOKENS) problems.push(`${variant.label}: transformers.js differs from our engine`);
-    }
-    if (problems.length === 0) {
-      console.log(`PASS: transformers.js reproduces our engine's ${GENERATED_TOKENS} greedy tokens on the same models`);
-    } else {
-      console.log(`FAIL: ${problems.join('; ')}`);
-      process.exitCode = 1;
-    }
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+  const weights = new RandomWeights(SHAPES.tiny, 1234, 'tiny', 'bigram');
+  const variants: { label: string; build: (modelDir: string) => void }[] = [
+    { label: 'int4, float cache, present.* (the peer\'s build)', build: (modelDir) => buildTransformersJsModel(weights, modelDir) },
+    { label: 'fp32, float cache, present.*', build: (modelDir) => buildModel(weights, modelDir, { format: 'fp32', kvCache: 'float', optimumPresent: true, overwrite: true }) },
+  ];
+  const problems: string[] = [];
+  for (const [index, variant] of variants.entries()) {
+    const modelDir = path.join(dir, `model-${index}`);
+    const hfDir = path.join(dir, `hf-${index}`);
+    variant.build(modelDir);
+    writeTransformersJsLayout(modelDir, hfDir);
+    const ours = await ourGreedy(modelDir, PROMPT, GENERATED_TOKENS);
+    const theirs = await transformersJsGreedy({ hfModelDir: hfDir, threads: THREADS, prompt: PROMPT, tokens: GENERATED_TOKENS });
+    const agree = ours.filter((token, i) => token === theirs[i]).length;
+    console.log(`${variant.label}:`);
+    console.log(`  phi-complete:    ${ours.join(' ')}`);
+    console.log(`  transformers.js: ${theirs.join(' ')}`);
+    console.log(`  ${agree}/${GENERATED_TOKENS} tokens agree`);
+    if (agree !== GENERATED_TOKENS || theirs.length !== GENERATED_TOKENS) problems.push(`${variant.label}: transformers.js differs from our engine`);
   }
-}
-
-main().catch((error: unknown) => {
-  console.error(error);
-  console.log('FAIL: the check could not run');
-  process.exitCode = 1;
+  return { problems, passed: `transformers.js reproduces our engine's ${GENERATED_TOKENS} greedy tokens on the same models` };
 });

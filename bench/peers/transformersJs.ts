@@ -17,9 +17,9 @@ import { PHI_1_5 } from '../../src/model/config';
 import { DATA_FILE, MANIFEST_FILE, MODEL_FILE, readManifest, TOKENIZER_FILE } from '../../src/model/manifest';
 import { RandomWeights, type WeightSource } from '../../src/model/weights';
 import { codeKey, defaultCacheDir, ensurePinnedInstall } from '../support/cache';
-import { checkCount, checkTokenIds, runJsonChild } from '../support/child';
+import { benchRequest, greedyRequest, runJsonChild } from '../support/child';
 import type {
-  TransformersJsBenchRequest, TransformersJsGreedyRequest, TransformersJsGreedyResult, TransformersJsResult, TransformersJsRunnerCommon,
+  TransformersJsGreedyResult, TransformersJsResult, TransformersJsRunnerCommon,
 } from './transformersJsRunner';
 
 export type { TransformersJsResult } from './transformersJsRunner';
@@ -230,7 +230,6 @@ export function ensureTransformersJsModel(benchCacheDir: string, logitsToKeep: L
 const RUNNER_SCRIPT = path.join(__dirname, 'transformersJsRunner.js');
 
 function runnerCommon(options: { readonly hfModelDir: string; readonly threads: number; readonly cacheDir?: string }): TransformersJsRunnerCommon {
-  checkCount('threads', options.threads, 1);
   const install = ensureTransformersJs(options.cacheDir);
   return {
     modulePath: install.modulePath,
@@ -258,17 +257,7 @@ export interface BenchTransformersJsOptions {
  * a 1,024-token prompt, plus load time and memory. Token ids go in directly, so no tokenisation is timed.
  */
 export async function benchTransformersJs(options: BenchTransformersJsOptions): Promise<TransformersJsResult> {
-  checkTokenIds('prompt128', options.prompt128);
-  checkTokenIds('prompt1024', options.prompt1024);
-  checkCount('decodeTokens', options.decodeTokens, 0);
-  const request: TransformersJsBenchRequest = {
-    ...runnerCommon(options),
-    mode: 'bench',
-    prompt128: options.prompt128,
-    prompt1024: options.prompt1024,
-    decodeTokens: options.decodeTokens,
-  };
-  return runJsonChild<TransformersJsResult>(RUNNER_SCRIPT, 'transformers.js runner', request);
+  return runJsonChild<TransformersJsResult>(RUNNER_SCRIPT, 'transformers.js runner', benchRequest(runnerCommon(options), options));
 }
 
 export interface TransformersJsGreedyOptions {
@@ -282,8 +271,6 @@ export interface TransformersJsGreedyOptions {
 
 /** transformers.js' greedy continuation of `prompt` (do_sample false, no end-of-text stop), as token ids. */
 export async function transformersJsGreedy(options: TransformersJsGreedyOptions): Promise<number[]> {
-  checkTokenIds('prompt', options.prompt);
-  checkCount('tokens', options.tokens, 1);
-  const request: TransformersJsGreedyRequest = { ...runnerCommon(options), mode: 'greedy', prompt: options.prompt, tokens: options.tokens };
+  const request = greedyRequest(runnerCommon(options), options.prompt, options.tokens);
   return (await runJsonChild<TransformersJsGreedyResult>(RUNNER_SCRIPT, 'transformers.js runner', request)).tokens;
 }

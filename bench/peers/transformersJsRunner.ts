@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { checkCount, childMain, procStatusBytes, promptRunResult, type PromptRunResult, type TimedGeneration } from '../support/child';
+import { checkPeerRequest, childMain, procStatusBytes, promptRunResult, type PeerRequest, type PromptRunResult, type TimedGeneration } from '../support/child';
 
 export interface TransformersJsRunnerCommon {
   /** transformers.js' Node ESM entry file (see ensureTransformersJs). */
@@ -22,21 +22,7 @@ export interface TransformersJsRunnerCommon {
   readonly threads: number;
 }
 
-export interface TransformersJsBenchRequest extends TransformersJsRunnerCommon {
-  readonly mode: 'bench';
-  readonly prompt128: readonly number[];
-  readonly prompt1024: readonly number[];
-  /** Greedy tokens timed after each prompt's first token. */
-  readonly decodeTokens: number;
-}
-
-export interface TransformersJsGreedyRequest extends TransformersJsRunnerCommon {
-  readonly mode: 'greedy';
-  readonly prompt: readonly number[];
-  readonly tokens: number;
-}
-
-export type TransformersJsRunnerRequest = TransformersJsBenchRequest | TransformersJsGreedyRequest;
+export type TransformersJsRunnerRequest = PeerRequest<TransformersJsRunnerCommon>;
 
 export interface TransformersJsResult {
   readonly engine: 'transformers.js';
@@ -150,8 +136,7 @@ function readLogitsToKeep(hfModelDir: string): string {
 }
 
 async function run(request: TransformersJsRunnerRequest): Promise<TransformersJsResult | TransformersJsGreedyResult> {
-  if (request.mode !== 'bench' && request.mode !== 'greedy') throw new Error(`unknown mode ${JSON.stringify((request as { mode: unknown }).mode)}`);
-  checkCount('threads', request.threads, 1);
+  checkPeerRequest(request);
   const loadStarted = performance.now();
   const tjs = (await import(pathToFileURL(request.modulePath).href)) as TransformersJs;
   // Local files only: the model id is the folder's name under localModelPath.

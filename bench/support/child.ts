@@ -49,11 +49,43 @@ export function procStatusBytes(field: 'VmRSS' | 'VmHWM'): number {
   return Number(match[1]) * 1024;
 }
 
-export function checkTokenIds(name: string, ids: readonly number[]): void {
+/** A peer runner's timing request: after a 128- and a 1,024-token prompt, `decodeTokens` greedy tokens each. */
+export interface BenchPrompts {
+  readonly prompt128: readonly number[];
+  readonly prompt1024: readonly number[];
+  /** Greedy tokens timed after each prompt's first token. */
+  readonly decodeTokens: number;
+}
+
+/** What a peer's runner is asked, on top of what its engine needs (`Common`): timings, or a greedy continuation for cross-checks. */
+export type PeerRequest<Common> =
+  | (Common & BenchPrompts & { readonly mode: 'bench' })
+  | (Common & { readonly mode: 'greedy'; readonly prompt: readonly number[]; readonly tokens: number });
+
+export function benchRequest<Common>(common: Common, prompts: BenchPrompts): PeerRequest<Common> {
+  checkTokenIds('prompt128', prompts.prompt128);
+  checkTokenIds('prompt1024', prompts.prompt1024);
+  checkCount('decodeTokens', prompts.decodeTokens, 0);
+  return { ...common, mode: 'bench', prompt128: prompts.prompt128, prompt1024: prompts.prompt1024, decodeTokens: prompts.decodeTokens };
+}
+
+export function greedyRequest<Common>(common: Common, prompt: readonly number[], tokens: number): PeerRequest<Common> {
+  checkTokenIds('prompt', prompt);
+  checkCount('tokens', tokens, 1);
+  return { ...common, mode: 'greedy', prompt, tokens };
+}
+
+/** The runner's first check of a request it was handed. */
+export function checkPeerRequest<Common extends { readonly threads: number }>(request: PeerRequest<Common>): void {
+  if (request.mode !== 'bench' && request.mode !== 'greedy') throw new Error(`unknown mode ${JSON.stringify((request as { mode: unknown }).mode)}`);
+  checkCount('threads', request.threads, 1);
+}
+
+function checkTokenIds(name: string, ids: readonly number[]): void {
   if (ids.length === 0 || ids.some((id) => !Number.isInteger(id) || id < 0)) throw new Error(`${name} must be a non-empty list of token ids`);
 }
 
-export function checkCount(name: string, count: number, minimum: number): void {
+function checkCount(name: string, count: number, minimum: number): void {
   if (!Number.isInteger(count) || count < minimum) throw new Error(`${name} must be an integer ≥ ${minimum}, got ${count}`);
 }
 

@@ -14,6 +14,7 @@ import { PHI_TINY } from '../../src/model/config';
 import type { KvCacheFormat, WeightFormat } from '../../src/model/manifest';
 import { DEVICES, type Device } from '../../src/protocol';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
+import { relativeRmsError } from '../support/logitErrors';
 import { tinyModelDir } from '../support/tinyModels';
 
 const VOCAB = PHI_TINY.vocab_size;
@@ -22,18 +23,6 @@ const device = DEVICES.find((d) => d !== 'auto' && d === requested) as Exclude<D
 const skip = device ? false : `set PHI_TEST_DEVICE to one of ${DEVICES.filter((d) => d !== 'auto' && d !== 'cpu').join(', ')} to run`;
 
 const PROMPT = Array.from({ length: 48 }, (_, i) => (i * 7919 + 11) % 50295);
-
-/** ‖actual − expected‖ / ‖expected‖ over all logits. */
-function relativeRmsError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  assert.equal(actual.length, expected.length);
-  let squaredError = 0;
-  let squared = 0;
-  for (let i = 0; i < expected.length; i++) {
-    squaredError += (actual[i] - expected[i]) ** 2;
-    squared += expected[i] ** 2;
-  }
-  return Math.sqrt(squaredError / squared);
-}
 
 function argmaxAgreement(a: Float32Array, b: Float32Array): number {
   let agree = 0;

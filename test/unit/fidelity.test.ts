@@ -11,6 +11,7 @@ import { PhiDecoder } from '../../src/inference/decoder';
 import type { RandomInit } from '../../src/model/weights';
 import { referenceLogits } from '../support/referenceForward';
 import { dequantizedWeights } from '../support/dequantizedWeights';
+import { relativeRmsError } from '../support/logitErrors';
 import { scratchDir, tinyModelDir, tinyWeights } from '../support/tinyModels';
 
 const VOCAB = PHI_TINY.vocab_size;
@@ -27,17 +28,6 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let worst = 0;
   for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
   return worst;
-}
-
-/** ‖actual − expected‖ / ‖expected‖ over all logits. */
-function relativeRmsError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let squaredError = 0;
-  let squared = 0;
-  for (let i = 0; i < expected.length; i++) {
-    squaredError += (actual[i] - expected[i]) ** 2;
-    squared += expected[i] ** 2;
-  }
-  return Math.sqrt(squaredError / squared);
 }
 
 function argmaxRows(logits: Float32Array): number[] {

@@ -1,0 +1,14 @@
+/** Measures of how far one set of logits is from another, for the fidelity and device tests. */
+import assert from 'node:assert/strict';
+
+/** ‖actual − expected‖ / ‖expected‖ over all logits. */
+export function relativeRmsError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  assert.equal(actual.length, expected.length);
+  let squaredError = 0;
+  let squared = 0;
+  for (let i = 0; i < expected.length; i++) {
+    squaredError += (actual[i] - expected[i]) ** 2;
+    squared += expected[i] ** 2;
+  }
+  return Math.sqrt(squaredError / squared);
+}
