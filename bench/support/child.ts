@@ -32,8 +32,10 @@ export function runJsonChild<Result>(script: string, label: string, request: unk
 /** The child's side: runs `run` on the request in argv[2] and prints its result as the last stdout line. */
 export function childMain<Request, Result>(label: string, run: (request: Request) => Promise<Result>): void {
   const argument = process.argv[2];
-  const started = argument === undefined ? Promise.reject(new Error(`usage: ${label} <request JSON>`)) : run(JSON.parse(argument) as Request);
-  started.then(
+  Promise.resolve().then(() => {
+    if (argument === undefined) throw new Error(`usage: ${label} <request JSON>`);
+    return run(JSON.parse(argument) as Request);
+  }).then(
     (result) => process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0)),
     (error: unknown) => {
       process.stderr.write(`${label}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
