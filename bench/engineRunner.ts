@@ -38,6 +38,8 @@ export interface EngineBenchResult {
     readonly speculativeTokensPerSecond: number;
     readonly speedup: number;
     readonly draftedTokens: number;
+    /** The longest draft verified in one pass. */
+    readonly longestDraft: number;
     readonly acceptedDraftTokens: number;
     /** Verify rows too close to call, recomputed alone so the output stays that of plain decoding. */
     readonly recomputedRows: number;
@@ -148,6 +150,7 @@ async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
       speedup: fastRate / plainRate,
       rounds: SPECULATIVE_ROUNDS,
       draftedTokens: total('draftedTokens'),
+      longestDraft: Math.max(...fastRuns.map((run) => run.stats.longestDraft)),
       acceptedDraftTokens: total('acceptedDraftTokens'),
       recomputedRows: total('recomputedRows'),
       pausedDraftSteps: total('pausedDraftSteps'),

@@ -49,6 +49,8 @@ export interface GenerationStats {
   /** Forward passes in the decode loop (fewer than generated tokens when drafts are accepted). */
   readonly decodeSteps: number;
   readonly draftedTokens: number;
+  /** The longest draft verified in one pass (drafts grow while they are accepted whole). */
+  readonly longestDraft: number;
   readonly acceptedDraftTokens: number;
   /** Rows of a verify pass too close to call, recomputed alone (see NEAR_TIE). */
   readonly recomputedRows: number;
@@ -191,6 +193,7 @@ export class Generator {
     let decodeStarted = 0;
     let decodeSteps = 0;
     let draftedTokens = 0;
+    let longestDraft = 0;
     let acceptedDraftTokens = 0;
     let recomputedRows = 0;
     let pausedDraftSteps = 0;
@@ -202,7 +205,7 @@ export class Generator {
         promptTokens, truncatedTokens, reusedTokens, prefillMs, firstTokenMs,
         generatedTokens: generated.length,
         decodeMs: decodeStarted ? performance.now() - decodeStarted : 0,
-        decodeSteps, draftedTokens, acceptedDraftTokens, recomputedRows, pausedDraftSteps,
+        decodeSteps, draftedTokens, longestDraft, acceptedDraftTokens, recomputedRows, pausedDraftSteps,
       },
     });
     if (signal.aborted) {
@@ -271,6 +274,7 @@ export class Generator {
       logits = await this.feed(fed);
       decodeSteps++;
       draftedTokens += draft.length;
+      longestDraft = Math.max(longestDraft, draft.length);
       // Row i holds the prediction after fed token i: a draft token stands while the model clearly agrees with it.
       const clear = (i: number): boolean => draft.length === 0 || topTwoGap(logits, i * vocab, sampleable) >= NEAR_TIE * standardDeviation(logits, i * vocab, sampleable);
       let agreed = 0;

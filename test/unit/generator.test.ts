@@ -125,8 +125,9 @@ describe('speculative decoding by prompt lookup', () => {
     assert.equal(fast.text, plain.text);
     // A random model follows the earlier continuation for a few tokens, then context pulls it elsewhere:
     // one draft partly accepted exercises both the accept and the reject path.
-    const { acceptedDraftTokens, draftedTokens } = fast.stats;
+    const { acceptedDraftTokens, draftedTokens, longestDraft } = fast.stats;
     assert.ok(acceptedDraftTokens >= 4 && acceptedDraftTokens < draftedTokens, `accepted ${acceptedDraftTokens} of ${draftedTokens}`);
+    assert.ok(longestDraft > 2 && longestDraft <= 4, `longest draft ${longestDraft}: drafts start at 2 tokens and grow (to 4 at most) while accepted whole`);
     assert.ok(fast.stats.decodeSteps < plain.stats.decodeSteps);
   });
 
