@@ -18,36 +18,28 @@ import { parseArgs } from 'node:util';
 import { PHI_1_5 } from '../src/model/config';
 import { buildModel } from '../src/model/build';
 import { INT4_LAYOUT } from '../src/model/phiGraph';
-import { DATA_FILE, KV_CACHE_FORMATS, MANIFEST_FILE, readManifest, TOKENIZER_FILE, type KvCacheFormat, type WeightFormat } from '../src/model/manifest';
+import { DATA_FILE, KV_CACHE_FORMATS, kvCacheOf, MANIFEST_FILE, readManifest, TOKENIZER_FILE, type KvCacheFormat, type WeightFormat } from '../src/model/manifest';
 import { DEVICES, type Device } from '../src/protocol';
-import { RandomWeights } from '../src/model/weights';
 import { PhiTokenizer } from '../src/tokenizer/tokenizer';
 import { measureReadBandwidth } from './bandwidth';
 import type { EngineBenchRequest, EngineBenchResult } from './engineRunner';
 import { benchLlamaCpp, type LlamaCppResult } from './peers/llamaCpp';
 import { benchTransformersJs, ensureTransformersJsModel, type TransformersJsResult } from './peers/transformersJs';
-import { codeKey, defaultCacheDir } from './support/cache';
+import { BENCH_INIT, benchKey, benchWeights, MODEL_WRITER } from './support/benchWeights';
+import { defaultCacheDir } from './support/cache';
 import { runJsonChild, type PromptRunResult } from './support/child';
 import { writePhiGguf } from './peers/gguf';
-
-const SEED = 1;
-const INIT = 'bigram';
 
 function log(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);
 }
 
-function randomWeights(): RandomWeights {
-  return new RandomWeights(PHI_1_5, SEED, 'phi-1_5', INIT);
-}
-
 function ensureModel(cacheDir: string, format: WeightFormat, kvCache: KvCacheFormat | undefined): string {
-  const modelCode = ['phiGraph', 'quantize', 'weights', 'rng', 'float16', 'config', 'onnx/graphBuilder'].map((name) => path.join(__dirname, `../src/model/${name}.js`));
   const variant = kvCache ? `${format}-${kvCache}` : format;
-  const dir = path.join(cacheDir, `phi-1_5-random-${variant}-${codeKey(modelCode, `${SEED}/${INIT}`)}`);
+  const dir = path.join(cacheDir, `phi-1_5-random-${variant}-${benchKey(MODEL_WRITER)}`);
   if (!fs.existsSync(path.join(dir, MANIFEST_FILE))) {
     log(`building the full-size random ${variant} model into ${dir} (a few minutes, once)`);
-    buildModel(randomWeights(), dir, { format, kvCache, overwrite: true });
+    buildModel(benchWeights(), dir, { format, kvCache, overwrite: true });
   }
   return dir;
 }
@@ -67,12 +59,12 @@ function option<T extends string>(value: string, allowed: readonly T[], name: st
 }
 
 function ensureGguf(cacheDir: string, tokenizerPath: string): string {
-  const key = codeKey([path.join(__dirname, 'peers/gguf.js'), path.join(__dirname, '../src/model/weights.js'), path.join(__dirname, '../src/model/rng.js')], `${SEED}/${INIT}`);
+  const key = benchKey([path.join(__dirname, 'peers/gguf.js'), path.join(__dirname, '../src/model/weights.js'), path.join(__dirname, '../src/model/rng.js')]);
   const file = path.join(cacheDir, `phi-1_5-random-q4_0-${key}.gguf`);
   if (!fs.existsSync(file)) {
     log(`writing the same weights as a Q4_0 GGUF for llama.cpp: ${file}`);
     const partial = `${file}.partial`;
-    writePhiGguf(randomWeights(), tokenizerPath, partial, 'Q4_0');
+    writePhiGguf(benchWeights(), tokenizerPath, partial, 'Q4_0');
     fs.renameSync(partial, file);
   }
   return file;
@@ -202,7 +194,7 @@ async function main(): Promise<void> {
   const weights = format === 'int4' ? `int4 (MatMulNBits 4-bit blocks of ${INT4_LAYOUT.blockSize}; 4-bit embedding; ${INT4_LAYOUT.lmHeadBits}-bit lm_head)` : format;
   const summary = {
     machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, threads, memoryReadBandwidthGBps: Math.round(bandwidthGBps * 10) / 10 },
-    model: { shape: 'phi-1_5', weights: `${weights}; ${manifest.kvCache ?? 'float'} KV cache`, init: INIT, dataMiB: mib(fs.statSync(path.join(modelDir, DATA_FILE)).size) },
+    model: { shape: 'phi-1_5', weights: `${weights}; ${kvCacheOf(manifest)} KV cache`, init: BENCH_INIT, dataMiB: mib(fs.statSync(path.join(modelDir, DATA_FILE)).size) },
     phiComplete: {
       device,
       prefillTokensPerSecond: { prompt128: ours.prompt128.promptTokensPerSecond, prompt1024: ours.prompt1024.promptTokensPerSecond },

@@ -13,9 +13,9 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { onnx } from 'onnx-proto';
 import { buildModel } from '../../src/model/build';
-import { PHI_1_5 } from '../../src/model/config';
-import { DATA_FILE, MANIFEST_FILE, MODEL_FILE, readManifest, TOKENIZER_FILE } from '../../src/model/manifest';
-import { RandomWeights, type WeightSource } from '../../src/model/weights';
+import { DATA_FILE, kvCacheOf, MANIFEST_FILE, MODEL_FILE, readManifest, TOKENIZER_FILE } from '../../src/model/manifest';
+import type { WeightSource } from '../../src/model/weights';
+import { benchKey, benchWeights, MODEL_WRITER } from '../support/benchWeights';
 import { codeKey, defaultCacheDir, ensurePinnedInstall } from '../support/cache';
 import { benchRequest, greedyRequest, runJsonChild } from '../support/child';
 import type {
@@ -154,7 +154,7 @@ function linkOrCopy(from: string, to: string): void {
  */
 export function writeTransformersJsLayout(modelDir: string, outDir: string, logitsToKeep: LogitsToKeep = 'all'): void {
   const manifest = readManifest(modelDir);
-  if (manifest.kvCache === 'int8') throw new Error(`${modelDir} has an int8 KV cache; transformers.js needs a float one (build with kvCache: 'float')`);
+  if (kvCacheOf(manifest) === 'int8') throw new Error(`${modelDir} has an int8 KV cache; transformers.js needs a float one (build with kvCache: 'float')`);
   const graphBytes = fs.readFileSync(path.join(modelDir, MODEL_FILE));
   const graph = onnx.ModelProto.decode(graphBytes).graph;
   if (!graph?.output?.some((output) => output.name === 'present.0.key')) {
@@ -196,10 +196,6 @@ export function buildTransformersJsModel(weights: WeightSource, modelDir: string
   buildModel(weights, modelDir, { format: 'int4', kvCache: 'float', optimumPresent: true, overwrite: true });
 }
 
-/** Same seed and init as bench/run.ts's randomWeights(). */
-const SEED = 1;
-const INIT = 'bigram';
-
 const log = (message: string): void => void process.stderr.write(`[bench] ${message}\n`);
 
 /**
@@ -208,12 +204,11 @@ const log = (message: string): void => void process.stderr.write(`[bench] ${mess
  * Hugging Face layout beside it. Returns the Hugging Face folder, for benchTransformersJs.
  */
 export function ensureTransformersJsModel(benchCacheDir: string, logitsToKeep: LogitsToKeep = 'all'): string {
-  const modelCode = ['phiGraph', 'quantize', 'weights', 'rng', 'float16', 'config', 'onnx/graphBuilder', 'build', 'manifest']
-    .map((name) => path.join(__dirname, `../../src/model/${name}.js`));
-  const modelDir = path.join(benchCacheDir, `phi-1_5-random-int4-optimum-${codeKey(modelCode, `${SEED}/${INIT}`)}`);
+  const writers = [...MODEL_WRITER, ...['build', 'manifest'].map((name) => path.join(__dirname, `../../src/model/${name}.js`))];
+  const modelDir = path.join(benchCacheDir, `phi-1_5-random-int4-optimum-${benchKey(writers)}`);
   if (!fs.existsSync(path.join(modelDir, MANIFEST_FILE))) {
     log(`building the full-size random int4 model with a float cache and present.* outputs into ${modelDir} (a few minutes, once)`);
-    buildTransformersJsModel(new RandomWeights(PHI_1_5, SEED, 'phi-1_5', INIT), modelDir);
+    buildTransformersJsModel(benchWeights(), modelDir);
   }
   const layoutKey = codeKey([path.join(modelDir, MANIFEST_FILE), __filename], logitsToKeep);
   const hfDir = path.join(benchCacheDir, `phi-1_5-random-int4-transformers-js-${logitsToKeep}-${layoutKey}`);

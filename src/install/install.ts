@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { downloadFiles, formatBytes } from '../model/download';
-import { defaultKvCache, MANIFEST_FILE, readManifest, type WeightFormat } from '../model/manifest';
+import { defaultKvCache, kvCacheOf, MANIFEST_FILE, readManifest, type WeightFormat } from '../model/manifest';
 import type { CatalogueEntry, ModelBuild } from './catalogue';
 import { convertInChildProcess } from './convert';
 
@@ -41,7 +41,7 @@ export function isInstalled(dir: string): boolean {
 export function isBuiltAs(dir: string, build: ModelBuild): boolean {
   try {
     const manifest = readManifest(dir);
-    return manifest.weights === build.format && (manifest.kvCache ?? 'float') === (build.kvCache ?? defaultKvCache(build.format));
+    return manifest.weights === build.format && kvCacheOf(manifest) === (build.kvCache ?? defaultKvCache(build.format));
   } catch {
     return false;
   }

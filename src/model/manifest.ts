@@ -42,6 +42,10 @@ export interface ModelManifest {
   readonly createdAt: string;
 }
 
+/** The model's KV cache format (manifests written before int8 caches existed name none: float). */
+export function kvCacheOf(manifest: ModelManifest): KvCacheFormat {
+  return manifest.kvCache ?? 'float';
+}
 
 export function readManifest(modelDir: string): ModelManifest {
   const file = path.join(modelDir, MANIFEST_FILE);

@@ -12,3 +12,14 @@ export function relativeRmsError(actual: ArrayLike<number>, expected: ArrayLike<
   }
   return Math.sqrt(squaredError / squared);
 }
+
+/** The highest logit's index in each row of `vocab` logits (written here, apart from the sampler's). */
+export function argmaxRows(logits: Float32Array, vocab: number): number[] {
+  const rows: number[] = [];
+  for (let t = 0; t < logits.length / vocab; t++) {
+    let best = 0;
+    for (let v = 1; v < vocab; v++) if (logits[t * vocab + v] > logits[t * vocab + best]) best = v;
+    rows.push(best);
+  }
+  return rows;
+}

@@ -14,7 +14,7 @@ import { PHI_TINY } from '../../src/model/config';
 import type { KvCacheFormat, WeightFormat } from '../../src/model/manifest';
 import { DEVICES, type Device } from '../../src/protocol';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
-import { relativeRmsError } from '../support/logitErrors';
+import { argmaxRows, relativeRmsError } from '../support/logitErrors';
 import { tinyModelDir } from '../support/tinyModels';
 
 const VOCAB = PHI_TINY.vocab_size;
@@ -25,18 +25,8 @@ const skip = device ? false : `set PHI_TEST_DEVICE to one of ${DEVICES.filter((d
 const PROMPT = Array.from({ length: 48 }, (_, i) => (i * 7919 + 11) % 50295);
 
 function argmaxAgreement(a: Float32Array, b: Float32Array): number {
-  let agree = 0;
-  const rows = a.length / VOCAB;
-  for (let t = 0; t < rows; t++) {
-    let bestA = 0;
-    let bestB = 0;
-    for (let v = 1; v < VOCAB; v++) {
-      if (a[t * VOCAB + v] > a[t * VOCAB + bestA]) bestA = v;
-      if (b[t * VOCAB + v] > b[t * VOCAB + bestB]) bestB = v;
-    }
-    if (bestA === bestB) agree++;
-  }
-  return agree / rows;
+  const [rowsA, rowsB] = [argmaxRows(a, VOCAB), argmaxRows(b, VOCAB)];
+  return rowsA.filter((best, t) => best === rowsB[t]).length / rowsA.length;
 }
 
 /** All logits of PROMPT fed one token at a time through the cache. */

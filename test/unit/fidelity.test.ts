@@ -11,7 +11,7 @@ import { PhiDecoder } from '../../src/inference/decoder';
 import type { RandomInit } from '../../src/model/weights';
 import { referenceLogits } from '../support/referenceForward';
 import { dequantizedWeights } from '../support/dequantizedWeights';
-import { relativeRmsError } from '../support/logitErrors';
+import { argmaxRows, relativeRmsError } from '../support/logitErrors';
 import { scratchDir, tinyModelDir, tinyWeights } from '../support/tinyModels';
 
 const VOCAB = PHI_TINY.vocab_size;
@@ -28,16 +28,6 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let worst = 0;
   for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
   return worst;
-}
-
-function argmaxRows(logits: Float32Array): number[] {
-  const rows: number[] = [];
-  for (let t = 0; t < logits.length / VOCAB; t++) {
-    let best = 0;
-    for (let v = 1; v < VOCAB; v++) if (logits[t * VOCAB + v] > logits[t * VOCAB + best]) best = v;
-    rows.push(best);
-  }
-  return rows;
 }
 
 /** Feeds `prompt` in chunks of `chunk` tokens through one cache; returns all logits concatenated. */
@@ -128,7 +118,7 @@ describe('fp16 ONNX decoder', () => {
     const incremental = await chunked(decoder, prompt, 1);
     t.diagnostic(`relative RMS error ${relativeError.toExponential(2)}, incremental vs full max abs diff ${maxAbsDiff(incremental, logits).toExponential(2)}`);
     assert.ok(relativeError <= 0.005, `relative RMS error ${relativeError}`);
-    assert.deepEqual(argmaxRows(logits), argmaxRows(Float32Array.from(reference)));
+    assert.deepEqual(argmaxRows(logits, VOCAB), argmaxRows(Float32Array.from(reference), VOCAB));
     assert.ok(maxAbsDiff(incremental, logits) < 5e-3);
     await decoder.dispose();
   });
@@ -169,8 +159,8 @@ describe('int4 against fp32', () => {
           exact.set(await fp32.forward(prompt, fp32.createCache()), p * 64 * VOCAB);
           quantized.set(await int4.forward(prompt, int4.createCache()), p * 64 * VOCAB);
         }
-        const a = argmaxRows(exact);
-        const b = argmaxRows(quantized);
+        const a = argmaxRows(exact, VOCAB);
+        const b = argmaxRows(quantized, VOCAB);
         const agreement = a.filter((id, i) => id === b[i]).length / a.length;
         const relativeError = relativeRmsError(quantized, exact);
         t.diagnostic(`agreement ${(agreement * 100).toFixed(1)}%, max abs logit error ${maxAbsDiff(exact, quantized).toFixed(4)}, relative RMS error ${relativeError.toFixed(4)}`);
@@ -218,8 +208,8 @@ describe('int8 KV cache', () => {
       for (const prompt of prompts) {
         const exact = await chunked(float, prompt, 64);
         const quantized = await chunked(int8, prompt, 64);
-        a.push(...argmaxRows(exact));
-        b.push(...argmaxRows(quantized));
+        a.push(...argmaxRows(exact, VOCAB));
+        b.push(...argmaxRows(quantized, VOCAB));
         worst = Math.max(worst, relativeRmsError(quantized, exact));
       }
       const agreement = a.filter((id, i) => id === b[i]).length / a.length;
