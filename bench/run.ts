@@ -9,7 +9,8 @@
  *
  * Options: --threads N (default 2), --decode-tokens N (default 32), --no-peer (skip both peers),
  * --device cpu|cuda|webgpu|… (where our engine runs; default cpu), --format int4|fp16 and --kv-cache int8|float
- * (our model's weights and cache; default int4 with the builder's default cache). The peers always run on the CPU.
+ * (our model's weights and cache; default int4 with the builder's default cache), --present (a graph with Optimum's
+ * present.* outputs, whose cache stays on a GPU: needs a float cache). The peers always run on the CPU.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -18,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { PHI_1_5 } from '../src/model/config';
 import { buildModel } from '../src/model/build';
 import { INT4_LAYOUT } from '../src/model/phiGraph';
-import { DATA_FILE, KV_CACHE_FORMATS, kvCacheOf, MANIFEST_FILE, readManifest, TOKENIZER_FILE, type KvCacheFormat, type WeightFormat } from '../src/model/manifest';
+import { DATA_FILE, KV_CACHE_FORMATS, kvCacheOf, kvOutputsOf, MANIFEST_FILE, readManifest, TOKENIZER_FILE, type KvCacheFormat, type WeightFormat } from '../src/model/manifest';
 import { DEVICES, type Device } from '../src/protocol';
 import { PhiTokenizer } from '../src/tokenizer/tokenizer';
 import { measureReadBandwidth } from './bandwidth';
@@ -34,12 +35,12 @@ function log(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);
 }
 
-function ensureModel(cacheDir: string, format: WeightFormat, kvCache: KvCacheFormat | undefined): string {
-  const variant = kvCache ? `${format}-${kvCache}` : format;
+function ensureModel(cacheDir: string, format: WeightFormat, kvCache: KvCacheFormat | undefined, optimumPresent: boolean): string {
+  const variant = `${kvCache ? `${format}-${kvCache}` : format}${optimumPresent ? '-present' : ''}`;
   const dir = path.join(cacheDir, `phi-1_5-random-${variant}-${benchKey(MODEL_WRITER)}`);
   if (!fs.existsSync(path.join(dir, MANIFEST_FILE))) {
     log(`building the full-size random ${variant} model into ${dir} (a few minutes, once)`);
-    buildModel(benchWeights(), dir, { format, kvCache, overwrite: true });
+    buildModel(benchWeights(), dir, { format, kvCache, optimumPresent, overwrite: true });
   }
   return dir;
 }
@@ -157,6 +158,7 @@ async function main(): Promise<void> {
       device: { type: 'string', default: 'cpu' },
       format: { type: 'string', default: 'int4' },
       'kv-cache': { type: 'string' },
+      present: { type: 'boolean' },
     },
   });
   const threads = Number(values.threads);
@@ -167,7 +169,7 @@ async function main(): Promise<void> {
   const cacheDir = path.join(defaultCacheDir(), 'bench');
   fs.mkdirSync(cacheDir, { recursive: true });
 
-  const modelDir = ensureModel(cacheDir, format, kvCache);
+  const modelDir = ensureModel(cacheDir, format, kvCache, values.present ?? false);
   const manifest = readManifest(modelDir);
   const tokenizerPath = path.join(modelDir, TOKENIZER_FILE);
   const tokenizer = PhiTokenizer.fromFile(tokenizerPath);
@@ -194,7 +196,7 @@ async function main(): Promise<void> {
   const weights = format === 'int4' ? `int4 (MatMulNBits 4-bit blocks of ${INT4_LAYOUT.blockSize}; 4-bit embedding; ${INT4_LAYOUT.lmHeadBits}-bit lm_head)` : format;
   const summary = {
     machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, threads, memoryReadBandwidthGBps: Math.round(bandwidthGBps * 10) / 10 },
-    model: { shape: 'phi-1_5', weights: `${weights}; ${kvCacheOf(manifest)} KV cache`, init: BENCH_INIT, dataMiB: mib(fs.statSync(path.join(modelDir, DATA_FILE)).size) },
+    model: { shape: 'phi-1_5', weights: `${weights}; ${kvCacheOf(manifest)} KV cache; ${kvOutputsOf(manifest)} outputs`, init: BENCH_INIT, dataMiB: mib(fs.statSync(path.join(modelDir, DATA_FILE)).size) },
     phiComplete: {
       device,
       prefillTokensPerSecond: { prompt128: ours.prompt128.promptTokensPerSecond, prompt1024: ours.prompt1024.promptTokensPerSecond },

@@ -95,6 +95,10 @@ export function activate(context: vscode.ExtensionContext): void {
       status.show('ready', location.dir);
       log.info(`model ${location.dir} loaded on ${loaded.device} in ${loaded.loadMs} ms`);
       for (const fallback of loaded.fallbacks) log.warn(`device fallback: ${fallback}`);
+      if (loaded.advice) {
+        log.warn(`model and device: ${loaded.advice}`);
+        void vscode.window.showInformationMessage(`phi-complete: ${loaded.advice}.`);
+      }
       if (settings.device !== 'auto' && loaded.device !== settings.device) {
         void vscode.window.showWarningMessage(`phi-complete: ${settings.device} is not available, running on the ${loaded.device.toUpperCase()}. ${loaded.fallbacks.join('; ')}`);
       }

@@ -36,8 +36,8 @@ export interface ReadyEvent { readonly type: 'ready'; readonly pid: number }
 export interface HeartbeatEvent { readonly type: 'heartbeat' }
 /** Loading progress for request `id`, for the status bar. */
 export interface ProgressEvent { readonly type: 'progress'; readonly id: number; readonly message: string }
-/** The model is loaded: the device it runs on, and why a preferred device was not used. */
-export interface LoadedEvent { readonly type: 'loaded'; readonly id: number; readonly device: Device; readonly fallbacks: readonly string[]; readonly loadMs: number }
+/** The model is loaded: the device it runs on, why a preferred device was not used, and a better model for that device. */
+export interface LoadedEvent { readonly type: 'loaded'; readonly id: number; readonly device: Device; readonly fallbacks: readonly string[]; readonly advice?: string; readonly loadMs: number }
 /** More generated text for request `id`. */
 export interface DeltaEvent { readonly type: 'delta'; readonly id: number; readonly text: string }
 /** Generation `id` ended. */

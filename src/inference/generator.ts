@@ -11,8 +11,7 @@
 import { performance } from 'node:perf_hooks';
 import type { PhiTokenizer } from '../tokenizer/tokenizer';
 import { StreamingDetokenizer } from '../tokenizer/detokenizer';
-import type { PhiDecoder } from './decoder';
-import type { KvCache } from './kvCache';
+import type { DecoderCache, PhiDecoder } from './decoder';
 import { draftFromContext } from './promptLookup';
 import { argmax, GREEDY, standardDeviation, Sampler, topTwoGap, type SamplingParams } from './sampler';
 import { SpeculationBudget } from './speculationBudget';
@@ -101,7 +100,7 @@ function commonPrefixLength(a: readonly number[], b: readonly number[]): number 
 }
 
 export class Generator {
-  private readonly cache: KvCache;
+  private readonly cache: DecoderCache;
   /** The token at each cache position. */
   private cachedTokens: number[] = [];
   private current: AbortController | undefined;

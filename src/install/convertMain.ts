@@ -1,7 +1,7 @@
 /**
  * Model conversion in a process of its own (forked by the extension host with ELECTRON_RUN_AS_NODE=1):
  * a Hugging Face phi folder → our ONNX model folder. Converting phi-1.5 takes minutes of CPU, which must
- * never block the editor. Request: argv[2] as JSON {from, to, format, kvCache?}; progress and the result over IPC.
+ * never block the editor. Request: argv[2] as JSON {from, to, format, kvCache?, kvOutputs?}; progress and the result over IPC.
  */
 import { buildModel } from '../model/build';
 import { HuggingFaceWeights } from '../model/weights';
@@ -23,7 +23,13 @@ function main(): void {
   const request = JSON.parse(process.argv[2] ?? '{}') as ConvertRequest;
   const weights = new HuggingFaceWeights(request.from);
   try {
-    buildModel(weights, request.to, { format: request.format, kvCache: request.kvCache, overwrite: true, onProgress: (fraction) => send({ type: 'progress', fraction }) });
+    buildModel(weights, request.to, {
+      format: request.format,
+      kvCache: request.kvCache,
+      optimumPresent: request.kvOutputs === 'present',
+      overwrite: true,
+      onProgress: (fraction) => send({ type: 'progress', fraction }),
+    });
   } finally {
     weights.close();
   }

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { downloadFiles, formatBytes } from '../model/download';
-import { defaultKvCache, kvCacheOf, MANIFEST_FILE, readManifest, type WeightFormat } from '../model/manifest';
+import { defaultKvCache, kvCacheOf, kvOutputsOf, MANIFEST_FILE, readManifest } from '../model/manifest';
 import type { CatalogueEntry, ModelBuild } from './catalogue';
 import { convertInChildProcess } from './convert';
 
@@ -41,7 +41,8 @@ export function isInstalled(dir: string): boolean {
 export function isBuiltAs(dir: string, build: ModelBuild): boolean {
   try {
     const manifest = readManifest(dir);
-    return manifest.weights === build.format && kvCacheOf(manifest) === (build.kvCache ?? defaultKvCache(build.format));
+    return manifest.weights === build.format && kvCacheOf(manifest) === (build.kvCache ?? defaultKvCache(build.format))
+      && kvOutputsOf(manifest) === (build.kvOutputs ?? 'present_rows');
   } catch {
     return false;
   }
@@ -59,7 +60,7 @@ function removeStaleStaging(target: string): void {
 
 async function convert(from: string, target: string, build: ModelBuild, options: InstallOptions): Promise<void> {
   removeStaleStaging(target);
-  const what = build.kvCache ? `${build.format} with a ${build.kvCache} KV cache` : build.format;
+  const what = `${build.format}${build.kvCache ? ` with a ${build.kvCache} KV cache` : ''}${build.kvOutputs === 'present' ? ' for a GPU' : ''}`;
   options.onProgress?.({ stage: 'convert', message: `converting to ${what}`, fraction: 0 });
   await convertInChildProcess(options.convertScript, { from, to: target, ...build }, (fraction) => {
     options.onProgress?.({ stage: 'convert', message: `converting to ${what}: ${Math.round(fraction * 100)}%`, fraction });
@@ -99,7 +100,7 @@ export async function installCatalogueModel(entry: CatalogueEntry, options: Inst
  * A folder the user points at: our ONNX layout is used as it is (after checking its manifest); a Hugging Face
  * phi folder (config.json + *.safetensors) is converted once into the storage folder. Returns the folder to load.
  */
-export async function importLocalFolder(folder: string, format: WeightFormat, options: InstallOptions): Promise<string> {
+export async function importLocalFolder(folder: string, build: ModelBuild, options: InstallOptions): Promise<string> {
   if (fs.existsSync(path.join(folder, MANIFEST_FILE))) {
     readManifest(folder);
     return folder;
@@ -107,8 +108,9 @@ export async function importLocalFolder(folder: string, format: WeightFormat, op
   if (!fs.existsSync(path.join(folder, 'config.json')) || !fs.readdirSync(folder).some((f) => f.endsWith('.safetensors'))) {
     throw new Error(`${folder} is neither a phi-complete model folder (manifest.json) nor a Hugging Face phi folder (config.json and *.safetensors)`);
   }
-  const id = `local-${createHash('sha256').update(path.resolve(folder)).digest('hex').slice(0, 12)}-${format}`;
+  const buildTag = [build.format, build.kvCache, build.kvOutputs === 'present' ? 'gpu' : undefined].filter(Boolean).join('-');
+  const id = `local-${createHash('sha256').update(path.resolve(folder)).digest('hex').slice(0, 12)}-${buildTag}`;
   const target = installedModelDir(options.storageDir, id);
-  if (!isInstalled(target)) await convert(folder, target, { format }, options);
+  if (!isInstalled(target)) await convert(folder, target, build, options);
   return target;
 }

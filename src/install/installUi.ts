@@ -85,8 +85,9 @@ export async function useLocalFolder(ui: InstallUiContext): Promise<boolean> {
   if (!picked?.[0]) return false;
   const folder = picked[0].fsPath;
   try {
-    const format = catalogueEntry(ui.settings().model)?.build.format ?? 'int4';
-    const dir = await withInstallProgress(ui, `Preparing ${folder}`, (signal, report) => importLocalFolder(folder, format, installOptions(ui, undefined, signal, report)));
+    // A Hugging Face folder is converted as the selected catalogue model would be (CPU or GPU build).
+    const build = catalogueEntry(ui.settings().model)?.build ?? { format: 'int4' };
+    const dir = await withInstallProgress(ui, `Preparing ${folder}`, (signal, report) => importLocalFolder(folder, build, installOptions(ui, undefined, signal, report)));
     if (!dir) return false;
     await vscode.workspace.getConfiguration('phiComplete').update('modelPath', dir, vscode.ConfigurationTarget.Global);
     return true;

@@ -21,7 +21,7 @@ export interface BuildOptions {
   readonly kvCache?: KvCacheFormat;
   /** Replace an existing model folder at the destination. */
   readonly overwrite?: boolean;
-  /** Optimum-layout `present.*` outputs (see PhiGraphOptions.optimumPresent). */
+  /** Optimum-layout `present.*` outputs, whose cache can stay on a GPU (see PhiGraphOptions.optimumPresent). */
   readonly optimumPresent?: boolean;
   /** Progress through the layers, 0 to 1. */
   readonly onProgress?: (fraction: number) => void;
@@ -63,6 +63,7 @@ export function buildModel(weights: WeightSource, outDir: string, options: Build
       weights: options.format,
       accuracyLevel,
       kvCache,
+      kvOutputs: options.optimumPresent ? 'present' : 'present_rows',
       source: weights.description,
       files: {
         [MODEL_FILE]: recordOf(modelBytes),

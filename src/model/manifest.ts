@@ -18,6 +18,13 @@ export function defaultKvCache(format: WeightFormat): KvCacheFormat {
   return format === 'int4' ? 'int8' : 'float';
 }
 
+/**
+ * Which cache outputs the graph has (see src/model/phiGraph.ts): `present_rows` (the new rows, appended by the
+ * host into its own cache) or `present` (Optimum's kept past and new rows, fed back as the next past: on a GPU
+ * the cache stays there).
+ */
+export type KvOutputs = 'present_rows' | 'present';
+
 export const MANIFEST_FILE = 'manifest.json';
 export const MODEL_FILE = 'model.onnx';
 export const DATA_FILE = 'model.onnx.data';
@@ -37,6 +44,8 @@ export interface ModelManifest {
   readonly accuracyLevel: number;
   /** Absent in manifests written before int8 caches existed: float. */
   readonly kvCache?: KvCacheFormat;
+  /** Absent in manifests written before `present` graphs were offered: present_rows. */
+  readonly kvOutputs?: KvOutputs;
   readonly source: Record<string, unknown>;
   readonly files: Record<string, FileRecord>;
   readonly createdAt: string;
@@ -45,6 +54,11 @@ export interface ModelManifest {
 /** The model's KV cache format (manifests written before int8 caches existed name none: float). */
 export function kvCacheOf(manifest: ModelManifest): KvCacheFormat {
   return manifest.kvCache ?? 'float';
+}
+
+/** The graph's cache outputs (manifests written before `present` graphs were offered name none: present_rows). */
+export function kvOutputsOf(manifest: ModelManifest): KvOutputs {
+  return manifest.kvOutputs ?? 'present_rows';
 }
 
 export function readManifest(modelDir: string): ModelManifest {

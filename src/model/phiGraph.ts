@@ -10,7 +10,8 @@
  *            key [batch, heads, headDim, past] int8 (transposed), key_scale [batch, heads, 1, past] float,
  *            value [batch, heads, past, headDim] int8, value_scale [batch, heads, 1, past] float
  *
- * Unlike Optimum's `present.*` (past and new rows concatenated), the graph returns only the new rows: the host
+ * Unlike Optimum's `present.*` (past and new rows concatenated; built with `optimumPresent` for GPUs, which keep the
+ * cache on the device), the graph returns only the new rows by default: the host
  * appends them into its own preallocated cache, because onnxruntime-node copies every output into a fresh
  * buffer, and copying the whole cache at every step would make decoding slow down with context. The past
  * may hold unused slots (attention_mask 0), so the host can feed a cache buffer larger than what is filled.
@@ -40,8 +41,9 @@ export interface PhiGraphOptions {
   /** MatMulNBits accuracy_level: 4 quantises activations to int8 (faster), 0 keeps them in float (exact). */
   readonly accuracyLevel: number;
   /**
-   * Also return Optimum's `present.{i}.key|value` (past and new rows concatenated) instead of only the new rows:
-   * the layout of published exports, which the runtime also loads (slower: the whole cache is copied out).
+   * Return Optimum's `present.{i}.key|value` (the kept past rows and the new rows) instead of only the new rows:
+   * the layout of published exports, and the one whose cache can stay on a GPU (fed back as the next past without
+   * reaching the host; see ResidentKvCache). On the CPU it is slower: onnxruntime-node copies the whole cache out.
    */
   readonly optimumPresent?: boolean;
   /** The KV cache's format: `float` (the activations' type) or `int8` (see int8Attention). */
@@ -155,6 +157,18 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
     g.constant('big_f32', new Float32Array([floatType === DataType.FLOAT16 ? 60000 : 1e9]), [])], ['attention_bias_f32'])[0];
   const attentionBias = floatType === DataType.FLOAT16 ? g.node('Cast', [biasF32], ['attention_bias'], { to: floatType })[0] : biasF32;
   const splitPastNew = g.node('Concat', [pastLength1d, seqLength1d], ['split_past_new'], { axis: 0 })[0];
+  // present.* keeps the past rows the attention mask keeps: its first `kept` ones, kept = Σ attention_mask − seq
+  // (all of them when the mask is all ones, as Optimum's callers feed it), so a host that forgets positions by
+  // masking them (a rewind) gets them dropped from the next present.* (batch 1). Made once, on first use.
+  let keptPastSlice: { readonly starts: string; readonly ends: string; readonly axes: string } | undefined;
+  const keptPast = (): NonNullable<typeof keptPastSlice> => keptPastSlice ??= {
+    starts: g.constant('zero_1d', new BigInt64Array([0n]), [1]),
+    ends: g.node('Sub', [
+      g.node('ReduceSum', [attentionMask, g.constant('axes_1', new BigInt64Array([1n]), [1])], ['mask_sum'], { keepdims: 0 })[0],
+      seqLength1d,
+    ], ['kept_past_length'])[0],
+    axes: g.constant('axis_2', new BigInt64Array([2n]), [1]),
+  };
   const toHeads = g.constant('shape_heads', new BigInt64Array([0n, 0n, BigInt(heads), BigInt(headDim(config))]), [4]);
   const toHidden = g.constant('shape_hidden', new BigInt64Array([0n, 0n, BigInt(d)]), [3]);
   const queryScale = 1 / Math.sqrt(headDim(config));
@@ -174,7 +188,9 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
     const pastValue = g.input(`past_key_values.${i}.value`, floatType, kvShape);
     if (options.optimumPresent) {
       for (const [past, rows, name] of [[pastKey, newKey, `present.${i}.key`], [pastValue, newValue, `present.${i}.value`]]) {
-        g.node('Concat', [past, rows], [name], { axis: 2 });
+        const { starts, ends, axes } = keptPast();
+        const kept = g.node('Slice', [past, starts, ends, axes], [`${name}/kept_past`])[0];
+        g.node('Concat', [kept, rows], [name], { axis: 2 });
         g.output(name, floatType, ['batch_size', heads, 'total_sequence_length', headDim(config)]);
       }
     } else {

@@ -34,7 +34,7 @@ async function load(request: LoadRequest): Promise<void> {
   try {
     model = await loadModel(request.modelDir, request.device, request.threads);
     generator = new Generator(model.decoder, model.tokenizer);
-    send({ type: 'loaded', id: request.id, device: model.device, fallbacks: model.fallbacks, loadMs: Date.now() - started });
+    send({ type: 'loaded', id: request.id, device: model.device, fallbacks: model.fallbacks, advice: model.advice, loadMs: Date.now() - started });
   } catch (error) {
     send({ type: 'error', id: request.id, code: error instanceof ModelInvalidError ? 'model-invalid' : 'device-unavailable', message: messageOf(error) });
   }

@@ -5,8 +5,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PhiDecoder } from '../inference/decoder';
-import { deviceCandidates, platformObstacle, providerOf } from '../inference/devices';
-import { MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE } from '../model/manifest';
+import { deviceCandidates, layoutAdvice, platformObstacle, providerOf } from '../inference/devices';
+import { kvOutputsOf, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE } from '../model/manifest';
 import type { Device } from '../protocol';
 import { PhiTokenizer } from '../tokenizer/tokenizer';
 
@@ -16,6 +16,8 @@ export interface LoadedModel {
   readonly device: Exclude<Device, 'auto'>;
   /** One line per device passed over: "cuda: <why>". */
   readonly fallbacks: readonly string[];
+  /** What would suit the device better, when the model's cache layout does not (see layoutAdvice). */
+  readonly advice?: string;
 }
 
 /** A model folder that cannot work whatever the device: names what is wrong and what to do. */
@@ -47,7 +49,7 @@ export async function loadModel(modelDir: string, requested: Device, threads: nu
     }
     try {
       const decoder = await PhiDecoder.load(modelDir, { executionProviders: [providerOf(device)], threads: threads || undefined });
-      return { decoder, tokenizer, device, fallbacks };
+      return { decoder, tokenizer, device, fallbacks, advice: layoutAdvice(device, kvOutputsOf(decoder.manifest)) };
     } catch (error) {
       if (device === 'cpu') throw new ModelInvalidError(`cannot load ${modelDir}: ${firstLine(error)}`);
       fallbacks.push(`${device}: ${firstLine(error)}`);

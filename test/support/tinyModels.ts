@@ -31,8 +31,8 @@ export function tinyWeights(init: RandomInit = 'flat'): RandomWeights {
 const built = new Map<string, string>();
 
 /** Builds (once per process) the tiny random model and returns its folder; options left out take the builder's defaults. */
-export function tinyModelDir(format: WeightFormat, init: RandomInit = 'flat', options: { accuracyLevel?: number; kvCache?: KvCacheFormat } = {}): string {
-  const key = `${format}-${init}-${options.accuracyLevel ?? 'default'}-${options.kvCache ?? 'default'}`;
+export function tinyModelDir(format: WeightFormat, init: RandomInit = 'flat', options: { accuracyLevel?: number; kvCache?: KvCacheFormat; optimumPresent?: boolean } = {}): string {
+  const key = `${format}-${init}-${options.accuracyLevel ?? 'default'}-${options.kvCache ?? 'default'}${options.optimumPresent ? '-present' : ''}`;
   let dir = built.get(key);
   if (!dir) {
     dir = path.join(scratchDir(), key);

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { PhiDecoder } from '../../src/inference/decoder';
 import { providerOf } from '../../src/inference/devices';
 import { Generator } from '../../src/inference/generator';
+import { ResidentKvCache } from '../../src/inference/residentKvCache';
 import { PHI_TINY } from '../../src/model/config';
 import type { KvCacheFormat, WeightFormat } from '../../src/model/manifest';
 import { DEVICES, type Device } from '../../src/protocol';
@@ -41,6 +42,8 @@ async function stepwise(decoder: PhiDecoder): Promise<Float32Array> {
 interface Variant {
   readonly format: WeightFormat;
   readonly kvCache?: KvCacheFormat;
+  /** A graph with Optimum's present.* outputs: on WebGPU its cache stays in GPU memory (ResidentKvCache). */
+  readonly optimumPresent?: boolean;
   /** Bound on the relative RMS error against the CPU running the same folder. */
   readonly rmsBound: number;
   /** Bound on the relative RMS error of one-token steps through the cache against one full pass. */
@@ -56,15 +59,18 @@ const VARIANTS: readonly Variant[] = [
   { format: 'fp16', rmsBound: 2e-2, cacheRmsBound: 1e-2 },
   { format: 'int4', kvCache: 'float', rmsBound: 0.1, cacheRmsBound: 1e-2 },
   { format: 'int4', kvCache: 'int8', rmsBound: 0.1, cacheRmsBound: 1e-2 },
+  { format: 'fp32', optimumPresent: true, rmsBound: 1e-3, cacheRmsBound: 1e-4 },
+  { format: 'fp16', optimumPresent: true, rmsBound: 2e-2, cacheRmsBound: 1e-2 },
+  { format: 'int4', kvCache: 'float', optimumPresent: true, rmsBound: 0.1, cacheRmsBound: 1e-2 },
 ];
 
 describe(`decoder on ${device ?? 'a GPU'} against the CPU`, { skip }, () => {
   for (const variant of VARIANTS) {
-    describe(`${variant.format}, ${variant.kvCache ?? 'default'} cache`, () => {
+    describe(`${variant.format}, ${variant.kvCache ?? 'default'} cache${variant.optimumPresent ? ', present.* outputs' : ''}`, () => {
       let onDevice: PhiDecoder;
       let onCpu: PhiDecoder;
       let cpuLogits: Float32Array;
-      const dir = (): string => tinyModelDir(variant.format, 'bigram', { kvCache: variant.kvCache });
+      const dir = (): string => tinyModelDir(variant.format, 'bigram', { kvCache: variant.kvCache, optimumPresent: variant.optimumPresent });
       before(async () => {
         onDevice = await PhiDecoder.load(dir(), { executionProviders: [providerOf(device!)] });
         onCpu = await PhiDecoder.load(dir());
@@ -87,6 +93,21 @@ describe(`decoder on ${device ?? 'a GPU'} against the CPU`, { skip }, () => {
       test('one token at a time through the cache gives the logits of a full pass', async (t) => {
         const full = await onDevice.forward(PROMPT, onDevice.createCache());
         const rms = relativeRmsError(await stepwise(onDevice), full);
+        t.diagnostic(`relative RMS ${rms.toExponential(2)}`);
+        assert.ok(rms <= variant.cacheRmsBound, `relative RMS ${rms} > ${variant.cacheRmsBound}`);
+      });
+
+      test('rewinding, then a different continuation, gives the logits of a cold pass', async (t) => {
+        const cache = onDevice.createCache();
+        await onDevice.forward(PROMPT.slice(0, 30), cache);
+        if (variant.optimumPresent && device === 'webgpu') {
+          assert.ok(cache instanceof ResidentKvCache && cache.past(0, 0).location === 'gpu-buffer', 'the cache left the GPU');
+        }
+        cache.rewindTo(20);
+        const resumed = await onDevice.forward(PROMPT.slice(40), cache);
+        const cold = await onDevice.forward([...PROMPT.slice(0, 20), ...PROMPT.slice(40)], onDevice.createCache());
+        const rms = relativeRmsError(resumed, cold.subarray(20 * VOCAB));
+        cache.dispose();
         t.diagnostic(`relative RMS ${rms.toExponential(2)}`);
         assert.ok(rms <= variant.cacheRmsBound, `relative RMS ${rms} > ${variant.cacheRmsBound}`);
       });

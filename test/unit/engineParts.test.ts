@@ -1,7 +1,10 @@
 /** The engine's small parts: sampler, stop sequences, prompt-lookup drafts, the speculation budget, KV cache bookkeeping. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import * as ort from 'onnxruntime-node';
+import { deviceCandidates, layoutAdvice } from '../../src/inference/devices';
 import { floatPlanes, KvCache } from '../../src/inference/kvCache';
+import { ResidentKvCache } from '../../src/inference/residentKvCache';
 import { draftFromContext } from '../../src/inference/promptLookup';
 import { argmax, standardDeviation, Sampler, topTwoGap } from '../../src/inference/sampler';
 import { SpeculationBudget } from '../../src/inference/speculationBudget';
@@ -194,5 +197,47 @@ describe('KvCache', () => {
     const cache = new KvCache(1, 1, floatPlanes(2, 'float32'), 4);
     assert.throws(() => cache.reserve(5), /exceed the model's 4/);
     assert.throws(() => cache.append([[new Float32Array(3), new Float32Array(3)]], 2), /key rows are not \[1, 1, 2, 2\]/);
+  });
+});
+
+describe('device choice', () => {
+  test('candidates end with the CPU; auto tries the platform GPUs first', () => {
+    assert.deepEqual(deviceCandidates('auto', 'linux'), ['cuda', 'cpu']);
+    assert.deepEqual(deviceCandidates('webgpu', 'linux'), ['webgpu', 'cpu']);
+    assert.deepEqual(deviceCandidates('cpu', 'win32'), ['cpu']);
+  });
+
+  test('a cache layout that does not suit the device names the model that does', () => {
+    assert.match(layoutAdvice('webgpu', 'present_rows') ?? '', /choose the model phi-1_5-int4-gpu/);
+    assert.match(layoutAdvice('cpu', 'present') ?? '', /choose the model phi-1_5-int4$/);
+    assert.equal(layoutAdvice('webgpu', 'present'), undefined);
+    assert.equal(layoutAdvice('cpu', 'present_rows'), undefined);
+  });
+});
+
+describe('ResidentKvCache bookkeeping', () => {
+  const rows = (n: number): ort.Tensor[][] => [floatPlanes(2, 'float32').map(() => new ort.Tensor('float32', new Float32Array(3 * n * 2), [1, 3, n, 2]))];
+
+  test('starts with one forgotten row; takes present outputs; rewinding forgets without dropping rows', () => {
+    const cache = new ResidentKvCache(1, 3, floatPlanes(2, 'float32'), 8);
+    assert.deepEqual([cache.length, cache.heldRows, cache.past(0, 0).dims], [0, 1, [1, 3, 1, 2]]);
+    cache.replace(rows(5), 5);
+    assert.deepEqual([cache.length, cache.heldRows], [5, 5]);
+    cache.rewindTo(2);
+    assert.deepEqual([cache.length, cache.heldRows], [2, 5]);
+    cache.replace(rows(3), 1);
+    assert.deepEqual([cache.length, cache.heldRows], [3, 3]);
+    assert.throws(() => cache.rewindTo(4), RangeError);
+    assert.throws(() => cache.reserve(6), RangeError);
+    cache.dispose();
+    assert.deepEqual([cache.length, cache.heldRows], [0, 1]);
+  });
+
+  test('present outputs that kept forgotten rows are refused with the fix', () => {
+    const cache = new ResidentKvCache(1, 3, floatPlanes(2, 'float32'), 8);
+    cache.replace(rows(4), 4);
+    cache.rewindTo(2);
+    assert.throws(() => cache.replace(rows(5), 1), /holds 5 positions where 3 were expected: the graph does not drop masked rows; rebuild the model/);
+    assert.equal(cache.length, 2, 'the cache is unchanged');
   });
 });

@@ -167,6 +167,37 @@ describe('speculative decoding by prompt lookup', () => {
   });
 });
 
+describe("a present.* graph (the cache a GPU keeps: the graph's own outputs, fed back)", () => {
+  test('one generator through prefix reuse, speculation, cancellation and rewinds: every output equals a cold run', async () => {
+    const present = await PhiDecoder.load(tinyModelDir('fp32', 'bigram', { optimumPresent: true }));
+    const generator = new Generator(present, tokenizer, { adaptiveSpeculation: false });
+    const first = await generator.generate({ prompt: [...PROMPT, 318, 257], maxNewTokens: 12 });
+    assert.deepEqual(first.tokens, (await cold({ prompt: [...PROMPT, 318, 257], maxNewTokens: 12 })).tokens);
+
+    // Shares 12 tokens with the cache: the rest of it (prompt and generated) is forgotten, then dropped.
+    const second = [...PROMPT.slice(0, 12), 11, 262];
+    const reused = await generator.generate({ prompt: second, maxNewTokens: 16 });
+    assert.equal(reused.stats.reusedTokens, 12);
+    assert.deepEqual(reused.tokens, (await cold({ prompt: second, maxNewTokens: 16 })).tokens);
+
+    // Drafts accepted and rejected (rewound within the request), as in the speculation tests above.
+    const repetitive = [...PROMPT, ...(await cold({ prompt: PROMPT, maxNewTokens: 24 })).tokens, 198, ...PROMPT];
+    const fast = await generator.generate({ prompt: repetitive, maxNewTokens: 40, speculative: true });
+    const { acceptedDraftTokens, draftedTokens } = fast.stats;
+    assert.ok(acceptedDraftTokens > 0 && acceptedDraftTokens < draftedTokens, `accepted ${acceptedDraftTokens} of ${draftedTokens}: the verify or the rewind path went untested`);
+    assert.deepEqual(fast.tokens, (await cold({ prompt: repetitive, maxNewTokens: 40 })).tokens);
+
+    const controller = new AbortController();
+    let streamed = 0;
+    const cancelled = await generator.generate({ prompt: PROMPT, maxNewTokens: 40, signal: controller.signal, onText: () => ++streamed === 3 && controller.abort() });
+    assert.equal(cancelled.finishReason, 'cancelled');
+    const after = await generator.generate({ prompt: [...PROMPT, 13], maxNewTokens: 16 });
+    assert.deepEqual(after.tokens, (await cold({ prompt: [...PROMPT, 13], maxNewTokens: 16 })).tokens);
+    await generator.dispose();
+    await present.dispose();
+  });
+});
+
 describe('cancellation', () => {
   test('cancelling mid-generation stops within one step and the next request matches a cold run', async () => {
     const generator = new Generator(decoder, tokenizer);

@@ -10,9 +10,11 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { PhiDecoder } from '../../src/inference/decoder';
-import type { CatalogueEntry } from '../../src/install/catalogue';
+import { KvCache } from '../../src/inference/kvCache';
+import { ResidentKvCache } from '../../src/inference/residentKvCache';
+import { CATALOGUE, type CatalogueEntry } from '../../src/install/catalogue';
 import { importLocalFolder, installCatalogueModel, isBuiltAs, isInstalled, type InstallProgress } from '../../src/install/install';
-import { readManifest } from '../../src/model/manifest';
+import { defaultKvCache, readManifest } from '../../src/model/manifest';
 import { PHI_TINY } from '../../src/model/config';
 import { writeSafetensors } from '../../src/model/safetensors';
 import { buildPhiTokenizerJson } from '../../src/tokenizer/tokenizerJson';
@@ -91,7 +93,31 @@ test('a model built otherwise than its catalogue entry now says is rebuilt from 
   assert.equal(readManifest(dir).kvCache, 'float');
   const decoder = await PhiDecoder.load(dir);
   assert.deepEqual(decoder.kvPlanes.map((plane) => `${plane.name}:${plane.dtype}`), ['key:float32', 'value:float32']);
+  assert.ok(decoder.createCache() instanceof KvCache);
   await decoder.dispose();
+
+  // The GPU build (cache outputs the GPU keeps), as the phi-1_5-int4-gpu entry asks.
+  const gpu: CatalogueEntry = { ...entry, build: { format: 'int4', kvCache: 'float', kvOutputs: 'present' } };
+  assert.equal(isBuiltAs(dir, gpu.build), false);
+  assert.equal(await installCatalogueModel(gpu, { storageDir, endpoint, convertScript: CONVERT, onProgress: (p) => stages.push(p.message) }), dir);
+  assert.equal(weightRequests(), before, 'the weights are not downloaded again');
+  assert.ok(stages.some((message) => message.includes('for a GPU')), stages.join('\n'));
+  assert.equal(readManifest(dir).kvOutputs, 'present');
+  const gpuDecoder = await PhiDecoder.load(dir);
+  assert.ok(gpuDecoder.createCache() instanceof ResidentKvCache);
+  await gpuDecoder.dispose();
+});
+
+test('the model setting offers every catalogue entry, and each entry asks for a build the builder can make', () => {
+  const manifest = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8')) as {
+    contributes: { configuration: { properties: Record<string, { enum?: string[]; enumDescriptions?: string[] }> } };
+  };
+  const setting = manifest.contributes.configuration.properties['phiComplete.model'];
+  assert.deepEqual(setting.enum, CATALOGUE.map((e) => e.id));
+  assert.equal(setting.enumDescriptions?.length, CATALOGUE.length);
+  for (const { id, build } of CATALOGUE) {
+    if (build.kvOutputs === 'present') assert.equal(build.kvCache ?? defaultKvCache(build.format), 'float', `${id}: present outputs need a float cache`);
+  }
 });
 
 test('cancelling the conversion leaves no model behind, and the next attempt completes', async () => {
@@ -111,14 +137,14 @@ test('cancelling the conversion leaves no model behind, and the next attempt com
 
 test('a local Hugging Face folder is converted once; a broken one is an error naming what is missing', async () => {
   const storageDir = scratchDir();
-  const dir = await importLocalFolder(checkpoint, 'int4', { storageDir, endpoint, convertScript: CONVERT });
+  const dir = await importLocalFolder(checkpoint, { format: 'int4' }, { storageDir, endpoint, convertScript: CONVERT });
   assert.ok(isInstalled(dir));
-  assert.equal(await importLocalFolder(dir, 'int4', { storageDir, endpoint, convertScript: CONVERT }), dir, 'our own layout is used as it is');
+  assert.equal(await importLocalFolder(dir, { format: 'int4' }, { storageDir, endpoint, convertScript: CONVERT }), dir, 'our own layout is used as it is');
   const broken = scratchDir();
   fs.copyFileSync(path.join(checkpoint, 'config.json'), path.join(broken, 'config.json'));
-  await assert.rejects(importLocalFolder(broken, 'int4', { storageDir, endpoint, convertScript: CONVERT }), /neither a phi-complete model folder \(manifest\.json\) nor a Hugging Face phi folder \(config\.json and \*\.safetensors\)/);
+  await assert.rejects(importLocalFolder(broken, { format: 'int4' }, { storageDir, endpoint, convertScript: CONVERT }), /neither a phi-complete model folder \(manifest\.json\) nor a Hugging Face phi folder \(config\.json and \*\.safetensors\)/);
   const truncated = scratchDir();
   for (const name of ['config.json', 'model.safetensors']) fs.copyFileSync(path.join(checkpoint, name), path.join(truncated, name));
   fs.truncateSync(path.join(truncated, 'model.safetensors'), 5000);
-  await assert.rejects(importLocalFolder(truncated, 'int4', { storageDir, endpoint, convertScript: CONVERT }), /model\.safetensors: file is truncated/);
+  await assert.rejects(importLocalFolder(truncated, { format: 'int4' }, { storageDir, endpoint, convertScript: CONVERT }), /model\.safetensors: file is truncated/);
 });

@@ -95,6 +95,14 @@ describe('worker client', () => {
     assert.equal((await client.generate(PROMPT, GREEDY)).text, expectedText);
   });
 
+  test('a GPU-built model on the CPU streams the same completion and says which model suits the CPU', async () => {
+    const loaded = await client.load(tinyModelDir('fp32', 'bigram', { optimumPresent: true }), 'cpu', 1);
+    assert.equal(loaded.device, 'cpu');
+    assert.match(loaded.advice ?? '', /for the CPU choose the model phi-1_5-int4$/);
+    assert.equal((await client.generate(PROMPT, GREEDY)).text, expectedText);
+    assert.equal((await client.load(modelDir, 'cpu', 1)).advice, undefined);
+  });
+
   test('a broken model folder is a typed error naming what is missing, and the worker stays up', async () => {
     const broken = scratchDir();
     fs.copyFileSync(path.join(modelDir, 'manifest.json'), path.join(broken, 'manifest.json'));
