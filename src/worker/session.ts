@@ -27,6 +27,22 @@ function firstLine(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).split('\n')[0];
 }
 
+/**
+ * One forward pass: a GPU provider can create a session it then cannot run (a WebGPU adapter without float16
+ * shaders fails an fp16 model at its first pass), which must fall back now rather than fail every completion.
+ */
+async function runsOn(decoder: PhiDecoder, tokenizer: PhiTokenizer): Promise<void> {
+  const cache = decoder.createCache();
+  try {
+    await decoder.forward([tokenizer.eosTokenId], cache, 1);
+  } catch (error) {
+    await decoder.dispose();
+    throw error;
+  } finally {
+    cache.dispose();
+  }
+}
+
 export async function loadModel(modelDir: string, requested: Device, threads: number): Promise<LoadedModel> {
   if (!fs.existsSync(modelDir)) throw new ModelInvalidError(`model folder ${modelDir} does not exist`);
   for (const file of [MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE]) {
@@ -49,6 +65,7 @@ export async function loadModel(modelDir: string, requested: Device, threads: nu
     }
     try {
       const decoder = await PhiDecoder.load(modelDir, { executionProviders: [providerOf(device)], threads: threads || undefined });
+      if (device !== 'cpu') await runsOn(decoder, tokenizer);
       return { decoder, tokenizer, device, fallbacks, advice: layoutAdvice(device, kvOutputsOf(decoder.manifest)) };
     } catch (error) {
       if (device === 'cpu') throw new ModelInvalidError(`cannot load ${modelDir}: ${firstLine(error)}`);
