@@ -7,6 +7,7 @@
  *
  * Forgetting positions costs nothing here: rewindTo(n) only lowers `length`; the next pass masks the forgotten
  * rows out (attention_mask 0) and the graph drops them from its present.* (see src/model/phiGraph.ts).
+ * Dispose it before its decoder: on a GPU its buffers belong to the decoder's session.
  */
 import * as ort from 'onnxruntime-node';
 import type { KvPlane } from './kvCache';

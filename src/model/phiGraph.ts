@@ -1,6 +1,6 @@
 /**
  * The phi decoder as an ONNX graph with a KV cache, in the input/output names of Optimum's and
- * transformers.js' decoder exports, so that published phi-1.5 ONNX exports run in the same runtime:
+ * transformers.js' decoder exports (transformers.js runs our `optimumPresent` build in the bench):
  *
  *   inputs   input_ids [batch, seq] int64, attention_mask [batch, past+seq] int64, position_ids [batch, seq] int64,
  *            logits_to_keep [1] int64 (logits for the last n positions only, as in Hugging Face),
@@ -191,7 +191,7 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
         const { starts, ends, axes } = keptPast();
         const kept = g.node('Slice', [past, starts, ends, axes], [`${name}/kept_past`])[0];
         g.node('Concat', [kept, rows], [name], { axis: 2 });
-        g.output(name, floatType, ['batch_size', heads, 'total_sequence_length', headDim(config)]);
+        g.output(name, floatType, ['batch_size', heads, 'present_sequence_length', headDim(config)]);
       }
     } else {
       g.output(newKey, floatType, newShape);

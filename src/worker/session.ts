@@ -36,11 +36,12 @@ async function runsOn(decoder: PhiDecoder, tokenizer: PhiTokenizer): Promise<voi
   try {
     await decoder.forward([tokenizer.eosTokenId], cache, 1);
   } catch (error) {
+    cache.dispose();
     await decoder.dispose();
     throw error;
-  } finally {
-    cache.dispose();
   }
+  // Before any session release: a GPU-resident cache's buffers belong to the session.
+  cache.dispose();
 }
 
 export async function loadModel(modelDir: string, requested: Device, threads: number): Promise<LoadedModel> {
