@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { PHI_1_5 } from '../src/model/config';
 import { buildModel } from '../src/model/build';
 import { INT4_LAYOUT } from '../src/model/phiGraph';
-import { DATA_FILE, KV_CACHE_FORMATS, kvCacheOf, kvOutputsOf, MANIFEST_FILE, readManifest, TOKENIZER_FILE, type KvCacheFormat, type WeightFormat } from '../src/model/manifest';
+import { DATA_FILE, defaultKvCache, KV_CACHE_FORMATS, kvCacheOf, kvOutputsOf, MANIFEST_FILE, readManifest, TOKENIZER_FILE, type KvCacheFormat, type WeightFormat } from '../src/model/manifest';
 import { DEVICES, type Device } from '../src/protocol';
 import { PhiTokenizer } from '../src/tokenizer/tokenizer';
 import { measureReadBandwidth } from './bandwidth';
@@ -166,6 +166,7 @@ async function main(): Promise<void> {
   const device = option<Exclude<Device, 'auto'>>(values.device, DEVICES.filter((d) => d !== 'auto'), '--device');
   const format = option<WeightFormat>(values.format, ['int4', 'fp16'], '--format');
   const kvCache = values['kv-cache'] === undefined ? undefined : option<KvCacheFormat>(values['kv-cache'], KV_CACHE_FORMATS, '--kv-cache');
+  if (values.present && (kvCache ?? defaultKvCache(format)) !== 'float') throw new Error('--present needs a float KV cache (add --kv-cache float)');
   const cacheDir = path.join(defaultCacheDir(), 'bench');
   fs.mkdirSync(cacheDir, { recursive: true });
 

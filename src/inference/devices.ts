@@ -37,11 +37,11 @@ export function platformObstacle(device: Exclude<Device, 'auto'>, platform: Node
 
 /**
  * How a model's cache layout suits the device it loaded on, when it does not: on WebGPU a `present_rows` graph's
- * cache lives in host memory and is uploaded at every step (measured on an H200: 11 tok/s against 88 with the
- * cache on the GPU), and on the CPU a `present` graph's cache is copied out at every step (8 against 14 tok/s).
+ * cache lives in host memory and is uploaded at every step, and on the CPU a `present` graph's cache is copied
+ * out at every step; both decode much slower (README, GPU).
  */
 export function layoutAdvice(device: Exclude<Device, 'auto'>, kvOutputs: KvOutputs): string | undefined {
-  if (device === 'webgpu' && kvOutputs === 'present_rows') return 'this model keeps its KV cache in host memory, which WebGPU must upload at every step: for WebGPU choose the model phi-1_5-int4-gpu (or phi-1_5-fp16)';
+  if (device === 'webgpu' && kvOutputs === 'present_rows') return 'this model keeps its KV cache in host memory, which WebGPU must upload at every step: for WebGPU choose the model phi-1_5-int4-gpu or phi-1_5-fp16 (or build one with --kv-cache float --present)';
   if (device === 'cpu' && kvOutputs === 'present') return 'this model is built to keep its KV cache on a GPU, which makes it slower on the CPU: for the CPU choose the model phi-1_5-int4';
   return undefined;
 }
