@@ -20,10 +20,13 @@ export function providerOf(device: Exclude<Device, 'auto'>): string {
   return PROVIDER[device];
 }
 
-/** Devices to try, most preferred first; the CPU always comes last. */
-export function deviceCandidates(requested: Device, platform: NodeJS.Platform = process.platform): Exclude<Device, 'auto'>[] {
+/**
+ * Devices to try, most preferred first; the CPU always comes last. `auto` tries WebGPU too for a model built to
+ * keep its cache on a GPU (`present` outputs): the user chose a GPU build, and on the CPU it is slower.
+ */
+export function deviceCandidates(requested: Device, platform: NodeJS.Platform = process.platform, kvOutputs: KvOutputs = 'present_rows'): Exclude<Device, 'auto'>[] {
   if (requested === 'cpu') return ['cpu'];
-  if (requested === 'auto') return [...(PLATFORM_GPUS[platform] ?? []), 'cpu'];
+  if (requested === 'auto') return [...(PLATFORM_GPUS[platform] ?? []), ...(kvOutputs === 'present' ? ['webgpu' as const] : []), 'cpu'];
   return [requested, 'cpu'];
 }
 

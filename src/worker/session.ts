@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PhiDecoder } from '../inference/decoder';
 import { deviceCandidates, layoutAdvice, platformObstacle, providerOf } from '../inference/devices';
-import { kvOutputsOf, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE } from '../model/manifest';
+import { kvOutputsOf, MANIFEST_FILE, MODEL_FILE, readManifest, TOKENIZER_FILE, type KvOutputs } from '../model/manifest';
 import type { Device } from '../protocol';
 import { PhiTokenizer } from '../tokenizer/tokenizer';
 
@@ -58,7 +58,13 @@ export async function loadModel(modelDir: string, requested: Device, threads: nu
     throw new ModelInvalidError(firstLine(error));
   }
   const fallbacks: string[] = [];
-  for (const device of deviceCandidates(requested)) {
+  let kvOutputs: KvOutputs;
+  try {
+    kvOutputs = kvOutputsOf(readManifest(modelDir));
+  } catch (error) {
+    throw new ModelInvalidError(firstLine(error));
+  }
+  for (const device of deviceCandidates(requested, process.platform, kvOutputs)) {
     const obstacle = platformObstacle(device);
     if (obstacle) {
       fallbacks.push(`${device}: ${obstacle}`);
@@ -67,7 +73,7 @@ export async function loadModel(modelDir: string, requested: Device, threads: nu
     try {
       const decoder = await PhiDecoder.load(modelDir, { executionProviders: [providerOf(device)], threads: threads || undefined });
       if (device !== 'cpu') await runsOn(decoder, tokenizer);
-      return { decoder, tokenizer, device, fallbacks, advice: layoutAdvice(device, kvOutputsOf(decoder.manifest)) };
+      return { decoder, tokenizer, device, fallbacks, advice: layoutAdvice(device, kvOutputs) };
     } catch (error) {
       if (device === 'cpu') throw new ModelInvalidError(`cannot load ${modelDir}: ${firstLine(error)}`);
       fallbacks.push(`${device}: ${firstLine(error)}`);

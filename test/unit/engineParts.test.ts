@@ -205,6 +205,10 @@ describe('device choice', () => {
     assert.deepEqual(deviceCandidates('auto', 'linux'), ['cuda', 'cpu']);
     assert.deepEqual(deviceCandidates('webgpu', 'linux'), ['webgpu', 'cpu']);
     assert.deepEqual(deviceCandidates('cpu', 'win32'), ['cpu']);
+    // A GPU build (its cache kept on the GPU): auto tries WebGPU too, after the platform's own GPU provider.
+    assert.deepEqual(deviceCandidates('auto', 'linux', 'present'), ['cuda', 'webgpu', 'cpu']);
+    assert.deepEqual(deviceCandidates('auto', 'darwin', 'present'), ['coreml', 'webgpu', 'cpu']);
+    assert.deepEqual(deviceCandidates('cpu', 'linux', 'present'), ['cpu']);
   });
 
   test('a cache layout that does not suit the device names the model that does', () => {
