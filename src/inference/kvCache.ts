@@ -32,6 +32,42 @@ export function int8Planes(headDim: number): KvPlane[] {
   ];
 }
 
+/**
+ * What every KV cache shares: its shape, how many positions it holds, and forgetting the latest of them
+ * (rewindTo: the forgotten rows are masked out until overwritten or dropped).
+ */
+export abstract class CachedPositions {
+  protected filled = 0;
+
+  constructor(
+    readonly layers: number,
+    readonly heads: number,
+    readonly planes: readonly KvPlane[],
+    readonly maxLength: number,
+  ) {}
+
+  /** Number of token positions cached. */
+  get length(): number {
+    return this.filled;
+  }
+
+  /** Forgets every position from `n` on. */
+  rewindTo(n: number): void {
+    if (!Number.isInteger(n) || n < 0 || n > this.filled) throw new RangeError(`KV cache: rewindTo(${n}), but it holds ${this.filled} positions`);
+    this.filled = n;
+  }
+
+  /** Makes room for `rows` more positions (or checks that they fit in the model). */
+  abstract reserve(rows: number): void;
+
+  abstract dispose(): void;
+
+  protected checkRoom(rows: number): void {
+    const needed = this.filled + rows;
+    if (needed > this.maxLength) throw new RangeError(`KV cache: ${needed} positions exceed the model's ${this.maxLength}`);
+  }
+}
+
 /** Capacity grows in steps of this many positions, so growing (which copies) is rare. */
 const GROWTH_STEP = 128;
 
@@ -70,24 +106,14 @@ function copyPositions(plane: KvPlane, heads: number, from: KvArray, fromSlots: 
  * positions are filled and the rest are masked out by the attention mask. New rows returned by the graph
  * are appended in place, so a decode step copies only the new token's rows, whatever the context.
  */
-export class KvCache {
+export class KvCache extends CachedPositions {
   /** buffers[layer][plane] */
   private buffers: KvArray[][] = [];
-  private filled = 0;
   private slots = 0;
 
-  constructor(
-    readonly layers: number,
-    readonly heads: number,
-    readonly planes: readonly KvPlane[],
-    readonly maxLength: number,
-  ) {
+  constructor(layers: number, heads: number, planes: readonly KvPlane[], maxLength: number) {
+    super(layers, heads, planes, maxLength);
     this.resize(0);
-  }
-
-  /** Number of token positions cached. */
-  get length(): number {
-    return this.filled;
   }
 
   /** Positions the buffers hold (filled or not). */
@@ -108,8 +134,8 @@ export class KvCache {
 
   /** Makes room for `rows` more positions. */
   reserve(rows: number): void {
+    this.checkRoom(rows);
     const needed = this.filled + rows;
-    if (needed > this.maxLength) throw new RangeError(`KvCache: ${needed} positions exceed the model's ${this.maxLength}`);
     if (needed <= this.slots) return;
     this.resize(Math.min(this.maxLength, Math.ceil(needed / GROWTH_STEP) * GROWTH_STEP));
   }
@@ -127,12 +153,6 @@ export class KvCache {
       });
     }
     this.filled += rows;
-  }
-
-  /** Forgets every position from `n` on (the rows stay, masked, and are overwritten by the next append). */
-  rewindTo(n: number): void {
-    if (!Number.isInteger(n) || n < 0 || n > this.filled) throw new RangeError(`KvCache.rewindTo(${n}): cache holds ${this.filled} positions`);
-    this.filled = n;
   }
 
   dispose(): void {

@@ -10,27 +10,17 @@
  * Dispose it before its decoder: on a GPU its buffers belong to the decoder's session.
  */
 import * as ort from 'onnxruntime-node';
-import type { KvPlane } from './kvCache';
+import { CachedPositions, type KvPlane } from './kvCache';
 
-export class ResidentKvCache {
+export class ResidentKvCache extends CachedPositions {
   /** tensors[layer][plane], each [1, heads, heldRows, width] (planes are never transposed here). */
   private tensors: ort.Tensor[][] = [];
   private held = 0;
-  private filled = 0;
 
-  constructor(
-    readonly layers: number,
-    readonly heads: number,
-    readonly planes: readonly KvPlane[],
-    readonly maxLength: number,
-  ) {
+  constructor(layers: number, heads: number, planes: readonly KvPlane[], maxLength: number) {
+    super(layers, heads, planes, maxLength);
     if (planes.some((plane) => plane.transposed || plane.dtype === 'int8')) throw new Error('ResidentKvCache holds float planes only (present.* graphs have a float cache)');
     this.reset();
-  }
-
-  /** Number of token positions cached. */
-  get length(): number {
-    return this.filled;
   }
 
   /** Positions the tensors hold: the cached ones, then any forgotten since the last pass. */
@@ -45,7 +35,7 @@ export class ResidentKvCache {
 
   /** Checks that `rows` more positions fit in the model (the tensors grow with every pass; nothing to allocate). */
   reserve(rows: number): void {
-    if (this.filled + rows > this.maxLength) throw new RangeError(`ResidentKvCache: ${this.filled + rows} positions exceed the model's ${this.maxLength}`);
+    this.checkRoom(rows);
   }
 
   /** Takes a pass's present.* outputs (present[layer][plane]): the `length` cached positions, then `rows` new ones. */
@@ -63,12 +53,6 @@ export class ResidentKvCache {
     this.tensors = present.map((tensors) => [...tensors]);
     this.held = expected;
     this.filled = expected;
-  }
-
-  /** Forgets every position from `n` on (their rows are masked out, then dropped by the next pass). */
-  rewindTo(n: number): void {
-    if (!Number.isInteger(n) || n < 0 || n > this.filled) throw new RangeError(`ResidentKvCache.rewindTo(${n}): cache holds ${this.filled} positions`);
-    this.filled = n;
   }
 
   dispose(): void {
