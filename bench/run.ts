@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { PHI_1_5 } from '../src/model/config';
 import { buildModel } from '../src/model/build';
 import { INT4_LAYOUT } from '../src/model/phiGraph';
-import { DATA_FILE, defaultKvCache, KV_CACHE_FORMATS, kvCacheOf, kvOutputsOf, MANIFEST_FILE, readManifest, TOKENIZER_FILE, type KvCacheFormat, type WeightFormat } from '../src/model/manifest';
+import { DATA_FILE, defaultKvCache, KV_CACHE_FORMATS, kvCacheOf, kvOutputsOf, MANIFEST_FILE, readManifest, TOKENIZER_FILE, type KvCacheFormat, type KvOutputs, type WeightFormat } from '../src/model/manifest';
 import { DEVICES, type Device } from '../src/protocol';
 import { PhiTokenizer } from '../src/tokenizer/tokenizer';
 import { measureReadBandwidth } from './bandwidth';
@@ -35,12 +35,12 @@ function log(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);
 }
 
-function ensureModel(cacheDir: string, format: WeightFormat, kvCache: KvCacheFormat | undefined, optimumPresent: boolean): string {
-  const variant = `${kvCache ? `${format}-${kvCache}` : format}${optimumPresent ? '-present' : ''}`;
+function ensureModel(cacheDir: string, format: WeightFormat, kvCache: KvCacheFormat | undefined, kvOutputs: KvOutputs): string {
+  const variant = `${kvCache ? `${format}-${kvCache}` : format}${kvOutputs === 'present' ? '-present' : ''}`;
   const dir = path.join(cacheDir, `phi-1_5-random-${variant}-${benchKey(MODEL_WRITER)}`);
   if (!fs.existsSync(path.join(dir, MANIFEST_FILE))) {
     log(`building the full-size random ${variant} model into ${dir} (a few minutes, once)`);
-    buildModel(benchWeights(), dir, { format, kvCache, optimumPresent, overwrite: true });
+    buildModel(benchWeights(), dir, { format, kvCache, kvOutputs, overwrite: true });
   }
   return dir;
 }
@@ -170,7 +170,7 @@ async function main(): Promise<void> {
   const cacheDir = path.join(defaultCacheDir(), 'bench');
   fs.mkdirSync(cacheDir, { recursive: true });
 
-  const modelDir = ensureModel(cacheDir, format, kvCache, values.present ?? false);
+  const modelDir = ensureModel(cacheDir, format, kvCache, values.present ? 'present' : 'present_rows');
   const manifest = readManifest(modelDir);
   const tokenizerPath = path.join(modelDir, TOKENIZER_FILE);
   const tokenizer = PhiTokenizer.fromFile(tokenizerPath);

@@ -48,7 +48,7 @@ runCheck('transformers-js', async (dir) => {
   const weights = new RandomWeights(SHAPES.tiny, 1234, 'tiny', 'bigram');
   const variants: { label: string; build: (modelDir: string) => void }[] = [
     { label: 'int4, float cache, present.* (the peer\'s build)', build: (modelDir) => buildTransformersJsModel(weights, modelDir) },
-    { label: 'fp32, float cache, present.*', build: (modelDir) => buildModel(weights, modelDir, { format: 'fp32', kvCache: 'float', optimumPresent: true, overwrite: true }) },
+    { label: 'fp32, float cache, present.*', build: (modelDir) => buildModel(weights, modelDir, { format: 'fp32', kvCache: 'float', kvOutputs: 'present', overwrite: true }) },
   ];
   const problems: string[] = [];
   for (const [index, variant] of variants.entries()) {

@@ -147,7 +147,7 @@ function linkOrCopy(from: string, to: string): void {
 
 /**
  * Writes the Hugging Face folder transformers.js loads from one of our model folders, built with float KV cache
- * and `optimumPresent` (transformers.js feeds `past_key_values.*` and reads `present.*`):
+ * and `kvOutputs: 'present'` (transformers.js feeds `past_key_values.*` and reads `present.*`):
  *   config.json, generation_config.json, tokenizer.json, tokenizer_config.json,
  *   onnx/model.onnx (our graph, see rewriteGraphForTransformersJs) + onnx/model.onnx_data (our weights, linked).
  * Written under a temporary name and renamed into place.
@@ -158,7 +158,7 @@ export function writeTransformersJsLayout(modelDir: string, outDir: string, logi
   const graphBytes = fs.readFileSync(path.join(modelDir, MODEL_FILE));
   const graph = onnx.ModelProto.decode(graphBytes).graph;
   if (!graph?.output?.some((output) => output.name === 'present.0.key')) {
-    throw new Error(`${modelDir}: the graph lacks Optimum's present.* outputs (build with optimumPresent: true)`);
+    throw new Error(`${modelDir}: the graph lacks Optimum's present.* outputs (build with kvOutputs: 'present')`);
   }
   const destination = path.resolve(outDir);
   fs.mkdirSync(path.dirname(destination), { recursive: true });
@@ -193,7 +193,7 @@ export function writeTransformersJsLayout(modelDir: string, outDir: string, logi
 
 /** The options the peer's graph is built with: the bench model's int4 weights, a float cache, `present.*` outputs. */
 export function buildTransformersJsModel(weights: WeightSource, modelDir: string): void {
-  buildModel(weights, modelDir, { format: 'int4', kvCache: 'float', optimumPresent: true, overwrite: true });
+  buildModel(weights, modelDir, { format: 'int4', kvCache: 'float', kvOutputs: 'present', overwrite: true });
 }
 
 const log = (message: string): void => void process.stderr.write(`[bench] ${message}\n`);

@@ -46,7 +46,7 @@ export class PhiDecoder {
     const executionProviders = options.executionProviders ?? ['cpu'];
     // A present graph's cache stays on the GPU between passes; logits (read by the sampler) come to the host.
     const cacheOnGpu = kvOutputsOf(manifest) === 'present' && keepsOutputsOnGpu(executionProviders);
-    const presentNames = Array.from({ length: manifest.config.num_hidden_layers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat();
+    const presentNames = cacheOnGpu ? Array.from({ length: manifest.config.num_hidden_layers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat() : [];
     const session = await ort.InferenceSession.create(path.join(modelDir, MODEL_FILE), {
       executionProviders,
       graphOptimizationLevel: 'all',

@@ -26,7 +26,7 @@ function main(): void {
     buildModel(weights, request.to, {
       format: request.format,
       kvCache: request.kvCache,
-      optimumPresent: request.kvOutputs === 'present',
+      kvOutputs: request.kvOutputs,
       overwrite: true,
       onProgress: (fraction) => send({ type: 'progress', fraction }),
     });

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ExternalDataFile, GraphBuilder } from './onnx/graphBuilder';
 import { buildPhiGraph, OPSETS } from './phiGraph';
-import { DATA_FILE, defaultKvCache, MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, TOKENIZER_FILE, type FileRecord, type KvCacheFormat, type ModelManifest, type WeightFormat } from './manifest';
+import { DATA_FILE, defaultKvCache, MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, TOKENIZER_FILE, type FileRecord, type KvCacheFormat, type KvOutputs, type ModelManifest, type WeightFormat } from './manifest';
 import type { WeightSource } from './weights';
 import { buildPhiTokenizerJson } from '../tokenizer/tokenizerJson';
 
@@ -21,8 +21,8 @@ export interface BuildOptions {
   readonly kvCache?: KvCacheFormat;
   /** Replace an existing model folder at the destination. */
   readonly overwrite?: boolean;
-  /** Optimum-layout `present.*` outputs, whose cache can stay on a GPU (see PhiGraphOptions.optimumPresent). */
-  readonly optimumPresent?: boolean;
+  /** The cache outputs (default present_rows); `present` (Optimum's layout) keeps the cache on a GPU (see PhiGraphOptions.optimumPresent). */
+  readonly kvOutputs?: KvOutputs;
   /** Progress through the layers, 0 to 1. */
   readonly onProgress?: (fraction: number) => void;
 }
@@ -46,7 +46,7 @@ export function buildModel(weights: WeightSource, outDir: string, options: Build
     let modelBytes: Uint8Array;
     try {
       const graph = new GraphBuilder(data);
-      buildPhiGraph(graph, weights, { format: options.format, accuracyLevel, kvCache, optimumPresent: options.optimumPresent, onProgress: options.onProgress });
+      buildPhiGraph(graph, weights, { format: options.format, accuracyLevel, kvCache, optimumPresent: options.kvOutputs === 'present', onProgress: options.onProgress });
       modelBytes = graph.encode('phi', OPSETS, { architecture: 'phi', weights: options.format });
     } finally {
       dataRecord = data.close();
@@ -63,7 +63,7 @@ export function buildModel(weights: WeightSource, outDir: string, options: Build
       weights: options.format,
       accuracyLevel,
       kvCache,
-      kvOutputs: options.optimumPresent ? 'present' : 'present_rows',
+      kvOutputs: options.kvOutputs ?? 'present_rows',
       source: weights.description,
       files: {
         [MODEL_FILE]: recordOf(modelBytes),

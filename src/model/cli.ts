@@ -72,7 +72,7 @@ function main(): void {
   }
   const started = Date.now();
   try {
-    const manifest = buildModel(source, values.out, { format, accuracyLevel, kvCache, optimumPresent: values.present, overwrite: values.force });
+    const manifest = buildModel(source, values.out, { format, accuracyLevel, kvCache, kvOutputs: values.present ? 'present' : undefined, overwrite: values.force });
     const megabytes = Object.values(manifest.files).reduce((n, f) => n + f.bytes, 0) / 2 ** 20;
     process.stdout.write(`built ${values.out}: ${format}, ${megabytes.toFixed(1)} MiB, ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   } finally {

@@ -13,7 +13,7 @@ import { providerOf } from '../../src/inference/devices';
 import { Generator } from '../../src/inference/generator';
 import { ResidentKvCache } from '../../src/inference/residentKvCache';
 import { PHI_TINY } from '../../src/model/config';
-import type { KvCacheFormat, WeightFormat } from '../../src/model/manifest';
+import type { KvCacheFormat, KvOutputs, WeightFormat } from '../../src/model/manifest';
 import { DEVICES, type Device } from '../../src/protocol';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
 import { argmaxRows, relativeRmsError } from '../support/logitErrors';
@@ -56,7 +56,7 @@ interface Variant {
   readonly format: WeightFormat;
   readonly kvCache?: KvCacheFormat;
   /** A graph with Optimum's present.* outputs: on WebGPU its cache stays in GPU memory (ResidentKvCache). */
-  readonly optimumPresent?: boolean;
+  readonly kvOutputs?: KvOutputs;
   /** Run in quick mode: the shipped builds (int4 CPU, int4 and fp16 GPU) and fp32 as the exact reference. */
   readonly quick?: boolean;
   /** Bound on the relative RMS error against the CPU running the same folder. */
@@ -74,20 +74,20 @@ const VARIANTS: readonly Variant[] = [
   { format: 'fp16', rmsBound: 2e-2, cacheRmsBound: 1e-2 },
   { format: 'int4', kvCache: 'float', rmsBound: 0.1, cacheRmsBound: 1e-2 },
   { format: 'int4', kvCache: 'int8', rmsBound: 0.1, cacheRmsBound: 1e-2, quick: true },
-  { format: 'fp32', optimumPresent: true, rmsBound: 1e-3, cacheRmsBound: 1e-4, quick: true },
-  { format: 'fp16', optimumPresent: true, rmsBound: 2e-2, cacheRmsBound: 1e-2, quick: true },
-  { format: 'int4', kvCache: 'float', optimumPresent: true, rmsBound: 0.1, cacheRmsBound: 1e-2, quick: true },
+  { format: 'fp32', kvOutputs: 'present', rmsBound: 1e-3, cacheRmsBound: 1e-4, quick: true },
+  { format: 'fp16', kvOutputs: 'present', rmsBound: 2e-2, cacheRmsBound: 1e-2, quick: true },
+  { format: 'int4', kvCache: 'float', kvOutputs: 'present', rmsBound: 0.1, cacheRmsBound: 1e-2, quick: true },
 ];
 
 describe(`decoder on ${device ?? 'a GPU'} against the CPU`, { skip }, () => {
   for (const variant of VARIANTS.filter((v) => !QUICK || v.quick)) {
-    describe(`${variant.format}, ${variant.kvCache ?? 'default'} cache${variant.optimumPresent ? ', present.* outputs' : ''}`, () => {
+    describe(`${variant.format}, ${variant.kvCache ?? 'default'} cache${variant.kvOutputs === 'present' ? ', present.* outputs' : ''}`, () => {
       let onDevice: PhiDecoder;
       let onCpu: PhiDecoder;
       let cpuLogits: Float32Array;
       /** Why this device cannot run the variant at all (an adapter without float16 shaders), if so. */
       let unsupported: string | undefined;
-      const dir = (): string => tinyModelDir(variant.format, 'bigram', { kvCache: variant.kvCache, optimumPresent: variant.optimumPresent });
+      const dir = (): string => tinyModelDir(variant.format, 'bigram', { kvCache: variant.kvCache, kvOutputs: variant.kvOutputs });
       before(async () => {
         onDevice = await PhiDecoder.load(dir(), { executionProviders: [providerOf(device!)] });
         onCpu = await PhiDecoder.load(dir());
@@ -135,7 +135,7 @@ describe(`decoder on ${device ?? 'a GPU'} against the CPU`, { skip }, () => {
         if (unsupported) return t.skip(unsupported);
         const cache = onDevice.createCache();
         await onDevice.forward(PROMPT.slice(0, 30), cache);
-        if (variant.optimumPresent && device === 'webgpu') {
+        if (variant.kvOutputs === 'present' && device === 'webgpu') {
           assert.ok(cache instanceof ResidentKvCache && cache.past(0, 0).location === 'gpu-buffer', 'the cache left the GPU');
         }
         cache.rewindTo(20);

@@ -80,7 +80,7 @@ describe('fp32 ONNX decoder', () => {
 
   test("a graph with Optimum's present.* outputs (past and new rows) decodes to the same logits", async () => {
     const dir = path.join(scratchDir(), 'optimum');
-    buildModel(tinyWeights(), dir, { format: 'fp32', optimumPresent: true });
+    buildModel(tinyWeights(), dir, { format: 'fp32', kvOutputs: 'present' });
     const optimum = await PhiDecoder.load(dir);
     const prompt = PROMPTS[2];
     const expected = await chunked(decoder, prompt, 7);

@@ -169,7 +169,7 @@ describe('speculative decoding by prompt lookup', () => {
 
 describe("a present.* graph (the cache a GPU keeps: the graph's own outputs, fed back)", () => {
   test('one generator through prefix reuse, speculation, cancellation and rewinds: every output equals a cold run', async () => {
-    const present = await PhiDecoder.load(tinyModelDir('fp32', 'bigram', { optimumPresent: true }));
+    const present = await PhiDecoder.load(tinyModelDir('fp32', 'bigram', { kvOutputs: 'present' }));
     const generator = new Generator(present, tokenizer, { adaptiveSpeculation: false });
     const first = await generator.generate({ prompt: [...PROMPT, 318, 257], maxNewTokens: 12 });
     assert.deepEqual(first.tokens, (await cold({ prompt: [...PROMPT, 318, 257], maxNewTokens: 12 })).tokens);
