@@ -9,8 +9,8 @@
  *
  * Options: --threads N (default 2), --decode-tokens N (default 32), --no-peer (skip both peers),
  * --device cpu|cuda|webgpu|… (where our engine runs; default cpu), --format int4|fp16 and --kv-cache int8|float
- * (our model's weights and cache; default int4 with the builder's default cache), --present (a graph with Optimum's
- * present.* outputs, whose cache stays on a GPU: needs a float cache). The peers always run on the CPU.
+ * (our model's weights and cache; default int4 with the builder's default cache), --kv-outputs present_settled|present
+ * (graphs whose cache stays on a GPU, see KvOutputs; they need a float cache). The peers always run on the CPU.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util';
 import { PHI_1_5 } from '../src/model/config';
 import { buildModel } from '../src/model/build';
 import { INT4_LAYOUT } from '../src/model/phiGraph';
-import { DATA_FILE, defaultKvCache, KV_CACHE_FORMATS, kvCacheOf, kvOutputsOf, MANIFEST_FILE, readManifest, TOKENIZER_FILE, type KvCacheFormat, type KvOutputs, type WeightFormat } from '../src/model/manifest';
+import { DATA_FILE, defaultKvCache, KV_CACHE_FORMATS, KV_OUTPUTS, kvCacheOf, kvOutputsOf, MANIFEST_FILE, readManifest, TOKENIZER_FILE, type KvCacheFormat, type KvOutputs, type WeightFormat } from '../src/model/manifest';
 import { DEVICES, type Device } from '../src/protocol';
 import { PhiTokenizer } from '../src/tokenizer/tokenizer';
 import { measureReadBandwidth } from './bandwidth';
@@ -36,7 +36,7 @@ function log(message: string): void {
 }
 
 function ensureModel(cacheDir: string, format: WeightFormat, kvCache: KvCacheFormat | undefined, kvOutputs: KvOutputs): string {
-  const variant = `${kvCache ? `${format}-${kvCache}` : format}${kvOutputs === 'present' ? '-present' : ''}`;
+  const variant = `${kvCache ? `${format}-${kvCache}` : format}${kvOutputs === 'present_rows' ? '' : `-${kvOutputs}`}`;
   const dir = path.join(cacheDir, `phi-1_5-random-${variant}-${benchKey(MODEL_WRITER)}`);
   if (!fs.existsSync(path.join(dir, MANIFEST_FILE))) {
     log(`building the full-size random ${variant} model into ${dir} (a few minutes, once)`);
@@ -158,7 +158,7 @@ async function main(): Promise<void> {
       device: { type: 'string', default: 'cpu' },
       format: { type: 'string', default: 'int4' },
       'kv-cache': { type: 'string' },
-      present: { type: 'boolean' },
+      'kv-outputs': { type: 'string', default: 'present_rows' },
     },
   });
   const threads = Number(values.threads);
@@ -166,11 +166,12 @@ async function main(): Promise<void> {
   const device = option<Exclude<Device, 'auto'>>(values.device, DEVICES.filter((d) => d !== 'auto'), '--device');
   const format = option<WeightFormat>(values.format, ['int4', 'fp16'], '--format');
   const kvCache = values['kv-cache'] === undefined ? undefined : option<KvCacheFormat>(values['kv-cache'], KV_CACHE_FORMATS, '--kv-cache');
-  if (values.present && (kvCache ?? defaultKvCache(format)) !== 'float') throw new Error('--present needs a float KV cache (add --kv-cache float)');
+  const kvOutputs = option<KvOutputs>(values['kv-outputs'], KV_OUTPUTS, '--kv-outputs');
+  if (kvOutputs !== 'present_rows' && (kvCache ?? defaultKvCache(format)) !== 'float') throw new Error(`--kv-outputs ${kvOutputs} needs a float KV cache (add --kv-cache float)`);
   const cacheDir = path.join(defaultCacheDir(), 'bench');
   fs.mkdirSync(cacheDir, { recursive: true });
 
-  const modelDir = ensureModel(cacheDir, format, kvCache, values.present ? 'present' : 'present_rows');
+  const modelDir = ensureModel(cacheDir, format, kvCache, kvOutputs);
   const manifest = readManifest(modelDir);
   const tokenizerPath = path.join(modelDir, TOKENIZER_FILE);
   const tokenizer = PhiTokenizer.fromFile(tokenizerPath);

@@ -4,7 +4,8 @@
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { headDim, type PhiConfig } from '../model/config';
-import { kvOutputsOf, MODEL_FILE, readManifest, type ModelManifest } from '../model/manifest';
+import { kvOutputsOf, MODEL_FILE, readManifest, returnsCache, type ModelManifest } from '../model/manifest';
+import { buildMergeGraph } from '../model/mergeGraph';
 import { floatPlanes, int8Planes, KvCache, type KvArray, type KvPlane } from './kvCache';
 import { ResidentKvCache } from './residentKvCache';
 
@@ -14,7 +15,7 @@ export interface DecoderOptions {
   readonly threads?: number;
 }
 
-/** A decoder's cache: host buffers for `present_rows` graphs, the graph's own outputs for `present` graphs. */
+/** A decoder's cache: host buffers for `present_rows` graphs, the graph's own outputs for `present(_settled)` graphs. */
 export type DecoderCache = KvCache | ResidentKvCache;
 
 /** Whether ONNX Runtime can hand `present.*` back as GPU buffers (onnxruntime-node supports it for WebGPU only). */
@@ -29,9 +30,13 @@ export class PhiDecoder {
   private readonly hasLogitsToKeep: boolean;
   /** `present_rows` graphs return the new key/value rows (KvCache); `present` graphs the kept past and new rows (ResidentKvCache). */
   private readonly hasPresentRows: boolean;
+  /** present_settled graphs also read a settled part of the cache. */
+  private readonly hasSettled: boolean;
 
   private constructor(
     private readonly session: ort.InferenceSession,
+    /** Merges a present_settled graph's cache parts (src/model/mergeGraph.ts); undefined for other graphs. */
+    private readonly mergeSession: ort.InferenceSession | undefined,
     readonly config: PhiConfig,
     readonly manifest: ModelManifest,
   ) {
@@ -39,26 +44,41 @@ export class PhiDecoder {
     this.kvPlanes = session.inputNames.includes('past_key_values.0.key_scale') ? int8Planes(dim) : floatPlanes(dim, manifest.weights === 'fp16' ? 'float16' : 'float32');
     this.hasLogitsToKeep = session.inputNames.includes('logits_to_keep');
     this.hasPresentRows = session.outputNames.includes('present_rows.0.key');
+    this.hasSettled = session.inputNames.includes('settled_key_values.0.key');
+    if (this.hasSettled !== (mergeSession !== undefined)) throw new Error(`${MODEL_FILE}: its settled_key_values inputs do not match the manifest's kvOutputs (${kvOutputsOf(manifest)}); rebuild the model`);
   }
 
   static async load(modelDir: string, options: DecoderOptions = {}): Promise<PhiDecoder> {
     const manifest = readManifest(modelDir);
     const executionProviders = options.executionProviders ?? ['cpu'];
-    // A present graph's cache stays on the GPU between passes; logits (read by the sampler) come to the host.
-    const cacheOnGpu = kvOutputsOf(manifest) === 'present' && keepsOutputsOnGpu(executionProviders);
-    const presentNames = cacheOnGpu ? Array.from({ length: manifest.config.num_hidden_layers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat() : [];
-    const session = await ort.InferenceSession.create(path.join(modelDir, MODEL_FILE), {
+    const kvOutputs = kvOutputsOf(manifest);
+    // A present graph's cache stays on the GPU between passes (and merges); logits (read by the sampler) come to the host.
+    const cacheOnGpu = returnsCache(kvOutputs) && keepsOutputsOnGpu(executionProviders);
+    const layers = Array.from({ length: manifest.config.num_hidden_layers }, (_, i) => i);
+    const sessionOptions = (gpuOutputs: string[]): ort.InferenceSession.SessionOptions => ({
       executionProviders,
       graphOptimizationLevel: 'all',
       ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
-      ...(cacheOnGpu ? { preferredOutputLocation: Object.fromEntries(presentNames.map((name) => [name, 'gpu-buffer' as const])) } : {}),
+      ...(cacheOnGpu ? { preferredOutputLocation: Object.fromEntries(gpuOutputs.map((name) => [name, 'gpu-buffer' as const])) } : {}),
     });
-    return new PhiDecoder(session, manifest.config, manifest);
+    const session = await ort.InferenceSession.create(path.join(modelDir, MODEL_FILE), sessionOptions(layers.flatMap((i) => [`present.${i}.key`, `present.${i}.value`])));
+    let mergeSession: ort.InferenceSession | undefined;
+    try {
+      if (kvOutputs === 'present_settled') {
+        const planes = floatPlanes(headDim(manifest.config), manifest.weights === 'fp16' ? 'float16' : 'float32');
+        const graph = buildMergeGraph(layers.length, manifest.config.num_attention_heads, planes, planes[0].dtype as 'float32' | 'float16');
+        mergeSession = await ort.InferenceSession.create(graph, sessionOptions(layers.flatMap((i) => planes.map((plane) => `merged.${i}.${plane.name}`))));
+      }
+      return new PhiDecoder(session, mergeSession, manifest.config, manifest);
+    } catch (error) {
+      await Promise.all([session.release(), mergeSession?.release()]);
+      throw error;
+    }
   }
 
   createCache(): DecoderCache {
     const { num_hidden_layers: layers, num_attention_heads: heads, max_position_embeddings: maxLength } = this.config;
-    return this.hasPresentRows ? new KvCache(layers, heads, this.kvPlanes, maxLength) : new ResidentKvCache(layers, heads, this.kvPlanes, maxLength);
+    return this.hasPresentRows ? new KvCache(layers, heads, this.kvPlanes, maxLength) : new ResidentKvCache(layers, heads, this.kvPlanes, maxLength, this.hasSettled);
   }
 
   /**
@@ -66,19 +86,18 @@ export class PhiDecoder {
    * Returns logits [n, vocab] (row-major) for the last n = `logitsFor` tokens (default all of them).
    */
   async forward(tokenIds: readonly number[], cache: DecoderCache, logitsFor = tokenIds.length): Promise<Float32Array> {
-    if ((cache instanceof KvCache) !== this.hasPresentRows) throw new Error('PhiDecoder.forward: the cache was not made by this decoder (createCache)');
+    if ((cache instanceof KvCache) !== this.hasPresentRows || (cache instanceof ResidentKvCache && cache.settled !== this.hasSettled)) {
+      throw new Error('PhiDecoder.forward: the cache was not made by this decoder (createCache)');
+    }
     const seq = tokenIds.length;
     const filled = cache.length;
     cache.reserve(seq);
-    const slots = cache instanceof KvCache ? cache.capacity : cache.heldRows;
+    if (cache instanceof ResidentKvCache && cache.wantsMerge()) await this.merge(cache);
     const layers = this.config.num_hidden_layers;
-    // Slots [0, filled) hold the context, [filled, slots) are unused or forgotten, then come the new tokens.
-    const mask = new BigInt64Array(slots + seq);
-    mask.fill(1n, 0, filled);
-    mask.fill(1n, slots);
+    const mask = cache.attentionMask(seq);
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(tokenIds, (id) => BigInt(id)), [1, seq]),
-      attention_mask: new ort.Tensor('int64', mask, [1, slots + seq]),
+      attention_mask: new ort.Tensor('int64', mask, [1, mask.length]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: seq }, (_, i) => BigInt(filled + i)), [1, seq]),
     };
     // Published Optimum exports have no logits_to_keep (they return every position's logits).
@@ -86,7 +105,12 @@ export class PhiDecoder {
     if (this.hasLogitsToKeep) feeds.logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), [1]);
     for (let i = 0; i < layers; i++) {
       this.kvPlanes.forEach((plane, p) => {
-        feeds[`past_key_values.${i}.${plane.name}`] = cache instanceof KvCache ? new ort.Tensor(plane.dtype, cache.buffer(i, p), cache.shape(p, slots)) : cache.past(i, p);
+        if (cache instanceof KvCache) {
+          feeds[`past_key_values.${i}.${plane.name}`] = new ort.Tensor(plane.dtype, cache.buffer(i, p), cache.shape(p, cache.capacity));
+        } else {
+          feeds[`past_key_values.${i}.${plane.name}`] = cache.past(i, p);
+          if (cache.settled) feeds[`settled_key_values.${i}.${plane.name}`] = cache.settledPart(i, p);
+        }
       });
     }
     const outputs = await this.session.run(feeds);
@@ -100,7 +124,26 @@ export class PhiDecoder {
     return keep > Math.min(logitsFor, seq) ? logits.subarray((keep - Math.min(logitsFor, seq)) * this.config.vocab_size) : logits;
   }
 
+  /** Merges the cache's past part into its settled part (present_settled graphs), on the device that holds them. */
+  private async merge(cache: ResidentKvCache): Promise<void> {
+    if (!this.mergeSession) throw new Error('PhiDecoder: this model has no settled cache part to merge into');
+    const [settledKept, pastKept] = cache.mergeCounts();
+    const feeds: Record<string, ort.Tensor> = {
+      settled_kept: new ort.Tensor('int64', BigInt64Array.of(BigInt(settledKept)), [1]),
+      past_kept: new ort.Tensor('int64', BigInt64Array.of(BigInt(pastKept)), [1]),
+    };
+    const layers = Array.from({ length: this.config.num_hidden_layers }, (_, i) => i);
+    for (const i of layers) {
+      this.kvPlanes.forEach((plane, p) => {
+        feeds[`settled.${i}.${plane.name}`] = cache.settledPart(i, p);
+        feeds[`past.${i}.${plane.name}`] = cache.past(i, p);
+      });
+    }
+    const merged = await this.mergeSession.run(feeds);
+    cache.settle(layers.map((i) => this.kvPlanes.map((plane) => merged[`merged.${i}.${plane.name}`])));
+  }
+
   async dispose(): Promise<void> {
-    await this.session.release();
+    await Promise.all([this.session.release(), this.mergeSession?.release()]);
   }
 }

@@ -3,7 +3,7 @@
  * the session (it never falls back by itself), so the worker tries candidates in order and records why
  * each one it passed over failed.
  */
-import type { KvOutputs } from '../model/manifest';
+import { returnsCache, type KvOutputs } from '../model/manifest';
 import type { Device } from '../protocol';
 
 /** The ONNX Runtime execution provider behind each device. */
@@ -22,11 +22,11 @@ export function providerOf(device: Exclude<Device, 'auto'>): string {
 
 /**
  * Devices to try, most preferred first; the CPU always comes last. `auto` tries WebGPU too for a model built to
- * keep its cache on a GPU (`present` outputs): the user chose a GPU build, and on the CPU it is slower.
+ * keep its cache on a GPU (`present`, `present_settled`): the user chose a GPU build, and on the CPU it is slower.
  */
 export function deviceCandidates(requested: Device, platform: NodeJS.Platform = process.platform, kvOutputs: KvOutputs = 'present_rows'): Exclude<Device, 'auto'>[] {
   if (requested === 'cpu') return ['cpu'];
-  if (requested === 'auto') return [...(PLATFORM_GPUS[platform] ?? []), ...(kvOutputs === 'present' ? ['webgpu' as const] : []), 'cpu'];
+  if (requested === 'auto') return [...(PLATFORM_GPUS[platform] ?? []), ...(returnsCache(kvOutputs) ? ['webgpu' as const] : []), 'cpu'];
   return [requested, 'cpu'];
 }
 
@@ -40,11 +40,14 @@ export function platformObstacle(device: Exclude<Device, 'auto'>, platform: Node
 
 /**
  * How a model's cache layout suits the device it loaded on, when it does not: on WebGPU a `present_rows` graph's
- * cache lives in host memory and is uploaded at every step, and on the CPU a `present` graph's cache is copied
- * out at every step; both decode much slower (README, GPU).
+ * cache lives in host memory and is uploaded at every step, and a `present` graph's is copied whole on the GPU at
+ * every step; on the CPU a `present(_settled)` graph's cache is copied out at every step. All of them decode slower
+ * as the context grows (README, GPU).
  */
 export function layoutAdvice(device: Exclude<Device, 'auto'>, kvOutputs: KvOutputs): string | undefined {
-  if (device === 'webgpu' && kvOutputs === 'present_rows') return 'this model keeps its KV cache in host memory, which WebGPU must upload at every step: for WebGPU choose the model phi-1_5-int4-gpu or phi-1_5-fp16 (or build one with --kv-cache float --present)';
-  if (device === 'cpu' && kvOutputs === 'present') return 'this model is built to keep its KV cache on a GPU, which makes it slower on the CPU: for the CPU choose the model phi-1_5-int4';
+  const gpuModels = 'for WebGPU choose the model phi-1_5-int4-gpu or phi-1_5-fp16 (or build one with --kv-cache float --kv-outputs present_settled)';
+  if (device === 'webgpu' && kvOutputs === 'present_rows') return `this model keeps its KV cache in host memory, which WebGPU must upload at every step: ${gpuModels}`;
+  if (device === 'webgpu' && kvOutputs === 'present') return `this model (Optimum's layout) copies its whole KV cache at every step: ${gpuModels}`;
+  if (device === 'cpu' && returnsCache(kvOutputs)) return 'this model is built to keep its KV cache on a GPU, which makes it slower on the CPU: for the CPU choose the model phi-1_5-int4';
   return undefined;
 }

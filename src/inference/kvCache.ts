@@ -60,6 +60,9 @@ export abstract class CachedPositions {
   /** Makes room for `rows` more positions (or checks that they fit in the model). */
   abstract reserve(rows: number): void;
 
+  /** The attention mask of a pass over `newRows` tokens: 1 at cached positions and new tokens, 0 at unused or forgotten slots. */
+  abstract attentionMask(newRows: number): BigInt64Array;
+
   abstract dispose(): void;
 
   protected checkRoom(rows: number): void {
@@ -138,6 +141,14 @@ export class KvCache extends CachedPositions {
     const needed = this.filled + rows;
     if (needed <= this.slots) return;
     this.resize(Math.min(this.maxLength, Math.ceil(needed / GROWTH_STEP) * GROWTH_STEP));
+  }
+
+  /** Slots [0, length) hold the context, [length, capacity) are unused or forgotten, then come the new tokens. */
+  attentionMask(newRows: number): BigInt64Array {
+    const mask = new BigInt64Array(this.slots + newRows);
+    mask.fill(1n, 0, this.filled);
+    mask.fill(1n, this.slots);
+    return mask;
   }
 
   /** Appends `rows` positions; newRows[layer][plane] holds them in the plane's layout with `rows` positions. */

@@ -1,36 +1,85 @@
 /**
- * A KV cache made of the graph's own `present.*` outputs (Optimum's layout: kept past rows + new rows), fed back
- * unchanged as the next pass's `past_key_values.*`. On a GPU the decoder asks ONNX Runtime to leave those
- * outputs in device memory ('gpu-buffer'), so the cache never crosses to the host: each step moves only token
- * ids in and logits out. (On the CPU it works too, but onnxruntime-node copies every output, so KvCache with
- * `present_rows` graphs is the CPU's cache.)
+ * A KV cache made of the graph's own `present.*` outputs (kept past rows + new rows), fed back unchanged as the
+ * next pass's `past_key_values.*`. On a GPU the decoder asks ONNX Runtime to leave those outputs in device memory
+ * ('gpu-buffer'), so the cache never crosses to the host: each step moves only token ids in and logits out. (On
+ * the CPU it works too, but onnxruntime-node copies every output, so KvCache with `present_rows` graphs is the
+ * CPU's cache.)
+ *
+ * A `present_settled` graph also reads a settled part, fed unchanged pass after pass, so a pass copies only the
+ * recent rows (past) rather than the whole cache; the decoder merges past into settled when wantsMerge() says so.
+ * Slots, in the attention mask's order: settled (its first settledLength rows cached, the rest forgotten), past
+ * (its first length − settledLength rows cached, the rest forgotten), then the pass's new tokens.
  *
  * Forgetting positions costs nothing here: rewindTo(n) only lowers `length`; the next pass masks the forgotten
- * rows out (attention_mask 0) and the graph drops them from its present.* (see src/model/phiGraph.ts).
- * Dispose it before its decoder: on a GPU its buffers belong to the decoder's session.
+ * rows out (attention_mask 0) and the graph drops them from its present.* (see src/model/phiGraph.ts), as the
+ * merge does from settled.
+ * Dispose it before its decoder: on a GPU its buffers belong to the decoder's sessions.
  */
 import * as ort from 'onnxruntime-node';
 import { CachedPositions, type KvPlane } from './kvCache';
 
-export class ResidentKvCache extends CachedPositions {
-  /** tensors[layer][plane], each [1, heads, heldRows, width] (planes are never transposed here). */
-  private tensors: ort.Tensor[][] = [];
-  private held = 0;
+/** Tensors of every layer's planes: [layer][plane], each [1, heads, rows, width]. */
+export type LayerTensors = readonly (readonly ort.Tensor[])[];
 
-  constructor(layers: number, heads: number, planes: readonly KvPlane[], maxLength: number) {
+export class ResidentKvCache extends CachedPositions {
+  /** The past part: what the last pass returned. */
+  private pastTensors: ort.Tensor[][] = [];
+  private pastHeld = 0;
+  private settledTensors: ort.Tensor[][] = [];
+  private settledHeld = 0;
+  private settledFilled = 0;
+  /** Past rows the passes since the last merge have copied (each pass copies its whole past part). */
+  private copiedRows = 0;
+
+  /** `settled`: the graph reads a settled part (present_settled). */
+  constructor(layers: number, heads: number, planes: readonly KvPlane[], maxLength: number, readonly settled = false) {
     super(layers, heads, planes, maxLength);
     if (planes.some((plane) => plane.transposed || plane.dtype === 'int8')) throw new Error('ResidentKvCache holds float planes only (present.* graphs have a float cache)');
-    this.reset();
+    this.pastTensors = this.emptyPart();
+    this.pastHeld = 1;
+    if (settled) {
+      this.settledTensors = this.emptyPart();
+      this.settledHeld = 1;
+    }
   }
 
-  /** Positions the tensors hold: the cached ones, then any forgotten since the last pass. */
+  /** Positions the past part's tensors hold: its cached ones, then any forgotten since the last pass. */
   get heldRows(): number {
-    return this.held;
+    return this.pastHeld;
   }
 
-  /** Layer's tensor for `planes[plane]`, holding `heldRows` positions. */
+  /** Positions the settled part's tensors hold (0 without one). */
+  get settledRows(): number {
+    return this.settledHeld;
+  }
+
+  /** Cached positions in the settled part (the first ones). */
+  get settledLength(): number {
+    return this.settledFilled;
+  }
+
+  /** Layer's past tensor for `planes[plane]`, holding `heldRows` positions. */
   past(layer: number, plane: number): ort.Tensor {
-    return this.tensors[layer][plane];
+    return this.pastTensors[layer][plane];
+  }
+
+  /** Layer's settled tensor for `planes[plane]`, holding `settledRows` positions. */
+  settledPart(layer: number, plane: number): ort.Tensor {
+    return this.settledTensors[layer][plane];
+  }
+
+  /** The attention mask of a pass over `newRows` tokens: 1 at cached positions and new tokens, 0 at forgotten ones. */
+  attentionMask(newRows: number): BigInt64Array {
+    const mask = new BigInt64Array(this.settledHeld + this.pastHeld + newRows);
+    mask.fill(1n, 0, this.settledFilled);
+    mask.fill(1n, this.settledHeld, this.settledHeld + this.filled - this.settledFilled);
+    mask.fill(1n, this.settledHeld + this.pastHeld);
+    return mask;
+  }
+
+  override rewindTo(n: number): void {
+    super.rewindTo(n);
+    this.settledFilled = Math.min(this.settledFilled, n);
   }
 
   /** Checks that `rows` more positions fit in the model (the tensors grow with every pass; nothing to allocate). */
@@ -38,43 +87,80 @@ export class ResidentKvCache extends CachedPositions {
     this.checkRoom(rows);
   }
 
-  /** Takes a pass's present.* outputs (present[layer][plane]): the `length` cached positions, then `rows` new ones. */
-  replace(present: readonly (readonly ort.Tensor[])[], rows: number): void {
-    const expected = this.filled + rows;
-    for (const tensors of present) {
-      for (const tensor of tensors) {
-        if (tensor.dims[2] !== expected) {
-          // A graph that keeps masked rows (a published export's plain Concat) would grow garbage at every rewind.
-          throw new Error(`present.* holds ${tensor.dims[2]} positions where ${expected} were expected: the graph does not drop masked rows; rebuild the model with this version's builder`);
-        }
-      }
-    }
-    this.disposeTensors();
-    this.tensors = present.map((tensors) => [...tensors]);
-    this.held = expected;
-    this.filled = expected;
-  }
-
-  dispose(): void {
-    this.disposeTensors();
-    this.reset();
-  }
-
-  /** Frees the tensors' memory now (on a GPU it is otherwise held until the session ends). */
-  private disposeTensors(): void {
-    for (const tensors of this.tensors) for (const tensor of tensors) tensor.dispose();
+  /** Takes a pass's present.* outputs: the past part's cached positions, then `rows` new ones. */
+  replace(present: LayerTensors, rows: number): void {
+    const expected = this.filled - this.settledFilled + rows;
+    this.checkRows(present, expected, 'present.*', 'the graph does not drop masked rows; rebuild the model with this version\'s builder');
+    disposeAll(this.pastTensors);
+    this.pastTensors = present.map((tensors) => [...tensors]);
+    this.pastHeld = expected;
+    this.filled += rows;
+    this.copiedRows += expected;
   }
 
   /**
-   * Empties the cache: one forgotten (masked) row of zeros rather than none, because onnxruntime-node crashed
-   * (SIGSEGV) on WebGPU given zero-length inputs; the first pass drops the row like any forgotten one.
+   * Whether merging past into settled now costs less than it saves: a merge copies every cached row once, while
+   * every pass copies the past part, so merge once the passes since the last merge have copied as many rows as the
+   * cache holds (≈ every √(2·length) decode steps; a ski-rental rule, within twice the best schedule's copying).
    */
-  private reset(): void {
-    this.tensors = Array.from({ length: this.layers }, () => this.planes.map((plane) => {
+  wantsMerge(): boolean {
+    return this.settled && this.filled > 0 && this.copiedRows >= this.filled;
+  }
+
+  /** Rows a merge keeps from each part: [settled, past]. */
+  mergeCounts(): [number, number] {
+    return [this.settledFilled, this.filled - this.settledFilled];
+  }
+
+  /** Takes a merge's output: every cached position, now settled; the past part is empty again. */
+  settle(merged: LayerTensors): void {
+    this.checkRows(merged, this.filled, 'the merged cache', 'the merge graph does not match this cache');
+    disposeAll(this.settledTensors);
+    disposeAll(this.pastTensors);
+    this.settledTensors = merged.map((tensors) => [...tensors]);
+    this.settledHeld = this.filled;
+    this.settledFilled = this.filled;
+    this.pastTensors = this.emptyPart();
+    this.pastHeld = 1;
+    this.copiedRows = 0;
+  }
+
+  dispose(): void {
+    disposeAll(this.pastTensors);
+    disposeAll(this.settledTensors);
+    this.pastTensors = this.emptyPart();
+    this.pastHeld = 1;
+    if (this.settled) {
+      this.settledTensors = this.emptyPart();
+      this.settledHeld = 1;
+    }
+    this.settledFilled = 0;
+    this.filled = 0;
+    this.copiedRows = 0;
+  }
+
+  private checkRows(tensors: LayerTensors, expected: number, what: string, why: string): void {
+    for (const layer of tensors) {
+      for (const tensor of layer) {
+        // A graph that keeps masked rows (a published export's plain Concat) would grow garbage at every rewind.
+        if (tensor.dims[2] !== expected) throw new Error(`${what} holds ${tensor.dims[2]} positions where ${expected} were expected: ${why}`);
+      }
+    }
+  }
+
+  /**
+   * An empty part: one forgotten (masked) row of zeros rather than none, because onnxruntime-node crashed
+   * (SIGSEGV) on WebGPU given zero-length inputs; a pass (or a merge) drops the row like any forgotten one.
+   */
+  private emptyPart(): ort.Tensor[][] {
+    return Array.from({ length: this.layers }, () => this.planes.map((plane) => {
       const size = this.heads * plane.width;
       return new ort.Tensor(plane.dtype, plane.dtype === 'float16' ? new Uint16Array(size) : new Float32Array(size), [1, this.heads, 1, plane.width]);
     }));
-    this.held = 1;
-    this.filled = 0;
   }
+}
+
+/** Frees tensors' memory now (on a GPU it is otherwise held until the session ends). */
+function disposeAll(tensors: LayerTensors): void {
+  for (const layer of tensors) for (const tensor of layer) tensor.dispose();
 }

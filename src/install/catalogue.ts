@@ -10,7 +10,7 @@ export interface ModelBuild {
   readonly format: WeightFormat;
   /** Default: the builder's (int8 for int4, float otherwise). */
   readonly kvCache?: KvCacheFormat;
-  /** Default present_rows (the CPU's); `present` keeps the cache on a GPU (WebGPU) and needs a float cache. */
+  /** Default present_rows (the CPU's); `present_settled` (or `present`) keeps the cache on a GPU (WebGPU) and needs a float cache. */
   readonly kvOutputs?: KvOutputs;
 }
 

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { downloadFiles, formatBytes } from '../model/download';
-import { defaultKvCache, kvCacheOf, kvOutputsOf, MANIFEST_FILE, readManifest } from '../model/manifest';
+import { defaultKvCache, kvCacheOf, kvOutputsOf, MANIFEST_FILE, readManifest, returnsCache } from '../model/manifest';
 import type { CatalogueEntry, ModelBuild } from './catalogue';
 import { convertInChildProcess } from './convert';
 
@@ -60,7 +60,7 @@ function removeStaleStaging(target: string): void {
 
 async function convert(from: string, target: string, build: ModelBuild, options: InstallOptions): Promise<void> {
   removeStaleStaging(target);
-  const what = `${build.format}${build.kvCache ? ` with a ${build.kvCache} KV cache` : ''}${build.kvOutputs === 'present' ? ' for a GPU' : ''}`;
+  const what = `${build.format}${build.kvCache ? ` with a ${build.kvCache} KV cache` : ''}${returnsCache(build.kvOutputs ?? 'present_rows') ? ' for a GPU' : ''}`;
   options.onProgress?.({ stage: 'convert', message: `converting to ${what}`, fraction: 0 });
   await convertInChildProcess(options.convertScript, { from, to: target, ...build }, (fraction) => {
     options.onProgress?.({ stage: 'convert', message: `converting to ${what}: ${Math.round(fraction * 100)}%`, fraction });
@@ -108,7 +108,7 @@ export async function importLocalFolder(folder: string, build: ModelBuild, optio
   if (!fs.existsSync(path.join(folder, 'config.json')) || !fs.readdirSync(folder).some((f) => f.endsWith('.safetensors'))) {
     throw new Error(`${folder} is neither a phi-complete model folder (manifest.json) nor a Hugging Face phi folder (config.json and *.safetensors)`);
   }
-  const buildTag = [build.format, build.kvCache, build.kvOutputs === 'present' ? 'gpu' : undefined].filter(Boolean).join('-');
+  const buildTag = [build.format, build.kvCache, build.kvOutputs === 'present_rows' ? undefined : build.kvOutputs].filter(Boolean).join('-');
   const id = `local-${createHash('sha256').update(path.resolve(folder)).digest('hex').slice(0, 12)}-${buildTag}`;
   const target = installedModelDir(options.storageDir, id);
   if (!isInstalled(target)) await convert(folder, target, build, options);

@@ -21,7 +21,7 @@ export interface BuildOptions {
   readonly kvCache?: KvCacheFormat;
   /** Replace an existing model folder at the destination. */
   readonly overwrite?: boolean;
-  /** The cache outputs (default present_rows); `present` (Optimum's layout) keeps the cache on a GPU (see PhiGraphOptions.optimumPresent). */
+  /** The cache outputs (default present_rows); `present` (Optimum's layout) and `present_settled` keep the cache on a GPU (see PhiGraphOptions.kvOutputs). */
   readonly kvOutputs?: KvOutputs;
   /** Progress through the layers, 0 to 1. */
   readonly onProgress?: (fraction: number) => void;
@@ -46,7 +46,7 @@ export function buildModel(weights: WeightSource, outDir: string, options: Build
     let modelBytes: Uint8Array;
     try {
       const graph = new GraphBuilder(data);
-      buildPhiGraph(graph, weights, { format: options.format, accuracyLevel, kvCache, optimumPresent: options.kvOutputs === 'present', onProgress: options.onProgress });
+      buildPhiGraph(graph, weights, { format: options.format, accuracyLevel, kvCache, kvOutputs: options.kvOutputs ?? 'present_rows', onProgress: options.onProgress });
       modelBytes = graph.encode('phi', OPSETS, { architecture: 'phi', weights: options.format });
     } finally {
       dataRecord = data.close();

@@ -1,12 +1,12 @@
 /**
  * npm run build-model -- --from <Hugging Face folder> --out models/<name> [--format int4|fp16|fp32]
  * npm run build-model -- --random --shape tiny|phi-1_5 --out models/<name> [--seed N] [--init flat|bigram]
- * Common: [--accuracy-level 0|1|2|3|4] [--kv-cache int8|float] [--present] [--force]
+ * Common: [--accuracy-level 0|1|2|3|4] [--kv-cache int8|float] [--kv-outputs present_rows|present|present_settled] [--force]
  */
 import { parseArgs } from 'node:util';
 import { SHAPES, type ShapeName } from './config';
 import { buildModel } from './build';
-import { defaultKvCache, KV_CACHE_FORMATS, WEIGHT_FORMATS, type KvCacheFormat, type WeightFormat } from './manifest';
+import { defaultKvCache, KV_CACHE_FORMATS, KV_OUTPUTS, WEIGHT_FORMATS, type KvCacheFormat, type KvOutputs, type WeightFormat } from './manifest';
 import { HuggingFaceWeights, RandomWeights, type RandomInit, type WeightSource } from './weights';
 
 const USAGE = `usage:
@@ -14,7 +14,8 @@ const USAGE = `usage:
   npm run build-model -- --random --shape tiny|phi-1_5 --out models/<name> [--seed N] [--init flat|bigram] [--format int4|fp16|fp32] [--force]
 options: --accuracy-level N (int4 MatMulNBits accuracy level, 0 exact … 4 fastest; default 4)
          --kv-cache int8|float (the KV cache's format; default int8 for int4, float otherwise)
-         --present (Optimum's present.* outputs, whose cache stays on a GPU (WebGPU); needs --kv-cache float)`;
+         --kv-outputs present_rows|present|present_settled (the cache outputs; default present_rows, the CPU's;
+           present_settled keeps the cache on a GPU (WebGPU), present is Optimum's layout; both need --kv-cache float)`;
 
 function fail(message: string): never {
   process.stderr.write(`build-model: ${message}\n${USAGE}\n`);
@@ -46,7 +47,7 @@ function main(): void {
         format: { type: 'string', default: 'int4' },
         'accuracy-level': { type: 'string' },
         'kv-cache': { type: 'string' },
-        present: { type: 'boolean' },
+        'kv-outputs': { type: 'string' },
         force: { type: 'boolean' },
       },
       strict: true,
@@ -59,7 +60,8 @@ function main(): void {
   const format = oneOf<WeightFormat>(values.format, WEIGHT_FORMATS, '--format');
   const accuracyLevel = values['accuracy-level'] === undefined ? undefined : integer(values['accuracy-level'], '--accuracy-level', 0, 4);
   const kvCache = values['kv-cache'] === undefined ? undefined : oneOf<KvCacheFormat>(values['kv-cache'], KV_CACHE_FORMATS, '--kv-cache');
-  if (values.present && (kvCache ?? defaultKvCache(format)) !== 'float') fail('--present needs a float KV cache (add --kv-cache float)');
+  const kvOutputs = values['kv-outputs'] === undefined ? undefined : oneOf<KvOutputs>(values['kv-outputs'], KV_OUTPUTS, '--kv-outputs');
+  if (kvOutputs && kvOutputs !== 'present_rows' && (kvCache ?? defaultKvCache(format)) !== 'float') fail(`--kv-outputs ${kvOutputs} needs a float KV cache (add --kv-cache float)`);
 
   let source: WeightSource;
   if (values.random) {
@@ -72,7 +74,7 @@ function main(): void {
   }
   const started = Date.now();
   try {
-    const manifest = buildModel(source, values.out, { format, accuracyLevel, kvCache, kvOutputs: values.present ? 'present' : undefined, overwrite: values.force });
+    const manifest = buildModel(source, values.out, { format, accuracyLevel, kvCache, kvOutputs, overwrite: values.force });
     const megabytes = Object.values(manifest.files).reduce((n, f) => n + f.bytes, 0) / 2 ** 20;
     process.stdout.write(`built ${values.out}: ${format}, ${megabytes.toFixed(1)} MiB, ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   } finally {

@@ -20,10 +20,18 @@ export function defaultKvCache(format: WeightFormat): KvCacheFormat {
 
 /**
  * Which cache outputs the graph has (see src/model/phiGraph.ts): `present_rows` (the new rows, appended by the
- * host into its own cache) or `present` (Optimum's kept past and new rows, fed back as the next past: on a GPU
- * the cache stays there).
+ * host into its own cache), `present` (Optimum's kept past and new rows, fed back as the next past: on a GPU
+ * the cache stays there) or `present_settled` (present.* plus a read-only settled part of the cache, inputs
+ * `settled_key_values.*`, that the host merges the past into now and then: on a GPU no pass copies the whole cache).
  */
-export type KvOutputs = 'present_rows' | 'present';
+export type KvOutputs = 'present_rows' | 'present' | 'present_settled';
+
+export const KV_OUTPUTS: readonly KvOutputs[] = ['present_rows', 'present', 'present_settled'];
+
+/** Whether the graph returns the cache it was fed (present.*), which can then stay on a GPU (ResidentKvCache). */
+export function returnsCache(kvOutputs: KvOutputs): boolean {
+  return kvOutputs !== 'present_rows';
+}
 
 export const MANIFEST_FILE = 'manifest.json';
 export const MODEL_FILE = 'model.onnx';

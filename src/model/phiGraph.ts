@@ -1,6 +1,6 @@
 /**
  * The phi decoder as an ONNX graph with a KV cache, in the input/output names of Optimum's and
- * transformers.js' decoder exports (transformers.js runs our `optimumPresent` build in the bench):
+ * transformers.js' decoder exports (transformers.js runs our `present` build in the bench):
  *
  *   inputs   input_ids [batch, seq] int64, attention_mask [batch, past+seq] int64, position_ids [batch, seq] int64,
  *            logits_to_keep [1] int64 (logits for the last n positions only, as in Hugging Face),
@@ -10,11 +10,17 @@
  *            key [batch, heads, headDim, past] int8 (transposed), key_scale [batch, heads, 1, past] float,
  *            value [batch, heads, past, headDim] int8, value_scale [batch, heads, 1, past] float
  *
- * Unlike Optimum's `present.*` (past and new rows concatenated; built with `optimumPresent` for GPUs, which keep the
- * cache on the device), the graph returns only the new rows by default: the host
- * appends them into its own preallocated cache, because onnxruntime-node copies every output into a fresh
- * buffer, and copying the whole cache at every step would make decoding slow down with context. The past
- * may hold unused slots (attention_mask 0), so the host can feed a cache buffer larger than what is filled.
+ * Unlike Optimum's `present.*` (past and new rows concatenated), the graph returns only the new rows by default
+ * (`present_rows`): the host appends them into its own preallocated cache, because onnxruntime-node copies every
+ * output into a fresh buffer, and copying the whole cache at every step would make decoding slow down with context.
+ * The past may hold unused slots (attention_mask 0), so the host can feed a cache buffer larger than what is filled.
+ * On a GPU the cache stays in device memory as the graph's own outputs (`present`, fed back as the next past), and
+ * `present_settled` splits it in two so that no pass copies all of it (a GPU-side Concat of the whole cache grew
+ * from 3 to 24 ms a step between 128 and 1,024 positions on an H200):
+ *   inputs   settled_key_values.{i}.key|value [batch, heads, settled, headDim]: read only, fed unchanged pass after pass
+ *            past_key_values.{i}.key|value: the recent rows, returned with the new ones as present.{i}.key|value
+ *            attention_mask [batch, settled + past + seq]
+ * and the host merges past into settled from time to time (src/model/mergeGraph.ts, ResidentKvCache).
  *
  * Per layer (parallel attention and MLP from one LayerNorm):
  *   h = LN(x);  x' = x + dense(attention(rotary(q), rotary(k), v)) + fc2(gelu_new(fc1(h)))
@@ -26,7 +32,7 @@ import { headDim, rotaryDim, type PhiConfig } from './config';
 import { float32ToFloat16 } from './float16';
 import { DataType, type GraphBuilder } from './onnx/graphBuilder';
 import { quantizeMatrix } from './quantize';
-import type { KvCacheFormat, WeightFormat } from './manifest';
+import type { KvCacheFormat, KvOutputs, WeightFormat } from './manifest';
 import type { WeightSource } from './weights';
 
 /**
@@ -41,11 +47,12 @@ export interface PhiGraphOptions {
   /** MatMulNBits accuracy_level: 4 quantises activations to int8 (faster), 0 keeps them in float (exact). */
   readonly accuracyLevel: number;
   /**
-   * Return Optimum's `present.{i}.key|value` (the kept past rows and the new rows) instead of only the new rows:
-   * the layout of published exports, and the one whose cache can stay on a GPU (fed back as the next past without
-   * reaching the host; see ResidentKvCache). On the CPU it is slower: onnxruntime-node copies the whole cache out.
+   * The cache outputs (see KvOutputs): `present_rows` returns only the new rows; `present` Optimum's
+   * `present.{i}.key|value` (the kept past rows and the new rows), the layout of published exports, whose cache can
+   * stay on a GPU (fed back as the next past without reaching the host; see ResidentKvCache); `present_settled` adds
+   * the read-only settled part. On the CPU the last two are slower: onnxruntime-node copies the returned cache out.
    */
-  readonly optimumPresent?: boolean;
+  readonly kvOutputs: KvOutputs;
   /** The KV cache's format: `float` (the activations' type) or `int8` (see int8Attention). */
   readonly kvCache: KvCacheFormat;
   /** Called after each layer is written, with the fraction of layers done. */
@@ -108,7 +115,8 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
   /** The element type of activations, float weights and the KV cache. */
   const floatType = options.format === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT;
   const kvInt8 = options.kvCache === 'int8';
-  if (kvInt8 && (options.format === 'fp16' || options.optimumPresent)) throw new Error('an int8 KV cache needs float32 activations and our present_rows outputs');
+  const kvOutputs = options.kvOutputs;
+  if (kvInt8 && (options.format === 'fp16' || kvOutputs !== 'present_rows')) throw new Error('an int8 KV cache needs float32 activations and our present_rows outputs');
   const floatWeight = (name: string, dims: readonly number[], values: Float32Array): string =>
     g.weight(name, floatType, dims, floatType === DataType.FLOAT16 ? float32ToFloat16(values) : values);
 
@@ -139,35 +147,39 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
   // more than the whole model), all of them when a draft is verified.
   const logitsToKeep = g.input('logits_to_keep', DataType.INT64, [1]);
 
-  // One additive attention bias for every layer, [batch, 1, seq, past + seq]: 0 where a new token may look,
+  // One additive attention bias for every layer, [batch, 1, seq, slots + seq]: 0 where a new token may look,
   // −∞ (well, −BIG) at padding (attention_mask 0: unused cache slots) and at later new tokens (causality).
-  // The past length is read from layer 0's values: [batch, heads, past, headDim] in every cache format.
-  const pastShape = g.node('Shape', [`past_key_values.0.value`], ['past_shape'])[0];
-  const pastLength = g.node('Gather', [pastShape, g.constant('index_2', new BigInt64Array([2n]), [])], ['past_length'], { axis: 0 })[0];
-  const pastLength1d = g.node('Shape', [`past_key_values.0.value`], ['past_length_1d'], { start: 2, end: 3 })[0];
+  // The cache's parts' lengths are read from layer 0's values: [batch, heads, rows, headDim] in every cache format.
+  const rowsOf = (tensor: string, name: string): string => g.node('Shape', [tensor], [name], { start: 2, end: 3 })[0];
+  const pastLength1d = rowsOf('past_key_values.0.value', 'past_length_1d');
+  const settledLength1d = kvOutputs === 'present_settled' ? rowsOf('settled_key_values.0.value', 'settled_length_1d') : undefined;
   const seqLength1d = g.node('Shape', [inputIds], ['seq_length_1d'], { start: 1, end: 2 })[0];
   const totalLength1d = g.node('Shape', [attentionMask], ['total_length_1d'], { start: 1, end: 2 })[0];
   const squareShape = g.node('Concat', [seqLength1d, totalLength1d], ['bias_shape'], { axis: 0 })[0];
   const ones = g.node('Expand', [g.constant('one_f32', new Float32Array([1]), []), squareShape], ['ones'])[0];
-  // New token i sits at slot past + i, so it may see slots j ≤ past + i: the lower triangle shifted by past.
-  const causal = g.node('Trilu', [ones, pastLength], ['causal_keep'], { upper: 0 })[0];
+  // New token i sits at slot slots + i, so it may see slots j ≤ slots + i: the lower triangle shifted by slots.
+  const cachedSlots = g.node('Squeeze', [g.node('Sub', [totalLength1d, seqLength1d], ['cached_slots_1d'])[0], g.constant('axes_0', new BigInt64Array([0n]), [1])], ['cached_slots'])[0];
+  const causal = g.node('Trilu', [ones, cachedSlots], ['causal_keep'], { upper: 0 })[0];
   const padding = g.node('Unsqueeze', [g.node('Cast', [attentionMask], ['mask_f32'], { to: DataType.FLOAT })[0], g.constant('axes_1_2', new BigInt64Array([1n, 2n]), [2])], ['padding_keep'])[0];
   const keep = g.node('Mul', [causal, padding], ['attention_keep'])[0];
   const biasF32 = g.node('Mul', [g.node('Sub', [keep, g.constant('one_f32_b', new Float32Array([1]), [])], ['attention_drop'])[0],
     g.constant('big_f32', new Float32Array([floatType === DataType.FLOAT16 ? 60000 : 1e9]), [])], ['attention_bias_f32'])[0];
   const attentionBias = floatType === DataType.FLOAT16 ? g.node('Cast', [biasF32], ['attention_bias'], { to: floatType })[0] : biasF32;
-  const splitPastNew = g.node('Concat', [pastLength1d, seqLength1d], ['split_past_new'], { axis: 0 })[0];
-  // present.* keeps the past rows the attention mask keeps: its first `kept` ones, kept = Σ attention_mask − seq
-  // (all of them when the mask is all ones, as Optimum's callers feed it), so a host that forgets positions by
-  // masking them (a rewind) gets them dropped from the next present.* (batch 1). Made once, on first use.
+  // Lengths of the cache's parts in slot order (settled, past, new), to split the attention weights by part.
+  const splitParts = g.node('Concat', [...(settledLength1d ? [settledLength1d] : []), pastLength1d, seqLength1d], ['split_parts'], { axis: 0 })[0];
+  // present.* keeps the past rows the attention mask keeps: its first `kept` ones, kept = Σ attention_mask over the
+  // past's and new slots − seq (all of them when the mask is all ones, as Optimum's callers feed it), so a host that
+  // forgets positions by masking them (a rewind) gets them dropped from the next present.* (batch 1). Made once.
   let keptPastSlice: { readonly starts: string; readonly ends: string; readonly axes: string } | undefined;
-  const keptPast = (): NonNullable<typeof keptPastSlice> => keptPastSlice ??= {
-    starts: g.constant('zero_1d', new BigInt64Array([0n]), [1]),
-    ends: g.node('Sub', [
-      g.node('ReduceSum', [attentionMask, g.constant('axes_1', new BigInt64Array([1n]), [1])], ['mask_sum'], { keepdims: 0 })[0],
-      seqLength1d,
-    ], ['kept_past_length'])[0],
-    axes: g.constant('axis_2', new BigInt64Array([2n]), [1]),
+  const keptPast = (): NonNullable<typeof keptPastSlice> => {
+    if (keptPastSlice) return keptPastSlice;
+    const zero = g.constant('zero_1d', new BigInt64Array([0n]), [1]);
+    const axis1 = g.constant('axes_1', new BigInt64Array([1n]), [1]);
+    const pastAndNewMask = settledLength1d
+      ? g.node('Slice', [attentionMask, settledLength1d, g.constant('mask_end', new BigInt64Array([BigInt(Number.MAX_SAFE_INTEGER)]), [1]), axis1], ['past_and_new_mask'])[0]
+      : attentionMask;
+    const ends = g.node('Sub', [g.node('ReduceSum', [pastAndNewMask, axis1], ['mask_sum'], { keepdims: 0 })[0], seqLength1d], ['kept_past_length'])[0];
+    return keptPastSlice = { starts: zero, ends, axes: g.constant('axis_2', new BigInt64Array([2n]), [1]) };
   };
   const toHeads = g.constant('shape_heads', new BigInt64Array([0n, 0n, BigInt(heads), BigInt(headDim(config))]), [4]);
   const toHidden = g.constant('shape_hidden', new BigInt64Array([0n, 0n, BigInt(d)]), [3]);
@@ -180,13 +192,21 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
 
   const queryZeroPoint = kvInt8 ? g.constant('query_zero_point', Uint8Array.of(128), []) : '';
   const kvShape = ['batch_size', heads, 'past_sequence_length', headDim(config)];
+  const settledShape = ['batch_size', heads, 'settled_sequence_length', headDim(config)];
   const newShape = ['batch_size', heads, 'sequence_length', headDim(config)];
 
-  /** Attention with a float cache: scores over the cached rows and the new rows side by side, so the cache is only read, never copied. */
+  /**
+   * Attention with a float cache: scores over each part of the cache (settled, past) and the new rows side by side,
+   * so attention only reads the cache, never copies it.
+   */
   const floatAttention = (p: string, i: number, query: string, newKey: string, newValue: string): string => {
     const pastKey = g.input(`past_key_values.${i}.key`, floatType, kvShape);
     const pastValue = g.input(`past_key_values.${i}.value`, floatType, kvShape);
-    if (options.optimumPresent) {
+    const parts = [{ name: 'past', key: pastKey, value: pastValue }, { name: 'new', key: newKey, value: newValue }];
+    if (kvOutputs === 'present_settled') {
+      parts.unshift({ name: 'settled', key: g.input(`settled_key_values.${i}.key`, floatType, settledShape), value: g.input(`settled_key_values.${i}.value`, floatType, settledShape) });
+    }
+    if (kvOutputs !== 'present_rows') {
       for (const [past, rows, name] of [[pastKey, newKey, `present.${i}.key`], [pastValue, newValue, `present.${i}.value`]]) {
         const { starts, ends, axes } = keptPast();
         const kept = g.node('Slice', [past, starts, ends, axes], [`${name}/kept_past`])[0];
@@ -197,18 +217,15 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
       g.output(newKey, floatType, newShape);
       g.output(newValue, floatType, newShape);
     }
-    // scores [batch, heads, seq, past + seq] → softmax → split → weighted sums of past and new values.
+    // scores [batch, heads, seq, slots + seq] → softmax → split by part → sum of each part's weighted values.
     // Transpose + MatMul rather than FusedMatMul: ONNX Runtime fuses the pair back for the CPU, and GPU providers
     // without FusedMatMul (WebGPU, CoreML, DirectML) keep the attention on the GPU instead of the CPU.
-    const keysTransposed = (key: string, name: string): string => g.node('Transpose', [key], [name], { perm: [0, 1, 3, 2] })[0];
-    const pastScores = g.node('MatMul', [query, keysTransposed(pastKey, `${p}/past_key_t`)], [`${p}/past_scores`])[0];
-    const newScores = g.node('MatMul', [query, keysTransposed(newKey, `${p}/new_key_t`)], [`${p}/new_scores`])[0];
-    const probs = softmax(p, g.node('Concat', [pastScores, newScores], [`${p}/scores`], { axis: -1 })[0]);
-    const [pastProbs, newProbs] = g.node('Split', [probs, splitPastNew], [`${p}/past_probs`, `${p}/new_probs`], { axis: -1 });
-    return g.node('Add', [
-      g.node('MatMul', [pastProbs, pastValue], [`${p}/past_context`])[0],
-      g.node('MatMul', [newProbs, newValue], [`${p}/new_context`])[0],
-    ], [`${p}/context`])[0];
+    const scores = parts.map(({ name, key }) =>
+      g.node('MatMul', [query, g.node('Transpose', [key], [`${p}/${name}_key_t`], { perm: [0, 1, 3, 2] })[0]], [`${p}/${name}_scores`])[0]);
+    const probs = softmax(p, g.node('Concat', scores, [`${p}/scores`], { axis: -1 })[0]);
+    const partProbs = g.node('Split', [probs, splitParts], parts.map(({ name }) => `${p}/${name}_probs`), { axis: -1 });
+    const contexts = parts.map(({ name, value }, k) => g.node('MatMul', [partProbs[k], value], [`${p}/${name}_context`])[0]);
+    return contexts.reduce((sum, context, k) => g.node('Add', [sum, context], [k === contexts.length - 1 ? `${p}/context` : `${p}/context_${k}`])[0]);
   };
 
   /**
@@ -247,7 +264,7 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
     const probs = softmax(p, scores);
     const weights = g.node('Mul', [probs, g.node('Concat', [pastValueScale, valueScaleT], [`${p}/value_scales`], { axis: -1 })[0]], [`${p}/value_weights`])[0];
     const [weightCodes, weightStep] = quantizeRows(weights, `${p}/value_weights`, { max: 255, type: DataType.UINT8 });
-    const [pastCodes, newCodes] = g.node('Split', [weightCodes, splitPastNew], [`${p}/past_weight_codes`, `${p}/new_weight_codes`], { axis: -1 });
+    const [pastCodes, newCodes] = g.node('Split', [weightCodes, splitParts], [`${p}/past_weight_codes`, `${p}/new_weight_codes`], { axis: -1 });
     const sums = g.node('Add', [
       g.node('MatMulInteger', [pastCodes, pastValue], [`${p}/past_context_sums`])[0],
       g.node('MatMulInteger', [newCodes, valueCodes], [`${p}/new_context_sums`])[0],

@@ -32,7 +32,7 @@ const built = new Map<string, string>();
 
 /** Builds (once per process) the tiny random model and returns its folder; options left out take the builder's defaults. */
 export function tinyModelDir(format: WeightFormat, init: RandomInit = 'flat', options: { accuracyLevel?: number; kvCache?: KvCacheFormat; kvOutputs?: KvOutputs } = {}): string {
-  const key = `${format}-${init}-${options.accuracyLevel ?? 'default'}-${options.kvCache ?? 'default'}${options.kvOutputs === 'present' ? '-present' : ''}`;
+  const key = `${format}-${init}-${options.accuracyLevel ?? 'default'}-${options.kvCache ?? 'default'}${options.kvOutputs ? `-${options.kvOutputs}` : ''}`;
   let dir = built.get(key);
   if (!dir) {
     dir = path.join(scratchDir(), key);

@@ -206,15 +206,16 @@ describe('device choice', () => {
     assert.deepEqual(deviceCandidates('webgpu', 'linux'), ['webgpu', 'cpu']);
     assert.deepEqual(deviceCandidates('cpu', 'win32'), ['cpu']);
     // A GPU build (its cache kept on the GPU): auto tries WebGPU too, after the platform's own GPU provider.
-    assert.deepEqual(deviceCandidates('auto', 'linux', 'present'), ['cuda', 'webgpu', 'cpu']);
+    assert.deepEqual(deviceCandidates('auto', 'linux', 'present_settled'), ['cuda', 'webgpu', 'cpu']);
     assert.deepEqual(deviceCandidates('auto', 'darwin', 'present'), ['coreml', 'webgpu', 'cpu']);
-    assert.deepEqual(deviceCandidates('cpu', 'linux', 'present'), ['cpu']);
+    assert.deepEqual(deviceCandidates('cpu', 'linux', 'present_settled'), ['cpu']);
   });
 
   test('a cache layout that does not suit the device names the model that does', () => {
     assert.match(layoutAdvice('webgpu', 'present_rows') ?? '', /choose the model phi-1_5-int4-gpu/);
-    assert.match(layoutAdvice('cpu', 'present') ?? '', /choose the model phi-1_5-int4$/);
-    assert.equal(layoutAdvice('webgpu', 'present'), undefined);
+    assert.match(layoutAdvice('cpu', 'present_settled') ?? '', /choose the model phi-1_5-int4$/);
+    assert.match(layoutAdvice('webgpu', 'present') ?? '', /copies its whole KV cache at every step: .*--kv-outputs present_settled/);
+    assert.equal(layoutAdvice('webgpu', 'present_settled'), undefined);
     assert.equal(layoutAdvice('cpu', 'present_rows'), undefined);
   });
 });
@@ -235,6 +236,28 @@ describe('ResidentKvCache bookkeeping', () => {
     assert.throws(() => cache.reserve(6), RangeError);
     cache.dispose();
     assert.deepEqual([cache.length, cache.heldRows], [0, 1]);
+  });
+
+  test('a settled part: masks of both parts, merges when passes have copied as many rows as it holds, rewinds into it', () => {
+    const cache = new ResidentKvCache(1, 3, floatPlanes(2, 'float32'), 64, true);
+    const mask = (newRows: number): string => [...cache.attentionMask(newRows)].join('');
+    assert.deepEqual([cache.settledRows, cache.heldRows, mask(2)], [1, 1, '0011']);
+    cache.replace(rows(4), 4);
+    assert.deepEqual([mask(1), cache.wantsMerge()], ['011111', true]);
+    assert.deepEqual(cache.mergeCounts(), [0, 4]);
+    cache.settle(rows(4));
+    assert.deepEqual([cache.length, cache.settledRows, cache.settledLength, cache.heldRows, mask(1)], [4, 4, 4, 1, '111101']);
+    // Steps of one token copy 1, 2, 3, 4 past rows: the next merge comes once they add up to the cache's length (10 ≥ 8).
+    let steps = 0;
+    for (; !cache.wantsMerge(); steps++) cache.replace(rows(cache.length - cache.settledLength + 1), 1);
+    assert.deepEqual([steps, cache.length, cache.mergeCounts()], [4, 8, [4, 4]]);
+    cache.rewindTo(2);
+    assert.deepEqual([cache.settledLength, mask(1), cache.mergeCounts()], [2, '110000001', [2, 0]]);
+    assert.throws(() => cache.settle(rows(3)), /the merged cache holds 3 positions where 2 were expected/);
+    cache.replace(rows(1), 1);
+    assert.deepEqual([cache.length, cache.heldRows, mask(0)], [3, 1, '11001']);
+    cache.dispose();
+    assert.deepEqual([cache.length, cache.settledRows, cache.settledLength, cache.heldRows], [0, 1, 0, 1]);
   });
 
   test('present outputs that kept forgotten rows are refused with the fix', () => {

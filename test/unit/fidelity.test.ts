@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildModel } from '../../src/model/build';
 import { PHI_TINY } from '../../src/model/config';
-import { PhiDecoder } from '../../src/inference/decoder';
+import { PhiDecoder, type DecoderCache } from '../../src/inference/decoder';
+import { ResidentKvCache } from '../../src/inference/residentKvCache';
 import type { RandomInit } from '../../src/model/weights';
 import { referenceLogits } from '../support/referenceForward';
 import { dequantizedWeights } from '../support/dequantizedWeights';
@@ -30,14 +31,14 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return worst;
 }
 
-/** Feeds `prompt` in chunks of `chunk` tokens through one cache; returns all logits concatenated. */
-async function chunked(decoder: PhiDecoder, prompt: readonly number[], chunk: number): Promise<Float32Array> {
-  const cache = decoder.createCache();
+/** Feeds `prompt` in chunks of `chunk` tokens through one cache (a new one by default); returns all logits concatenated. */
+async function chunked(decoder: PhiDecoder, prompt: readonly number[], chunk: number, cache: DecoderCache = decoder.createCache()): Promise<Float32Array> {
+  const cached = cache.length;
   const out = new Float32Array(prompt.length * VOCAB);
   for (let start = 0; start < prompt.length; start += chunk) {
     out.set(await decoder.forward(prompt.slice(start, start + chunk), cache), start * VOCAB);
   }
-  assert.equal(cache.length, prompt.length);
+  assert.equal(cache.length, cached + prompt.length);
   return out;
 }
 
@@ -86,6 +87,23 @@ describe('fp32 ONNX decoder', () => {
     const expected = await chunked(decoder, prompt, 7);
     assert.ok(maxAbsDiff(await chunked(optimum, prompt, 7), expected) < 1e-5);
     await optimum.dispose();
+  });
+
+  test('a present_settled graph (its cache in a settled part and a recent one, merged now and then) decodes to the same logits, through merges and a rewind into the settled part', async () => {
+    const settled = await PhiDecoder.load(tinyModelDir('fp32', 'flat', { kvOutputs: 'present_settled' }));
+    const prompt = PROMPTS[2];
+    for (const chunk of [1, 7]) assert.ok(maxAbsDiff(await chunked(settled, prompt, chunk), await chunked(decoder, prompt, chunk)) < 1e-5, `chunks of ${chunk}`);
+    const cache = settled.createCache();
+    assert.ok(cache instanceof ResidentKvCache);
+    for (const token of prompt.slice(0, 30)) await settled.forward([token], cache);
+    assert.ok(cache.settledLength >= 10, `only ${cache.settledLength} of 30 positions settled: the merge went untested`);
+    cache.rewindTo(cache.settledLength - 3);
+    const kept = cache.length;
+    const continuation = [198, 50284, 7783, 11, 13];
+    const resumed = await chunked(settled, continuation, 1, cache);
+    const cold = await decoder.forward([...prompt.slice(0, kept), ...continuation], decoder.createCache());
+    assert.ok(maxAbsDiff(resumed, cold.subarray(kept * VOCAB)) < 1e-5);
+    await settled.dispose();
   });
 
   test('rewindTo(n) then a different continuation equals a cold run of the new sequence', async () => {

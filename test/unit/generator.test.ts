@@ -167,9 +167,9 @@ describe('speculative decoding by prompt lookup', () => {
   });
 });
 
-describe("a present.* graph (the cache a GPU keeps: the graph's own outputs, fed back)", () => {
-  test('one generator through prefix reuse, speculation, cancellation and rewinds: every output equals a cold run', async () => {
-    const present = await PhiDecoder.load(tinyModelDir('fp32', 'bigram', { kvOutputs: 'present' }));
+describe("present.* graphs (the cache a GPU keeps: the graph's own outputs, fed back; present_settled with a settled part merged now and then)", () => {
+  for (const kvOutputs of ['present', 'present_settled'] as const) test(`${kvOutputs}: one generator through prefix reuse, speculation, cancellation and rewinds: every output equals a cold run`, async () => {
+    const present = await PhiDecoder.load(tinyModelDir('fp32', 'bigram', { kvOutputs }));
     const generator = new Generator(present, tokenizer, { adaptiveSpeculation: false });
     const first = await generator.generate({ prompt: [...PROMPT, 318, 257], maxNewTokens: 12 });
     assert.deepEqual(first.tokens, (await cold({ prompt: [...PROMPT, 318, 257], maxNewTokens: 12 })).tokens);

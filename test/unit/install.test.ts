@@ -14,7 +14,7 @@ import { KvCache } from '../../src/inference/kvCache';
 import { ResidentKvCache } from '../../src/inference/residentKvCache';
 import { CATALOGUE, type CatalogueEntry } from '../../src/install/catalogue';
 import { importLocalFolder, installCatalogueModel, isBuiltAs, isInstalled, type InstallProgress } from '../../src/install/install';
-import { defaultKvCache, readManifest } from '../../src/model/manifest';
+import { defaultKvCache, readManifest, returnsCache } from '../../src/model/manifest';
 import { PHI_TINY } from '../../src/model/config';
 import { writeSafetensors } from '../../src/model/safetensors';
 import { buildPhiTokenizerJson } from '../../src/tokenizer/tokenizerJson';
@@ -97,12 +97,12 @@ test('a model built otherwise than its catalogue entry now says is rebuilt from 
   await decoder.dispose();
 
   // The GPU build (cache outputs the GPU keeps), as the phi-1_5-int4-gpu entry asks.
-  const gpu: CatalogueEntry = { ...entry, build: { format: 'int4', kvCache: 'float', kvOutputs: 'present' } };
+  const gpu: CatalogueEntry = { ...entry, build: { format: 'int4', kvCache: 'float', kvOutputs: 'present_settled' } };
   assert.equal(isBuiltAs(dir, gpu.build), false);
   assert.equal(await installCatalogueModel(gpu, { storageDir, endpoint, convertScript: CONVERT, onProgress: (p) => stages.push(p.message) }), dir);
   assert.equal(weightRequests(), before, 'the weights are not downloaded again');
   assert.ok(stages.some((message) => message.includes('for a GPU')), stages.join('\n'));
-  assert.equal(readManifest(dir).kvOutputs, 'present');
+  assert.equal(readManifest(dir).kvOutputs, 'present_settled');
   const gpuDecoder = await PhiDecoder.load(dir);
   assert.ok(gpuDecoder.createCache() instanceof ResidentKvCache);
   await gpuDecoder.dispose();
@@ -116,7 +116,7 @@ test('the model setting offers every catalogue entry, and each entry asks for a 
   assert.deepEqual(setting.enum, CATALOGUE.map((e) => e.id));
   assert.equal(setting.enumDescriptions?.length, CATALOGUE.length);
   for (const { id, build } of CATALOGUE) {
-    if (build.kvOutputs === 'present') assert.equal(build.kvCache ?? defaultKvCache(build.format), 'float', `${id}: present outputs need a float cache`);
+    if (returnsCache(build.kvOutputs ?? 'present_rows')) assert.equal(build.kvCache ?? defaultKvCache(build.format), 'float', `${id}: ${build.kvOutputs} outputs need a float cache`);
   }
 });
 

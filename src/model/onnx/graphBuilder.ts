@@ -82,7 +82,8 @@ export class GraphBuilder {
   private readonly outputs: onnx.IValueInfoProto[] = [];
   private readonly usedNames = new Set<string>();
 
-  constructor(private readonly externalData: ExternalDataFile) {}
+  /** Without an external data file the graph can hold constants only (no weights). */
+  constructor(private readonly externalData?: ExternalDataFile) {}
 
   input(name: string, elemType: DataType, dims: readonly Dim[]): string {
     this.inputs.push(valueInfo(name, elemType, dims));
@@ -95,14 +96,16 @@ export class GraphBuilder {
 
   /** A weight: its bytes go to the external data file now. */
   weight(name: string, dataType: DataType, dims: readonly number[], values: Float32Array | Uint8Array | Uint16Array): string {
+    if (!this.externalData) throw new Error(`GraphBuilder: weight ${name} needs an external data file`);
     const { offset, length } = this.externalData.append(bytesOf(values));
+    const location = this.externalData.location;
     this.initializers.push({
       name,
       dataType,
       dims: [...dims],
       dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
       externalData: [
-        { key: 'location', value: this.externalData.location },
+        { key: 'location', value: location },
         { key: 'offset', value: String(offset) },
         { key: 'length', value: String(length) },
       ],
