@@ -106,6 +106,8 @@ async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
   const decoder = await PhiDecoder.load(request.modelDir, { executionProviders: [providerOf(request.device)], threads: request.threads });
   const tokenizer = PhiTokenizer.fromFile(path.join(request.modelDir, 'tokenizer.json'));
   const loadSeconds = (performance.now() - loadStarted) / 1000;
+  // As the worker does when it loads a model on a GPU (kernels compile at their first pass).
+  if (request.device !== 'cpu') await decoder.warmUp(tokenizer.eosTokenId);
   const generator = new Generator(decoder, tokenizer);
   await generator.generate({ prompt: request.prompt128.slice(0, 16), maxNewTokens: 4 }); // warm-up
 

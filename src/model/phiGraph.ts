@@ -32,7 +32,7 @@ import { headDim, rotaryDim, type PhiConfig } from './config';
 import { float32ToFloat16 } from './float16';
 import { DataType, type GraphBuilder } from './onnx/graphBuilder';
 import { quantizeMatrix } from './quantize';
-import type { KvCacheFormat, KvOutputs, WeightFormat } from './manifest';
+import { returnsCache, type KvCacheFormat, type KvOutputs, type WeightFormat } from './manifest';
 import type { WeightSource } from './weights';
 
 /**
@@ -147,39 +147,52 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
   // more than the whole model), all of them when a draft is verified.
   const logitsToKeep = g.input('logits_to_keep', DataType.INT64, [1]);
 
-  // One additive attention bias for every layer, [batch, 1, seq, slots + seq]: 0 where a new token may look,
-  // −∞ (well, −BIG) at padding (attention_mask 0: unused cache slots) and at later new tokens (causality).
   // The cache's parts' lengths are read from layer 0's values: [batch, heads, rows, headDim] in every cache format.
   const rowsOf = (tensor: string, name: string): string => g.node('Shape', [tensor], [name], { start: 2, end: 3 })[0];
-  const pastLength1d = rowsOf('past_key_values.0.value', 'past_length_1d');
-  const settledLength1d = kvOutputs === 'present_settled' ? rowsOf('settled_key_values.0.value', 'settled_length_1d') : undefined;
+  const axis1 = g.constant('axes_1', new BigInt64Array([1n]), [1]);
   const seqLength1d = g.node('Shape', [inputIds], ['seq_length_1d'], { start: 1, end: 2 })[0];
-  const totalLength1d = g.node('Shape', [attentionMask], ['total_length_1d'], { start: 1, end: 2 })[0];
+  const settledLength1d = kvOutputs === 'present_settled' ? rowsOf('settled_key_values.0.value', 'settled_length_1d') : undefined;
+  // Which slots the new tokens may look at before causality, [batch, slots + seq] int64, and the lengths of the parts
+  // attention reads them in (to split its weights by part).
+  let attended: string;
+  let partLengths: string | undefined;
+  let keptPastLength1d: string | undefined;
+  if (returnsCache(kvOutputs)) {
+    // present.* keeps the past rows the attention mask keeps: its first `kept` ones, kept = Σ attention_mask over the
+    // past's and new slots − seq (all of them when the mask is all ones, as Optimum's callers feed it), so a host that
+    // forgets positions by masking them (a rewind) gets them dropped from the next present.* (batch 1). Attention
+    // reads present.* itself, every row of it, after the settled part (if any): fewer kernels than past and new apart.
+    const pastAndNewMask = settledLength1d
+      ? g.node('Slice', [attentionMask, settledLength1d, g.constant('mask_end', new BigInt64Array([BigInt(Number.MAX_SAFE_INTEGER)]), [1]), axis1], ['past_and_new_mask'])[0]
+      : attentionMask;
+    keptPastLength1d = g.node('Sub', [g.node('ReduceSum', [pastAndNewMask, axis1], ['mask_sum'], { keepdims: 0 })[0], seqLength1d], ['kept_past_length'])[0];
+    const presentLength1d = g.node('Add', [keptPastLength1d, seqLength1d], ['present_length_1d'])[0];
+    const presentShape = g.node('Concat', [g.constant('one_1d', new BigInt64Array([1n]), [1]), presentLength1d], ['present_mask_shape'], { axis: 0 })[0];
+    const presentMask = g.node('Expand', [g.constant('one_i64', new BigInt64Array([1n]), []), presentShape], ['present_mask'])[0];
+    attended = settledLength1d
+      ? g.node('Concat', [g.node('Slice', [attentionMask, g.constant('zero_1d', new BigInt64Array([0n]), [1]), settledLength1d, axis1], ['settled_mask'])[0], presentMask], ['attended_mask'], { axis: 1 })[0]
+      : presentMask;
+    partLengths = settledLength1d ? g.node('Concat', [settledLength1d, presentLength1d], ['part_lengths'], { axis: 0 })[0] : undefined;
+  } else {
+    attended = attentionMask;
+    partLengths = g.node('Concat', [rowsOf('past_key_values.0.value', 'past_length_1d'), seqLength1d], ['part_lengths'], { axis: 0 })[0];
+  }
+  // One additive attention bias for every layer, [batch, 1, seq, slots + seq]: 0 where a new token may look,
+  // −∞ (well, −BIG) at padding (attention_mask 0: unused or forgotten cache slots) and at later new tokens (causality).
+  const totalLength1d = g.node('Shape', [attended], ['total_length_1d'], { start: 1, end: 2 })[0];
   const squareShape = g.node('Concat', [seqLength1d, totalLength1d], ['bias_shape'], { axis: 0 })[0];
   const ones = g.node('Expand', [g.constant('one_f32', new Float32Array([1]), []), squareShape], ['ones'])[0];
   // New token i sits at slot slots + i, so it may see slots j ≤ slots + i: the lower triangle shifted by slots.
   const cachedSlots = g.node('Squeeze', [g.node('Sub', [totalLength1d, seqLength1d], ['cached_slots_1d'])[0], g.constant('axes_0', new BigInt64Array([0n]), [1])], ['cached_slots'])[0];
   const causal = g.node('Trilu', [ones, cachedSlots], ['causal_keep'], { upper: 0 })[0];
-  const padding = g.node('Unsqueeze', [g.node('Cast', [attentionMask], ['mask_f32'], { to: DataType.FLOAT })[0], g.constant('axes_1_2', new BigInt64Array([1n, 2n]), [2])], ['padding_keep'])[0];
+  const padding = g.node('Unsqueeze', [g.node('Cast', [attended], ['mask_f32'], { to: DataType.FLOAT })[0], g.constant('axes_1_2', new BigInt64Array([1n, 2n]), [2])], ['padding_keep'])[0];
   const keep = g.node('Mul', [causal, padding], ['attention_keep'])[0];
   const biasF32 = g.node('Mul', [g.node('Sub', [keep, g.constant('one_f32_b', new Float32Array([1]), [])], ['attention_drop'])[0],
     g.constant('big_f32', new Float32Array([floatType === DataType.FLOAT16 ? 60000 : 1e9]), [])], ['attention_bias_f32'])[0];
   const attentionBias = floatType === DataType.FLOAT16 ? g.node('Cast', [biasF32], ['attention_bias'], { to: floatType })[0] : biasF32;
-  // Lengths of the cache's parts in slot order (settled, past, new), to split the attention weights by part.
-  const splitParts = g.node('Concat', [...(settledLength1d ? [settledLength1d] : []), pastLength1d, seqLength1d], ['split_parts'], { axis: 0 })[0];
-  // present.* keeps the past rows the attention mask keeps: its first `kept` ones, kept = Σ attention_mask over the
-  // past's and new slots − seq (all of them when the mask is all ones, as Optimum's callers feed it), so a host that
-  // forgets positions by masking them (a rewind) gets them dropped from the next present.* (batch 1). Made once.
-  let keptPastSlice: { readonly starts: string; readonly ends: string; readonly axes: string } | undefined;
-  const keptPast = (): NonNullable<typeof keptPastSlice> => {
-    if (keptPastSlice) return keptPastSlice;
-    const zero = g.constant('zero_1d', new BigInt64Array([0n]), [1]);
-    const axis1 = g.constant('axes_1', new BigInt64Array([1n]), [1]);
-    const pastAndNewMask = settledLength1d
-      ? g.node('Slice', [attentionMask, settledLength1d, g.constant('mask_end', new BigInt64Array([BigInt(Number.MAX_SAFE_INTEGER)]), [1]), axis1], ['past_and_new_mask'])[0]
-      : attentionMask;
-    const ends = g.node('Sub', [g.node('ReduceSum', [pastAndNewMask, axis1], ['mask_sum'], { keepdims: 0 })[0], seqLength1d], ['kept_past_length'])[0];
-    return keptPastSlice = { starts: zero, ends, axes: g.constant('axis_2', new BigInt64Array([2n]), [1]) };
+  const splitByPart = (): string => {
+    if (!partLengths) throw new Error('phi graph: attention over one part has nothing to split');
+    return partLengths;
   };
   const toHeads = g.constant('shape_heads', new BigInt64Array([0n, 0n, BigInt(heads), BigInt(headDim(config))]), [4]);
   const toHidden = g.constant('shape_hidden', new BigInt64Array([0n, 0n, BigInt(d)]), [3]);
@@ -203,15 +216,16 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
     const pastKey = g.input(`past_key_values.${i}.key`, floatType, kvShape);
     const pastValue = g.input(`past_key_values.${i}.value`, floatType, kvShape);
     const parts = [{ name: 'past', key: pastKey, value: pastValue }, { name: 'new', key: newKey, value: newValue }];
-    if (kvOutputs === 'present_settled') {
-      parts.unshift({ name: 'settled', key: g.input(`settled_key_values.${i}.key`, floatType, settledShape), value: g.input(`settled_key_values.${i}.value`, floatType, settledShape) });
-    }
-    if (kvOutputs !== 'present_rows') {
-      for (const [past, rows, name] of [[pastKey, newKey, `present.${i}.key`], [pastValue, newValue, `present.${i}.value`]]) {
-        const { starts, ends, axes } = keptPast();
-        const kept = g.node('Slice', [past, starts, ends, axes], [`${name}/kept_past`])[0];
-        g.node('Concat', [kept, rows], [name], { axis: 2 });
+    if (keptPastLength1d) {
+      const kept = (past: string, name: string): string => g.node('Slice', [past, g.constant(`${name}/start`, new BigInt64Array([0n]), [1]), keptPastLength1d, g.constant(`${name}/axis`, new BigInt64Array([2n]), [1])], [`${name}/kept_past`])[0];
+      const present = (past: string, rows: string, name: string): string => {
+        g.node('Concat', [kept(past, name), rows], [name], { axis: 2 });
         g.output(name, floatType, ['batch_size', heads, 'present_sequence_length', headDim(config)]);
+        return name;
+      };
+      parts.splice(0, 2, { name: 'present', key: present(pastKey, newKey, `present.${i}.key`), value: present(pastValue, newValue, `present.${i}.value`) });
+      if (kvOutputs === 'present_settled') {
+        parts.unshift({ name: 'settled', key: g.input(`settled_key_values.${i}.key`, floatType, settledShape), value: g.input(`settled_key_values.${i}.value`, floatType, settledShape) });
       }
     } else {
       g.output(newKey, floatType, newShape);
@@ -222,9 +236,9 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
     // without FusedMatMul (WebGPU, CoreML, DirectML) keep the attention on the GPU instead of the CPU.
     const scores = parts.map(({ name, key }) =>
       g.node('MatMul', [query, g.node('Transpose', [key], [`${p}/${name}_key_t`], { perm: [0, 1, 3, 2] })[0]], [`${p}/${name}_scores`])[0]);
-    const probs = softmax(p, g.node('Concat', scores, [`${p}/scores`], { axis: -1 })[0]);
-    const partProbs = g.node('Split', [probs, splitParts], parts.map(({ name }) => `${p}/${name}_probs`), { axis: -1 });
-    const contexts = parts.map(({ name, value }, k) => g.node('MatMul', [partProbs[k], value], [`${p}/${name}_context`])[0]);
+    const probs = softmax(p, scores.length > 1 ? g.node('Concat', scores, [`${p}/scores`], { axis: -1 })[0] : scores[0]);
+    const partProbs = parts.length > 1 ? g.node('Split', [probs, splitByPart()], parts.map(({ name }) => `${p}/${name}_probs`), { axis: -1 }) : [probs];
+    const contexts = parts.map(({ name, value }, k) => g.node('MatMul', [partProbs[k], value], [parts.length > 1 ? `${p}/${name}_context` : `${p}/context`])[0]);
     return contexts.reduce((sum, context, k) => g.node('Add', [sum, context], [k === contexts.length - 1 ? `${p}/context` : `${p}/context_${k}`])[0]);
   };
 
@@ -264,7 +278,7 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
     const probs = softmax(p, scores);
     const weights = g.node('Mul', [probs, g.node('Concat', [pastValueScale, valueScaleT], [`${p}/value_scales`], { axis: -1 })[0]], [`${p}/value_weights`])[0];
     const [weightCodes, weightStep] = quantizeRows(weights, `${p}/value_weights`, { max: 255, type: DataType.UINT8 });
-    const [pastCodes, newCodes] = g.node('Split', [weightCodes, splitParts], [`${p}/past_weight_codes`, `${p}/new_weight_codes`], { axis: -1 });
+    const [pastCodes, newCodes] = g.node('Split', [weightCodes, splitByPart()], [`${p}/past_weight_codes`, `${p}/new_weight_codes`], { axis: -1 });
     const sums = g.node('Add', [
       g.node('MatMulInteger', [pastCodes, pastValue], [`${p}/past_context_sums`])[0],
       g.node('MatMulInteger', [newCodes, valueCodes], [`${p}/new_context_sums`])[0],

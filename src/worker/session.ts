@@ -28,20 +28,17 @@ function firstLine(error: unknown): string {
 }
 
 /**
- * One forward pass: a GPU provider can create a session it then cannot run (a WebGPU adapter without float16
- * shaders fails an fp16 model at its first pass), which must fall back now rather than fail every completion.
+ * A GPU provider can create a session it then cannot run (a WebGPU adapter without float16 shaders fails an fp16
+ * model at its first pass), which must fall back now rather than fail every completion; the warm-up's passes
+ * find that out, and compile the GPU's kernels before the first completion rather than during it.
  */
 async function runsOn(decoder: PhiDecoder, tokenizer: PhiTokenizer): Promise<void> {
-  const cache = decoder.createCache();
   try {
-    await decoder.forward([tokenizer.eosTokenId], cache, 1);
+    await decoder.warmUp(tokenizer.eosTokenId);
   } catch (error) {
-    cache.dispose();
     await decoder.dispose();
     throw error;
   }
-  // Before any session release: a GPU-resident cache's buffers belong to the session.
-  cache.dispose();
 }
 
 export async function loadModel(modelDir: string, requested: Device, threads: number): Promise<LoadedModel> {
