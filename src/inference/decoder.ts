@@ -65,8 +65,9 @@ export class PhiDecoder {
     let mergeSession: ort.InferenceSession | undefined;
     try {
       if (kvOutputs === 'present_settled') {
-        const planes = floatPlanes(headDim(manifest.config), manifest.weights === 'fp16' ? 'float16' : 'float32');
-        const graph = buildMergeGraph(layers.length, manifest.config.num_attention_heads, planes, planes[0].dtype as 'float32' | 'float16');
+        const dtype = manifest.weights === 'fp16' ? 'float16' : 'float32';
+        const planes = floatPlanes(headDim(manifest.config), dtype);
+        const graph = buildMergeGraph(layers.length, manifest.config.num_attention_heads, planes, dtype);
         mergeSession = await ort.InferenceSession.create(graph, sessionOptions(layers.flatMap((i) => planes.map((plane) => `merged.${i}.${plane.name}`))));
       }
       return new PhiDecoder(session, mergeSession, manifest.config, manifest);

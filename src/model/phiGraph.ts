@@ -149,15 +149,16 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
 
   // The cache's parts' lengths are read from layer 0's values: [batch, heads, rows, headDim] in every cache format.
   const rowsOf = (tensor: string, name: string): string => g.node('Shape', [tensor], [name], { start: 2, end: 3 })[0];
-  const axis1 = g.constant('axes_1', new BigInt64Array([1n]), [1]);
   const seqLength1d = g.node('Shape', [inputIds], ['seq_length_1d'], { start: 1, end: 2 })[0];
   const settledLength1d = kvOutputs === 'present_settled' ? rowsOf('settled_key_values.0.value', 'settled_length_1d') : undefined;
   // Which slots the new tokens may look at before causality, [batch, slots + seq] int64, and the lengths of the parts
   // attention reads them in (to split its weights by part).
   let attended: string;
   let partLengths: string | undefined;
-  let keptPastLength1d: string | undefined;
+  /** Slice(past, starts, ends, axes) gives the past rows present.* keeps (graphs that return their cache). */
+  let keptPast: { readonly starts: string; readonly ends: string; readonly axes: string } | undefined;
   if (returnsCache(kvOutputs)) {
+    const axis1 = g.constant('axes_1', new BigInt64Array([1n]), [1]);
     // present.* keeps the past rows the attention mask keeps: its first `kept` ones, kept = Σ attention_mask over the
     // past's and new slots − seq (all of them when the mask is all ones, as Optimum's callers feed it), so a host that
     // forgets positions by masking them (a rewind) gets them dropped from the next present.* (batch 1). Attention
@@ -165,12 +166,14 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
     const pastAndNewMask = settledLength1d
       ? g.node('Slice', [attentionMask, settledLength1d, g.constant('mask_end', new BigInt64Array([BigInt(Number.MAX_SAFE_INTEGER)]), [1]), axis1], ['past_and_new_mask'])[0]
       : attentionMask;
-    keptPastLength1d = g.node('Sub', [g.node('ReduceSum', [pastAndNewMask, axis1], ['mask_sum'], { keepdims: 0 })[0], seqLength1d], ['kept_past_length'])[0];
+    const zero1d = g.constant('zero_1d', new BigInt64Array([0n]), [1]);
+    const keptPastLength1d = g.node('Sub', [g.node('ReduceSum', [pastAndNewMask, axis1], ['mask_sum'], { keepdims: 0 })[0], seqLength1d], ['kept_past_length'])[0];
+    keptPast = { starts: zero1d, ends: keptPastLength1d, axes: g.constant('axis_2', new BigInt64Array([2n]), [1]) };
     const presentLength1d = g.node('Add', [keptPastLength1d, seqLength1d], ['present_length_1d'])[0];
     const presentShape = g.node('Concat', [g.constant('one_1d', new BigInt64Array([1n]), [1]), presentLength1d], ['present_mask_shape'], { axis: 0 })[0];
     const presentMask = g.node('Expand', [g.constant('one_i64', new BigInt64Array([1n]), []), presentShape], ['present_mask'])[0];
     attended = settledLength1d
-      ? g.node('Concat', [g.node('Slice', [attentionMask, g.constant('zero_1d', new BigInt64Array([0n]), [1]), settledLength1d, axis1], ['settled_mask'])[0], presentMask], ['attended_mask'], { axis: 1 })[0]
+      ? g.node('Concat', [g.node('Slice', [attentionMask, zero1d, settledLength1d, axis1], ['settled_mask'])[0], presentMask], ['attended_mask'], { axis: 1 })[0]
       : presentMask;
     partLengths = settledLength1d ? g.node('Concat', [settledLength1d, presentLength1d], ['part_lengths'], { axis: 0 })[0] : undefined;
   } else {
@@ -209,27 +212,28 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
   const newShape = ['batch_size', heads, 'sequence_length', headDim(config)];
 
   /**
-   * Attention with a float cache: scores over each part of the cache (settled, past) and the new rows side by side,
-   * so attention only reads the cache, never copies it.
+   * Attention with a float cache, read in parts side by side so that it is only read, never copied: the past and the
+   * new rows (present_rows graphs), or the settled part (if any) and present.* (graphs that return their cache).
    */
   const floatAttention = (p: string, i: number, query: string, newKey: string, newValue: string): string => {
     const pastKey = g.input(`past_key_values.${i}.key`, floatType, kvShape);
     const pastValue = g.input(`past_key_values.${i}.value`, floatType, kvShape);
-    const parts = [{ name: 'past', key: pastKey, value: pastValue }, { name: 'new', key: newKey, value: newValue }];
-    if (keptPastLength1d) {
-      const kept = (past: string, name: string): string => g.node('Slice', [past, g.constant(`${name}/start`, new BigInt64Array([0n]), [1]), keptPastLength1d, g.constant(`${name}/axis`, new BigInt64Array([2n]), [1])], [`${name}/kept_past`])[0];
+    let parts: { readonly name: string; readonly key: string; readonly value: string }[];
+    if (keptPast) {
+      const { starts, ends, axes } = keptPast;
       const present = (past: string, rows: string, name: string): string => {
-        g.node('Concat', [kept(past, name), rows], [name], { axis: 2 });
+        g.node('Concat', [g.node('Slice', [past, starts, ends, axes], [`${name}/kept_past`])[0], rows], [name], { axis: 2 });
         g.output(name, floatType, ['batch_size', heads, 'present_sequence_length', headDim(config)]);
         return name;
       };
-      parts.splice(0, 2, { name: 'present', key: present(pastKey, newKey, `present.${i}.key`), value: present(pastValue, newValue, `present.${i}.value`) });
+      parts = [{ name: 'present', key: present(pastKey, newKey, `present.${i}.key`), value: present(pastValue, newValue, `present.${i}.value`) }];
       if (kvOutputs === 'present_settled') {
         parts.unshift({ name: 'settled', key: g.input(`settled_key_values.${i}.key`, floatType, settledShape), value: g.input(`settled_key_values.${i}.value`, floatType, settledShape) });
       }
     } else {
       g.output(newKey, floatType, newShape);
       g.output(newValue, floatType, newShape);
+      parts = [{ name: 'past', key: pastKey, value: pastValue }, { name: 'new', key: newKey, value: newValue }];
     }
     // scores [batch, heads, seq, slots + seq] → softmax → split by part → sum of each part's weighted values.
     // Transpose + MatMul rather than FusedMatMul: ONNX Runtime fuses the pair back for the CPU, and GPU providers

@@ -96,16 +96,16 @@ export class GraphBuilder {
 
   /** A weight: its bytes go to the external data file now. */
   weight(name: string, dataType: DataType, dims: readonly number[], values: Float32Array | Uint8Array | Uint16Array): string {
-    if (!this.externalData) throw new Error(`GraphBuilder: weight ${name} needs an external data file`);
-    const { offset, length } = this.externalData.append(bytesOf(values));
-    const location = this.externalData.location;
+    const data = this.externalData;
+    if (!data) throw new Error(`GraphBuilder: weight ${name} needs an external data file`);
+    const { offset, length } = data.append(bytesOf(values));
     this.initializers.push({
       name,
       dataType,
       dims: [...dims],
       dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
       externalData: [
-        { key: 'location', value: location },
+        { key: 'location', value: data.location },
         { key: 'offset', value: String(offset) },
         { key: 'length', value: String(length) },
       ],
