@@ -7,7 +7,7 @@ import { headDim, type PhiConfig } from '../model/config';
 import { kvOutputsOf, MODEL_FILE, readManifest, returnsCache, type ModelManifest } from '../model/manifest';
 import { buildMergeGraph } from '../model/mergeGraph';
 import { floatPlanes, int8Planes, KvCache, type KvArray, type KvPlane } from './kvCache';
-import { ResidentKvCache } from './residentKvCache';
+import { ResidentKvCache, settledPlanes } from './residentKvCache';
 
 export interface DecoderOptions {
   readonly executionProviders?: ort.InferenceSession.SessionOptions['executionProviders'];
@@ -66,7 +66,7 @@ export class PhiDecoder {
     try {
       if (kvOutputs === 'present_settled') {
         const dtype = manifest.weights === 'fp16' ? 'float16' : 'float32';
-        const planes = floatPlanes(headDim(manifest.config), dtype);
+        const planes = settledPlanes(floatPlanes(headDim(manifest.config), dtype));
         const graph = buildMergeGraph(layers.length, manifest.config.num_attention_heads, planes, dtype);
         mergeSession = await ort.InferenceSession.create(graph, sessionOptions(layers.flatMap((i) => planes.map((plane) => `merged.${i}.${plane.name}`))));
       }
@@ -79,7 +79,7 @@ export class PhiDecoder {
 
   createCache(): DecoderCache {
     const { num_hidden_layers: layers, num_attention_heads: heads, max_position_embeddings: maxLength } = this.config;
-    return this.hasPresentRows ? new KvCache(layers, heads, this.kvPlanes, maxLength) : new ResidentKvCache(layers, heads, this.kvPlanes, maxLength, this.hasSettled);
+    return this.hasPresentRows ? new KvCache(layers, heads, this.kvPlanes, maxLength) : new ResidentKvCache(layers, heads, this.kvPlanes, maxLength, this.hasSettled ? settledPlanes(this.kvPlanes) : undefined);
   }
 
   /**

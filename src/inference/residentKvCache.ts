@@ -7,6 +7,7 @@
  *
  * A `present_settled` graph also reads a settled part, fed unchanged pass after pass, so a pass copies only the
  * recent rows (past) rather than the whole cache; the decoder merges past into settled when wantsMerge() says so.
+ * The settled part keeps its keys transposed (settledPlanes), as attention reads them.
  * Slots, in the attention mask's order: settled (its first settledLength rows cached, the rest forgotten), past
  * (its first length − settledLength rows cached, the rest forgotten), then the pass's new tokens.
  *
@@ -18,8 +19,13 @@
 import * as ort from 'onnxruntime-node';
 import { CachedPositions, type KvPlane } from './kvCache';
 
-/** Tensors of every layer's planes: [layer][plane], each [1, heads, rows, width]. */
+/** Tensors of every layer's planes: [layer][plane], each [1, heads, rows, width] (transposed: [1, heads, width, rows]). */
 export type LayerTensors = readonly (readonly ort.Tensor[])[];
+
+/** The settled part's planes: keys transposed, [1, heads, headDim, rows], the layout QKᵀ reads. */
+export function settledPlanes(planes: readonly KvPlane[]): KvPlane[] {
+  return planes.map((plane) => (plane.name === 'key' ? { ...plane, transposed: true } : plane));
+}
 
 export class ResidentKvCache extends CachedPositions {
   /** The past part: what the last pass returned. */
@@ -31,16 +37,23 @@ export class ResidentKvCache extends CachedPositions {
   /** Past rows the passes since the last merge have copied (each pass copies its whole past part). */
   private copiedRows = 0;
 
-  /** `settled`: the graph reads a settled part (present_settled). */
-  constructor(layers: number, heads: number, planes: readonly KvPlane[], maxLength: number, readonly settled = false) {
+  /** `settledPartPlanes`: the graph reads a settled part in these planes (present_settled; see settledPlanes). */
+  constructor(layers: number, heads: number, planes: readonly KvPlane[], maxLength: number, private readonly settledPartPlanes?: readonly KvPlane[]) {
     super(layers, heads, planes, maxLength);
-    if (planes.some((plane) => plane.transposed || plane.dtype === 'int8')) throw new Error('ResidentKvCache holds float planes only (present.* graphs have a float cache)');
-    this.pastTensors = this.emptyPart();
+    if ([...planes, ...(settledPartPlanes ?? [])].some((plane) => plane.dtype === 'int8') || planes.some((plane) => plane.transposed)) {
+      throw new Error('ResidentKvCache holds float planes only, its past part untransposed (present.* graphs have a float cache)');
+    }
+    this.pastTensors = this.emptyPart(planes);
     this.pastHeld = 1;
-    if (settled) {
-      this.settledTensors = this.emptyPart();
+    if (settledPartPlanes) {
+      this.settledTensors = this.emptyPart(settledPartPlanes);
       this.settledHeld = 1;
     }
+  }
+
+  /** Whether the cache has a settled part (present_settled graphs). */
+  get settled(): boolean {
+    return this.settledPartPlanes !== undefined;
   }
 
   /** Positions the past part's tensors hold: its cached ones, then any forgotten since the last pass. */
@@ -63,7 +76,7 @@ export class ResidentKvCache extends CachedPositions {
     return this.pastTensors[layer][plane];
   }
 
-  /** Layer's settled tensor for `planes[plane]`, holding `settledRows` positions. */
+  /** Layer's settled tensor for `planes[plane]`, holding `settledRows` positions (keys transposed). */
   settledPart(layer: number, plane: number): ort.Tensor {
     return this.settledTensors[layer][plane];
   }
@@ -90,7 +103,7 @@ export class ResidentKvCache extends CachedPositions {
   /** Takes a pass's present.* outputs: the past part's cached positions, then `rows` new ones. */
   replace(present: LayerTensors, rows: number): void {
     const expected = this.filled - this.settledFilled + rows;
-    this.checkRows(present, expected, 'present.*', 'the graph does not drop masked rows; rebuild the model with this version\'s builder');
+    this.checkRows(present, this.planes, expected, 'present.*', 'the graph does not drop masked rows; rebuild the model with this version\'s builder');
     disposeAll(this.pastTensors);
     this.pastTensors = present.map((tensors) => [...tensors]);
     this.pastHeld = expected;
@@ -104,7 +117,7 @@ export class ResidentKvCache extends CachedPositions {
    * cache holds (≈ every √(2·length) decode steps; a ski-rental rule, within twice the best schedule's copying).
    */
   wantsMerge(): boolean {
-    return this.settled && this.filled > 0 && this.copiedRows >= this.filled;
+    return this.settledPartPlanes !== undefined && this.filled > 0 && this.copiedRows >= this.filled;
   }
 
   /** Rows a merge keeps from each part: [settled, past]. */
@@ -114,13 +127,14 @@ export class ResidentKvCache extends CachedPositions {
 
   /** Takes a merge's output: every cached position, now settled; the past part is empty again. */
   settle(merged: LayerTensors): void {
-    this.checkRows(merged, this.filled, 'the merged cache', 'the merge graph does not match this cache');
+    if (!this.settledPartPlanes) throw new Error('ResidentKvCache.settle: this cache has no settled part');
+    this.checkRows(merged, this.settledPartPlanes, this.filled, 'the merged cache', 'the merge graph does not match this cache');
     disposeAll(this.settledTensors);
     disposeAll(this.pastTensors);
     this.settledTensors = merged.map((tensors) => [...tensors]);
     this.settledHeld = this.filled;
     this.settledFilled = this.filled;
-    this.pastTensors = this.emptyPart();
+    this.pastTensors = this.emptyPart(this.planes);
     this.pastHeld = 1;
     this.copiedRows = 0;
   }
@@ -128,10 +142,10 @@ export class ResidentKvCache extends CachedPositions {
   dispose(): void {
     disposeAll(this.pastTensors);
     disposeAll(this.settledTensors);
-    this.pastTensors = this.emptyPart();
+    this.pastTensors = this.emptyPart(this.planes);
     this.pastHeld = 1;
-    if (this.settled) {
-      this.settledTensors = this.emptyPart();
+    if (this.settledPartPlanes) {
+      this.settledTensors = this.emptyPart(this.settledPartPlanes);
       this.settledHeld = 1;
     }
     this.settledFilled = 0;
@@ -139,12 +153,13 @@ export class ResidentKvCache extends CachedPositions {
     this.copiedRows = 0;
   }
 
-  private checkRows(tensors: LayerTensors, expected: number, what: string, why: string): void {
+  private checkRows(tensors: LayerTensors, planes: readonly KvPlane[], expected: number, what: string, why: string): void {
     for (const layer of tensors) {
-      for (const tensor of layer) {
+      layer.forEach((tensor, p) => {
+        const rows = tensor.dims[planes[p].transposed ? 3 : 2];
         // A graph that keeps masked rows (a published export's plain Concat) would grow garbage at every rewind.
-        if (tensor.dims[2] !== expected) throw new Error(`${what} holds ${tensor.dims[2]} positions where ${expected} were expected: ${why}`);
-      }
+        if (rows !== expected) throw new Error(`${what} holds ${rows} positions where ${expected} were expected: ${why}`);
+      });
     }
   }
 
@@ -152,10 +167,11 @@ export class ResidentKvCache extends CachedPositions {
    * An empty part: one forgotten (masked) row of zeros rather than none, because onnxruntime-node crashed
    * (SIGSEGV) on WebGPU given zero-length inputs; a pass (or a merge) drops the row like any forgotten one.
    */
-  private emptyPart(): ort.Tensor[][] {
-    return Array.from({ length: this.layers }, () => this.planes.map((plane) => {
+  private emptyPart(planes: readonly KvPlane[]): ort.Tensor[][] {
+    return Array.from({ length: this.layers }, () => planes.map((plane) => {
       const size = this.heads * plane.width;
-      return new ort.Tensor(plane.dtype, plane.dtype === 'float16' ? new Uint16Array(size) : new Float32Array(size), [1, this.heads, 1, plane.width]);
+      const dims = plane.transposed ? [1, this.heads, plane.width, 1] : [1, this.heads, 1, plane.width];
+      return new ort.Tensor(plane.dtype, plane.dtype === 'float16' ? new Uint16Array(size) : new Float32Array(size), dims);
     }));
   }
 }

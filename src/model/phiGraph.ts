@@ -17,7 +17,8 @@
  * On a GPU the cache stays in device memory as the graph's own outputs (`present`, fed back as the next past), and
  * `present_settled` splits it in two so that no pass copies all of it (a GPU-side Concat of the whole cache grew
  * from 3 to 24 ms a step between 128 and 1,024 positions on an H200):
- *   inputs   settled_key_values.{i}.key|value [batch, heads, settled, headDim]: read only, fed unchanged pass after pass
+ *   inputs   settled_key_values.{i}.key [batch, heads, headDim, settled] (transposed: no Transpose at every step),
+ *            settled_key_values.{i}.value [batch, heads, settled, headDim]: read only, fed unchanged pass after pass
  *            past_key_values.{i}.key|value: the recent rows, returned with the new ones as present.{i}.key|value
  *            attention_mask [batch, settled + past + seq]
  * and the host merges past into settled from time to time (src/model/mergeGraph.ts, ResidentKvCache).
@@ -208,7 +209,8 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
 
   const queryZeroPoint = kvInt8 ? g.constant('query_zero_point', Uint8Array.of(128), []) : '';
   const kvShape = ['batch_size', heads, 'past_sequence_length', headDim(config)];
-  const settledShape = ['batch_size', heads, 'settled_sequence_length', headDim(config)];
+  const settledValueShape = ['batch_size', heads, 'settled_sequence_length', headDim(config)];
+  const settledKeyShape = ['batch_size', heads, headDim(config), 'settled_sequence_length'];
   const newShape = ['batch_size', heads, 'sequence_length', headDim(config)];
 
   /**
@@ -218,7 +220,8 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
   const floatAttention = (p: string, i: number, query: string, newKey: string, newValue: string): string => {
     const pastKey = g.input(`past_key_values.${i}.key`, floatType, kvShape);
     const pastValue = g.input(`past_key_values.${i}.value`, floatType, kvShape);
-    let parts: { readonly name: string; readonly key: string; readonly value: string }[];
+    /** `keyTransposed`: the key is stored [batch, heads, headDim, rows], ready for QKᵀ. */
+    let parts: { readonly name: string; readonly key: string; readonly value: string; readonly keyTransposed?: boolean }[];
     if (keptPast) {
       const { starts, ends, axes } = keptPast;
       const present = (past: string, rows: string, name: string): string => {
@@ -228,7 +231,12 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
       };
       parts = [{ name: 'present', key: present(pastKey, newKey, `present.${i}.key`), value: present(pastValue, newValue, `present.${i}.value`) }];
       if (kvOutputs === 'present_settled') {
-        parts.unshift({ name: 'settled', key: g.input(`settled_key_values.${i}.key`, floatType, settledShape), value: g.input(`settled_key_values.${i}.value`, floatType, settledShape) });
+        parts.unshift({
+          name: 'settled',
+          key: g.input(`settled_key_values.${i}.key`, floatType, settledKeyShape),
+          value: g.input(`settled_key_values.${i}.value`, floatType, settledValueShape),
+          keyTransposed: true,
+        });
       }
     } else {
       g.output(newKey, floatType, newShape);
@@ -238,8 +246,9 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
     // scores [batch, heads, seq, slots + seq] → softmax → split by part → sum of each part's weighted values.
     // Transpose + MatMul rather than FusedMatMul: ONNX Runtime fuses the pair back for the CPU, and GPU providers
     // without FusedMatMul (WebGPU, CoreML, DirectML) keep the attention on the GPU instead of the CPU.
-    const scores = parts.map(({ name, key }) =>
-      g.node('MatMul', [query, g.node('Transpose', [key], [`${p}/${name}_key_t`], { perm: [0, 1, 3, 2] })[0]], [`${p}/${name}_scores`])[0]);
+    const scores = parts.map(({ name, key, keyTransposed }) => g.node('MatMul', [
+      query, keyTransposed ? key : g.node('Transpose', [key], [`${p}/${name}_key_t`], { perm: [0, 1, 3, 2] })[0],
+    ], [`${p}/${name}_scores`])[0]);
     const probs = softmax(p, scores.length > 1 ? g.node('Concat', scores, [`${p}/scores`], { axis: -1 })[0] : scores[0]);
     const partProbs = parts.length > 1 ? g.node('Split', [probs, splitByPart()], parts.map(({ name }) => `${p}/${name}_probs`), { axis: -1 }) : [probs];
     const contexts = parts.map(({ name, value }, k) => g.node('MatMul', [partProbs[k], value], [parts.length > 1 ? `${p}/${name}_context` : `${p}/context`])[0]);

@@ -4,7 +4,7 @@ import { describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { deviceCandidates, layoutAdvice } from '../../src/inference/devices';
 import { floatPlanes, KvCache } from '../../src/inference/kvCache';
-import { ResidentKvCache } from '../../src/inference/residentKvCache';
+import { ResidentKvCache, settledPlanes } from '../../src/inference/residentKvCache';
 import { draftFromContext } from '../../src/inference/promptLookup';
 import { argmax, standardDeviation, Sampler, topTwoGap } from '../../src/inference/sampler';
 import { SpeculationBudget } from '../../src/inference/speculationBudget';
@@ -239,13 +239,17 @@ describe('ResidentKvCache bookkeeping', () => {
   });
 
   test('a settled part: masks of both parts, merges when passes have copied as many rows as it holds, rewinds into it', () => {
-    const cache = new ResidentKvCache(1, 3, floatPlanes(2, 'float32'), 64, true);
+    const planes = floatPlanes(2, 'float32');
+    const cache = new ResidentKvCache(1, 3, planes, 64, settledPlanes(planes));
+    // The settled part in its own layout: keys transposed, [1, heads, width, rows].
+    const settled = (n: number): ort.Tensor[][] => [settledPlanes(planes).map((plane) => new ort.Tensor('float32', new Float32Array(3 * n * 2), plane.transposed ? [1, 3, 2, n] : [1, 3, n, 2]))];
     const mask = (newRows: number): string => [...cache.attentionMask(newRows)].join('');
-    assert.deepEqual([cache.settledRows, cache.heldRows, mask(2)], [1, 1, '0011']);
+    assert.deepEqual([cache.settledRows, cache.heldRows, mask(2), cache.settledPart(0, 0).dims, cache.settledPart(0, 1).dims], [1, 1, '0011', [1, 3, 2, 1], [1, 3, 1, 2]]);
     cache.replace(rows(4), 4);
     assert.deepEqual([mask(1), cache.wantsMerge()], ['011111', true]);
     assert.deepEqual(cache.mergeCounts(), [0, 4]);
-    cache.settle(rows(4));
+    assert.throws(() => cache.settle(rows(4)), /the merged cache holds 2 positions where 4 were expected/, 'untransposed keys are refused');
+    cache.settle(settled(4));
     assert.deepEqual([cache.length, cache.settledRows, cache.settledLength, cache.heldRows, mask(1)], [4, 4, 4, 1, '111101']);
     // Steps of one token copy 1, 2, 3, 4 past rows: the next merge comes once they add up to the cache's length (10 ≥ 8).
     let steps = 0;
@@ -253,7 +257,7 @@ describe('ResidentKvCache bookkeeping', () => {
     assert.deepEqual([steps, cache.length, cache.mergeCounts()], [4, 8, [4, 4]]);
     cache.rewindTo(2);
     assert.deepEqual([cache.settledLength, mask(1), cache.mergeCounts()], [2, '110000001', [2, 0]]);
-    assert.throws(() => cache.settle(rows(3)), /the merged cache holds 3 positions where 2 were expected/);
+    assert.throws(() => cache.settle(settled(3)), /the merged cache holds 3 positions where 2 were expected/);
     cache.replace(rows(1), 1);
     assert.deepEqual([cache.length, cache.heldRows, mask(0)], [3, 1, '11001']);
     cache.dispose();
