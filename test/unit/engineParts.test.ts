@@ -5,6 +5,7 @@ import * as ort from 'onnxruntime-node';
 import { deviceCandidates, layoutAdvice } from '../../src/inference/devices';
 import { floatPlanes, KvCache } from '../../src/inference/kvCache';
 import { ResidentKvCache, settledPlanes } from '../../src/inference/residentKvCache';
+import { buildMergeGraph } from '../../src/model/mergeGraph';
 import { draftFromContext } from '../../src/inference/promptLookup';
 import { argmax, standardDeviation, Sampler, topTwoGap } from '../../src/inference/sampler';
 import { SpeculationBudget } from '../../src/inference/speculationBudget';
@@ -270,5 +271,43 @@ describe('ResidentKvCache bookkeeping', () => {
     cache.rewindTo(2);
     assert.throws(() => cache.replace(rows(5), 1), /holds 5 positions where 3 were expected: the graph does not drop masked rows; rebuild the model/);
     assert.equal(cache.length, 2, 'the cache is unchanged');
+  });
+});
+
+describe('the merge graph', () => {
+  test("keeps each part's first rows, settled then past, and transposes the past keys into the settled layout", async () => {
+    const [heads, width] = [2, 3];
+    const planes = settledPlanes(floatPlanes(width, 'float32'));
+    const session = await ort.InferenceSession.create(buildMergeGraph(1, heads, planes, 'float32'));
+    // Element (head h, row r, column c) of a part holds base + 100·h + 10·r + c, so every value names its place.
+    const values = (base: number, rows: number, transposed: boolean): Float32Array => {
+      const out = new Float32Array(heads * rows * width);
+      for (let h = 0; h < heads; h++) for (let r = 0; r < rows; r++) for (let c = 0; c < width; c++) {
+        out[transposed ? (h * width + c) * rows + r : (h * rows + r) * width + c] = base + 100 * h + 10 * r + c;
+      }
+      return out;
+    };
+    const part = (base: number, rows: number, transposed: boolean): ort.Tensor =>
+      new ort.Tensor('float32', values(base, rows, transposed), transposed ? [1, heads, width, rows] : [1, heads, rows, width]);
+    const kept = (n: number): ort.Tensor => new ort.Tensor('int64', BigInt64Array.of(BigInt(n)), [1]);
+    const merged = await session.run({
+      'settled.0.key': part(1000, 3, true), 'past.0.key': part(2000, 4, false),
+      'settled.0.value': part(3000, 3, false), 'past.0.value': part(4000, 4, false),
+      settled_kept: kept(2), past_kept: kept(3),
+    });
+    // Rows 0–1 of settled, then rows 0–2 of past, as 5 rows: row r < 2 is settled row r, else past row r − 2.
+    const expected = (settledBase: number, pastBase: number, transposed: boolean): number[] => {
+      const out = new Array<number>(heads * 5 * width);
+      for (let h = 0; h < heads; h++) for (let r = 0; r < 5; r++) for (let c = 0; c < width; c++) {
+        const value = r < 2 ? settledBase + 100 * h + 10 * r + c : pastBase + 100 * h + 10 * (r - 2) + c;
+        out[transposed ? (h * width + c) * 5 + r : (h * 5 + r) * width + c] = value;
+      }
+      return out;
+    };
+    assert.deepEqual(merged['merged.0.key'].dims, [1, heads, width, 5]);
+    assert.deepEqual([...(merged['merged.0.key'].data as Float32Array)], expected(1000, 2000, true));
+    assert.deepEqual(merged['merged.0.value'].dims, [1, heads, 5, width]);
+    assert.deepEqual([...(merged['merged.0.value'].data as Float32Array)], expected(3000, 4000, false));
+    await session.release();
   });
 });
