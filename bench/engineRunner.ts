@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { PhiDecoder } from '../src/inference/decoder';
 import { providerOf } from '../src/inference/devices';
 import type { Device } from '../src/protocol';
-import { Generator, type GenerationResult } from '../src/inference/generator';
+import { DEFAULT_PREFILL_CHUNK, Generator, type GenerationResult } from '../src/inference/generator';
 import { PhiTokenizer } from '../src/tokenizer/tokenizer';
 import { childMain, procStatusBytes, type PromptRunResult } from './support/child';
 
@@ -107,7 +107,7 @@ async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
   const tokenizer = PhiTokenizer.fromFile(path.join(request.modelDir, 'tokenizer.json'));
   const loadSeconds = (performance.now() - loadStarted) / 1000;
   // As the worker does when it loads a model on a GPU (kernels compile at their first pass).
-  if (request.device !== 'cpu') await decoder.warmUp(tokenizer.eosTokenId);
+  if (request.device !== 'cpu') await decoder.warmUp(tokenizer.eosTokenId, DEFAULT_PREFILL_CHUNK);
   const generator = new Generator(decoder, tokenizer);
   await generator.generate({ prompt: request.prompt128.slice(0, 16), maxNewTokens: 4 }); // warm-up
 

@@ -131,7 +131,7 @@ export class PhiDecoder {
    * On a GPU the first pass of each kind compiles its kernels (a first merge took 37 ms where later ones take 2 ms,
    * on an H200): better at load than in the user's first completion.
    */
-  async warmUp(tokenId: number, chunk = 32): Promise<void> {
+  async warmUp(tokenId: number, chunk: number): Promise<void> {
     const cache = this.createCache();
     try {
       for (const [tokens, logits] of [[chunk, 1], [8, 1], [1, 1], [1, 1], [3, 3]]) {

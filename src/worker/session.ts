@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PhiDecoder } from '../inference/decoder';
+import { DEFAULT_PREFILL_CHUNK } from '../inference/generator';
 import { deviceCandidates, layoutAdvice, platformObstacle, providerOf } from '../inference/devices';
 import { kvOutputsOf, MANIFEST_FILE, MODEL_FILE, readManifest, TOKENIZER_FILE, type KvOutputs } from '../model/manifest';
 import type { Device } from '../protocol';
@@ -34,7 +35,7 @@ function firstLine(error: unknown): string {
  */
 async function runsOn(decoder: PhiDecoder, tokenizer: PhiTokenizer): Promise<void> {
   try {
-    await decoder.warmUp(tokenizer.eosTokenId);
+    await decoder.warmUp(tokenizer.eosTokenId, DEFAULT_PREFILL_CHUNK);
   } catch (error) {
     await decoder.dispose();
     throw error;

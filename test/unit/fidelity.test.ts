@@ -91,7 +91,7 @@ describe('fp32 ONNX decoder', () => {
 
   test('a present_settled graph (its cache in a settled part and a recent one, merged now and then) decodes to the same logits, through merges and a rewind into the settled part', async () => {
     const settled = await PhiDecoder.load(tinyModelDir('fp32', 'flat', { kvOutputs: 'present_settled' }));
-    await settled.warmUp(50256); // as the worker does on a GPU: its own cache, gone afterwards
+    await settled.warmUp(50256, 32); // as the worker does on a GPU: its own cache, gone afterwards
     const prompt = PROMPTS[2];
     for (const chunk of [1, 7]) assert.ok(maxAbsDiff(await chunked(settled, prompt, chunk), await chunked(decoder, prompt, chunk)) < 1e-5, `chunks of ${chunk}`);
     const cache = settled.createCache();
