@@ -43,12 +43,7 @@ export class ResidentKvCache extends CachedPositions {
     if ([...planes, ...(settledPartPlanes ?? [])].some((plane) => plane.dtype === 'int8') || planes.some((plane) => plane.transposed)) {
       throw new Error('ResidentKvCache holds float planes only, its past part untransposed (present.* graphs have a float cache)');
     }
-    this.pastTensors = this.emptyPart(planes);
-    this.pastHeld = 1;
-    if (settledPartPlanes) {
-      this.settledTensors = this.emptyPart(settledPartPlanes);
-      this.settledHeld = 1;
-    }
+    this.reset();
   }
 
   /** Whether the cache has a settled part (present_settled graphs). */
@@ -142,6 +137,11 @@ export class ResidentKvCache extends CachedPositions {
   dispose(): void {
     disposeAll(this.pastTensors);
     disposeAll(this.settledTensors);
+    this.reset();
+  }
+
+  /** Empties the cache: both parts hold one forgotten row (see emptyPart). */
+  private reset(): void {
     this.pastTensors = this.emptyPart(this.planes);
     this.pastHeld = 1;
     if (this.settledPartPlanes) {
