@@ -18,6 +18,11 @@ export interface DecoderOptions {
 /** A decoder's cache: host buffers for `present_rows` graphs, the graph's own outputs for `present(_settled)` graphs. */
 export type DecoderCache = KvCache | ResidentKvCache;
 
+/** The KV cache's float type in a float-cache model: the activations'. */
+function floatCacheDtype(manifest: ModelManifest): 'float16' | 'float32' {
+  return manifest.weights === 'fp16' ? 'float16' : 'float32';
+}
+
 /** Whether ONNX Runtime can hand `present.*` back as GPU buffers (onnxruntime-node supports it for WebGPU only). */
 function keepsOutputsOnGpu(providers: NonNullable<DecoderOptions['executionProviders']>): boolean {
   const first = providers[0];
@@ -32,6 +37,8 @@ export class PhiDecoder {
   private readonly hasPresentRows: boolean;
   /** present_settled graphs also read a settled part of the cache. */
   private readonly hasSettled: boolean;
+  /** 0, 1, … layers − 1. */
+  private readonly layerIndices: readonly number[];
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -41,7 +48,8 @@ export class PhiDecoder {
     readonly manifest: ModelManifest,
   ) {
     const dim = headDim(config);
-    this.kvPlanes = session.inputNames.includes('past_key_values.0.key_scale') ? int8Planes(dim) : floatPlanes(dim, manifest.weights === 'fp16' ? 'float16' : 'float32');
+    this.kvPlanes = session.inputNames.includes('past_key_values.0.key_scale') ? int8Planes(dim) : floatPlanes(dim, floatCacheDtype(manifest));
+    this.layerIndices = Array.from({ length: config.num_hidden_layers }, (_, i) => i);
     this.hasLogitsToKeep = session.inputNames.includes('logits_to_keep');
     this.hasPresentRows = session.outputNames.includes('present_rows.0.key');
     this.hasSettled = session.inputNames.includes('settled_key_values.0.key');
@@ -65,7 +73,7 @@ export class PhiDecoder {
     let mergeSession: ort.InferenceSession | undefined;
     try {
       if (kvOutputs === 'present_settled') {
-        const dtype = manifest.weights === 'fp16' ? 'float16' : 'float32';
+        const dtype = floatCacheDtype(manifest);
         const planes = settledPlanes(floatPlanes(headDim(manifest.config), dtype));
         const graph = buildMergeGraph(layers.length, manifest.config.num_attention_heads, planes, dtype);
         mergeSession = await ort.InferenceSession.create(graph, sessionOptions(layers.flatMap((i) => planes.map((plane) => `merged.${i}.${plane.name}`))));
@@ -94,7 +102,6 @@ export class PhiDecoder {
     const filled = cache.length;
     cache.reserve(seq);
     if (cache instanceof ResidentKvCache && cache.wantsMerge()) await this.merge(cache);
-    const layers = this.config.num_hidden_layers;
     const mask = cache.attentionMask(seq);
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(tokenIds, (id) => BigInt(id)), [1, seq]),
@@ -104,7 +111,7 @@ export class PhiDecoder {
     // Published Optimum exports have no logits_to_keep (they return every position's logits).
     const keep = this.hasLogitsToKeep ? Math.max(1, Math.min(logitsFor, seq)) : seq;
     if (this.hasLogitsToKeep) feeds.logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), [1]);
-    for (let i = 0; i < layers; i++) {
+    for (const i of this.layerIndices) {
       this.kvPlanes.forEach((plane, p) => {
         if (cache instanceof KvCache) {
           feeds[`past_key_values.${i}.${plane.name}`] = new ort.Tensor(plane.dtype, cache.buffer(i, p), cache.shape(p, cache.capacity));
@@ -115,11 +122,10 @@ export class PhiDecoder {
       });
     }
     const outputs = await this.session.run(feeds);
-    const layerIndices = Array.from({ length: layers }, (_, i) => i);
     if (cache instanceof KvCache) {
-      cache.append(layerIndices.map((i) => this.kvPlanes.map((plane) => outputs[`present_rows.${i}.${plane.name}`].data as KvArray)), seq);
+      cache.append(this.perLayerAndPlane(outputs, 'present_rows').map((planes) => planes.map((tensor) => tensor.data as KvArray)), seq);
     } else {
-      cache.replace(layerIndices.map((i) => this.kvPlanes.map((plane) => outputs[`present.${i}.${plane.name}`])), seq);
+      cache.replace(this.perLayerAndPlane(outputs, 'present'), seq);
     }
     const logits = outputs.logits.data as Float32Array;
     return keep > Math.min(logitsFor, seq) ? logits.subarray((keep - Math.min(logitsFor, seq)) * this.config.vocab_size) : logits;
@@ -151,15 +157,18 @@ export class PhiDecoder {
       settled_kept: new ort.Tensor('int64', BigInt64Array.of(BigInt(settledKept)), [1]),
       past_kept: new ort.Tensor('int64', BigInt64Array.of(BigInt(pastKept)), [1]),
     };
-    const layers = Array.from({ length: this.config.num_hidden_layers }, (_, i) => i);
-    for (const i of layers) {
+    for (const i of this.layerIndices) {
       this.kvPlanes.forEach((plane, p) => {
         feeds[`settled.${i}.${plane.name}`] = cache.settledPart(i, p);
         feeds[`past.${i}.${plane.name}`] = cache.past(i, p);
       });
     }
-    const merged = await this.mergeSession.run(feeds);
-    cache.settle(layers.map((i) => this.kvPlanes.map((plane) => merged[`merged.${i}.${plane.name}`])));
+    cache.settle(this.perLayerAndPlane(await this.mergeSession.run(feeds), 'merged'));
+  }
+
+  /** The tensors `${prefix}.{layer}.{plane}` of a run's outputs, as [layer][plane]. */
+  private perLayerAndPlane(outputs: ort.InferenceSession.ReturnType, prefix: string): ort.Tensor[][] {
+    return this.layerIndices.map((i) => this.kvPlanes.map((plane) => outputs[`${prefix}.${i}.${plane.name}`]));
   }
 
   async dispose(): Promise<void> {
