@@ -1,6 +1,7 @@
 /**
  * Measures phi-complete's engine on one model folder, in a process of its own (so its peak memory is its own).
  * Usage: node out/bench/engineRunner.js '<json EngineBenchRequest>'; prints one JSON EngineBenchResult line.
+ * With an EngineRoundsRequest it answers decode rounds instead (see support/child).
  */
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -9,12 +10,18 @@ import { providerOf } from '../src/inference/devices';
 import type { Device } from '../src/protocol';
 import { DEFAULT_PREFILL_CHUNK, Generator, type GenerationResult } from '../src/inference/generator';
 import { PhiTokenizer } from '../src/tokenizer/tokenizer';
-import { childMain, procStatusBytes, type PromptRunResult } from './support/child';
+import { childMain, procStatusBytes, type DecodeRound, type PromptRunResult, type RoundsEngine, type RoundsRequest } from './support/child';
 
-export interface EngineBenchRequest {
+/** Where and how our engine runs. */
+export interface EngineCommon {
   readonly modelDir: string;
   readonly device: Exclude<Device, 'auto'>;
   readonly threads: number;
+}
+
+export type EngineRoundsRequest = RoundsRequest<EngineCommon>;
+
+export interface EngineBenchRequest extends EngineCommon {
   readonly prompt128: readonly number[];
   readonly prompt1024: readonly number[];
   readonly decodeTokens: number;
@@ -101,13 +108,18 @@ async function forwardCosts(decoder: PhiDecoder, context: readonly number[], cou
   return costs;
 }
 
-async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
+/** Loads the model as the worker does (a warm-up pass on a GPU, where kernels compile at their first pass). */
+async function loadEngine(request: EngineCommon): Promise<{ decoder: PhiDecoder; tokenizer: PhiTokenizer; loadSeconds: number }> {
   const loadStarted = performance.now();
   const decoder = await PhiDecoder.load(request.modelDir, { executionProviders: [providerOf(request.device)], threads: request.threads });
   const tokenizer = PhiTokenizer.fromFile(path.join(request.modelDir, 'tokenizer.json'));
   const loadSeconds = (performance.now() - loadStarted) / 1000;
-  // As the worker does when it loads a model on a GPU (kernels compile at their first pass).
   if (request.device !== 'cpu') await decoder.warmUp(tokenizer.eosTokenId, DEFAULT_PREFILL_CHUNK);
+  return { decoder, tokenizer, loadSeconds };
+}
+
+async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
+  const { decoder, tokenizer, loadSeconds } = await loadEngine(request);
   const generator = new Generator(decoder, tokenizer);
   await generator.generate({ prompt: request.prompt128.slice(0, 16), maxNewTokens: 4 }); // warm-up
 
@@ -168,4 +180,39 @@ async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
   return result;
 }
 
-childMain('engine bench', main);
+/** Decode rounds: one generator (so one cache) per prompt, each round continuing where the last one stopped. */
+async function prepareRounds(request: EngineRoundsRequest): Promise<RoundsEngine<DecodeRound>> {
+  const { decoder, tokenizer } = await loadEngine(request);
+  const eos = tokenizer.eosTokenId;
+  // An <|endoftext|> (random weights pick it like any other token) ends a request; the next one goes on after it.
+  const extend = (history: number[], result: GenerationResult): void => {
+    history.push(...result.tokens, ...(result.finishReason === 'eos' ? [eos] : []));
+  };
+  const slots: { readonly generator: Generator; readonly history: number[] }[] = [];
+  for (const prompt of [request.prompt128, request.prompt1024]) {
+    const generator = new Generator(decoder, tokenizer);
+    const history = [...prompt];
+    extend(history, await generator.generate({ prompt: history, maxNewTokens: 1 }));
+    slots.push({ generator, history });
+  }
+  const decode = async ({ generator, history }: (typeof slots)[number]): Promise<number> => {
+    let steps = 0;
+    let ms = 0;
+    for (let tries = 0; steps < request.decodeTokens && tries < request.decodeTokens; tries++) {
+      const result = await generator.generate({ prompt: history, maxNewTokens: request.decodeTokens - steps + 1 });
+      extend(history, result);
+      steps += result.stats.decodeSteps;
+      ms += result.stats.decodeMs;
+    }
+    return steps / (ms / 1000);
+  };
+  return {
+    round: async () => ({ context128: await decode(slots[0]), context1024: await decode(slots[1]) }),
+    dispose: async () => {
+      for (const { generator } of slots) await generator.dispose();
+      await decoder.dispose();
+    },
+  };
+}
+
+childMain('engine bench', main, prepareRounds);

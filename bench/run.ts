@@ -7,7 +7,10 @@
  * Also side by side: transformers.js (@huggingface/transformers) running the same int4 weights in our graph
  * (Optimum layout, float cache) with its own generation loop.
  *
- * Options: --threads N (default 2), --decode-tokens N (default 32), --no-peer (skip both peers),
+ * Decode speed against llama.cpp is also measured head to head: both engines loaded, alternating rounds (--rounds).
+ *
+ * Options: --threads N (default 2), --decode-tokens N (default 32), --no-peer (skip both peers), --rounds N
+ * (head-to-head decode rounds, default 5; 0 skips them),
  * --device cpu|cuda|webgpu|… (where our engine runs; default cpu), --format int4|fp16 and --kv-cache int8|float
  * (our model's weights and cache; default int4 with the builder's default cache), --kv-outputs present_settled|present
  * (graphs whose cache stays on a GPU, see KvOutputs; they need a float cache). The peers always run on the CPU.
@@ -23,13 +26,13 @@ import { DATA_FILE, defaultKvCache, KV_CACHE_FORMATS, KV_OUTPUTS, kvCacheOf, kvO
 import { DEVICES, type Device } from '../src/protocol';
 import { PhiTokenizer } from '../src/tokenizer/tokenizer';
 import { measureReadBandwidth } from './bandwidth';
-import type { EngineBenchRequest, EngineBenchResult } from './engineRunner';
-import { benchLlamaCpp, type LlamaCppResult } from './peers/llamaCpp';
+import type { EngineBenchRequest, EngineBenchResult, EngineRoundsRequest } from './engineRunner';
+import { benchLlamaCpp, startLlamaCppRounds, type LlamaCppResult } from './peers/llamaCpp';
 import { benchTransformersJs, ensureTransformersJsModel, type TransformersJsResult } from './peers/transformersJs';
 import { BENCH_INIT, benchKey, benchWeights, MODEL_WRITER } from './support/benchWeights';
 import { defaultCacheDir } from './support/cache';
-import { runJsonChild, type PromptRunResult } from './support/child';
-import { writePhiGguf } from './peers/gguf';
+import { roundsRequest, runJsonChild, startRoundsChild, type DecodeRound, type PromptRunResult, type RoundsChild } from './support/child';
+import { ggufBytesReadPerToken, writePhiGguf } from './peers/gguf';
 
 function log(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);
@@ -71,8 +74,72 @@ function ensureGguf(cacheDir: string, tokenizerPath: string): string {
   return file;
 }
 
+const ENGINE_RUNNER = path.join(__dirname, 'engineRunner.js');
+
 function runEngine(request: EngineBenchRequest): Promise<EngineBenchResult> {
-  return runJsonChild<EngineBenchResult>(path.join(__dirname, 'engineRunner.js'), 'engine runner', request);
+  return runJsonChild<EngineBenchResult>(ENGINE_RUNNER, 'engine runner', request);
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/**
+ * Decode speed, ours and a peer's, in alternating rounds with both engines loaded (which one goes first
+ * alternates too). This machine's memory bandwidth drifts by up to ±15% over minutes, more than the difference
+ * measured; the engines' separate runs are minutes apart, a round's two halves seconds.
+ */
+async function decodeHeadToHead(
+  ours: EngineRoundsRequest,
+  startPeer: () => Promise<RoundsChild<DecodeRound>>,
+  bytesPerToken: { readonly ours: number; readonly peer: number },
+): Promise<object> {
+  const { rounds, threads } = ours;
+  const oursChild = await startRoundsChild<DecodeRound>(ENGINE_RUNNER, 'engine runner', ours);
+  let peerChild: RoundsChild<DecodeRound>;
+  try {
+    peerChild = await startPeer();
+  } catch (error) {
+    await oursChild.close();
+    throw error;
+  }
+  const oursRounds: DecodeRound[] = [];
+  const peerRounds: DecodeRound[] = [];
+  const bandwidths: number[] = [];
+  try {
+    for (let round = 0; round < rounds; round++) {
+      bandwidths.push(await measureReadBandwidth(threads));
+      if (round % 2 === 0) {
+        oursRounds.push(await oursChild.next());
+        peerRounds.push(await peerChild.next());
+      } else {
+        peerRounds.push(await peerChild.next());
+        oursRounds.push(await oursChild.next());
+      }
+    }
+  } finally {
+    await Promise.all([oursChild.close(), peerChild.close()]);
+  }
+  const byContext = (runs: DecodeRound[], context: keyof DecodeRound): number[] => runs.map((run) => Math.round(run[context] * 10) / 10);
+  const ratios = (context: keyof DecodeRound): number[] => oursRounds.map((run, i) => ratio(run[context], peerRounds[i][context]));
+  // Each engine's decode speed as a fraction of what the round's bandwidth allows for the bytes it reads a token.
+  const fractions = (runs: DecodeRound[], bytes: number, context: keyof DecodeRound): number =>
+    median(runs.map((run, i) => (run[context] * bytes) / (bandwidths[i] * 1e9)));
+  return {
+    rounds,
+    decodeTokensPerRound: ours.decodeTokens,
+    memoryReadBandwidthGBps: bandwidths.map((gbps) => Math.round(gbps * 10) / 10),
+    phiCompleteTokensPerSecond: { context128: byContext(oursRounds, 'context128'), context1024: byContext(oursRounds, 'context1024') },
+    peerTokensPerSecond: { context128: byContext(peerRounds, 'context128'), context1024: byContext(peerRounds, 'context1024') },
+    ratioPerRound: { context128: ratios('context128'), context1024: ratios('context1024') },
+    medianRatio: { decode128: median(ratios('context128')), decode1024: median(ratios('context1024')) },
+    medianFractionOfLimit: {
+      phiComplete: { context128: fractions(oursRounds, bytesPerToken.ours, 'context128'), context1024: fractions(oursRounds, bytesPerToken.ours, 'context1024') },
+      peer: { context128: fractions(peerRounds, bytesPerToken.peer, 'context128'), context1024: fractions(peerRounds, bytesPerToken.peer, 'context1024') },
+    },
+  };
 }
 
 /** Code-like token ids: a Python file's tokens, repeated to the length wanted. */
@@ -119,7 +186,7 @@ interface Skipped {
 }
 
 /** A peer's run, or why it was skipped: a peer that cannot be installed or run must not sink our own figures. */
-async function measurePeer<Run extends EngineRun>(name: string, skip: string | undefined, run: () => Promise<Run>): Promise<Run | Skipped> {
+async function measurePeer<Run>(name: string, skip: string | undefined, run: () => Promise<Run>): Promise<Run | Skipped> {
   if (skip) return { skipped: skip };
   try {
     log(`measuring ${name}`);
@@ -155,6 +222,7 @@ async function main(): Promise<void> {
       threads: { type: 'string', default: '2' },
       'decode-tokens': { type: 'string', default: '32' },
       'no-peer': { type: 'boolean' },
+      rounds: { type: 'string', default: '5' },
       device: { type: 'string', default: 'cpu' },
       format: { type: 'string', default: 'int4' },
       'kv-cache': { type: 'string' },
@@ -163,6 +231,8 @@ async function main(): Promise<void> {
   });
   const threads = Number(values.threads);
   const decodeTokens = Number(values['decode-tokens']);
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 0) throw new Error(`--rounds must be an integer ≥ 0 (got "${values.rounds}")`);
   const device = option<Exclude<Device, 'auto'>>(values.device, DEVICES.filter((d) => d !== 'auto'), '--device');
   const format = option<WeightFormat>(values.format, ['int4', 'fp16'], '--format');
   const kvCache = values['kv-cache'] === undefined ? undefined : option<KvCacheFormat>(values['kv-cache'], KV_CACHE_FORMATS, '--kv-cache');
@@ -194,6 +264,19 @@ async function main(): Promise<void> {
   const weightBytesPerToken = fs.statSync(path.join(modelDir, DATA_FILE)).size - embeddingBytes(format);
   // The CPU's memory bandwidth bounds decoding only when the weights are read by the CPU.
   const decodeLimit = device === 'cpu' ? (bandwidthGBps * 1e9) / weightBytesPerToken : NaN;
+  const peerBytesPerToken = ggufBytesReadPerToken(PHI_1_5, 'Q4_0');
+  const peerDecodeLimit = (bandwidthGBps * 1e9) / peerBytesPerToken;
+
+  const prompts = { prompt128, prompt1024, decodeTokens };
+  const skipHeadToHead = skipPeers ?? ('skipped' in llamaCpp ? 'llama.cpp did not run'
+    : device !== 'cpu' ? `measured when both engines run on the CPU (ours ran on ${device})`
+    : rounds === 0 ? '--rounds 0' : undefined);
+  const headToHead = await measurePeer(`decode head to head with llama.cpp, ${rounds} rounds`, skipHeadToHead, () =>
+    decodeHeadToHead(
+      roundsRequest({ modelDir, device, threads }, prompts, rounds),
+      () => startLlamaCppRounds({ ggufPath: ensureGguf(cacheDir, tokenizerPath), threads, ...prompts, rounds }),
+      { ours: weightBytesPerToken, peer: peerBytesPerToken },
+    ));
 
   const weights = format === 'int4' ? `int4 (MatMulNBits 4-bit blocks of ${INT4_LAYOUT.blockSize}; 4-bit embedding; ${INT4_LAYOUT.lmHeadBits}-bit lm_head)` : format;
   const summary = {
@@ -213,9 +296,15 @@ async function main(): Promise<void> {
       weightMiBReadPerToken: mib(weightBytesPerToken),
       decodeTokensPerSecondLimit: Math.round(decodeLimit * 10) / 10,
       fractionOfLimit: { context128: ratio(ours.prompt128.decodeTokensPerSecond, decodeLimit), context1024: ratio(ours.prompt1024.decodeTokensPerSecond, decodeLimit) },
+      llamaCpp: 'skipped' in llamaCpp ? llamaCpp : {
+        weightMiBReadPerToken: mib(peerBytesPerToken),
+        decodeTokensPerSecondLimit: Math.round(peerDecodeLimit * 10) / 10,
+        fractionOfLimit: { context128: ratio(llamaCpp.prompt128.decodeTokensPerSecond, peerDecodeLimit), context1024: ratio(llamaCpp.prompt1024.decodeTokensPerSecond, peerDecodeLimit) },
+      },
     },
     llamaCpp: 'skipped' in llamaCpp ? llamaCpp : { release: llamaCpp.llamaCppRelease, weights: 'Q4_0 GGUF of the same weights', ...speeds(llamaCpp) },
     ratiosToLlamaCpp: ratiosTo(ours, llamaCpp),
+    decodeHeadToHeadWithLlamaCpp: headToHead,
     transformersJs: 'skipped' in transformersJs ? transformersJs : {
       version: transformersJs.transformersJsVersion,
       weights: 'the same int4 weights, our graph with a float cache and present.* outputs (Optimum layout)',

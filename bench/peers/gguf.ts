@@ -119,6 +119,11 @@ function planTensors(config: PhiConfig, matrixType: GgufTensorType): PlannedTens
   return planned;
 }
 
+/** Bytes of the tensors llama.cpp reads to decode one token: all but the embedding table, of which it reads one row. */
+export function ggufBytesReadPerToken(config: PhiConfig, matrixType: GgufTensorType): number {
+  return planTensors(config, matrixType).filter((tensor) => tensor.ggufName !== 'token_embd.weight').reduce((sum, tensor) => sum + tensor.byteLength, 0);
+}
+
 /**
  * llama.cpp's reference Q4_0 quantiser (quantize_row_q4_0_ref), in float32 arithmetic like the C: per block of 32,
  * the element of largest magnitude `max` sets the scale d = max / −8, so it maps exactly to code 0 and the

@@ -6,7 +6,7 @@
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { defaultCacheDir, ensurePinnedInstall } from '../support/cache';
-import { benchRequest, greedyRequest, runJsonChild } from '../support/child';
+import { benchRequest, greedyRequest, roundsRequest, runJsonChild, startRoundsChild, type DecodeRound, type RoundsChild } from '../support/child';
 import type { GreedyResult, LlamaCppResult, RunnerCommon } from './llamaCppRunner';
 
 export type { LlamaCppResult } from './llamaCppRunner';
@@ -64,6 +64,11 @@ export interface BenchLlamaCppOptions {
  */
 export async function benchLlamaCpp(options: BenchLlamaCppOptions): Promise<LlamaCppResult> {
   return runJsonChild<LlamaCppResult>(RUNNER_SCRIPT, 'llama.cpp runner', benchRequest(runnerCommon(options), options));
+}
+
+/** llama.cpp loaded with both prompts evaluated, answering decode rounds (see RoundsRequest). */
+export function startLlamaCppRounds(options: BenchLlamaCppOptions & { readonly rounds: number }): Promise<RoundsChild<DecodeRound>> {
+  return startRoundsChild<DecodeRound>(RUNNER_SCRIPT, 'llama.cpp runner', roundsRequest(runnerCommon(options), options, options.rounds));
 }
 
 export interface LlamaCppGreedyOptions {

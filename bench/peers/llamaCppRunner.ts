@@ -8,7 +8,7 @@
  * llama.cpp's own log lines go to stderr.
  */
 import { pathToFileURL } from 'node:url';
-import { checkPeerRequest, childMain, procStatusBytes, promptRunResult, type PeerRequest, type PromptRunResult, type TimedGeneration } from '../support/child';
+import { checkPeerRequest, childMain, procStatusBytes, promptRunResult, type DecodeRound, type PeerRequest, type PromptRunResult, type RoundsEngine, type RoundsRequest, type TimedGeneration } from '../support/child';
 
 export type { PromptRunResult } from '../support/child';
 
@@ -21,6 +21,7 @@ export interface RunnerCommon {
 }
 
 export type RunnerRequest = PeerRequest<RunnerCommon>;
+export type RunnerRoundsRequest = RoundsRequest<RunnerCommon>;
 
 export interface LlamaCppResult {
   readonly engine: 'llama.cpp';
@@ -137,16 +138,15 @@ async function timePrompt(sequence: LlamaContextSequence, prompt: readonly numbe
   return promptRunResult(prompt.length, await generate(sequence, prompt, decodeTokens + 1));
 }
 
-async function run(request: RunnerRequest): Promise<LlamaCppResult | GreedyResult> {
-  checkPeerRequest(request);
-  const loadStarted = performance.now();
-  const nodeLlamaCpp = (await import(pathToFileURL(request.modulePath).href)) as NodeLlamaCpp;
+/** node-llama-cpp loaded with the model; `flashAttention()` is what llama.cpp's log said about its last context. */
+async function loadModel(common: RunnerCommon): Promise<{ llama: Llama; model: LlamaModel; flashAttention: () => boolean | undefined }> {
+  const nodeLlamaCpp = (await import(pathToFileURL(common.modulePath).href)) as NodeLlamaCpp;
   // What llama.cpp actually did about flash attention shows only in an info log line; it is reported as a check.
   let flashAttention: boolean | undefined;
   const llama = await nodeLlamaCpp.getLlama({
     gpu: false,
     build: 'never',
-    maxThreads: request.threads,
+    maxThreads: common.threads,
     logLevel: 'info',
     logger: (level, message) => {
       const choice = /Flash Attention (enabled|disabled)/i.exec(message);
@@ -154,17 +154,28 @@ async function run(request: RunnerRequest): Promise<LlamaCppResult | GreedyResul
       if (level === 'warn' || level === 'error' || level === 'fatal') process.stderr.write(`[llama.cpp ${level}] ${message}\n`);
     },
   });
-  const model = await llama.loadModel({ modelPath: request.ggufPath, gpuLayers: 0 });
+  const model = await llama.loadModel({ modelPath: common.ggufPath, gpuLayers: 0 });
+  return { llama, model, flashAttention: () => flashAttention };
+}
+
+function createContext(model: LlamaModel, common: RunnerCommon, positions: number): Promise<LlamaContext> {
+  return model.createContext({
+    contextSize: Math.max(MIN_CONTEXT_SIZE, positions),
+    sequences: 1,
+    // min = ideal: always this many threads, never fewer.
+    threads: { ideal: common.threads, min: common.threads },
+    flashAttention: common.flashAttention,
+  });
+}
+
+async function run(request: RunnerRequest): Promise<LlamaCppResult | GreedyResult> {
+  checkPeerRequest(request);
+  const loadStarted = performance.now();
+  const { llama, model, flashAttention } = await loadModel(request);
   const longest = request.mode === 'bench'
     ? Math.max(request.prompt128.length, request.prompt1024.length) + request.decodeTokens + 1
     : request.prompt.length + request.tokens;
-  const context = await model.createContext({
-    contextSize: Math.max(MIN_CONTEXT_SIZE, longest),
-    sequences: 1,
-    // min = ideal: always this many threads, never fewer.
-    threads: { ideal: request.threads, min: request.threads },
-    flashAttention: request.flashAttention,
-  });
+  const context = await createContext(model, request, longest);
   const sequence = context.getSequence();
   const loadSeconds = (performance.now() - loadStarted) / 1000;
   const rssAfterLoadBytes = procStatusBytes('VmRSS');
@@ -183,7 +194,7 @@ async function run(request: RunnerRequest): Promise<LlamaCppResult | GreedyResul
       threads: request.threads,
       contextSize: context.contextSize,
       batchSize: context.batchSize,
-      flashAttention: flashAttention ?? context.flashAttention,
+      flashAttention: flashAttention() ?? context.flashAttention,
       kvCacheType: GGML_TYPE_NAMES[context.kvCacheKeyType] ?? `ggml type ${context.kvCacheKeyType}`,
       loadSeconds,
       rssAfterLoadBytes,
@@ -198,4 +209,41 @@ async function run(request: RunnerRequest): Promise<LlamaCppResult | GreedyResul
   }
 }
 
-childMain('llamaCppRunner', run);
+/**
+ * Decode rounds: one context per prompt (in one context, llama.cpp's attention would span both sequences' cells),
+ * each round continuing from the token the last one yielded.
+ */
+async function prepareRounds(request: RunnerRoundsRequest): Promise<RoundsEngine<DecodeRound>> {
+  checkPeerRequest(request);
+  const { llama, model } = await loadModel(request);
+  const slots: { readonly context: LlamaContext; readonly sequence: LlamaContextSequence; next: number }[] = [];
+  for (const prompt of [request.prompt128, request.prompt1024]) {
+    const context = await createContext(model, request, prompt.length + 1 + request.rounds * (request.decodeTokens + 1));
+    const sequence = context.getSequence();
+    slots.push({ context, sequence, next: (await generate(sequence, prompt, 1)).tokens[0] });
+  }
+  const decode = async (slot: (typeof slots)[number]): Promise<number> => {
+    // The first token comes from evaluating the last one yielded; decodeTokens more are timed, as in generate.
+    const tokens: number[] = [];
+    let firstTokenAt = 0;
+    for await (const token of slot.sequence.evaluate([slot.next], GREEDY)) {
+      if (tokens.length === 0) firstTokenAt = performance.now();
+      tokens.push(token);
+      if (tokens.length === request.decodeTokens + 1) break;
+    }
+    const seconds = (performance.now() - firstTokenAt) / 1000;
+    if (tokens.length !== request.decodeTokens + 1) throw new Error(`llama.cpp stopped after ${tokens.length} of ${request.decodeTokens + 1} tokens`);
+    slot.next = tokens[tokens.length - 1];
+    return request.decodeTokens / seconds;
+  };
+  return {
+    round: async () => ({ context128: await decode(slots[0]), context1024: await decode(slots[1]) }),
+    dispose: async () => {
+      for (const { context } of slots) await context.dispose();
+      await model.dispose();
+      await llama.dispose();
+    },
+  };
+}
+
+childMain('llamaCppRunner', run, prepareRounds);

@@ -1,9 +1,14 @@
 /**
  * Measured engines run in child processes of their own, so that each one's peak memory is its own: the parent
  * passes one JSON request as the argument, the child prints one JSON result as its last stdout line.
+ *
+ * A child asked for rounds (request mode "rounds") instead prepares once, prints {"ready":true}, and then times one
+ * round per line it reads on stdin, printing {"round":…} for each, until stdin ends: two engines loaded side by
+ * side can then be timed in alternation.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as readline from 'node:readline';
 
 /** Runs `script` with `request` in a fresh Node process and parses the JSON on its last stdout line. */
 export function runJsonChild<Result>(script: string, label: string, request: unknown): Promise<Result> {
@@ -29,19 +34,97 @@ export function runJsonChild<Result>(script: string, label: string, request: unk
   });
 }
 
-/** The child's side: runs `run` on the request in argv[2] and prints its result as the last stdout line. */
-export function childMain<Request, Result>(label: string, run: (request: Request) => Promise<Result>): void {
+/** A child's engine, prepared for rounds: each round is timed when the parent asks. */
+export interface RoundsEngine<Round> {
+  round(): Promise<Round>;
+  dispose(): Promise<void>;
+}
+
+/**
+ * The child's side: runs `run` on the request in argv[2] and prints its result as the last stdout line, or, when
+ * the request's mode is "rounds" and `prepareRounds` is given, answers rounds (see the top of this file).
+ */
+export function childMain<Request, Result, RoundsReq = never, Round = never>(
+  label: string,
+  run: (request: Request) => Promise<Result>,
+  prepareRounds?: (request: RoundsReq) => Promise<RoundsEngine<Round>>,
+): void {
   const argument = process.argv[2];
-  Promise.resolve().then(() => {
+  const say = (message: unknown): Promise<void> => new Promise((resolve) => process.stdout.write(`${JSON.stringify(message)}\n`, () => resolve()));
+  Promise.resolve().then(async () => {
     if (argument === undefined) throw new Error(`usage: ${label} <request JSON>`);
-    return run(JSON.parse(argument) as Request);
+    const request = JSON.parse(argument) as { readonly mode?: unknown };
+    if (!prepareRounds || request.mode !== 'rounds') {
+      await say(await run(request as Request));
+      return;
+    }
+    const engine = await prepareRounds(request as RoundsReq);
+    try {
+      await say({ ready: true });
+      for await (const line of readline.createInterface({ input: process.stdin })) {
+        if (line.trim() === 'round') await say({ round: await engine.round() });
+      }
+    } finally {
+      await engine.dispose();
+    }
   }).then(
-    (result) => process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0)),
+    () => process.exit(0),
     (error: unknown) => {
       process.stderr.write(`${label}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
       process.exit(1);
     },
   );
+}
+
+/** The parent's handle on a child answering rounds. */
+export interface RoundsChild<Round> {
+  /** Times one round in the child. */
+  next(): Promise<Round>;
+  /** Ends the child (it disposes its engine) and waits for it to exit. */
+  close(): Promise<void>;
+}
+
+/** Starts `script` in rounds mode and resolves once it is prepared (its model loaded, its prompts evaluated). */
+export async function startRoundsChild<Round>(script: string, label: string, request: { readonly mode: 'rounds' }): Promise<RoundsChild<Round>> {
+  const child = spawn(process.execPath, [script, JSON.stringify(request)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => (code === 0 ? resolve() : reject(new Error(`${label} failed (${signal ?? `exit code ${String(code)}`}); see its stderr above`))));
+  });
+  exited.catch(() => undefined); // reported by whichever call is waiting
+  // Protocol lines are JSON objects with "ready" or "round"; anything else an engine prints is passed over.
+  const lines = readline.createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const message = async (key: 'ready' | 'round'): Promise<unknown> => {
+    for (;;) {
+      const line = await lines.next();
+      if (line.done) {
+        await exited;
+        throw new Error(`${label} exited without answering`);
+      }
+      try {
+        const parsed = JSON.parse(line.value) as Record<string, unknown>;
+        if (key in parsed) return parsed[key];
+      } catch {
+        // not a protocol line
+      }
+    }
+  };
+  try {
+    await message('ready');
+  } catch (error) {
+    child.kill();
+    throw error;
+  }
+  return {
+    next: async () => {
+      child.stdin.write('round\n');
+      return (await message('round')) as Round;
+    },
+    close: async () => {
+      child.stdin.end();
+      await exited;
+    },
+  };
 }
 
 /** A /proc/self/status field in bytes (VmRSS: now, VmHWM: peak). */
@@ -64,10 +147,34 @@ export type PeerRequest<Common> =
   | (Common & BenchPrompts & { readonly mode: 'bench' })
   | (Common & { readonly mode: 'greedy'; readonly prompt: readonly number[]; readonly tokens: number });
 
-export function benchRequest<Common>(common: Common, prompts: BenchPrompts): PeerRequest<Common> {
+/** Decode speed in one round, tokens per second, continuing after each prompt (see RoundsRequest). */
+export interface DecodeRound {
+  readonly context128: number;
+  readonly context1024: number;
+}
+
+/**
+ * Rounds of decoding: the child evaluates both prompts once (each in a cache of its own), then every round
+ * generates `decodeTokens` more greedy tokens after each, continuing where the last round stopped; `rounds`
+ * bounds how far the contexts grow.
+ */
+export type RoundsRequest<Common> = Common & BenchPrompts & { readonly mode: 'rounds'; readonly rounds: number };
+
+export function roundsRequest<Common>(common: Common, prompts: BenchPrompts, rounds: number): RoundsRequest<Common> {
+  checkPrompts(prompts);
+  checkCount('decodeTokens', prompts.decodeTokens, 1);
+  checkCount('rounds', rounds, 1);
+  return { ...common, mode: 'rounds', prompt128: prompts.prompt128, prompt1024: prompts.prompt1024, decodeTokens: prompts.decodeTokens, rounds };
+}
+
+function checkPrompts(prompts: BenchPrompts): void {
   checkTokenIds('prompt128', prompts.prompt128);
   checkTokenIds('prompt1024', prompts.prompt1024);
   checkCount('decodeTokens', prompts.decodeTokens, 0);
+}
+
+export function benchRequest<Common>(common: Common, prompts: BenchPrompts): PeerRequest<Common> {
+  checkPrompts(prompts);
   return { ...common, mode: 'bench', prompt128: prompts.prompt128, prompt1024: prompts.prompt1024, decodeTokens: prompts.decodeTokens };
 }
 
@@ -78,8 +185,8 @@ export function greedyRequest<Common>(common: Common, prompt: readonly number[],
 }
 
 /** The runner's first check of a request it was handed. */
-export function checkPeerRequest<Common extends { readonly threads: number }>(request: PeerRequest<Common>): void {
-  if (request.mode !== 'bench' && request.mode !== 'greedy') throw new Error(`unknown mode ${JSON.stringify((request as { mode: unknown }).mode)}`);
+export function checkPeerRequest<Common extends { readonly threads: number }>(request: PeerRequest<Common> | RoundsRequest<Common>): void {
+  if (!['bench', 'greedy', 'rounds'].includes(request.mode)) throw new Error(`unknown mode ${JSON.stringify((request as { mode: unknown }).mode)}`);
   checkCount('threads', request.threads, 1);
 }
 
