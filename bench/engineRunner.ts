@@ -11,6 +11,7 @@ import type { Device } from '../src/protocol';
 import { DEFAULT_PREFILL_CHUNK, Generator, type GenerationResult } from '../src/inference/generator';
 import { PhiTokenizer } from '../src/tokenizer/tokenizer';
 import { childMain, procStatusBytes, type DecodeRound, type PromptRunResult, type RoundsEngine, type RoundsRequest } from './support/child';
+import { median } from './support/median';
 
 /** Where and how our engine runs. */
 export interface EngineCommon {
@@ -64,12 +65,6 @@ export interface EngineBenchResult {
 
 /** Plain and speculative runs each, alternating. */
 const SPECULATIVE_ROUNDS = 3;
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
 
 function decodeRate(result: GenerationResult): number {
   return result.stats.decodeSteps / (result.stats.decodeMs / 1000);

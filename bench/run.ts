@@ -32,6 +32,7 @@ import { benchTransformersJs, ensureTransformersJsModel, type TransformersJsResu
 import { BENCH_INIT, benchKey, benchWeights, MODEL_WRITER } from './support/benchWeights';
 import { defaultCacheDir } from './support/cache';
 import { roundsRequest, runJsonChild, startRoundsChild, type DecodeRound, type PromptRunResult, type RoundsChild } from './support/child';
+import { median } from './support/median';
 import { ggufBytesReadPerToken, writePhiGguf } from './peers/gguf';
 
 function log(message: string): void {
@@ -78,12 +79,6 @@ const ENGINE_RUNNER = path.join(__dirname, 'engineRunner.js');
 
 function runEngine(request: EngineBenchRequest): Promise<EngineBenchResult> {
   return runJsonChild<EngineBenchResult>(ENGINE_RUNNER, 'engine runner', request);
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 /**
@@ -233,6 +228,9 @@ async function main(): Promise<void> {
   const decodeTokens = Number(values['decode-tokens']);
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 0) throw new Error(`--rounds must be an integer ≥ 0 (got "${values.rounds}")`);
+  // Each round adds decodeTokens + 1 positions after the 1,024-token prompt.
+  const roundsRoom = Math.floor((PHI_1_5.max_position_embeddings - 1025) / (decodeTokens + 1));
+  if (rounds > roundsRoom) throw new Error(`--rounds ${rounds} with --decode-tokens ${decodeTokens} goes past the model's ${PHI_1_5.max_position_embeddings} positions (at most ${roundsRoom} rounds)`);
   const device = option<Exclude<Device, 'auto'>>(values.device, DEVICES.filter((d) => d !== 'auto'), '--device');
   const format = option<WeightFormat>(values.format, ['int4', 'fp16'], '--format');
   const kvCache = values['kv-cache'] === undefined ? undefined : option<KvCacheFormat>(values['kv-cache'], KV_CACHE_FORMATS, '--kv-cache');

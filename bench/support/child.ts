@@ -92,6 +92,7 @@ export async function startRoundsChild<Round>(script: string, label: string, req
     child.on('close', (code, signal) => (code === 0 ? resolve() : reject(new Error(`${label} failed (${signal ?? `exit code ${String(code)}`}); see its stderr above`))));
   });
   exited.catch(() => undefined); // reported by whichever call is waiting
+  child.stdin.on('error', () => undefined); // a write to a child that died: its exit says why
   // Protocol lines are JSON objects with "ready" or "round"; anything else an engine prints is passed over.
   const lines = readline.createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const message = async (key: 'ready' | 'round'): Promise<unknown> => {
