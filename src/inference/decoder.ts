@@ -23,6 +23,12 @@ function floatCacheDtype(manifest: ModelManifest): 'float16' | 'float32' {
   return manifest.weights === 'fp16' ? 'float16' : 'float32';
 }
 
+/** The cache tensors of one layer, as the graph's inputs name them: int8 codes and scales, or floats. */
+function cachePlanes(session: ort.InferenceSession, manifest: ModelManifest): KvPlane[] {
+  const dim = headDim(manifest.config);
+  return session.inputNames.includes('past_key_values.0.key_scale') ? int8Planes(dim) : floatPlanes(dim, floatCacheDtype(manifest));
+}
+
 /** Whether ONNX Runtime can hand `present.*` back as GPU buffers (onnxruntime-node supports it for WebGPU only). */
 function keepsOutputsOnGpu(providers: NonNullable<DecoderOptions['executionProviders']>): boolean {
   const first = providers[0];
@@ -47,8 +53,7 @@ export class PhiDecoder {
     readonly config: PhiConfig,
     readonly manifest: ModelManifest,
   ) {
-    const dim = headDim(config);
-    this.kvPlanes = session.inputNames.includes('past_key_values.0.key_scale') ? int8Planes(dim) : floatPlanes(dim, floatCacheDtype(manifest));
+    this.kvPlanes = cachePlanes(session, manifest);
     this.layerIndices = Array.from({ length: config.num_hidden_layers }, (_, i) => i);
     this.hasLogitsToKeep = session.inputNames.includes('logits_to_keep');
     this.hasPresentRows = session.outputNames.includes('present_rows.0.key');
@@ -73,9 +78,9 @@ export class PhiDecoder {
     let mergeSession: ort.InferenceSession | undefined;
     try {
       if (kvOutputs === 'present_settled') {
-        const dtype = floatCacheDtype(manifest);
-        const planes = settledPlanes(floatPlanes(headDim(manifest.config), dtype));
-        const graph = buildMergeGraph(layers.length, manifest.config.num_attention_heads, planes, dtype);
+        // The settled part's planes, as the cache will hold them (ResidentKvCache, from the same session inputs).
+        const planes = settledPlanes(cachePlanes(session, manifest));
+        const graph = buildMergeGraph(layers.length, manifest.config.num_attention_heads, planes, floatCacheDtype(manifest));
         mergeSession = await ort.InferenceSession.create(graph, sessionOptions(layers.flatMap((i) => planes.map((plane) => `merged.${i}.${plane.name}`))));
       }
       return new PhiDecoder(session, mergeSession, manifest.config, manifest);
