@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util';
 import { PHI_1_5 } from '../src/model/config';
 import { buildModel } from '../src/model/build';
 import { INT4_LAYOUT } from '../src/model/phiGraph';
-import { DATA_FILE, defaultKvCache, KV_CACHE_FORMATS, KV_OUTPUTS, kvCacheOf, kvOutputsOf, MANIFEST_FILE, readManifest, TOKENIZER_FILE, type KvCacheFormat, type KvOutputs, type WeightFormat } from '../src/model/manifest';
+import { DATA_FILE, KV_CACHE_FORMATS, KV_OUTPUTS, kvCacheOf, kvOutputsNeedFloatCache, kvOutputsOf, MANIFEST_FILE, readManifest, TOKENIZER_FILE, type KvCacheFormat, type KvOutputs, type WeightFormat } from '../src/model/manifest';
 import { DEVICES, type Device } from '../src/protocol';
 import { PhiTokenizer } from '../src/tokenizer/tokenizer';
 import { measureReadBandwidth } from './bandwidth';
@@ -235,7 +235,7 @@ async function main(): Promise<void> {
   const format = option<WeightFormat>(values.format, ['int4', 'fp16'], '--format');
   const kvCache = values['kv-cache'] === undefined ? undefined : option<KvCacheFormat>(values['kv-cache'], KV_CACHE_FORMATS, '--kv-cache');
   const kvOutputs = option<KvOutputs>(values['kv-outputs'], KV_OUTPUTS, '--kv-outputs');
-  if (kvOutputs !== 'present_rows' && (kvCache ?? defaultKvCache(format)) !== 'float') throw new Error(`--kv-outputs ${kvOutputs} needs a float KV cache (add --kv-cache float)`);
+  if (kvOutputsNeedFloatCache(format, kvCache, kvOutputs)) throw new Error(`--kv-outputs ${kvOutputs} needs a float KV cache (add --kv-cache float)`);
   const cacheDir = path.join(defaultCacheDir(), 'bench');
   fs.mkdirSync(cacheDir, { recursive: true });
 

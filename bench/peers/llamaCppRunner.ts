@@ -121,17 +121,22 @@ const MIN_CONTEXT_SIZE = 1100;
 /** Greedy tokens after `prompt`, starting from an empty sequence; `count` ≥ 1. */
 async function generate(sequence: LlamaContextSequence, prompt: readonly number[], count: number): Promise<TimedGeneration> {
   await sequence.clearHistory();
-  const tokens: number[] = [];
+  return continueGreedy(sequence, prompt, count);
+}
+
+/** Evaluates `tokens` after the sequence's history and yields `count` ≥ 1 greedy tokens, timed (the last one is not evaluated). */
+async function continueGreedy(sequence: LlamaContextSequence, tokens: readonly number[], count: number): Promise<TimedGeneration> {
+  const generated: number[] = [];
   const started = performance.now();
   let firstTokenAt = started;
-  for await (const token of sequence.evaluate([...prompt], GREEDY)) {
-    if (tokens.length === 0) firstTokenAt = performance.now();
-    tokens.push(token);
-    if (tokens.length === count) break;
+  for await (const token of sequence.evaluate([...tokens], GREEDY)) {
+    if (generated.length === 0) firstTokenAt = performance.now();
+    generated.push(token);
+    if (generated.length === count) break;
   }
   const finished = performance.now();
-  if (tokens.length !== count) throw new Error(`llama.cpp stopped after ${tokens.length} of ${count} tokens`);
-  return { tokens, timeToFirstTokenMs: firstTokenAt - started, decodeMs: finished - firstTokenAt };
+  if (generated.length !== count) throw new Error(`llama.cpp stopped after ${generated.length} of ${count} tokens`);
+  return { tokens: generated, timeToFirstTokenMs: firstTokenAt - started, decodeMs: finished - firstTokenAt };
 }
 
 async function timePrompt(sequence: LlamaContextSequence, prompt: readonly number[], decodeTokens: number): Promise<PromptRunResult> {
@@ -224,17 +229,9 @@ async function prepareRounds(request: RunnerRoundsRequest): Promise<RoundsEngine
   }
   const decode = async (slot: (typeof slots)[number]): Promise<number> => {
     // The first token comes from evaluating the last one yielded; decodeTokens more are timed, as in generate.
-    const tokens: number[] = [];
-    let firstTokenAt = 0;
-    for await (const token of slot.sequence.evaluate([slot.next], GREEDY)) {
-      if (tokens.length === 0) firstTokenAt = performance.now();
-      tokens.push(token);
-      if (tokens.length === request.decodeTokens + 1) break;
-    }
-    const seconds = (performance.now() - firstTokenAt) / 1000;
-    if (tokens.length !== request.decodeTokens + 1) throw new Error(`llama.cpp stopped after ${tokens.length} of ${request.decodeTokens + 1} tokens`);
-    slot.next = tokens[tokens.length - 1];
-    return request.decodeTokens / seconds;
+    const run = await continueGreedy(slot.sequence, [slot.next], request.decodeTokens + 1);
+    slot.next = run.tokens[run.tokens.length - 1];
+    return request.decodeTokens / (run.decodeMs / 1000);
   };
   return {
     round: async () => ({ context128: await decode(slots[0]), context1024: await decode(slots[1]) }),

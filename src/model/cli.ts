@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { SHAPES, type ShapeName } from './config';
 import { buildModel } from './build';
-import { defaultKvCache, KV_CACHE_FORMATS, KV_OUTPUTS, WEIGHT_FORMATS, type KvCacheFormat, type KvOutputs, type WeightFormat } from './manifest';
+import { KV_CACHE_FORMATS, KV_OUTPUTS, kvOutputsNeedFloatCache, WEIGHT_FORMATS, type KvCacheFormat, type KvOutputs, type WeightFormat } from './manifest';
 import { HuggingFaceWeights, RandomWeights, type RandomInit, type WeightSource } from './weights';
 
 const USAGE = `usage:
@@ -61,7 +61,7 @@ function main(): void {
   const accuracyLevel = values['accuracy-level'] === undefined ? undefined : integer(values['accuracy-level'], '--accuracy-level', 0, 4);
   const kvCache = values['kv-cache'] === undefined ? undefined : oneOf<KvCacheFormat>(values['kv-cache'], KV_CACHE_FORMATS, '--kv-cache');
   const kvOutputs = values['kv-outputs'] === undefined ? undefined : oneOf<KvOutputs>(values['kv-outputs'], KV_OUTPUTS, '--kv-outputs');
-  if (kvOutputs && kvOutputs !== 'present_rows' && (kvCache ?? defaultKvCache(format)) !== 'float') fail(`--kv-outputs ${kvOutputs} needs a float KV cache (add --kv-cache float)`);
+  if (kvOutputs && kvOutputsNeedFloatCache(format, kvCache, kvOutputs)) fail(`--kv-outputs ${kvOutputs} needs a float KV cache (add --kv-cache float)`);
 
   let source: WeightSource;
   if (values.random) {

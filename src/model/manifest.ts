@@ -33,6 +33,11 @@ export function returnsCache(kvOutputs: KvOutputs): boolean {
   return kvOutputs !== 'present_rows';
 }
 
+/** Whether a build's choices conflict: a graph that returns its cache (present.*) needs a float one. */
+export function kvOutputsNeedFloatCache(format: WeightFormat, kvCache: KvCacheFormat | undefined, kvOutputs: KvOutputs): boolean {
+  return returnsCache(kvOutputs) && (kvCache ?? defaultKvCache(format)) !== 'float';
+}
+
 export const MANIFEST_FILE = 'manifest.json';
 export const MODEL_FILE = 'model.onnx';
 export const DATA_FILE = 'model.onnx.data';
