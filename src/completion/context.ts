@@ -3,6 +3,20 @@
  * the token budget at whole lines and ending exactly at the cursor. When lines must go, the file's header
  * (imports, module docstring, leading comments) is kept in front when it is small, because the code near the
  * cursor usually refers to the names it imports.
+ *
+ * Why the window's start is quantised: the worker reuses its KV cache for the longest common token prefix of
+ * this prompt and the previous one. Starting at the first line that fits would slide the start forward as the
+ * user types (about once per new line), and every slide changes the prompt's first tokens, so the worker re-reads
+ * the whole window (~800 tokens, seconds on a CPU). So once the text outgrows the budget, the window (after the
+ * header, when kept) starts at the first non-blank line at or after a multiple of a step S of characters (a
+ * quarter of the budget at 3 characters a token, halved for text so dense that S would be over half the
+ * window): the smallest multiple from which the text to the cursor fits. While the user types, the start stays
+ * put and only what was typed is re-read; when the text no longer fits, the start jumps by S, once per S
+ * characters typed, and the prompt holds between about budget − S and budget tokens. The start depends only on
+ * the text before it and on that multiple: text typed or pasted below it moves it only when it must, an edit
+ * inside the window re-reads from the edit on, and an edit above the window moves the start only when it carries
+ * a multiple of S across a line start. (Deleting back across a jump jumps back: the rule keeps no state.) A
+ * prefix that fits whole is the prompt as it is.
  */
 
 export interface PromptInput {
@@ -15,6 +29,12 @@ export interface PromptInput {
   readonly tokenBudget: number;
   /** The model's token count for a text; called a bounded number of times, on texts about the budget's size. */
   readonly countTokens: (text: string) => number;
+  /**
+   * The step S, in characters, that the window's start is quantised to (see above); at most half the text that
+   * fits. Default: a quarter of the budget at 3 characters a token. 0 or 1: no quantisation, the window holds
+   * the most whole lines that fit (its start then slides as the user types).
+   */
+  readonly windowStep?: number;
 }
 
 export interface Prompt {
@@ -33,22 +53,68 @@ const MAX_CHARS_PER_TOKEN = 32;
 const MAX_FIT_PROBES = 8;
 /** A header larger than this share of the budget would crowd out the code near the cursor. */
 const MAX_HEADER_SHARE = 0.25;
+/** The default step: this share of the budget's characters, at the provider's estimate of characters a token. */
+const STEP_SHARE = 0.25;
+const STEP_CHARS_PER_TOKEN = 3;
+/** Token counts spent moving from the first line that fits to the smallest multiple of the step that fits. */
+const MAX_STEP_COUNTS = 4;
 
 export function buildCompletionPrompt(input: PromptInput): Prompt {
   const text = input.prefix.replace(/\r\n/g, '\n'); // the model was trained on LF
   const budget = Math.floor(input.tokenBudget);
   if (budget <= 0) return { prompt: '', truncated: text.length > 0, headerIncluded: false };
 
+  const { countTokens } = input;
+  const step = Math.floor(input.windowStep ?? budget * STEP_CHARS_PER_TOKEN * STEP_SHARE);
   const lines = new LineIndex(text);
-  const start = firstLineThatFits(lines, 0, budget, input.countTokens);
-  if (start === 0) return { prompt: text, truncated: false, headerIncluded: false };
+  const fit = firstLineThatFits(lines, 0, budget, countTokens);
+  if (fit === 0) return { prompt: text, truncated: false, headerIncluded: false };
 
   if (input.languageId === 'python') {
-    const withHeader = promptWithHeader(lines, budget, input.countTokens);
+    const withHeader = promptWithHeader(lines, budget, countTokens, step);
     if (withHeader !== undefined) return { prompt: withHeader, truncated: true, headerIncluded: true };
   }
-  const prompt = start === undefined ? cursorLineTailThatFits(lines, budget, input.countTokens) : lines.textFrom(skipBlankLines(lines, start));
-  return { prompt, truncated: true, headerIncluded: false };
+  if (fit === undefined) return { prompt: cursorLineTailThatFits(lines, budget, countTokens), truncated: true, headerIncluded: false };
+  const start = quantisedStart(lines, fit, 0, step, (line) => countTokens(lines.textFrom(line)) <= budget) ?? skipBlankLines(lines, fit);
+  return { prompt: lines.textFrom(start), truncated: true, headerIncluded: false };
+}
+
+/**
+ * The window's start (see the module comment): the first non-blank line starting at or after character k × step
+ * (and not before line `firstAllowed`) for the smallest k ≥ 1 from which the text `fits`. `fit`, a line known to
+ * fit and near the first that does, says which k to try first. Undefined when no quantisation is asked for
+ * (step ≤ 1), or when no start was found within a few counts.
+ */
+function quantisedStart(lines: LineIndex, fit: number, firstAllowed: number, baseStep: number, fits: (line: number) => boolean): number | undefined {
+  let step = baseStep;
+  // Text so dense (under about 1.5 characters a token) that the step would be over half the window: a finer grid.
+  while (step > 1 && 2 * step > lines.charsFrom(fit)) step = Math.floor(step / 2);
+  if (step <= 1) return undefined;
+  const unclamped = (k: number): number => lines.lineStartingAtOrAfter(k * step);
+  const anchor = (k: number): number => skipBlankLines(lines, Math.max(firstAllowed, unclamped(k)));
+
+  let k = Math.max(1, Math.ceil(lines.starts[fit] / step));
+  let start = anchor(k);
+  let counts = 1;
+  if (fits(start)) {
+    // Earlier multiples may fit too, as `fit` may leave up to a line's worth of the budget unused.
+    while (k > 1 && unclamped(k) > firstAllowed) {
+      const lower = anchor(k - 1);
+      if (lower !== start) {
+        if (counts++ >= MAX_STEP_COUNTS || !fits(lower)) break;
+        start = lower;
+      }
+      k--;
+    }
+    return start;
+  }
+  // Later ones, when `fit` was counted otherwise than here (the header's seam can add a token).
+  while (start < lines.cursorLine && counts++ < MAX_STEP_COUNTS) {
+    while (anchor(k) === start) k++;
+    start = anchor(k);
+    if (fits(start)) return start;
+  }
+  return undefined;
 }
 
 /** The text with the start offset of each of its lines; the last line is the cursor's. */
@@ -150,10 +216,11 @@ function charsPerToken(probe: Probe, farther: Probe | undefined): number {
 }
 
 /**
- * The file's header, a blank line, then as many lines before the cursor as fit the rest of the budget; undefined
- * when the header is absent, too large, or leaves too little room.
+ * The file's header, a blank line, then the lines before the cursor that fit the rest of the budget, from the
+ * window's start (quantised, or the most that fit when step ≤ 1); undefined when the header is absent, too large,
+ * or leaves too little room.
  */
-function promptWithHeader(lines: LineIndex, budget: number, countTokens: (text: string) => number): string | undefined {
+function promptWithHeader(lines: LineIndex, budget: number, countTokens: (text: string) => number, step: number): string | undefined {
   const headerLines = pythonHeaderLineCount(lines);
   if (headerLines === 0) return undefined;
   const header = lines.text.slice(0, lines.starts[headerLines]) + '\n'; // ends with a blank line
@@ -163,6 +230,13 @@ function promptWithHeader(lines: LineIndex, budget: number, countTokens: (text: 
 
   // Tokens can merge across the seam, so the joined prompt is counted once more; one retry absorbs the difference.
   let available = budget - headerTokens;
+  if (step > 1) {
+    // The part after the header is quantised like a window without one, so header + window stays put as well.
+    const fit = firstLineThatFits(lines, headerLines, available, countTokens);
+    if (fit === undefined) return undefined;
+    const start = quantisedStart(lines, fit, headerLines, step, (line) => countTokens(header + lines.textFrom(line)) <= budget);
+    if (start !== undefined) return header + lines.textFrom(start);
+  }
   for (let attempt = 0; attempt < 2; attempt++) {
     const start = firstLineThatFits(lines, headerLines, available, countTokens);
     if (start === undefined) return undefined;

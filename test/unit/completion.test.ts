@@ -26,6 +26,9 @@ const HEADER = [
   '    Optional',
 ].join('\n');
 
+/** No quantisation of the window's start: the most whole lines that fit (the tests of the fit search use it). */
+const unquantised: Partial<PromptInput> = { windowStep: 1 };
+
 /** `count` small functions, each 3 lines plus a blank line. */
 function functions(count: number, firstIndex = 0): string {
   let text = '';
@@ -47,17 +50,18 @@ describe('buildCompletionPrompt', () => {
     });
   });
 
+  // With windowStep 1 (no quantisation of the window's start) the window holds the most whole lines that fit.
   test('over budget, whole lines are dropped from the start; the cursor line is kept up to the cursor', () => {
     const prefix = 'x = 1\ny = 2\nz = 3\nprint(x';
-    assert.deepEqual(prompt(prefix, 18), { prompt: 'z = 3\nprint(x', truncated: true, headerIncluded: false });
-    assert.deepEqual(prompt(prefix, 19), { prompt: 'y = 2\nz = 3\nprint(x', truncated: true, headerIncluded: false });
-    assert.deepEqual(prompt(prefix, 7), { prompt: 'print(x', truncated: true, headerIncluded: false });
+    assert.deepEqual(prompt(prefix, 18, unquantised), { prompt: 'z = 3\nprint(x', truncated: true, headerIncluded: false });
+    assert.deepEqual(prompt(prefix, 19, unquantised), { prompt: 'y = 2\nz = 3\nprint(x', truncated: true, headerIncluded: false });
+    assert.deepEqual(prompt(prefix, 7, unquantised), { prompt: 'print(x', truncated: true, headerIncluded: false });
   });
 
   test('the Python header is kept in front, then a blank line, then the lines nearest the cursor', () => {
     const cursorLine = 'def report(stock):\n    return item_29(';
     // The header with its blank line is 178 characters, within a quarter of 740; 562 remain for the rest.
-    const result = prompt(`${HEADER}\n\n\n${functions(30)}${cursorLine}`, 740);
+    const result = prompt(`${HEADER}\n\n\n${functions(30)}${cursorLine}`, 740, unquantised);
     const expected = `${HEADER}\n\n    return total\n\n${functions(8, 22)}${cursorLine}`;
     assert.deepEqual(result, { prompt: expected, truncated: true, headerIncluded: true });
     assert.equal(expected.length, 722); // the next line up, 23 characters, would pass 740
@@ -65,7 +69,7 @@ describe('buildCompletionPrompt', () => {
 
   test('a header over a quarter of the budget is dropped', () => {
     const imports = Array.from({ length: 20 }, (_, i) => `import module_${i}`).join('\n'); // 309 characters
-    const result = prompt(`${imports}\n\n${functions(10)}x = item_9(`, 300);
+    const result = prompt(`${imports}\n\n${functions(10)}x = item_9(`, 300, unquantised);
     // 299 characters: the last four functions, the end of the fifth-last, the cursor line.
     const expected = `    total = stock * 5\n    return total\n\n${functions(4, 6)}x = item_9(`;
     assert.deepEqual(result, { prompt: expected, truncated: true, headerIncluded: false });
@@ -96,7 +100,7 @@ describe('buildCompletionPrompt', () => {
       return Math.ceil(text.length / 4);
     };
     const result = buildCompletionPrompt({
-      prefix, suffix: '\n', languageId: 'python', fileName: 'inventory.py', tokenBudget: 2048, countTokens,
+      prefix, suffix: '\n', languageId: 'python', fileName: 'inventory.py', tokenBudget: 2048, countTokens, ...unquantised,
     });
     assert.ok(calls <= 20, `${calls} token counts`);
     assert.equal(result.truncated, true);
@@ -120,14 +124,80 @@ describe('buildCompletionPrompt', () => {
       const denseChars = Math.max(0, text.length - (prefix.length - sparseStart));
       return denseChars + Math.ceil((text.length - denseChars) / 10);
     };
-    const result = buildCompletionPrompt({ prefix, suffix: '', languageId: 'python', fileName: 'a.py', tokenBudget: 25_000, countTokens });
+    const result = buildCompletionPrompt({ prefix, suffix: '', languageId: 'python', fileName: 'a.py', tokenBudget: 25_000, countTokens, ...unquantised });
     assert.ok(calls <= 10, `${calls} token counts`);
     // All the sparse lines and the last 362 dense ones: one more dense line would pass 25,000.
     const expected = `${dense.slice(dense.indexOf('x2638='))}\n${sparse}\nvalue = `;
     assert.deepEqual(result, { prompt: expected, truncated: true, headerIncluded: false }); // line 1 is code: no header
     assert.equal(countTokens(expected), 24_996);
   });
+
+  test('quantised (the default): the window starts at a multiple of the step, stays put while typing, jumps by the step', () => {
+    const base = functions(30);
+    const typed = functions(12, 30);
+    for (const [windowStep, step] of [[100, 100], [undefined, 150]] as const) {
+      // By default the step is a quarter of the budget at 3 characters a token (300), at most half the window: 150.
+      const starts = new Set<number>();
+      for (let n = 0; n <= typed.length; n++) {
+        const prefix = base + typed.slice(0, n);
+        const result = prompt(prefix, 400, { windowStep });
+        assert.ok(prefix.endsWith(result.prompt) && result.prompt.length <= 400 && result.truncated);
+        const start = prefix.length - result.prompt.length;
+        assert.equal(start, expectedWindowStart(prefix, 0, step, (at) => prefix.length - at <= 400), `after ${n} characters typed`);
+        assert.ok(result.prompt.length > 400 - step - 25, `${result.prompt.length} characters`); // the longest line is 24
+        starts.add(start);
+      }
+      // The sliding start would have moved once per line typed (36 lines).
+      assert.ok(starts.size <= Math.ceil(typed.length / step) + 1, `${starts.size} starts for ${typed.length} characters typed`);
+    }
+  });
+
+  test('quantised with the header: the header, then a window quantised the same way', () => {
+    const base = `${HEADER}\n\n\n${functions(30)}`;
+    const typed = functions(8, 30);
+    const headerPart = `${HEADER}\n\n`;
+    const starts = new Set<number>();
+    for (let n = 0; n <= typed.length; n++) {
+      const prefix = base + typed.slice(0, n);
+      const result = prompt(prefix, 800, { windowStep: 60 }); // the header, 178 characters, is within a quarter
+      assert.equal(result.headerIncluded, true);
+      assert.ok(result.prompt.startsWith(headerPart) && result.prompt.length <= 800);
+      const window = result.prompt.slice(headerPart.length);
+      assert.ok(prefix.endsWith(window));
+      const start = prefix.length - window.length;
+      assert.equal(start, expectedWindowStart(prefix, HEADER.length + 1, 60, (at) => headerPart.length + prefix.length - at <= 800));
+      starts.add(start);
+    }
+    assert.ok(starts.size <= Math.ceil(typed.length / 60) + 1, `${starts.size} starts for ${typed.length} characters typed`);
+
+    // A long file with the default step: few token counts, the budget kept, header in front.
+    const prefix = `${HEADER}\n\n${functions(2500)}def last(stock):\n    return item_2499(`;
+    let calls = 0;
+    const countTokens = (text: string): number => {
+      calls++;
+      return Math.ceil(text.length / 3);
+    };
+    const result = buildCompletionPrompt({ prefix, suffix: '', languageId: 'python', fileName: 'inventory.py', tokenBudget: 1024, countTokens });
+    assert.ok(calls <= 20, `${calls} token counts`);
+    assert.ok(result.headerIncluded && result.prompt.startsWith(headerPart));
+    const tokens = countTokens(result.prompt);
+    assert.ok(tokens <= 1024 && tokens > 1024 - 768 / 3 - 10, `${tokens} tokens`); // the step is 768 characters
+  });
 });
+
+/**
+ * The rule written out: for k = 1, 2, …, the first non-blank line starting at or after character k × step (and
+ * at or after `notBefore`); the first of them from which the prompt `fits`.
+ */
+function expectedWindowStart(prefix: string, notBefore: number, step: number, fits: (start: number) => boolean): number {
+  const cursorLineStart = prefix.lastIndexOf('\n') + 1;
+  for (let k = 1; ; k++) {
+    const offset = Math.max(notBefore, k * step);
+    let at = offset > cursorLineStart ? cursorLineStart : prefix.indexOf('\n', offset - 1) + 1;
+    while (at < cursorLineStart && prefix.slice(at, prefix.indexOf('\n', at)).trim() === '') at = prefix.indexOf('\n', at) + 1;
+    if (fits(at)) return at;
+  }
+}
 
 function shape(completion: string, prefix: string, suffix = '', overrides: Partial<PostprocessInput> = {}): string {
   return postprocessCompletion({ completion, prefix, suffix, maxLines: 12, eol: '\n', languageId: 'python', ...overrides });
