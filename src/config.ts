@@ -24,6 +24,8 @@ export interface Settings {
   readonly contextTokens: number;
   readonly speculative: boolean;
   readonly hubEndpoint: string;
+  /** MiB the worker's KV caches (one per recently used file) may hold together; applies without a reload. */
+  readonly cacheMemoryMB: number;
 }
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -41,6 +43,9 @@ export const DEFAULT_SETTINGS: Settings = {
   contextTokens: 1024,
   speculative: true,
   hubEndpoint: 'https://huggingface.co',
+  // The full-size int8 cache takes 104,448 bytes a position (24 layers · 32 heads · (64 + 4 + 64 + 4)), so a
+  // 1,024-token file's cache (room for its completion too: 1,152 positions) is 115 MiB: 512 MiB holds 4 files.
+  cacheMemoryMB: 512,
 };
 
 /** Setting keys as they appear in settings.json, under the `phiComplete.` section. */
@@ -59,6 +64,7 @@ export const SETTING_KEYS: Record<keyof Settings, string> = {
   contextTokens: 'contextTokens',
   speculative: 'speculativeDecoding',
   hubEndpoint: 'hubEndpoint',
+  cacheMemoryMB: 'cacheMemoryMB',
 };
 
 type Check = (value: unknown) => boolean;
@@ -82,6 +88,7 @@ const CHECKS: Record<keyof Settings, [Check, string]> = {
   contextTokens: [integerIn(64, 1920), 'an integer from 64 to 1920'],
   speculative: [isBoolean, 'true or false'],
   hubEndpoint: [(v) => typeof v === 'string' && /^https?:\/\/[^\s/]+/.test(v.trim()), 'an http(s) URL'],
+  cacheMemoryMB: [integerIn(64, 65536), 'an integer from 64 to 65536'],
 };
 
 function normalise(name: keyof Settings, value: unknown): unknown {
@@ -115,7 +122,12 @@ export function changedSettings(before: Settings, after: Settings): (keyof Setti
   return (Object.keys(after) as (keyof Settings)[]).filter((key) => JSON.stringify(before[key]) !== JSON.stringify(after[key]));
 }
 
-/** Whether a change needs the worker to reload the model (others apply to the next request). */
+/** The worker's KV cache budget in bytes (WorkerClient.setCacheBudget). */
+export function cacheBudgetBytes(settings: Settings): number {
+  return settings.cacheMemoryMB * 1024 * 1024;
+}
+
+/** Whether a change needs the worker to reload the model (others apply to the next request; cacheMemoryMB through WorkerClient.setCacheBudget). */
 export function needsReload(changed: readonly (keyof Settings)[]): boolean {
   return changed.some((key) => key === 'model' || key === 'modelPath' || key === 'device' || key === 'threads');
 }

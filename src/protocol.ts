@@ -1,8 +1,10 @@
 /**
  * The messages between the extension host and the inference worker (a child process, over Node's IPC channel).
- * Every request carries an id; a generation streams `delta`s and ends with exactly one `done` or `error`.
+ * Every request but `configure` and `shutdown` carries an id; a generation streams `delta`s and ends with exactly
+ * one `done` or `error`, a prefill with one `prefilled` or `error`.
+ * The worker keeps a KV cache per named sequence (a document's URI; EXPLAIN_SEQUENCE), least recently used out first.
  */
-import type { FinishReason, GenerationStats } from './inference/generator';
+import type { FinishReason, GenerationStats, PrefillOutcome, PrefillStats } from './inference/generator';
 
 /** Where the model runs. `auto` tries the platform's GPU providers, then the CPU. */
 export type Device = 'auto' | 'cpu' | 'cuda' | 'dml' | 'coreml' | 'webgpu';
@@ -18,16 +20,26 @@ export interface GenerationParams {
   readonly speculative: boolean;
 }
 
+/**
+ * Explain Selection's sequence: not a URI (no scheme), so no document's. Its requests never evict the most recently
+ * used other sequence, the file being edited.
+ */
+export const EXPLAIN_SEQUENCE = 'explain';
+
 // Host → worker.
 /** Load (or replace) the model; answered by `loaded` or `error`. */
 export interface LoadRequest { readonly type: 'load'; readonly id: number; readonly modelDir: string; readonly device: Device; readonly threads: number }
-/** Generate from a prompt; answered by `delta`s then `done` or `error`. A newer generate cancels this one. */
-export interface GenerateRequest { readonly type: 'generate'; readonly id: number; readonly prompt: string; readonly params: GenerationParams }
-/** Stop generation `id` at its next step; it still ends with `done` (finishReason "cancelled"). */
+/** Generate from a prompt on `sequence`'s cache (the worker's default one when absent); answered by `delta`s then `done` or `error`. A newer generate cancels this one. */
+export interface GenerateRequest { readonly type: 'generate'; readonly id: number; readonly prompt: string; readonly params: GenerationParams; readonly sequence?: string }
+/** Warm `sequence`'s cache with the prompt (for a generate of maxNewTokens) while no generation is in flight or queued; answered by `prefilled` or `error`. Any later generate or prefill cancels it at its next chunk. */
+export interface PrefillRequest { readonly type: 'prefill'; readonly id: number; readonly sequence: string; readonly prompt: string; readonly maxNewTokens: number }
+/** Stop generation or prefill `id` at its next step; it still ends with `done` or `prefilled` (cancelled). */
 export interface CancelRequest { readonly type: 'cancel'; readonly id: number }
+/** Settings that apply without reloading the model: the bytes all sequences' KV caches may hold together; not answered. */
+export interface ConfigureRequest { readonly type: 'configure'; readonly cacheBytes: number }
 /** Release the model and exit. */
 export interface ShutdownRequest { readonly type: 'shutdown' }
-export type HostMessage = LoadRequest | GenerateRequest | CancelRequest | ShutdownRequest;
+export type HostMessage = LoadRequest | GenerateRequest | PrefillRequest | CancelRequest | ConfigureRequest | ShutdownRequest;
 
 // Worker → host.
 /** The worker is up and listening. */
@@ -42,9 +54,11 @@ export interface LoadedEvent { readonly type: 'loaded'; readonly id: number; rea
 export interface DeltaEvent { readonly type: 'delta'; readonly id: number; readonly text: string }
 /** Generation `id` ended. */
 export interface DoneEvent { readonly type: 'done'; readonly id: number; readonly text: string; readonly finishReason: FinishReason; readonly stats: GenerationStats }
+/** Prefill `id` ended: done, cancelled (a newer request took over; what it fed stays cached) or busy (a generation was in flight or queued: it never ran). */
+export interface PrefilledEvent { readonly type: 'prefilled'; readonly id: number; readonly outcome: PrefillOutcome; readonly stats: PrefillStats }
 /** Request `id` failed (or, without an id, a message could not be handled); the worker stays up. */
 export interface ErrorEvent { readonly type: 'error'; readonly id?: number; readonly code: ErrorCode; readonly message: string }
-export type WorkerMessage = ReadyEvent | HeartbeatEvent | ProgressEvent | LoadedEvent | DeltaEvent | DoneEvent | ErrorEvent;
+export type WorkerMessage = ReadyEvent | HeartbeatEvent | ProgressEvent | LoadedEvent | DeltaEvent | DoneEvent | PrefilledEvent | ErrorEvent;
 
 export type ErrorCode = 'bad-message' | 'no-model' | 'model-invalid' | 'device-unavailable' | 'generation-failed' | 'worker-crashed';
 
@@ -57,6 +71,7 @@ export function validateHostMessage(message: unknown): string | undefined {
   const isId = (value: unknown): boolean => Number.isInteger(value) && (value as number) >= 0;
   const isCount = (value: unknown): boolean => Number.isInteger(value) && (value as number) >= 0;
   const isNumber = (value: unknown): boolean => typeof value === 'number' && Number.isFinite(value);
+  const isSequence = (value: unknown): boolean => typeof value === 'string' && value !== '';
   switch (m.type) {
     case 'load':
       if (!isId(m.id)) return 'load: id must be a non-negative integer';
@@ -74,8 +89,17 @@ export function validateHostMessage(message: unknown): string | undefined {
       }
       if (!Array.isArray(p.stop) || !p.stop.every((s) => typeof s === 'string')) return 'generate: params.stop must be an array of strings';
       if (typeof p.speculative !== 'boolean') return 'generate: params.speculative must be a boolean';
+      if (m.sequence !== undefined && !isSequence(m.sequence)) return 'generate: sequence must be a non-empty string when given';
       return undefined;
     }
+    case 'prefill':
+      if (!isId(m.id)) return 'prefill: id must be a non-negative integer';
+      if (!isSequence(m.sequence)) return 'prefill: sequence must be a non-empty string';
+      if (typeof m.prompt !== 'string') return 'prefill: prompt must be a string';
+      if (!isCount(m.maxNewTokens)) return 'prefill: maxNewTokens must be a non-negative integer';
+      return undefined;
+    case 'configure':
+      return Number.isSafeInteger(m.cacheBytes) && (m.cacheBytes as number) >= 0 ? undefined : 'configure: cacheBytes must be a non-negative integer';
     case 'cancel':
       return isId(m.id) ? undefined : 'cancel: id must be a non-negative integer';
     case 'shutdown':

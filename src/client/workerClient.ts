@@ -7,7 +7,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { Disposable, interval } from '../util/disposable';
-import type { Device, DoneEvent, GenerationParams, HostMessage, LoadedEvent, LoadRequest, WorkerMessage } from '../protocol';
+import type { Device, DoneEvent, GenerationParams, HostMessage, LoadedEvent, LoadRequest, PrefilledEvent, WorkerMessage } from '../protocol';
 
 export interface WorkerClientOptions {
   /** The bundled worker script (dist/worker.js). */
@@ -26,9 +26,11 @@ export class WorkerError extends Error {
   }
 }
 
+type Answer = LoadedEvent | DoneEvent | PrefilledEvent;
+
 interface Pending {
   readonly onDelta?: (text: string) => void;
-  readonly resolve: (message: LoadedEvent | DoneEvent) => void;
+  readonly resolve: (message: Answer) => void;
   readonly reject: (error: Error) => void;
 }
 
@@ -44,6 +46,8 @@ export class WorkerClient extends Disposable {
   private crashes: number[] = [];
   private lastMessageAt = 0;
   private lastLoad: Omit<LoadRequest, 'id'> | undefined;
+  /** The KV cache budget to give every worker started (setCacheBudget); the worker's default until set. */
+  private cacheBytes: number | undefined;
   private loaded: Promise<LoadedEvent> | undefined;
   private currentState: WorkerState = 'stopped';
   private readonly listeners = new Set<(state: WorkerState, detail?: string) => void>();
@@ -80,24 +84,53 @@ export class WorkerClient extends Disposable {
     return this.loaded;
   }
 
-  /** Generates from `prompt`, streaming text to onDelta. A newer generate cancels this one (it resolves "cancelled"). */
-  async generate(prompt: string, params: GenerationParams, onDelta?: (text: string) => void, signal?: AbortSignal): Promise<DoneEvent> {
+  /**
+   * Generates from `prompt`, streaming text to onDelta. A newer generate cancels this one (it resolves "cancelled").
+   * `sequence` names the KV cache it reads and extends: the document's URI for completions, EXPLAIN_SEQUENCE for
+   * Explain Selection; the worker's default sequence when absent.
+   */
+  async generate(prompt: string, params: GenerationParams, onDelta?: (text: string) => void, signal?: AbortSignal, sequence?: string): Promise<DoneEvent> {
     if (!this.lastLoad) throw new WorkerError('no-model', 'no model is configured');
     if (!this.child || !this.loaded) this.loaded = this.startLoad();
     await this.loaded;
     const id = this.nextId++;
     const done = new Promise<DoneEvent>((resolve, reject) => {
-      this.pending.set(id, { onDelta, resolve: resolve as (m: LoadedEvent | DoneEvent) => void, reject });
+      this.pending.set(id, { onDelta, resolve: resolve as (m: Answer) => void, reject });
     });
     const cancel = (): void => this.post({ type: 'cancel', id });
     signal?.addEventListener('abort', cancel, { once: true });
-    this.post({ type: 'generate', id, prompt, params });
+    this.post({ type: 'generate', id, prompt, params, ...(sequence === undefined ? {} : { sequence }) });
     if (signal?.aborted) cancel();
     try {
       return await done;
     } finally {
       signal?.removeEventListener('abort', cancel);
     }
+  }
+
+  /**
+   * Warms `sequence`'s KV cache with `prompt` (for a generate of `maxNewTokens`) while the model is idle, so that
+   * request starts from it. Only when a model is loaded and ready: it never starts the worker or loads a model, and
+   * resolves undefined then. Otherwise resolves with the worker's answer: done, cancelled (a generate or a newer
+   * prefill took over) or busy (a generation was in flight or queued).
+   */
+  async prefill(sequence: string, prompt: string, maxNewTokens: number): Promise<PrefilledEvent | undefined> {
+    if (this.currentState !== 'ready' || !this.child?.connected || !this.loaded) return undefined;
+    const id = this.nextId++;
+    const answered = new Promise<PrefilledEvent>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (m: Answer) => void, reject });
+    });
+    this.post({ type: 'prefill', id, sequence, prompt, maxNewTokens });
+    return answered;
+  }
+
+  /**
+   * The bytes the worker's KV caches (one per recently used sequence) may hold together: sent now, and to every
+   * worker started later. Applies without reloading the model.
+   */
+  setCacheBudget(bytes: number): void {
+    this.cacheBytes = bytes;
+    this.post({ type: 'configure', cacheBytes: bytes });
   }
 
   /** After too many crashes the client pauses; this allows new starts again. */
@@ -128,7 +161,7 @@ export class WorkerClient extends Disposable {
     this.setState('loading');
     const id = this.nextId++;
     const loaded = new Promise<LoadedEvent>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (m: LoadedEvent | DoneEvent) => void, reject });
+      this.pending.set(id, { resolve: resolve as (m: Answer) => void, reject });
     });
     this.post({ ...request, id });
     return loaded.then(
@@ -162,6 +195,7 @@ export class WorkerClient extends Disposable {
     });
     this.child = child;
     this.lastMessageAt = Date.now();
+    if (this.cacheBytes !== undefined) this.post({ type: 'configure', cacheBytes: this.cacheBytes });
     child.stderr?.setEncoding('utf8').on('data', (text: string) => this.log(`worker: ${text.trimEnd()}`));
     child.on('message', (message: WorkerMessage) => this.onMessage(message));
     child.on('exit', (code, signal) => this.onExit(child, code, signal));
@@ -175,7 +209,8 @@ export class WorkerClient extends Disposable {
         this.pending.get(message.id)?.onDelta?.(message.text);
         break;
       case 'loaded':
-      case 'done': {
+      case 'done':
+      case 'prefilled': {
         const pending = this.pending.get(message.id);
         this.pending.delete(message.id);
         pending?.resolve(message);

@@ -7,14 +7,17 @@
 import * as vscode from 'vscode';
 import type { Settings } from '../config';
 import { WorkerError, type WorkerClient } from '../client/workerClient';
-import { buildCompletionPrompt } from './context';
 import { CompletionCache } from './cache';
 import { postprocessCompletion } from './postprocess';
+import { completionPromptAt } from './warmer';
 
+/**
+ * The debounce grows with the recent time to a first line (a slow model gets fewer requests to cancel), up to this:
+ * it adds to every wait, and one cold read of a whole file (seconds) must not slow the warm requests after it.
+ */
+const MAX_ADAPTIVE_DEBOUNCE_MS = 300;
 /** Lines a suggestion may have. */
 const MAX_LINES = 12;
-/** Code is roughly this many characters per token; the worker keeps the tail if a prompt is still too long. */
-const CHARS_PER_TOKEN = 3;
 /** phi-1.5 starts new top-level definitions or prose after the code it was asked for: stop there. */
 const COMPLETION_STOPS = ['\n\n\n', '\nclass ', '\ndef ', '\nif __name__', '\n# ', '\n```', '<|endoftext|>'];
 
@@ -63,16 +66,13 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
       return cached ? [new vscode.InlineCompletionItem(cached, new vscode.Range(position, position))] : undefined;
     }
     if (context.triggerKind === vscode.InlineCompletionTriggerKind.Automatic) {
-      const debounce = Math.max(settings.debounceMs, Math.min(1000, this.recentLatencyMs / 4));
+      const debounce = Math.max(settings.debounceMs, Math.min(MAX_ADAPTIVE_DEBOUNCE_MS, this.recentLatencyMs / 4));
       if (!(await delay(debounce, token))) return undefined;
     }
     if (!(await this.ensureModel()) || token.isCancellationRequested) return undefined;
 
-    const suffix = document.getText(new vscode.Range(position, document.lineAt(document.lineCount - 1).range.end));
-    const { prompt } = buildCompletionPrompt({
-      prefix, suffix, languageId: document.languageId, fileName: document.fileName,
-      tokenBudget: settings.contextTokens, countTokens: (text) => Math.ceil(text.length / CHARS_PER_TOKEN),
-    });
+    // The prompt the warmer (./warmer.ts) prefilled this document's cache with, when the cursor rested here.
+    const { prompt, suffix } = completionPromptAt(document, position, settings);
     const eol = document.eol === vscode.EndOfLine.CRLF ? '\r\n' : '\n';
     const shape = (raw: string): string => postprocessCompletion({ completion: raw, prefix, suffix, maxLines: MAX_LINES, eol, languageId: document.languageId });
 
@@ -98,7 +98,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     }, (delta) => {
       raw += delta;
       if (!firstLineShown && /\S[^\n]*\n/.test(raw)) resolveFirstLine(shape(raw.slice(0, raw.lastIndexOf('\n'))));
-    }, controller.signal);
+    }, controller.signal, document.uri.toString());
 
     void generation.then((done) => {
       const text = shape(done.text);

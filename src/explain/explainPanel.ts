@@ -5,6 +5,7 @@
 import * as vscode from 'vscode';
 import type { Settings } from '../config';
 import type { WorkerClient } from '../client/workerClient';
+import { EXPLAIN_SEQUENCE } from '../protocol';
 import { Disposable } from '../util/disposable';
 import { buildExplainPrompt, EXPLAIN_STOPS } from './explainPrompt';
 
@@ -66,7 +67,7 @@ export class ExplainPanel extends Disposable {
       }, (delta) => {
         text += delta;
         update(false);
-      }, controller.signal);
+      }, controller.signal, EXPLAIN_SEQUENCE);
       if (text.trim() === '') text = '_The model gave no explanation. Try selecting a smaller, complete piece of code._';
     } catch (error) {
       text += `\n\n**Stopped:** ${(error as Error).message}`;

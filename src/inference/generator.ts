@@ -1,17 +1,24 @@
 /**
- * The generation engine: prompt → streamed text, on one decoder and one KV cache.
+ * The generation engine: prompt → streamed text, on one decoder and a KV cache per sequence.
  *
- *   prompt tokens ──► longest common prefix with the cache ──► rewind ──► prefill the rest in chunks
+ *   prompt tokens ──► the sequence's cache (a new sequence: a copy of the longest prefix another one shares)
+ *        ──► longest common prefix with it ──► rewind ──► prefill the rest in chunks
  *        ──► decode loop: sample, stream text (stop sequences, <|endoftext|>, max tokens),
  *                         feed the token (plus a prompt-lookup draft when greedy), accept what the model agrees with
  *
+ * A sequence is what one stream of requests extends (the editor's documents, one each; Explain Selection): each keeps
+ * its own cache, so switching files does not re-read the one switched back to. Caches live within a memory budget,
+ * least recently used out first (see fit).
  * One request runs at a time and the latest wins: a new request cancels the one in flight, which stops at its
  * next step boundary and leaves the cache consistent, so the new request can reuse whatever prefix they share.
+ * A prefill (warming a sequence before it is asked for) runs only while no generation is in flight or queued, and
+ * any request cancels it at its next chunk boundary; the rows it fed stay for the request that follows.
  */
 import { performance } from 'node:perf_hooks';
 import type { PhiTokenizer } from '../tokenizer/tokenizer';
 import { StreamingDetokenizer } from '../tokenizer/detokenizer';
 import type { DecoderCache, PhiDecoder } from './decoder';
+import { KvCache } from './kvCache';
 import { draftFromContext } from './promptLookup';
 import { argmax, GREEDY, standardDeviation, Sampler, topTwoGap, type SamplingParams } from './sampler';
 import { SpeculationBudget } from './speculationBudget';
@@ -30,6 +37,38 @@ export interface GenerationRequest {
   readonly onText?: (delta: string) => void;
   /** Cancels this request. */
   readonly signal?: AbortSignal;
+  /** The cached sequence this request reads and extends (one per document); DEFAULT_SEQUENCE when absent. */
+  readonly sequence?: string;
+  /** A side request (Explain Selection): it never evicts the most recently used sequence that is not one (the file being edited). */
+  readonly aside?: boolean;
+}
+
+/** Warms a sequence's cache with a prompt before a request for it comes (Generator.prefill). */
+export interface PrefillRequest {
+  readonly sequence?: string;
+  /** Text, or token ids. All but its last token are fed: the request that follows feeds that one for its logits. */
+  readonly prompt: string | readonly number[];
+  /** What the request that follows will ask for: the prompt is cut, and the cache sized, as that request will. */
+  readonly maxNewTokens: number;
+  readonly signal?: AbortSignal;
+}
+
+/** done: the cache holds the prompt (but its last token); cancelled: a newer request took over; busy: a generation was in flight or queued, so it never ran. */
+export type PrefillOutcome = 'done' | 'cancelled' | 'busy';
+
+export interface PrefillStats {
+  readonly promptTokens: number;
+  readonly truncatedTokens: number;
+  /** Prompt tokens already cached (copied from another sequence included). */
+  readonly reusedTokens: number;
+  /** Prompt tokens fed by this prefill. */
+  readonly prefilledTokens: number;
+  readonly prefillMs: number;
+}
+
+export interface PrefillResult {
+  readonly outcome: PrefillOutcome;
+  readonly stats: PrefillStats;
 }
 
 export type FinishReason = 'stop' | 'eos' | 'length' | 'cancelled';
@@ -40,6 +79,8 @@ export interface GenerationStats {
   readonly truncatedTokens: number;
   /** Prompt tokens whose keys and values were already in the cache. */
   readonly reusedTokens: number;
+  /** Of reusedTokens, those copied from another sequence's cache (a new sequence sharing a prefix with it). */
+  readonly copiedTokens: number;
   readonly prefillMs: number;
   /** From the call to the first generated token (queueing behind a cancelled request included). */
   readonly firstTokenMs: number;
@@ -74,6 +115,37 @@ export interface GeneratorOptions {
    * Default true; false drafts whenever the context offers one (output is the same, only timing-free).
    */
   readonly adaptiveSpeculation?: boolean;
+  /** Bytes the sequences' caches may hold together (see Generator.cacheBudget); unlimited by default. */
+  readonly cacheBudgetBytes?: number;
+}
+
+/** The sequence of requests that name none. */
+export const DEFAULT_SEQUENCE = 'default';
+
+/**
+ * One cached window of a sequence: its cache and the token at each of its positions. A sequence (a document) may
+ * hold several windows (the end of the file and a function in its middle read different text): see `use`.
+ */
+interface CachedSequence {
+  /** The key it is stored under: the sequence's name, then `#n` for further windows. */
+  readonly key: string;
+  readonly name: string;
+  readonly cache: DecoderCache;
+  tokens: number[];
+  /** When it was last used (Generator.clock): least recently used goes first. */
+  used: number;
+  /** Whether its last request was a side request (GenerationRequest.aside). */
+  aside: boolean;
+}
+
+/** A prompt made ready on its sequence: tokens, truncation, and the reused prefix (the cache rewound to it and sized for the request). */
+interface Prepared {
+  readonly sequence: CachedSequence;
+  readonly tokens: readonly number[];
+  readonly promptTokens: number;
+  readonly truncatedTokens: number;
+  readonly reusedTokens: number;
+  readonly copiedTokens: number;
 }
 
 /**
@@ -107,9 +179,15 @@ function commonPrefixLength(a: readonly number[], b: readonly number[]): number 
 export const DEFAULT_PREFILL_CHUNK = 32;
 
 export class Generator {
-  private readonly cache: DecoderCache;
-  /** The token at each cache position. */
-  private cachedTokens: number[] = [];
+  private readonly sequences = new Map<string, CachedSequence>();
+  private clock = 0;
+  /** Windows created after a sequence's first (their keys' numbers). */
+  private windows = 0;
+  /** The sequence the request in flight uses (never evicted). */
+  private active: CachedSequence | undefined;
+  private budget: number;
+  /** Generations called and not yet finished: a prefill waits for none of them, it gives way. */
+  private generations = 0;
   private current: AbortController | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly prefillChunk: number;
@@ -118,7 +196,6 @@ export class Generator {
   private readonly speculation: SpeculationBudget | undefined;
 
   constructor(private readonly decoder: PhiDecoder, private readonly tokenizer: PhiTokenizer, options: GeneratorOptions = {}) {
-    this.cache = decoder.createCache();
     this.prefillChunk = options.prefillChunk ?? DEFAULT_PREFILL_CHUNK;
     // On a 2-core CPU a pass over 2 tokens costs 1.0–1.3 single steps, over 3 tokens 1.5–1.7 and over 5 tokens
     // 2.0–2.1 (phi-1.5 int4, `npm run bench`): when every drafted token is right that is up to 1.8×, 2.0× and
@@ -126,11 +203,40 @@ export class Generator {
     // and the SpeculationBudget pauses drafting while it loses.
     this.maxDraftTokens = options.maxDraftTokens ?? 4;
     this.speculation = options.adaptiveSpeculation === false ? undefined : new SpeculationBudget();
+    this.budget = options.cacheBudgetBytes ?? Infinity;
   }
 
-  /** Tokens whose keys and values are cached (for inspection and tests). */
-  get cachedSequence(): readonly number[] {
-    return this.cachedTokens;
+  /** Tokens whose keys and values are cached for `sequence`'s most recently used window (for inspection and tests). */
+  cachedTokens(sequence = DEFAULT_SEQUENCE): readonly number[] {
+    return this.leastRecentlyUsed().filter((s) => s.name === sequence).at(-1)?.tokens ?? [];
+  }
+
+  /** The cached sequences' names, a name per window, least recently used first. */
+  get sequenceNames(): string[] {
+    return [...this.sequences.values()].sort((a, b) => a.used - b.used).map((s) => s.name);
+  }
+
+  /** Bytes the sequences' caches hold together. */
+  get cacheBytes(): number {
+    let total = 0;
+    for (const sequence of this.sequences.values()) total += sequence.cache.bytes;
+    return total;
+  }
+
+  /** The memory budget for all caches together, in bytes. */
+  get cacheBudget(): number {
+    return this.budget;
+  }
+
+  /**
+   * Sets the memory budget and evicts least recently used sequences down to it now (never the one in use, or,
+   * while none is, the most recently used).
+   */
+  set cacheBudget(bytes: number) {
+    if (!(bytes >= 0)) throw new RangeError(`Generator: cache budget ${bytes} bytes`);
+    this.budget = bytes;
+    const keep = this.active ?? this.leastRecentlyUsed().at(-1);
+    if (keep) this.fit(keep, keep.cache.bytes);
   }
 
   /** Starts a request, cancelling the one in flight (latest wins). */
@@ -142,7 +248,32 @@ export class Generator {
     request.signal?.addEventListener('abort', cancel, { once: true });
     if (request.signal?.aborted) controller.abort();
     const called = performance.now();
+    this.generations++;
     const run = this.queue.then(() => this.run(request, controller.signal, called));
+    this.queue = run.catch(() => undefined);
+    return run.finally(() => {
+      this.generations--;
+      request.signal?.removeEventListener('abort', cancel);
+    });
+  }
+
+  /**
+   * Warms `request.sequence`'s cache with the prompt, in chunks, at low priority: not at all while a generation is
+   * in flight or queued ("busy"); any later request (a generation, a newer prefill) cancels it at its next chunk
+   * boundary, and the rows fed until then stay cached. A cache that already holds the prompt, or extends it (a
+   * completion generated after it), is left as it is.
+   */
+  prefill(request: PrefillRequest): Promise<PrefillResult> {
+    if (this.generations > 0) {
+      return Promise.resolve({ outcome: 'busy', stats: { promptTokens: 0, truncatedTokens: 0, reusedTokens: 0, prefilledTokens: 0, prefillMs: 0 } });
+    }
+    this.current?.abort();
+    const controller = new AbortController();
+    this.current = controller;
+    const cancel = (): void => controller.abort();
+    request.signal?.addEventListener('abort', cancel, { once: true });
+    if (request.signal?.aborted) controller.abort();
+    const run = this.queue.then(() => this.runPrefill(request, controller.signal));
     this.queue = run.catch(() => undefined);
     return run.finally(() => request.signal?.removeEventListener('abort', cancel));
   }
@@ -152,27 +283,172 @@ export class Generator {
     this.current?.abort();
   }
 
-  /** Cancels the request in flight and waits for it to stop before freeing the cache (ONNX Runtime may be using it). */
+  /** Cancels the request in flight and waits for it to stop before freeing the caches (ONNX Runtime may be using one). */
   async dispose(): Promise<void> {
     this.cancel();
     await this.queue;
-    this.cache.dispose();
-    this.cachedTokens = [];
+    for (const sequence of [...this.sequences.values()]) this.drop(sequence);
   }
 
-  private rewind(length: number): void {
-    this.cache.rewindTo(length);
-    this.cachedTokens.length = length;
+  /**
+   * The window of sequence `name` that `tokens` continue, made the most recently used. A prompt that shares less
+   * than half of the best window's cached tokens reads other text of the same file (the cursor moved far away, or
+   * the prompt's start jumped): it gets a window of its own (created empty; prepare copies into it the longest
+   * prefix another window shares), so that going back to where the user was re-reads nothing. Old windows age out
+   * with the LRU.
+   */
+  private use(name: string, aside: boolean, tokens: readonly number[]): CachedSequence {
+    let sequence: CachedSequence | undefined;
+    let best = -1;
+    for (const candidate of this.sequences.values()) {
+      if (candidate.name !== name) continue;
+      const common = commonPrefixLength(candidate.tokens, tokens);
+      if (common > best) [sequence, best] = [candidate, common];
+    }
+    // Only a host-memory cache can start a window from another's rows; a GPU cache rewinds in place instead.
+    const otherText = sequence !== undefined && sequence.cache instanceof KvCache && sequence.tokens.length > 0 && 2 * best < sequence.tokens.length;
+    if (!sequence || otherText) {
+      const key = sequence ? `${name}#${++this.windows}` : name;
+      sequence = { key, name, cache: this.decoder.createCache(), tokens: [], used: 0, aside };
+      this.sequences.set(key, sequence);
+    }
+    sequence.used = ++this.clock;
+    sequence.aside = aside;
+    return sequence;
   }
 
-  /** Feeds tokens into the cache; returns the logits of the last `logitsFor` of them. */
-  private async feed(tokens: readonly number[], logitsFor = tokens.length): Promise<Float32Array> {
-    const logits = await this.decoder.forward(tokens, this.cache, logitsFor);
-    this.cachedTokens.push(...tokens);
+  private leastRecentlyUsed(): CachedSequence[] {
+    return [...this.sequences.values()].sort((a, b) => a.used - b.used);
+  }
+
+  /**
+   * Evicts least recently used sequences until all caches fit the budget, `inUse` counted at `inUseBytes` (what it
+   * is about to hold). Never evicted: `inUse`, `alsoKeep`, and, when `inUse` is a side request's, the most recently
+   * used sequence that is not (the file being edited). When even those do not fit, they are kept over the budget.
+   */
+  private fit(inUse: CachedSequence, inUseBytes: number, alsoKeep?: CachedSequence): void {
+    const others = this.leastRecentlyUsed().filter((s) => s !== inUse);
+    let total = inUseBytes + others.reduce((sum, s) => sum + s.cache.bytes, 0);
+    const editing = inUse.aside ? others.filter((s) => !s.aside).at(-1) : undefined;
+    for (const sequence of others) {
+      if (total <= this.budget) break;
+      if (sequence === editing || sequence === alsoKeep) continue;
+      total -= sequence.cache.bytes;
+      this.drop(sequence);
+    }
+  }
+
+  private drop(sequence: CachedSequence): void {
+    sequence.cache.dispose();
+    sequence.tokens = [];
+    this.sequences.delete(sequence.key);
+  }
+
+  /**
+   * Tokenizes and cuts the prompt as a request for `maxNewTokens` does, finds the prefix its sequence has cached
+   * (a sequence with nothing cached copies the longest prefix another shares with it), rewinds the cache to it,
+   * evicts what the budget needs and sizes the cache for the request. `keepLonger`: a cache that already holds
+   * every prompt token but the last is left as it is (a prefill must not forget a completion generated after it).
+   */
+  private prepare(name: string, aside: boolean, prompt: string | readonly number[], maxNewTokens: number, keepLonger: boolean): Prepared {
+    const maxPositions = this.decoder.config.max_position_embeddings;
+    let tokens = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : [...prompt];
+    if (tokens.length === 0) tokens = [this.tokenizer.eosTokenId];
+    const promptTokens = tokens.length;
+    const room = maxPositions - maxNewTokens;
+    const truncatedTokens = tokens.length > room ? Math.min(tokens.length - 1, Math.ceil((tokens.length - room) / TRUNCATION_STEP) * TRUNCATION_STEP) : 0;
+    tokens = tokens.slice(truncatedTokens);
+
+    const sequence = this.use(name, aside, tokens);
+    // The positions the request may fill: the prompt, what it generates and the longest draft verified past it.
+    const positions = Math.min(maxPositions, tokens.length + maxNewTokens + this.maxDraftTokens);
+    let copiedTokens = 0;
+    if (sequence.tokens.length === 0 && sequence.cache instanceof KvCache) {
+      // A new sequence (a file opened after another with the same header): copy rather than recompute what another one shares.
+      let donor: CachedSequence | undefined;
+      let shared = 0;
+      for (const other of this.sequences.values()) {
+        const common = Math.min(commonPrefixLength(other.tokens, tokens), tokens.length - 1);
+        if (other !== sequence && other.cache instanceof KvCache && common > shared) [donor, shared] = [other, common];
+      }
+      if (donor) {
+        this.fit(sequence, sequence.cache.projectedBytes(positions), donor);
+        sequence.cache.reserve(positions);
+        sequence.cache.copyPrefix(donor.cache as KvCache, shared);
+        sequence.tokens = tokens.slice(0, shared);
+        copiedTokens = shared;
+      }
+    }
+    const common = commonPrefixLength(sequence.tokens, tokens);
+    const reusedTokens = keepLonger && common >= tokens.length - 1 ? sequence.tokens.length : Math.min(common, tokens.length - 1);
+    this.rewind(sequence, reusedTokens);
+    // Size the cache for the whole request now: growing it later copies it, and holds two copies meanwhile.
+    const rows = Math.max(0, positions - reusedTokens);
+    this.fit(sequence, sequence.cache.projectedBytes(rows));
+    sequence.cache.reserve(rows);
+    return { sequence, tokens, promptTokens, truncatedTokens, reusedTokens: Math.min(reusedTokens, tokens.length - 1), copiedTokens };
+  }
+
+  private rewind(sequence: CachedSequence, length: number): void {
+    sequence.cache.rewindTo(length);
+    sequence.tokens.length = length;
+  }
+
+  /** Feeds tokens into the sequence's cache; returns the logits of the last `logitsFor` of them. */
+  private async feed(sequence: CachedSequence, tokens: readonly number[], logitsFor = tokens.length): Promise<Float32Array> {
+    const logits = await this.decoder.forward(tokens, sequence.cache, logitsFor);
+    sequence.tokens.push(...tokens);
     return logits;
   }
 
+  /**
+   * Feeds tokens[from, to) in chunks of prefillChunk, checking `signal` before each; returns the last chunk's
+   * last logits, or undefined when cancelled (the chunks fed until then stay cached).
+   */
+  private async feedChunks(sequence: CachedSequence, tokens: readonly number[], from: number, to: number, signal: AbortSignal): Promise<Float32Array | undefined> {
+    let logits: Float32Array = new Float32Array(0);
+    for (let start = from; start < to; start += this.prefillChunk) {
+      if (signal.aborted) return undefined;
+      logits = await this.feed(sequence, tokens.slice(start, Math.min(to, start + this.prefillChunk)), 1);
+    }
+    return logits;
+  }
+
+  private async runPrefill(request: PrefillRequest, signal: AbortSignal): Promise<PrefillResult> {
+    const started = performance.now();
+    let prefilled = 0;
+    const stats = (prepared: Prepared | undefined): PrefillStats => ({
+      promptTokens: prepared?.promptTokens ?? 0,
+      truncatedTokens: prepared?.truncatedTokens ?? 0,
+      reusedTokens: prepared?.reusedTokens ?? 0,
+      prefilledTokens: prefilled,
+      prefillMs: performance.now() - started,
+    });
+    if (signal.aborted) return { outcome: 'cancelled', stats: stats(undefined) };
+    const maxNewTokens = Math.max(0, Math.min(request.maxNewTokens, this.decoder.config.max_position_embeddings - 1));
+    const prepared = this.prepare(request.sequence ?? DEFAULT_SEQUENCE, false, request.prompt, maxNewTokens, true);
+    this.active = prepared.sequence;
+    try {
+      const { sequence, tokens } = prepared;
+      const before = sequence.tokens.length;
+      // All but the last token: the request that follows feeds it for its logits (and typing changes it first).
+      const fed = await this.feedChunks(sequence, tokens, before, tokens.length - 1, signal);
+      prefilled = sequence.tokens.length - before;
+      return { outcome: fed === undefined ? 'cancelled' : 'done', stats: stats(prepared) };
+    } finally {
+      this.active = undefined;
+    }
+  }
+
   private async run(request: GenerationRequest, signal: AbortSignal, called: number): Promise<GenerationResult> {
+    try {
+      return await this.runOnSequence(request, signal, called);
+    } finally {
+      this.active = undefined;
+    }
+  }
+
+  private async runOnSequence(request: GenerationRequest, signal: AbortSignal, called: number): Promise<GenerationResult> {
     const vocab = this.decoder.config.vocab_size;
     const maxPositions = this.decoder.config.max_position_embeddings;
     const eos = this.tokenizer.eosTokenId;
@@ -180,17 +456,13 @@ export class Generator {
     const sampleable = Math.min(vocab, this.tokenizer.vocabSize);
     const maxNewTokens = Math.max(0, Math.min(request.maxNewTokens, maxPositions - 1));
 
-    let tokens = typeof request.prompt === 'string' ? this.tokenizer.encode(request.prompt) : [...request.prompt];
-    if (tokens.length === 0) tokens = [eos];
-    const promptTokens = tokens.length;
-    const room = maxPositions - maxNewTokens;
-    const truncatedTokens = tokens.length > room ? Math.min(tokens.length - 1, Math.ceil((tokens.length - room) / TRUNCATION_STEP) * TRUNCATION_STEP) : 0;
-    tokens = tokens.slice(truncatedTokens);
-
     const generated: number[] = [];
     let text = '';
     let finishReason: FinishReason = 'length';
+    let promptTokens = 0;
+    let truncatedTokens = 0;
     let reusedTokens = 0;
+    let copiedTokens = 0;
     let prefillMs = 0;
     let firstTokenMs = 0;
     let decodeStarted = 0;
@@ -205,7 +477,7 @@ export class Generator {
       tokens: generated,
       finishReason,
       stats: {
-        promptTokens, truncatedTokens, reusedTokens, prefillMs, firstTokenMs,
+        promptTokens, truncatedTokens, reusedTokens, copiedTokens, prefillMs, firstTokenMs,
         generatedTokens: generated.length,
         decodeMs: decodeStarted ? performance.now() - decodeStarted : 0,
         decodeSteps, draftedTokens, longestDraft, acceptedDraftTokens, recomputedRows, pausedDraftSteps,
@@ -218,23 +490,18 @@ export class Generator {
 
     // Prefill: reuse the cached prefix; at least the last prompt token is fed, for its logits.
     const prefillStarted = performance.now();
-    reusedTokens = Math.min(commonPrefixLength(this.cachedTokens, tokens), tokens.length - 1);
-    this.rewind(reusedTokens);
-    // Size the cache for the whole request now: growing it later copies it, and holds two copies meanwhile.
-    this.cache.reserve(Math.min(maxPositions, tokens.length + maxNewTokens + this.maxDraftTokens) - reusedTokens);
-    let logits: Float32Array = new Float32Array(0);
-    let row = 0;
-    for (let start = reusedTokens; start < tokens.length; start += this.prefillChunk) {
-      if (signal.aborted) {
-        finishReason = 'cancelled';
-        prefillMs = performance.now() - prefillStarted;
-        return finish();
-      }
-      const chunk = tokens.slice(start, start + this.prefillChunk);
-      logits = await this.feed(chunk, 1);
-      row = 0;
-    }
+    const prepared = this.prepare(request.sequence ?? DEFAULT_SEQUENCE, request.aside ?? false, request.prompt, maxNewTokens, false);
+    ({ promptTokens, truncatedTokens, reusedTokens, copiedTokens } = prepared);
+    const { sequence, tokens } = prepared;
+    this.active = sequence;
+    const prefilled = await this.feedChunks(sequence, tokens, reusedTokens, tokens.length, signal);
     prefillMs = performance.now() - prefillStarted;
+    if (!prefilled) {
+      finishReason = 'cancelled';
+      return finish();
+    }
+    let logits: Float32Array = prefilled;
+    let row = 0;
 
     const sampler = new Sampler(request.sampling ?? GREEDY);
     const speculative = (request.speculative ?? false) && sampler.greedy;
@@ -267,14 +534,14 @@ export class Generator {
       const next = sampler.sample(logits, row * vocab, sampleable);
       ended = accept(next);
       if (ended) break;
-      const roomLeft = Math.min(maxNewTokens - generated.length, maxPositions - this.cache.length - 1);
+      const roomLeft = Math.min(maxNewTokens - generated.length, maxPositions - sequence.cache.length - 1);
       const drafting = speculative && (this.speculation?.drafting ?? true);
       if (speculative && !drafting) pausedDraftSteps++;
-      const draft = drafting ? draftFromContext([...this.cachedTokens, next], Math.min(draftLength, roomLeft)) : [];
-      const before = this.cache.length;
+      const draft = drafting ? draftFromContext([...sequence.tokens, next], Math.min(draftLength, roomLeft)) : [];
+      const before = sequence.cache.length;
       const fed = [next, ...draft];
       const passStarted = performance.now();
-      logits = await this.feed(fed);
+      logits = await this.feed(sequence, fed);
       decodeSteps++;
       draftedTokens += draft.length;
       longestDraft = Math.max(longestDraft, draft.length);
@@ -284,12 +551,12 @@ export class Generator {
       while (agreed < draft.length && argmax(logits, agreed * vocab, sampleable) === draft[agreed] && clear(agreed)) agreed++;
       acceptedDraftTokens += agreed;
       if (clear(agreed)) {
-        this.rewind(before + 1 + agreed);
+        this.rewind(sequence, before + 1 + agreed);
         row = agreed;
       } else {
         // Too close to call from a batched row: recompute the row alone, as plain decoding computes it.
-        this.rewind(before + agreed);
-        logits = await this.feed([fed[agreed]]);
+        this.rewind(sequence, before + agreed);
+        logits = await this.feed(sequence, [fed[agreed]]);
         recomputedRows++;
         row = 0;
       }

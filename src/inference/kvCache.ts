@@ -32,6 +32,17 @@ export function int8Planes(headDim: number): KvPlane[] {
   ];
 }
 
+/** Bytes of one element of each cache element type. */
+export const KV_DTYPE_BYTES: Record<KvDtype, number> = { float32: 4, float16: 2, int8: 1 };
+
+/**
+ * Bytes one cached position takes over all layers: the full-size phi-1.5's int8 cache (24 layers, 32 heads of 64,
+ * int8 keys and values plus a float32 scale per head for each) takes 24 · 32 · (64 + 4 + 64 + 4) = 104,448 (102 KiB).
+ */
+export function bytesPerPosition(layers: number, heads: number, planes: readonly KvPlane[]): number {
+  return layers * heads * planes.reduce((sum, plane) => sum + plane.width * KV_DTYPE_BYTES[plane.dtype], 0);
+}
+
 /**
  * What every KV cache shares: its shape, how many positions it holds, and forgetting the latest of them
  * (rewindTo: the forgotten rows are masked out until overwritten or dropped).
@@ -50,6 +61,17 @@ export abstract class CachedPositions {
   get length(): number {
     return this.filled;
   }
+
+  /** Bytes one position takes over all layers and planes. */
+  get bytesPerPosition(): number {
+    return bytesPerPosition(this.layers, this.heads, this.planes);
+  }
+
+  /** Bytes the cache holds now (its positions' room, filled or not). */
+  abstract get bytes(): number;
+
+  /** Bytes the cache will hold once `rows` more positions are in it (for a memory budget, before they are). */
+  abstract projectedBytes(rows: number): number;
 
   /** Forgets every position from `n` on. */
   rewindTo(n: number): void {
@@ -135,12 +157,38 @@ export class KvCache extends CachedPositions {
     return transposed ? [1, this.heads, width, positions] : [1, this.heads, positions, width];
   }
 
+  get bytes(): number {
+    return this.slots * this.bytesPerPosition;
+  }
+
+  projectedBytes(rows: number): number {
+    return Math.max(this.slots, this.slotsFor(this.filled + rows)) * this.bytesPerPosition;
+  }
+
   /** Makes room for `rows` more positions. */
   reserve(rows: number): void {
     this.checkRoom(rows);
     const needed = this.filled + rows;
     if (needed <= this.slots) return;
-    this.resize(Math.min(this.maxLength, Math.ceil(needed / GROWTH_STEP) * GROWTH_STEP));
+    this.resize(this.slotsFor(needed));
+  }
+
+  /**
+   * Fills this empty cache with the first `rows` positions of `source` (same shape): another sequence's prefix,
+   * copied rather than recomputed.
+   */
+  copyPrefix(source: KvCache, rows: number): void {
+    if (this.filled !== 0) throw new Error(`KvCache.copyPrefix: the cache already holds ${this.filled} positions`);
+    if (!Number.isInteger(rows) || rows < 0 || rows > source.length) throw new RangeError(`KvCache.copyPrefix: ${rows} rows, but the source holds ${source.length}`);
+    if (source.layers !== this.layers || source.heads !== this.heads || source.planes.length !== this.planes.length
+      || source.planes.some((plane, p) => plane.width !== this.planes[p].width || plane.dtype !== this.planes[p].dtype || plane.transposed !== this.planes[p].transposed)) {
+      throw new Error('KvCache.copyPrefix: the source cache has another shape');
+    }
+    this.reserve(rows);
+    for (let layer = 0; layer < this.layers; layer++) {
+      this.planes.forEach((plane, p) => copyPositions(plane, this.heads, source.buffers[layer][p], source.slots, this.buffers[layer][p], this.slots, 0, rows));
+    }
+    this.filled = rows;
   }
 
   /** Slots [0, length) hold the context, [length, capacity) are unused or forgotten, then come the new tokens. */
@@ -170,6 +218,11 @@ export class KvCache extends CachedPositions {
     this.buffers = [];
     this.filled = 0;
     this.slots = 0;
+  }
+
+  /** The capacity that holds `positions` positions: whole growth steps, at most the model's positions. */
+  private slotsFor(positions: number): number {
+    return Math.min(this.maxLength, Math.ceil(positions / GROWTH_STEP) * GROWTH_STEP);
   }
 
   /** Moves to buffers of `slots` positions, keeping the filled rows. */

@@ -66,6 +66,16 @@ export class ResidentKvCache extends CachedPositions {
     return this.settledFilled;
   }
 
+  /** Bytes both parts' tensors hold (the settled part's planes differ from the past part's only in layout). */
+  get bytes(): number {
+    return (this.settledHeld + this.pastHeld) * this.bytesPerPosition;
+  }
+
+  /** After `rows` more positions the past part holds every cached position not settled, and the settled part is unchanged. */
+  projectedBytes(rows: number): number {
+    return Math.max(this.bytes, (this.settledHeld + this.filled - this.settledFilled + rows) * this.bytesPerPosition);
+  }
+
   /** Layer's past tensor for `planes[plane]`, holding `heldRows` positions. */
   past(layer: number, plane: number): ort.Tensor {
     return this.pastTensors[layer][plane];

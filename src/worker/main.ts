@@ -1,10 +1,12 @@
 /**
  * Inference worker entry point: runs in its own process (forked with ELECTRON_RUN_AS_NODE=1) so that ONNX
- * Runtime's native code can never take the extension host down. One model, one generator; the latest
- * generation request wins. Protocol: src/protocol.ts.
+ * Runtime's native code can never take the extension host down. One model, one generator with a KV cache per
+ * sequence; the latest generation request wins, and prefills run only while no generation is in flight or
+ * queued. Protocol: src/protocol.ts.
  */
+import { cacheBudgetBytes, DEFAULT_SETTINGS } from '../config';
 import { Generator } from '../inference/generator';
-import { HEARTBEAT_MS, validateHostMessage, type GenerateRequest, type HostMessage, type LoadRequest, type WorkerMessage } from '../protocol';
+import { EXPLAIN_SEQUENCE, HEARTBEAT_MS, validateHostMessage, type GenerateRequest, type HostMessage, type LoadRequest, type PrefillRequest, type WorkerMessage } from '../protocol';
 import { loadModel, ModelInvalidError, type LoadedModel } from './session';
 
 /** How often the worker checks that the process that started it is still alive. */
@@ -15,6 +17,8 @@ let generator: Generator | undefined;
 /** The load in progress: generation requests wait for it. */
 let loading: Promise<void> = Promise.resolve();
 const cancellers = new Map<number, AbortController>();
+/** The KV caches' memory budget (configure); kept across model loads. */
+let cacheBytes = cacheBudgetBytes(DEFAULT_SETTINGS);
 
 function send(message: WorkerMessage): void {
   if (process.connected) process.send!(message);
@@ -33,7 +37,7 @@ async function load(request: LoadRequest): Promise<void> {
   model = undefined;
   try {
     model = await loadModel(request.modelDir, request.device, request.threads);
-    generator = new Generator(model.decoder, model.tokenizer);
+    generator = new Generator(model.decoder, model.tokenizer, { cacheBudgetBytes: cacheBytes });
     send({ type: 'loaded', id: request.id, device: model.device, fallbacks: model.fallbacks, advice: model.advice, loadMs: Date.now() - started });
   } catch (error) {
     send({ type: 'error', id: request.id, code: error instanceof ModelInvalidError ? 'model-invalid' : 'device-unavailable', message: messageOf(error) });
@@ -58,8 +62,28 @@ async function generate(request: GenerateRequest): Promise<void> {
       speculative: params.speculative,
       signal: controller.signal,
       onText: (text) => send({ type: 'delta', id: request.id, text }),
+      sequence: request.sequence,
+      aside: request.sequence === EXPLAIN_SEQUENCE,
     });
     send({ type: 'done', id: request.id, text: result.text, finishReason: result.finishReason, stats: result.stats });
+  } catch (error) {
+    send({ type: 'error', id: request.id, code: 'generation-failed', message: messageOf(error) });
+  } finally {
+    cancellers.delete(request.id);
+  }
+}
+
+async function prefill(request: PrefillRequest): Promise<void> {
+  await loading;
+  if (!generator) {
+    send({ type: 'error', id: request.id, code: 'no-model', message: 'no model is loaded' });
+    return;
+  }
+  const controller = new AbortController();
+  cancellers.set(request.id, controller);
+  try {
+    const result = await generator.prefill({ sequence: request.sequence, prompt: request.prompt, maxNewTokens: request.maxNewTokens, signal: controller.signal });
+    send({ type: 'prefilled', id: request.id, outcome: result.outcome, stats: result.stats });
   } catch (error) {
     send({ type: 'error', id: request.id, code: 'generation-failed', message: messageOf(error) });
   } finally {
@@ -81,8 +105,15 @@ function handle(message: HostMessage): void {
     case 'generate':
       void generate(message);
       break;
+    case 'prefill':
+      void prefill(message);
+      break;
     case 'cancel':
       cancellers.get(message.id)?.abort();
+      break;
+    case 'configure':
+      cacheBytes = message.cacheBytes;
+      if (generator) generator.cacheBudget = cacheBytes;
       break;
     case 'shutdown':
       void shutdown();

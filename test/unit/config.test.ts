@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { changedSettings, DEFAULT_SETTINGS, needsReload, readSettings, SETTING_KEYS } from '../../src/config';
+import { cacheBudgetBytes, changedSettings, DEFAULT_SETTINGS, needsReload, readSettings, SETTING_KEYS } from '../../src/config';
+import { bytesPerPosition, int8Planes } from '../../src/inference/kvCache';
+import { PHI_1_5 } from '../../src/model/config';
 
 const manifest = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8')) as {
   contributes: { configuration: { properties: Record<string, { default: unknown }> } };
@@ -45,4 +47,30 @@ test('snapshots are compared to find what changed and whether the model must rel
   assert.equal(needsReload(['temperature']), false);
   assert.equal(needsReload(['temperature', 'device']), true);
   assert.deepEqual(changedSettings(DEFAULT_SETTINGS, { ...DEFAULT_SETTINGS, languages: ['python'] }), []);
+});
+
+test('phiComplete.cacheMemoryMB: an integer of MiB from 64, applied without a reload; the default holds 4 full-size 1,024-token files', () => {
+  const read = (value: unknown): ReturnType<typeof readSettings> => readSettings((key) => (key === 'cacheMemoryMB' ? value : undefined));
+  assert.equal(read(1024).settings.cacheMemoryMB, 1024);
+  assert.deepEqual(read(1024).warnings, []);
+  assert.equal(cacheBudgetBytes(read(1024).settings), 1024 * 1024 * 1024);
+  for (const bad of [32, 63, 100.5, '512', -1, 65537]) {
+    const { settings, warnings } = read(bad);
+    assert.equal(settings.cacheMemoryMB, DEFAULT_SETTINGS.cacheMemoryMB);
+    assert.deepEqual(warnings, [`phiComplete.cacheMemoryMB is ${JSON.stringify(bad)}; it must be an integer from 64 to 65536. Using the default, 512.`]);
+  }
+  assert.equal(read(64).settings.cacheMemoryMB, 64);
+  const changed = changedSettings(DEFAULT_SETTINGS, { ...DEFAULT_SETTINGS, cacheMemoryMB: 256 });
+  assert.deepEqual(changed, ['cacheMemoryMB']);
+  assert.equal(needsReload(changed), false);
+
+  // What the description promises: the full-size int8 cache of a 1,024-token prompt, sized for a 64-token
+  // completion and a 4-token draft (1,152 positions in steps of 128).
+  const perPosition = bytesPerPosition(PHI_1_5.num_hidden_layers, PHI_1_5.num_attention_heads, int8Planes(PHI_1_5.hidden_size / PHI_1_5.num_attention_heads));
+  const perFile = 1152 * perPosition;
+  assert.equal(Math.round(perFile / 2 ** 20), 115);
+  assert.equal(Math.floor(cacheBudgetBytes(DEFAULT_SETTINGS) / perFile), 4);
+  const contributed = manifest.contributes.configuration.properties['phiComplete.cacheMemoryMB'] as unknown as { markdownDescription: string; minimum: number };
+  assert.match(contributed.markdownDescription, /about 115 MiB: the default 512 holds 4 of them/);
+  assert.equal(contributed.minimum, 64);
 });

@@ -17,9 +17,14 @@ import { scratchDir, tinyModelDir } from '../support/tinyModels';
 const WORKER = path.resolve(__dirname, '../../../dist/worker.js');
 const GREEDY: GenerationParams = { maxNewTokens: 24, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [], speculative: false };
 const PROMPT = 'def fibonacci(n):\n    ';
+/** A second file, for the tests of sequences (a KV cache per document). */
+const PROMPT_B = 'import os\n\n\nclass Stack:\n    def __init__(self):\n        ';
 
 let modelDir: string;
 let expectedText: string;
+let expectedTextB: string;
+let promptTokens: number;
+let promptTokensB: number;
 
 function isAlive(pid: number): boolean {
   try {
@@ -42,9 +47,16 @@ before(async () => {
   modelDir = tinyModelDir('fp32', 'bigram');
   // What the engine produces in this process: the worker must stream exactly this.
   const decoder = await PhiDecoder.load(modelDir);
-  const generator = new Generator(decoder, PhiTokenizer.fromFile(path.join(modelDir, 'tokenizer.json')));
-  expectedText = (await generator.generate({ prompt: PROMPT, maxNewTokens: GREEDY.maxNewTokens })).text;
-  await generator.dispose();
+  const tokenizer = PhiTokenizer.fromFile(path.join(modelDir, 'tokenizer.json'));
+  for (const prompt of [PROMPT, PROMPT_B]) {
+    const generator = new Generator(decoder, tokenizer);
+    const text = (await generator.generate({ prompt, maxNewTokens: GREEDY.maxNewTokens })).text;
+    if (prompt === PROMPT) expectedText = text;
+    else expectedTextB = text;
+    await generator.dispose();
+  }
+  promptTokens = tokenizer.encode(PROMPT).length;
+  promptTokensB = tokenizer.encode(PROMPT_B).length;
   await decoder.dispose();
 });
 
@@ -58,6 +70,12 @@ describe('worker client', () => {
     client.dispose();
   });
 
+  test('a prefill before a model is loaded does nothing: it starts no worker', async () => {
+    assert.equal(await client.prefill('file:///a.py', PROMPT, GREEDY.maxNewTokens), undefined);
+    assert.equal(client.pid, undefined);
+    assert.equal(client.state, 'stopped');
+  });
+
   test('starts lazily, loads on the CPU and streams the completion the engine produces', async () => {
     assert.equal(client.pid, undefined, 'no process before the first request');
     const loaded = await client.load(modelDir, 'cpu', 1);
@@ -69,6 +87,54 @@ describe('worker client', () => {
     assert.equal(deltas.join(''), expectedText);
     assert.ok(deltas.length > 1, 'the text arrives in pieces');
     assert.equal(client.state, 'ready');
+  });
+
+  test('prefill and generate on two sequences: each reuses its own prefilled cache and streams what the engine does', async () => {
+    const a = 'file:///work/a.py';
+    const b = 'file:///work/b.py';
+    const warmA = await client.prefill(a, PROMPT, GREEDY.maxNewTokens);
+    assert.equal(warmA?.outcome, 'done');
+    // The test before generated from PROMPT on the default sequence: the new sequence copies that prefix.
+    assert.deepEqual({ ...warmA.stats, prefillMs: 0 }, { promptTokens, truncatedTokens: 0, reusedTokens: promptTokens - 1, prefilledTokens: 0, prefillMs: 0 });
+    const warmB = await client.prefill(b, PROMPT_B, GREEDY.maxNewTokens);
+    assert.equal(warmB?.outcome, 'done');
+    assert.deepEqual({ ...warmB.stats, prefillMs: 0 }, { promptTokens: promptTokensB, truncatedTokens: 0, reusedTokens: 0, prefilledTokens: promptTokensB - 1, prefillMs: 0 });
+
+    const doneA = await client.generate(PROMPT, GREEDY, undefined, undefined, a);
+    assert.equal(doneA.text, expectedText);
+    assert.equal(doneA.stats.reusedTokens, promptTokens - 1, 'a was prefilled before b, and kept');
+    const doneB = await client.generate(PROMPT_B, GREEDY, undefined, undefined, b);
+    assert.equal(doneB.text, expectedTextB);
+    assert.equal(doneB.stats.reusedTokens, promptTokensB - 1);
+    const againA = await client.generate(PROMPT, GREEDY, undefined, undefined, a);
+    assert.equal(againA.text, expectedText);
+    assert.equal(againA.stats.reusedTokens, promptTokens - 1);
+
+    // A prefill sent while a generation runs is not run, and does not disturb it.
+    let streaming: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => (streaming = resolve));
+    const running = client.generate(PROMPT_B, { ...GREEDY, maxNewTokens: 400 }, () => streaming(), undefined, 'file:///work/c.py');
+    await started;
+    const busy = await client.prefill(a, `${PROMPT}return`, GREEDY.maxNewTokens);
+    assert.equal(busy?.outcome, 'busy');
+    assert.notEqual((await running).finishReason, 'cancelled');
+  });
+
+  test('the cache budget applies without a reload: under room for one sequence, switching re-reads the file', async () => {
+    const pid = client.pid;
+    await client.generate(PROMPT, GREEDY, undefined, undefined, 'file:///work/a.py');
+    // Lowered while idle: the most recently used sequence stays.
+    client.setCacheBudget(1);
+    const a = await client.generate(PROMPT, GREEDY, undefined, undefined, 'file:///work/a.py');
+    assert.equal(a.stats.reusedTokens, promptTokens - 1);
+    assert.equal((await client.generate(PROMPT_B, GREEDY, undefined, undefined, 'file:///work/b.py')).stats.reusedTokens, 0);
+    const back = await client.generate(PROMPT, GREEDY, undefined, undefined, 'file:///work/a.py');
+    assert.equal(back.stats.reusedTokens, 0);
+    assert.equal(back.text, expectedText);
+    client.setCacheBudget(512 * 2 ** 20);
+    await client.generate(PROMPT_B, GREEDY, undefined, undefined, 'file:///work/b.py');
+    assert.equal((await client.generate(PROMPT, GREEDY, undefined, undefined, 'file:///work/a.py')).stats.reusedTokens, promptTokens - 1);
+    assert.equal(client.pid, pid, 'no new worker');
   });
 
   test('cancel stops the generation, which still reports done', async () => {
@@ -165,10 +231,20 @@ test('malformed messages get typed errors; the worker keeps serving', async () =
   assert.deepEqual(await next('error'), { type: 'error', id: 7, code: 'bad-message', message: 'generate: params need maxNewTokens, temperature, topK, topP and seed as numbers' });
   worker.send({ type: 'generate', id: 8, prompt: 'x', params: GREEDY });
   assert.deepEqual(await next('error'), { type: 'error', id: 8, code: 'no-model', message: 'no model is loaded' });
+  worker.send({ type: 'prefill', id: 11, sequence: '', prompt: 'x', maxNewTokens: 4 });
+  assert.deepEqual(await next('error'), { type: 'error', id: 11, code: 'bad-message', message: 'prefill: sequence must be a non-empty string' });
+  worker.send({ type: 'prefill', id: 12, sequence: 'file:///a.py', prompt: 'x', maxNewTokens: 4 });
+  assert.deepEqual(await next('error'), { type: 'error', id: 12, code: 'no-model', message: 'no model is loaded' });
+  worker.send({ type: 'configure', cacheBytes: -1 });
+  assert.deepEqual(await next('error'), { type: 'error', code: 'bad-message', message: 'configure: cacheBytes must be a non-negative integer' });
   worker.send({ type: 'load', id: 9, modelDir: '/nonexistent/model', device: 'cpu', threads: 1 });
   assert.deepEqual(await next('error'), { type: 'error', id: 9, code: 'model-invalid', message: 'model folder /nonexistent/model does not exist' });
   worker.send({ type: 'load', id: 10, modelDir, device: 'cpu', threads: 1 });
   assert.equal((await next('loaded')).type, 'loaded');
+  worker.send({ type: 'configure', cacheBytes: 1 });
+  worker.send({ type: 'prefill', id: 13, sequence: 'file:///a.py', prompt: PROMPT, maxNewTokens: 4 });
+  const prefilled = await next('prefilled');
+  assert.deepEqual(prefilled.type === 'prefilled' && [prefilled.id, prefilled.outcome, prefilled.stats.prefilledTokens], [13, 'done', promptTokens - 1]);
   worker.kill();
 });
 

@@ -1,0 +1,63 @@
+/**
+ * The full-size random-weight model the benchmarks run (npm run bench, npm run bench:editor): phi-1.5's shape,
+ * the bench weights (benchWeights), built once into ~/.cache/phi-complete/bench and keyed by the builder's code.
+ *
+ * Run directly (node out/bench/support/benchModel.js [--format int4|fp16] [--kv-cache int8|float]
+ * [--kv-outputs present_rows|…]) it builds the model if needed and prints its folder on stdout: the default is the
+ * CPU catalogue entry's build (phi-1_5-int4: int4 weights, the builder's default cache, present_rows outputs).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { buildModel } from '../../src/model/build';
+import { KV_CACHE_FORMATS, KV_OUTPUTS, MANIFEST_FILE, type KvCacheFormat, type KvOutputs, type WeightFormat } from '../../src/model/manifest';
+import { benchKey, benchWeights, MODEL_WRITER } from './benchWeights';
+import { defaultCacheDir } from './cache';
+
+/** Where the benchmarks keep their models. */
+export function benchCacheDir(): string {
+  return path.join(defaultCacheDir(), 'bench');
+}
+
+/**
+ * The folder of the full-size random model with these builder options under `cacheDir`, built first if missing
+ * (minutes; buildModel stages its output and renames it into place, so a build cut short never looks complete).
+ */
+export function ensureModel(
+  cacheDir: string,
+  format: WeightFormat,
+  kvCache: KvCacheFormat | undefined,
+  kvOutputs: KvOutputs,
+  log: (message: string) => void = (message) => process.stderr.write(`[bench] ${message}\n`),
+): string {
+  const variant = `${kvCache ? `${format}-${kvCache}` : format}${kvOutputs === 'present_rows' ? '' : `-${kvOutputs}`}`;
+  const dir = path.join(cacheDir, `phi-1_5-random-${variant}-${benchKey(MODEL_WRITER)}`);
+  if (!fs.existsSync(path.join(dir, MANIFEST_FILE))) {
+    log(`building the full-size random ${variant} model into ${dir} (a few minutes, once)`);
+    buildModel(benchWeights(), dir, { format, kvCache, kvOutputs, overwrite: true });
+  }
+  return dir;
+}
+
+function main(argv: readonly string[]): void {
+  let format: WeightFormat = 'int4';
+  let kvCache: KvCacheFormat | undefined;
+  let kvOutputs: KvOutputs = 'present_rows';
+  for (let i = 0; i < argv.length; i += 2) {
+    const [name, value] = [argv[i], argv[i + 1]];
+    if (value === undefined) throw new Error(`${name} needs a value`);
+    if (name === '--format' && (value === 'int4' || value === 'fp16')) format = value;
+    else if (name === '--kv-cache' && (KV_CACHE_FORMATS as readonly string[]).includes(value)) kvCache = value as KvCacheFormat;
+    else if (name === '--kv-outputs' && (KV_OUTPUTS as readonly string[]).includes(value)) kvOutputs = value as KvOutputs;
+    else throw new Error(`unknown argument ${name} ${value}`);
+  }
+  process.stdout.write(`${ensureModel(benchCacheDir(), format, kvCache, kvOutputs)}\n`);
+}
+
+if (require.main === module) {
+  try {
+    main(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`benchModel: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  }
+}

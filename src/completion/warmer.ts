@@ -1,0 +1,124 @@
+/**
+ * Background prefill: warms the worker's KV cache for the file in front of the user before a completion is asked
+ * for, so the first completion after switching files does not wait for the model to read the file (~8 s for 800
+ * tokens with the full-size model on a 2-core CPU). When a text editor becomes active, or its cursor rests (no
+ * selection change for REST_MS, so no typing), it builds the completion prompt for the cursor exactly as the
+ * provider does (completionPromptAt) and asks the worker to prefill the document's sequence with it. The worker
+ * runs a prefill only while no generation is in flight or queued, and any completion request takes over from it.
+ *
+ * Nothing is done while completions are off (globally or for the document's language), for languages not in
+ * phiComplete.languages, while the window is not focused, when the model is not loaded and ready (a warm-up
+ * never starts the worker or loads a model), or when the prompt is the one last warmed for that document.
+ * VS Code gives extensions no battery-saver or power-source API, so the warmer cannot back off on battery; what
+ * bounds its work is the above: only on a rest, only for a changed prompt, only while the model is idle.
+ *
+ * Uses only the vscode API objects its constructor is given (no runtime import of 'vscode').
+ */
+import type * as vscode from 'vscode';
+import type { Settings } from '../config';
+import type { WorkerState } from '../client/workerClient';
+import type { PrefilledEvent } from '../protocol';
+import { Disposable } from '../util/disposable';
+import { buildCompletionPrompt } from './context';
+
+/** How long the cursor must rest (no selection change, so no typing) before its file is warmed. */
+export const REST_MS = 400;
+/** Code is roughly this many characters per token; the worker keeps the tail if a prompt is still too long. */
+export const CHARS_PER_TOKEN = 3;
+/** Documents whose last warmed prompt is remembered (enough for the files the cache holds). */
+const REMEMBERED_DOCUMENTS = 64;
+
+/** What completionPromptAt reads of a document (a vscode.TextDocument). */
+export type PromptDocument = Pick<vscode.TextDocument, 'getText' | 'offsetAt' | 'languageId' | 'fileName'>;
+
+/**
+ * The completion prompt for the cursor at `position`, with the text before and after it: the provider's and the
+ * warmer's, so that a warmed cache holds exactly what the provider's request reads.
+ */
+export function completionPromptAt(document: PromptDocument, position: vscode.Position, settings: Settings): { prompt: string; prefix: string; suffix: string } {
+  const text = document.getText();
+  const offset = document.offsetAt(position);
+  const prefix = text.slice(0, offset);
+  const suffix = text.slice(offset);
+  const { prompt } = buildCompletionPrompt({
+    prefix, suffix, languageId: document.languageId, fileName: document.fileName,
+    tokenBudget: settings.contextTokens, countTokens: (part) => Math.ceil(part.length / CHARS_PER_TOKEN),
+  });
+  return { prompt, prefix, suffix };
+}
+
+/** The parts of vscode.window the warmer uses. */
+export type WarmerWindow = Pick<typeof vscode.window, 'activeTextEditor' | 'state' | 'onDidChangeActiveTextEditor' | 'onDidChangeTextEditorSelection'>;
+/** The parts of vscode.workspace the warmer uses (the per-language `enable` override). */
+export type WarmerWorkspace = Pick<typeof vscode.workspace, 'getConfiguration'>;
+/** The parts of the WorkerClient the warmer uses. */
+export interface WarmTarget {
+  readonly state: WorkerState;
+  prefill(sequence: string, prompt: string, maxNewTokens: number): Promise<PrefilledEvent | undefined>;
+}
+
+export interface WarmerLogger {
+  debug(message: string): void;
+}
+
+export class CompletionWarmer extends Disposable {
+  private timer: NodeJS.Timeout | undefined;
+  /** The last prompt warmed (or being warmed) for each document URI, oldest first. */
+  private readonly warmed = new Map<string, string>();
+
+  constructor(
+    private readonly window: WarmerWindow,
+    private readonly workspace: WarmerWorkspace,
+    private readonly worker: WarmTarget,
+    private readonly settings: () => Settings,
+    private readonly log?: WarmerLogger,
+    private readonly restMs = REST_MS,
+  ) {
+    super();
+    this.register(window.onDidChangeActiveTextEditor((editor) => {
+      if (editor) this.schedule(editor);
+    }));
+    this.register(window.onDidChangeTextEditorSelection((event) => {
+      if (event.textEditor === this.window.activeTextEditor) this.schedule(event.textEditor);
+    }));
+    this.register({ dispose: () => clearTimeout(this.timer) });
+    if (window.activeTextEditor) this.schedule(window.activeTextEditor);
+  }
+
+  /** Warms `editor` once it and its cursor have rested for restMs (every change starts the wait again). */
+  private schedule(editor: vscode.TextEditor): void {
+    clearTimeout(this.timer);
+    if (this.isDisposed) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (this.window.activeTextEditor === editor) void this.warm(editor);
+    }, this.restMs);
+  }
+
+  private async warm(editor: vscode.TextEditor): Promise<void> {
+    const document = editor.document;
+    const settings = this.settings();
+    if (!this.window.state.focused || !editor.selection.isEmpty || this.worker.state !== 'ready') return;
+    if (!settings.languages.includes(document.languageId)) return;
+    // `enable` may be overridden per language ("[python]": {...}), as the provider reads it.
+    if (!this.workspace.getConfiguration('phiComplete', { languageId: document.languageId }).get<boolean>('enable', settings.enable)) return;
+    const { prompt } = completionPromptAt(document, editor.selection.active, settings);
+    const sequence = document.uri.toString();
+    if (this.warmed.get(sequence) === prompt) return;
+    this.warmed.delete(sequence);
+    this.warmed.set(sequence, prompt);
+    if (this.warmed.size > REMEMBERED_DOCUMENTS) this.warmed.delete(this.warmed.keys().next().value!);
+    let answer: PrefilledEvent | undefined;
+    try {
+      answer = await this.worker.prefill(sequence, prompt, settings.completionMaxTokens);
+    } catch (error) {
+      this.log?.debug(`warm-up of ${sequence} failed: ${(error as Error).message}`);
+    }
+    if (answer) {
+      const { reusedTokens, prefilledTokens, prefillMs } = answer.stats;
+      this.log?.debug(`warm-up ${answer.outcome}: ${sequence}, ${prefilledTokens} tokens read in ${Math.round(prefillMs)} ms, ${reusedTokens} already cached`);
+    }
+    // Only a finished warm-up counts: a skipped or interrupted one is tried again at the next rest.
+    if (answer?.outcome !== 'done' && this.warmed.get(sequence) === prompt) this.warmed.delete(sequence);
+  }
+}

@@ -1,0 +1,280 @@
+/**
+ * The model's lifecycle in the extension host: the settings it is loaded with, locating it (and offering to get
+ * it once per session when it is not on this machine), loading it in the worker (concurrent callers share one
+ * load), reloading it when a setting that needs it changes, noticing a crashed worker, verifying it with a real
+ * generation, and telling the user about problems — each one once, not on every keystroke.
+ *
+ * Plain Node: everything VS Code does for it (notifications, the status bar, opening the settings, the install
+ * flow) goes through `LifecycleUi`, which the extension implements with the vscode API (lifecycleUi.ts) and the
+ * unit tests implement by recording what is shown.
+ */
+import type { WorkerClient, WorkerState } from '../client/workerClient';
+import { cacheBudgetBytes, changedSettings, needsReload, readSettings, type Settings } from '../config';
+import { catalogueEntry, type CatalogueEntry } from '../install/catalogue';
+import { locateModel } from '../modelLocation';
+import type { GenerationParams } from '../protocol';
+import type { StatusKind } from '../status/statusBar';
+import { Disposable, type DisposableLike } from '../util/disposable';
+
+export type NoticeSeverity = 'info' | 'warning' | 'error';
+
+/** Where the lifecycle writes its log lines (a vscode.LogOutputChannel fits). */
+export interface LifecycleLog {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+/** What the lifecycle needs from the editor. */
+export interface LifecycleUi {
+  readonly log: LifecycleLog;
+  /** The raw value of the setting `phiComplete.<key>` (undefined when unset). */
+  readSetting(key: string): unknown;
+  /** Calls `listener` whenever a `phiComplete.*` setting changes. */
+  onDidChangeSettings(listener: () => void): DisposableLike;
+  /** Shows a notification with action buttons; resolves to the action chosen, or undefined when dismissed. */
+  notify(severity: NoticeSeverity, message: string, ...actions: string[]): PromiseLike<string | undefined>;
+  /** The status bar: what the model is doing; `detail` goes to the tooltip (while loading, into the bar). */
+  showStatus(kind: StatusKind, detail?: string): void;
+  /** The device the model runs on ("cpu", "cuda", …), shown in the status bar while ready. */
+  setDevice(device: string): void;
+  /** Opens the settings editor filtered by `query`. */
+  openSettings(query: string): PromiseLike<unknown>;
+  showLog(): void;
+  /**
+   * The first-run question for a catalogue model that is not on this machine (or, `rebuild`, that must be rebuilt
+   * from its download): resolves true once a model is in place (downloaded, or a local folder set in the settings).
+   */
+  offerModel(entry: CatalogueEntry, rebuild: boolean): PromiseLike<boolean>;
+  /** Downloads and installs a catalogue model, with progress; true once installed. */
+  downloadModel(entry: CatalogueEntry): PromiseLike<boolean>;
+  /** Lets the user pick a model folder and points phiComplete.modelPath at it; true once set. */
+  useLocalFolder(): PromiseLike<boolean>;
+}
+
+/** A prompt any working phi model completes sensibly (phi-1.5 answers " a + b"). */
+export const VERIFY_PROMPT = 'def add(a, b):\n    return';
+export const VERIFY_PARAMS: GenerationParams = { maxNewTokens: 16, temperature: 0, topK: 0, topP: 1, seed: 0, stop: ['\n'], speculative: false };
+
+/** The settings that decide what the worker loads: a different key means a (re)load. */
+function modelKey(s: Settings): string {
+  return JSON.stringify([s.model, s.modelPath, s.device, s.threads]);
+}
+
+export class ModelLifecycle extends Disposable {
+  private current: Settings;
+  /** The key of the settings the loaded model was loaded with; undefined when a (re)load is due. */
+  private loadedWith: string | undefined;
+  /** The load in progress and the settings it was started for: concurrent callers share it. */
+  private loading: { readonly key: string; done: Promise<boolean> } | undefined;
+  /** Whether the missing model was offered this session: completions must not nag on every keystroke. */
+  private modelOffered = false;
+  /** Whether anything has asked for the model yet: until then, nothing is loaded (the worker starts lazily). */
+  private modelWanted = false;
+  /** The last problem the user was told about, so that it is told once. */
+  private lastModelProblem = '';
+  private device = '';
+  private readonly settingsListeners = new Set<(settings: Settings, changed: readonly (keyof Settings)[]) => void>();
+
+  /** `storageDir`: the extension's global storage, where catalogue models are installed. */
+  constructor(private readonly worker: WorkerClient, private readonly ui: LifecycleUi, private readonly storageDir: string) {
+    super();
+    this.register({ dispose: () => this.settingsListeners.clear() });
+    this.current = this.read();
+    worker.setCacheBudget(cacheBudgetBytes(this.current));
+    this.register(worker.onStateChange((state, detail) => this.onWorkerState(state, detail)));
+    this.register(ui.onDidChangeSettings(() => this.settingsChanged()));
+    if (!this.current.enable) ui.showStatus('off');
+  }
+
+  /** The current settings snapshot. */
+  get settings(): Settings {
+    return this.current;
+  }
+
+  /**
+   * Calls `listener` after each change of the settings, once the lifecycle has acted on it (a reload started):
+   * for parts that apply settings themselves (e.g. the worker's KV cache budget).
+   */
+  onDidChangeSettings(listener: (settings: Settings, changed: readonly (keyof Settings)[]) => void): DisposableLike {
+    this.settingsListeners.add(listener);
+    return { dispose: () => this.settingsListeners.delete(listener) };
+  }
+
+  /** The device the model runs on, as the status bar shows it ("CPU"), or "unknown device" before a load. */
+  get deviceLabel(): string {
+    return this.device.toUpperCase() || 'unknown device';
+  }
+
+  /** Makes sure the configured model is loaded; tells the user what to do when it cannot be. */
+  ensureModel(): Promise<boolean> {
+    this.modelWanted = true;
+    const key = modelKey(this.current);
+    if (this.loadedWith === key && this.worker.state === 'ready') return Promise.resolve(true);
+    if (this.loading?.key === key) return this.loading.done;
+    // Registered before it starts: what runs synchronously in loadModel (a settings change the install flow makes
+    // while offering the model) may start a newer load, which must not be overwritten by this one.
+    const loading = { key, done: Promise.resolve(false) };
+    this.loading = loading;
+    loading.done = this.loadModel().finally(() => {
+      if (this.loading === loading) this.loading = undefined;
+    });
+    return loading.done;
+  }
+
+  /**
+   * Re-reads the settings after a change: reloads the model at once when a setting it was loaded with changed
+   * (only once something has wanted the model), and updates the status bar.
+   */
+  settingsChanged(): void {
+    const next = this.read();
+    const changed = changedSettings(this.current, next);
+    this.current = next;
+    if (changed.length === 0) return;
+    this.ui.log.info(`settings changed: ${changed.join(', ')}`);
+    if (changed.includes('cacheMemoryMB')) this.worker.setCacheBudget(cacheBudgetBytes(next));
+    if (!next.enable) {
+      this.ui.showStatus('off');
+    } else if (needsReload(changed) && this.modelWanted) {
+      // Reload now (not on the next cache miss), so the status bar reflects the new model at once.
+      this.loadedWith = undefined;
+      void this.ensureModel();
+    } else if (this.worker.state === 'ready') {
+      this.ui.showStatus('ready');
+    } else if (changed.includes('enable')) {
+      // Completions were turned back on while no model is ready: the bar must not keep saying "off".
+      const state = this.worker.state;
+      this.ui.showStatus(state === 'starting' || state === 'loading' ? 'loading' : state === 'paused' ? 'error' : 'idle');
+    }
+    for (const listener of [...this.settingsListeners]) listener(next, changed);
+  }
+
+  /** Completions report when they start and stop generating; the status bar shows it while the model is ready. */
+  reportActivity(generating: boolean): void {
+    if (this.worker.state === 'ready') this.ui.showStatus(generating ? 'generating' : 'ready');
+  }
+
+  /**
+   * The Verify Model command: loads the model, generates a short completion of VERIFY_PROMPT and reports what it
+   * answered and how fast. Resolves to the report, or undefined when the model could not be loaded.
+   */
+  async verify(): Promise<string | undefined> {
+    if (!(await this.ensureModel())) return undefined;
+    const done = await this.worker.generate(VERIFY_PROMPT, VERIFY_PARAMS);
+    const rate = done.stats.generatedTokens / Math.max(1e-3, done.stats.decodeMs / 1000);
+    const sane = done.text.trim() !== '' && !done.text.includes('\uFFFD');
+    const report = `${sane ? 'the model answers' : 'the model answered nothing usable'}: "def add(a, b): return${done.text}" — ${done.stats.generatedTokens} tokens, `
+      + `first after ${Math.round(done.stats.firstTokenMs)} ms, ${rate.toFixed(1)} tokens/s on the ${this.deviceLabel}`;
+    this.ui.log.info(`verify model: ${report}`);
+    if (sane) this.notify('info', `phi-complete: ${report}`);
+    else this.notify('warning', `phi-complete: ${report}. Rebuild or re-download the model.`);
+    return report;
+  }
+
+  /** The Download Model command: installs the configured catalogue model, then loads it. */
+  async downloadModel(): Promise<void> {
+    const entry = catalogueEntry(this.current.model);
+    if (!entry) {
+      this.notify('error', `phi-complete: unknown model "${this.current.model}" (setting phiComplete.model).`);
+      return;
+    }
+    if (await this.ui.downloadModel(entry)) await this.ensureModel();
+  }
+
+  /** The Use a Local Model Folder command: points phiComplete.modelPath at a folder the user picks, then loads it. */
+  async useLocalFolder(): Promise<void> {
+    if (await this.ui.useLocalFolder()) {
+      this.current = this.read();
+      await this.ensureModel();
+    }
+  }
+
+  /** Reads the settings; an invalid value is reported (log and notification) and replaced by its default. */
+  private read(): Settings {
+    const { settings, warnings } = readSettings((key) => this.ui.readSetting(key));
+    for (const warning of warnings) {
+      this.ui.log.warn(warning);
+      this.notify('warning', `phi-complete: ${warning}`, { 'Open Settings': () => void this.ui.openSettings('phiComplete') });
+    }
+    return settings;
+  }
+
+  private async loadModel(): Promise<boolean> {
+    // The settings this load is for: a change while it runs starts another load, and must not be mixed into this one.
+    const settings = this.current;
+    const location = locateModel(settings, this.storageDir);
+    if (!location.ok && location.missing) {
+      this.ui.showStatus('off', location.message);
+      // Ask once per session: completions must not nag on every keystroke.
+      if (this.modelOffered) return false;
+      this.modelOffered = true;
+      if (!(await this.ui.offerModel(location.missing, location.rebuild ?? false))) return false;
+      this.current = this.read();
+      // Choosing a local folder changed phiComplete.modelPath, and that change may have started the load of the
+      // new folder already (settingsChanged): share it rather than loading the same model twice.
+      const key = modelKey(this.current);
+      if (key !== modelKey(settings) && this.loading?.key === key) return this.loading.done;
+      return this.loadModel();
+    }
+    if (!location.ok) {
+      this.ui.showStatus('error', location.message);
+      if (location.message !== this.lastModelProblem) {
+        this.lastModelProblem = location.message;
+        this.ui.log.error(location.message);
+        this.notify('error', `phi-complete: ${location.message}`, { 'Open Settings': () => void this.ui.openSettings('phiComplete.modelPath') });
+      }
+      return false;
+    }
+    try {
+      const key = modelKey(settings);
+      const loaded = await this.worker.load(location.dir, settings.device, settings.threads);
+      this.loadedWith = key;
+      this.lastModelProblem = '';
+      this.device = loaded.device;
+      this.ui.setDevice(loaded.device);
+      this.ui.showStatus('ready', location.dir);
+      this.ui.log.info(`model ${location.dir} loaded on ${loaded.device} in ${loaded.loadMs} ms`);
+      for (const fallback of loaded.fallbacks) this.ui.log.warn(`device fallback: ${fallback}`);
+      if (loaded.advice) {
+        this.ui.log.warn(`model and device: ${loaded.advice}`);
+        this.notify('info', `phi-complete: ${loaded.advice}.`);
+      }
+      if (settings.device !== 'auto' && loaded.device !== settings.device) {
+        this.notify('warning', `phi-complete: ${settings.device} is not available, running on the ${loaded.device.toUpperCase()}. ${loaded.fallbacks.join('; ')}`);
+      }
+      return true;
+    } catch (error) {
+      const message = (error as Error).message;
+      this.ui.showStatus('error', message);
+      this.ui.log.error(`loading the model failed: ${message}`);
+      if (message !== this.lastModelProblem) {
+        this.lastModelProblem = message;
+        this.notify('error', `phi-complete: the model could not be loaded: ${message}`, {
+          'Open Settings': () => void this.ui.openSettings('phiComplete'),
+          'Show Log': () => this.ui.showLog(),
+        });
+      }
+      return false;
+    }
+  }
+
+  private onWorkerState(state: WorkerState, detail: string | undefined): void {
+    if (state === 'starting' || state === 'loading') this.ui.showStatus('loading');
+    // A worker that stopped with a reason (a crash, a failed load) has no model: the next ensureModel reloads.
+    if (state === 'stopped' && detail) this.loadedWith = undefined;
+    if (state === 'paused') {
+      this.ui.showStatus('error', detail);
+      this.notify('error', `phi-complete: ${detail ?? 'the inference worker keeps crashing'}`, {
+        Restart: () => this.worker.resume(),
+        'Show Log': () => this.ui.showLog(),
+      });
+    }
+  }
+
+  /** Shows a notification (without waiting for it) and runs the action the user picks. */
+  private notify(severity: NoticeSeverity, message: string, actions: Record<string, () => void> = {}): void {
+    void this.ui.notify(severity, message, ...Object.keys(actions)).then((choice) => {
+      if (choice !== undefined) actions[choice]?.();
+    });
+  }
+}

@@ -1,0 +1,530 @@
+/**
+ * The model's lifecycle (src/lifecycle/modelLifecycle.ts) with a real worker process on real tiny models: locating,
+ * loading (one load for concurrent callers), reloading on a settings change, the first-run offer, problems told
+ * once, verify, and recovery after a crash. The editor side is a recorder: it keeps the settings the user "has",
+ * records notifications, status bar states and log lines, and answers notifications the way a test tells it to.
+ */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterEach, describe, test } from 'node:test';
+import { RESTART_LIMIT, WorkerClient, type WorkerState } from '../../src/client/workerClient';
+import { readSettings } from '../../src/config';
+import { catalogueEntry, type CatalogueEntry } from '../../src/install/catalogue';
+import { installedModelDir } from '../../src/install/install';
+import { ModelLifecycle, VERIFY_PARAMS, VERIFY_PROMPT, type LifecycleUi, type NoticeSeverity } from '../../src/lifecycle/modelLifecycle';
+import { locateModel } from '../../src/modelLocation';
+import type { StatusKind } from '../../src/status/statusBar';
+import type { DisposableLike } from '../../src/util/disposable';
+import { scratchDir, tinyModelDir } from '../support/tinyModels';
+
+/** The worker entry point as compiled next to this test (tsc -p .). */
+const WORKER = path.resolve(__dirname, '../../src/worker/main.js');
+const DEFAULT_MODEL = 'phi-1_5-int4';
+/** A device this platform never has, so the worker falls back to the CPU and says why. */
+const ABSENT_DEVICE = process.platform === 'darwin' ? 'dml' : 'coreml';
+
+interface Notice {
+  readonly severity: NoticeSeverity;
+  readonly message: string;
+  readonly actions: readonly string[];
+}
+
+/** The editor as the lifecycle sees it, recording everything it is asked to show. */
+class RecordingUi implements LifecycleUi {
+  readonly notices: Notice[] = [];
+  readonly statuses: { kind: StatusKind; detail?: string }[] = [];
+  readonly lines: { level: 'info' | 'warn' | 'error'; message: string }[] = [];
+  readonly devices: string[] = [];
+  readonly settingsOpened: string[] = [];
+  readonly offers: { entry: CatalogueEntry; rebuild: boolean }[] = [];
+  readonly downloads: CatalogueEntry[] = [];
+  logShown = 0;
+  folderPicks = 0;
+  readonly listeners = new Set<() => void>();
+  /** The action the user clicks on a notification (undefined: dismissed), perhaps later. */
+  answer: (notice: Notice) => string | undefined | Promise<string | undefined> = () => undefined;
+  /** What the user does when offered the model; true once one is in place. */
+  onOffer: (entry: CatalogueEntry, rebuild: boolean) => boolean = () => false;
+  onDownload: (entry: CatalogueEntry) => boolean = () => false;
+  onPickFolder: () => boolean = () => false;
+
+  readonly log = {
+    info: (message: string) => this.lines.push({ level: 'info', message }),
+    warn: (message: string) => this.lines.push({ level: 'warn', message }),
+    error: (message: string) => this.lines.push({ level: 'error', message }),
+  };
+
+  constructor(private readonly values: Map<string, unknown>) {}
+
+  readSetting(key: string): unknown {
+    return this.values.get(key);
+  }
+
+  onDidChangeSettings(listener: () => void): DisposableLike {
+    this.listeners.add(listener);
+    return { dispose: () => this.listeners.delete(listener) };
+  }
+
+  /** Changes settings as the user (or the install flow) would; undefined removes one. VS Code then tells the listeners. */
+  change(values: Record<string, unknown>): void {
+    for (const [key, value] of Object.entries(values)) {
+      if (value === undefined) this.values.delete(key);
+      else this.values.set(key, value);
+    }
+    for (const listener of [...this.listeners]) listener();
+  }
+
+  notify(severity: NoticeSeverity, message: string, ...actions: string[]): Promise<string | undefined> {
+    const notice = { severity, message, actions };
+    this.notices.push(notice);
+    return Promise.resolve(this.answer(notice));
+  }
+
+  showStatus(kind: StatusKind, detail?: string): void {
+    this.statuses.push(detail === undefined ? { kind } : { kind, detail });
+  }
+
+  setDevice(device: string): void {
+    this.devices.push(device);
+  }
+
+  openSettings(query: string): Promise<void> {
+    this.settingsOpened.push(query);
+    return Promise.resolve();
+  }
+
+  showLog(): void {
+    this.logShown++;
+  }
+
+  // The install flow answers later (the user clicks, a download runs): on a later turn of the event loop.
+  async offerModel(entry: CatalogueEntry, rebuild: boolean): Promise<boolean> {
+    this.offers.push({ entry, rebuild });
+    await settle();
+    return this.onOffer(entry, rebuild);
+  }
+
+  async downloadModel(entry: CatalogueEntry): Promise<boolean> {
+    this.downloads.push(entry);
+    await settle();
+    return this.onDownload(entry);
+  }
+
+  async useLocalFolder(): Promise<boolean> {
+    this.folderPicks++;
+    await settle();
+    return this.onPickFolder();
+  }
+
+  get lastStatus(): { kind: StatusKind; detail?: string } | undefined {
+    return this.statuses.at(-1);
+  }
+
+  noticesOf(severity: NoticeSeverity): Notice[] {
+    return this.notices.filter((n) => n.severity === severity);
+  }
+
+  linesOf(level: 'info' | 'warn' | 'error', pattern: RegExp): string[] {
+    return this.lines.filter((l) => l.level === level && pattern.test(l.message)).map((l) => l.message);
+  }
+
+  /** The "model … loaded on …" lines: one per completed load. */
+  get loadedLines(): string[] {
+    return this.linesOf('info', /^model .+ loaded on \w+ in \d+ ms$/);
+  }
+}
+
+interface Rig {
+  readonly ui: RecordingUi;
+  readonly worker: WorkerClient;
+  readonly lifecycle: ModelLifecycle;
+  readonly storage: string;
+  /** Every state the worker went through. */
+  readonly states: WorkerState[];
+  /** Loads the worker started ('loading' states). */
+  loads(): number;
+}
+
+const rigs: Rig[] = [];
+
+/**
+ * A lifecycle over a fresh worker and an empty global storage; `values` are the user's phiComplete settings,
+ * `answer` how the user answers notifications (from the start).
+ */
+function rig(values: Record<string, unknown>, answer?: RecordingUi['answer']): Rig {
+  const storage = scratchDir();
+  const ui = new RecordingUi(new Map(Object.entries(values)));
+  if (answer) ui.answer = answer;
+  const worker = new WorkerClient({ workerPath: WORKER });
+  const states: WorkerState[] = [];
+  worker.onStateChange((state) => states.push(state));
+  const lifecycle = new ModelLifecycle(worker, ui, storage);
+  const made: Rig = { ui, worker, lifecycle, storage, states, loads: () => states.filter((s) => s === 'loading').length };
+  rigs.push(made);
+  return made;
+}
+
+/** Settings for the tiny model on the CPU, one thread (the test machine's cores are shared). */
+function onTinyModel(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { modelPath: tinyModelDir('fp32'), device: 'cpu', threads: 1, ...extra };
+}
+
+/** Lets notification answers (handled when their promise settles) run. */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+async function waitUntil(condition: () => boolean, what: string, limitMs = 15_000): Promise<void> {
+  const started = Date.now();
+  while (!condition()) {
+    if (Date.now() - started > limitMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+afterEach(async () => {
+  for (const { lifecycle, worker } of rigs.splice(0)) {
+    lifecycle.dispose();
+    await worker.shutdown();
+    worker.dispose();
+  }
+});
+
+describe('loading', () => {
+  test('nothing starts until the model is wanted; ensureModel loads it in a real worker and the status bar follows', async () => {
+    const { ui, worker, lifecycle } = rig(onTinyModel());
+    assert.equal(worker.pid, undefined, 'the worker starts lazily');
+    assert.equal(ui.statuses.length, 0, 'the status bar is left alone until then');
+    assert.equal(await lifecycle.ensureModel(), true);
+    assert.equal(worker.state, 'ready');
+    assert.ok(ui.statuses.some((s) => s.kind === 'loading'), 'the status bar shows the load');
+    assert.deepEqual(ui.lastStatus, { kind: 'ready', detail: tinyModelDir('fp32') });
+    assert.deepEqual(ui.devices, ['cpu']);
+    assert.equal(lifecycle.deviceLabel, 'CPU');
+    assert.equal(ui.loadedLines.length, 1);
+    assert.match(ui.loadedLines[0], new RegExp(`^model ${tinyModelDir('fp32').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} loaded on cpu in \\d+ ms$`));
+    assert.deepEqual(ui.notices, [], 'a clean load tells the user nothing');
+
+    const pid = worker.pid;
+    assert.equal(await lifecycle.ensureModel(), true);
+    assert.equal(worker.pid, pid);
+    assert.equal(ui.loadedLines.length, 1, 'a loaded model is not loaded again');
+  });
+
+  test('concurrent callers share one load', async () => {
+    const r = rig(onTinyModel());
+    const results = await Promise.all([r.lifecycle.ensureModel(), r.lifecycle.ensureModel(), r.lifecycle.ensureModel()]);
+    assert.deepEqual(results, [true, true, true]);
+    assert.equal(r.loads(), 1, `one load request, states: ${r.states.join(' → ')}`);
+    assert.equal(r.ui.loadedLines.length, 1);
+    assert.equal(r.worker.state, 'ready');
+  });
+
+  test('after the worker is killed, the next ensureModel starts a new worker and reloads', async () => {
+    const r = rig(onTinyModel());
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    const first = r.worker.pid!;
+    process.kill(first, 'SIGKILL');
+    await waitUntil(() => r.worker.state === 'stopped', 'the client to notice the crash');
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    assert.notEqual(r.worker.pid, first);
+    assert.equal(r.worker.state, 'ready');
+    assert.equal(r.loads(), 2);
+    assert.equal(r.ui.loadedLines.length, 2);
+    assert.equal(r.ui.lastStatus?.kind, 'ready');
+  });
+
+  test(`after ${RESTART_LIMIT} crashes the user is told and offered Restart, which brings the model back`, async () => {
+    let click: (action: string) => void = () => undefined;
+    const clicked = new Promise<string>((resolve) => {
+      click = resolve;
+    });
+    const r = rig(onTinyModel(), (notice) => (notice.actions.includes('Restart') ? clicked : undefined));
+    for (let crash = 0; crash < RESTART_LIMIT; crash++) {
+      assert.equal(await r.lifecycle.ensureModel(), true);
+      const pid = r.worker.pid!;
+      process.kill(pid, 'SIGKILL');
+      await waitUntil(() => r.worker.pid !== pid && r.worker.state !== 'ready', 'the client to notice the crash');
+    }
+    assert.equal(r.worker.state, 'paused');
+    const paused = r.ui.noticesOf('error');
+    assert.equal(paused.length, 1);
+    assert.match(paused[0].message, /^phi-complete: the inference worker .*it restarts on the next request$/);
+    assert.deepEqual(paused[0].actions, ['Restart', 'Show Log']);
+    assert.equal(r.ui.lastStatus?.kind, 'error');
+    click('Restart');
+    await settle();
+    assert.equal(r.worker.state, 'stopped');
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    assert.equal(r.worker.state, 'ready');
+  });
+
+  test('a device that is not there falls back to the CPU with a warning that says why', async () => {
+    const r = rig(onTinyModel({ device: ABSENT_DEVICE }));
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    assert.deepEqual(r.ui.devices, ['cpu']);
+    const fallbacks = r.ui.linesOf('warn', /^device fallback: /).map((line) => line.slice('device fallback: '.length));
+    assert.ok(fallbacks.length >= 1 && fallbacks[0].startsWith(`${ABSENT_DEVICE}: `), `fallbacks: ${fallbacks.join(' | ')}`);
+    assert.deepEqual(r.ui.notices, [{
+      severity: 'warning',
+      message: `phi-complete: ${ABSENT_DEVICE} is not available, running on the CPU. ${fallbacks.join('; ')}`,
+      actions: [],
+    }]);
+  });
+
+  test('a GPU-built model on the CPU loads, and the user is told which model suits the CPU', async () => {
+    const r = rig(onTinyModel({ modelPath: tinyModelDir('fp32', 'flat', { kvOutputs: 'present_settled' }) }));
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    const advice = r.ui.linesOf('warn', /^model and device: /);
+    assert.equal(advice.length, 1);
+    assert.match(advice[0], /for the CPU choose the model phi-1_5-int4$/);
+    assert.deepEqual(r.ui.notices, [{ severity: 'info', message: `phi-complete: ${advice[0].slice('model and device: '.length)}.`, actions: [] }]);
+  });
+});
+
+describe('settings', () => {
+  test('a change that needs a reload reloads at once, but only once the model was wanted; other changes do not', async () => {
+    const r = rig(onTinyModel());
+    r.ui.change({ threads: 2 });
+    assert.deepEqual(r.ui.linesOf('info', /^settings changed/), ['settings changed: threads']);
+    assert.equal(r.worker.pid, undefined, 'nothing wanted the model yet: no load');
+    assert.equal(r.lifecycle.settings.threads, 2);
+
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    assert.equal(r.loads(), 1);
+
+    r.ui.change({ temperature: 0.5 });
+    assert.equal(r.lifecycle.settings.temperature, 0.5);
+    assert.equal(r.worker.state, 'ready', 'sampling settings apply to the next request');
+    assert.equal(r.ui.lastStatus?.kind, 'ready');
+
+    r.ui.change({ threads: 1 });
+    assert.equal(r.worker.state, 'loading', 'the reload starts with the change, not on the next request');
+    assert.equal(await r.lifecycle.ensureModel(), true, 'a caller meanwhile shares the reload');
+    assert.equal(r.loads(), 2);
+    assert.equal(r.ui.loadedLines.length, 2);
+
+    r.ui.change({ modelPath: tinyModelDir('fp32', 'bigram') });
+    assert.equal(r.worker.state, 'loading');
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    assert.deepEqual(r.ui.lastStatus, { kind: 'ready', detail: tinyModelDir('fp32', 'bigram') });
+    assert.equal(r.loads(), 3);
+
+    r.ui.change({});
+    assert.equal(r.ui.linesOf('info', /^settings changed/).length, 4, 'an event that changed nothing is not a change');
+  });
+
+  test('parts that apply settings themselves hear of each change, after the lifecycle acted on it', async () => {
+    const r = rig(onTinyModel());
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    const heard: { changed: readonly string[]; temperature: number; state: WorkerState }[] = [];
+    const listening = r.lifecycle.onDidChangeSettings((settings, changed) => heard.push({ changed, temperature: settings.temperature, state: r.worker.state }));
+    r.ui.change({ temperature: 0.5, threads: 2 });
+    r.ui.change({});
+    assert.deepEqual(heard, [{ changed: ['threads', 'temperature'], temperature: 0.5, state: 'loading' }]);
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    listening.dispose();
+    r.ui.change({ temperature: 0.25 });
+    assert.equal(heard.length, 1);
+  });
+
+  test('turning completions off shows "off"; turning them back on before any load shows idle, after a load ready', async () => {
+    const r = rig(onTinyModel({ enable: false }));
+    assert.deepEqual(r.ui.statuses, [{ kind: 'off' }], 'off from the start');
+    r.ui.change({ enable: true });
+    assert.deepEqual(r.ui.lastStatus, { kind: 'idle' });
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    r.ui.change({ enable: false });
+    assert.deepEqual(r.ui.lastStatus, { kind: 'off' });
+    r.ui.change({ enable: true });
+    assert.deepEqual(r.ui.lastStatus, { kind: 'ready' });
+  });
+
+  test('an invalid value is replaced by its default and reported with a way to the settings', async () => {
+    const r = rig(onTinyModel({ threads: -1 }), () => 'Open Settings');
+    const expected = readSettings((key) => (key === 'threads' ? -1 : undefined)).warnings;
+    assert.equal(expected.length, 1);
+    assert.equal(r.lifecycle.settings.threads, 0);
+    assert.deepEqual(r.ui.notices, [{ severity: 'warning', message: `phi-complete: ${expected[0]}`, actions: ['Open Settings'] }]);
+    assert.deepEqual(r.ui.linesOf('warn', /./), expected);
+    await settle();
+    assert.deepEqual(r.ui.settingsOpened, ['phiComplete']);
+  });
+
+  test('disposed, the lifecycle no longer listens to settings or to the worker', async () => {
+    const r = rig(onTinyModel());
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    r.lifecycle.dispose();
+    assert.equal(r.ui.listeners.size, 0);
+    const shown = r.ui.statuses.length;
+    const pid = r.worker.pid!;
+    process.kill(pid, 'SIGKILL');
+    await waitUntil(() => r.worker.state === 'stopped', 'the client to notice the crash');
+    assert.equal(r.ui.statuses.length, shown);
+  });
+});
+
+describe('problems', () => {
+  test('a model folder that does not exist is reported once, with the message that says how to fix it', async () => {
+    const missing = path.join(scratchDir(), 'no-such-model');
+    const r = rig(onTinyModel({ modelPath: missing }));
+    r.ui.answer = () => 'Open Settings';
+    const location = locateModel(r.lifecycle.settings, r.storage);
+    assert.ok(!location.ok && location.message.includes(missing));
+
+    assert.deepEqual(await Promise.all([r.lifecycle.ensureModel(), r.lifecycle.ensureModel()]), [false, false]);
+    assert.equal(await r.lifecycle.ensureModel(), false);
+    assert.deepEqual(r.ui.notices, [{ severity: 'error', message: `phi-complete: ${location.message}`, actions: ['Open Settings'] }]);
+    assert.deepEqual(r.ui.linesOf('error', /./), [location.message]);
+    assert.deepEqual(r.ui.lastStatus, { kind: 'error', detail: location.message });
+    assert.equal(r.worker.pid, undefined, 'no worker for a model that is not there');
+    await settle();
+    assert.deepEqual(r.ui.settingsOpened, ['phiComplete.modelPath']);
+
+    // Fixed: the change reloads (the model was wanted). Broken again later: told again.
+    r.ui.change({ modelPath: tinyModelDir('fp32') });
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    assert.equal(r.ui.noticesOf('error').length, 1);
+    r.ui.change({ modelPath: missing });
+    assert.equal(await r.lifecycle.ensureModel(), false);
+    assert.equal(r.ui.noticesOf('error').length, 2);
+  });
+
+  test('a model folder the worker cannot load is reported once (logged every time), with the settings and the log', async () => {
+    const broken = scratchDir();
+    fs.copyFileSync(path.join(tinyModelDir('fp32'), 'manifest.json'), path.join(broken, 'manifest.json'));
+    const r = rig(onTinyModel({ modelPath: broken }));
+    r.ui.answer = () => 'Show Log';
+    assert.equal(await r.lifecycle.ensureModel(), false);
+    assert.equal(await r.lifecycle.ensureModel(), false);
+    const errors = r.ui.noticesOf('error');
+    assert.equal(errors.length, 1);
+    assert.match(errors[0].message, /^phi-complete: the model could not be loaded: .*has no model\.onnx/);
+    assert.ok(errors[0].message.includes(broken));
+    assert.deepEqual(errors[0].actions, ['Open Settings', 'Show Log']);
+    assert.equal(r.ui.linesOf('error', /^loading the model failed: .*has no model\.onnx/).length, 2);
+    assert.equal(r.ui.lastStatus?.kind, 'error');
+    assert.equal(r.loads(), 2, 'each call tries again');
+    await settle();
+    assert.equal(r.ui.logShown, 1);
+  });
+
+  test('a catalogue model that is not on this machine is offered once per session', async () => {
+    const r = rig({ device: 'cpu', threads: 1 });
+    const location = locateModel(r.lifecycle.settings, r.storage);
+    assert.ok(!location.ok && location.missing);
+    assert.deepEqual(await Promise.all([r.lifecycle.ensureModel(), r.lifecycle.ensureModel()]), [false, false]);
+    assert.equal(await r.lifecycle.ensureModel(), false);
+    assert.equal(await r.lifecycle.ensureModel(), false);
+    assert.deepEqual(r.ui.offers, [{ entry: catalogueEntry(DEFAULT_MODEL), rebuild: false }]);
+    assert.deepEqual(r.ui.lastStatus, { kind: 'off', detail: location.message });
+    assert.deepEqual(r.ui.notices, [], 'declining is not an error');
+    assert.equal(r.worker.pid, undefined);
+  });
+
+  test('offered the model, the user downloads it: it is installed in the global storage and loaded', async () => {
+    const r = rig({ device: 'cpu', threads: 1 });
+    r.ui.onOffer = (entry) => {
+      fs.cpSync(tinyModelDir('int4'), installedModelDir(r.storage, entry.id), { recursive: true });
+      return true;
+    };
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    assert.equal(r.ui.offers.length, 1);
+    assert.deepEqual(r.ui.lastStatus, { kind: 'ready', detail: installedModelDir(r.storage, DEFAULT_MODEL) });
+    assert.equal(r.loads(), 1);
+  });
+
+  test('offered the model, the user picks a local folder: the settings change and the model loads once', async () => {
+    const r = rig({ device: 'cpu', threads: 1 });
+    r.ui.onOffer = () => {
+      r.ui.change({ modelPath: tinyModelDir('fp32') });
+      return true;
+    };
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    assert.equal(r.worker.state, 'ready');
+    assert.deepEqual(r.ui.lastStatus, { kind: 'ready', detail: tinyModelDir('fp32') });
+    assert.equal(r.loads(), 1, `one load, states: ${r.states.join(' → ')}`);
+  });
+
+  test('a catalogue model built otherwise than this version builds it is offered for a rebuild', async () => {
+    const r = rig({ device: 'cpu', threads: 1 });
+    fs.cpSync(tinyModelDir('fp32'), installedModelDir(r.storage, DEFAULT_MODEL), { recursive: true });
+    assert.equal(await r.lifecycle.ensureModel(), false);
+    assert.deepEqual(r.ui.offers, [{ entry: catalogueEntry(DEFAULT_MODEL), rebuild: true }]);
+    assert.equal(r.ui.lastStatus?.kind, 'off');
+  });
+});
+
+describe('commands', () => {
+  test('Verify Model runs a real generation on the model and reports what it answered and how fast', async () => {
+    const r = rig(onTinyModel({ modelPath: tinyModelDir('fp32', 'bigram') }));
+    const report = await r.lifecycle.verify();
+    assert.ok(report);
+    // The same request again, straight to the worker: greedy, so the same answer.
+    const done = await r.worker.generate(VERIFY_PROMPT, VERIFY_PARAMS);
+    const sane = done.text.trim() !== '' && !done.text.includes('\uFFFD');
+    const start = `${sane ? 'the model answers' : 'the model answered nothing usable'}: "def add(a, b): return${done.text}" — ${done.stats.generatedTokens} tokens, first after `;
+    assert.ok(report.startsWith(start), `report ${JSON.stringify(report)} should start with ${JSON.stringify(start)}`);
+    assert.match(report.slice(start.length), /^\d+ ms, \d+\.\d tokens\/s on the CPU$/);
+    assert.ok(done.stats.generatedTokens >= 1 && done.stats.generatedTokens <= VERIFY_PARAMS.maxNewTokens);
+    assert.deepEqual(r.ui.linesOf('info', /^verify model: /), [`verify model: ${report}`]);
+    assert.deepEqual(r.ui.notices, [sane
+      ? { severity: 'info', message: `phi-complete: ${report}`, actions: [] }
+      : { severity: 'warning', message: `phi-complete: ${report}. Rebuild or re-download the model.`, actions: [] }]);
+  });
+
+  test('Verify Model without a model reports the problem and generates nothing', async () => {
+    const r = rig(onTinyModel({ modelPath: path.join(scratchDir(), 'gone') }));
+    assert.equal(await r.lifecycle.verify(), undefined);
+    assert.equal(r.ui.noticesOf('error').length, 1);
+    assert.equal(r.worker.pid, undefined);
+  });
+
+  test('Download Model installs the configured model and loads it; an unknown model id is an error', async () => {
+    const r = rig({ device: 'cpu', threads: 1 });
+    r.ui.onDownload = (entry) => {
+      fs.cpSync(tinyModelDir('int4'), installedModelDir(r.storage, entry.id), { recursive: true });
+      return true;
+    };
+    await r.lifecycle.downloadModel();
+    assert.deepEqual(r.ui.downloads, [catalogueEntry(DEFAULT_MODEL)]);
+    assert.equal(r.worker.state, 'ready');
+    assert.deepEqual(r.ui.lastStatus, { kind: 'ready', detail: installedModelDir(r.storage, DEFAULT_MODEL) });
+
+    assert.deepEqual(r.ui.notices, []);
+
+    const unknown = rig({ model: 'phi-9' });
+    await unknown.lifecycle.downloadModel();
+    assert.deepEqual(unknown.ui.downloads, []);
+    assert.deepEqual(unknown.ui.notices, [{ severity: 'error', message: 'phi-complete: unknown model "phi-9" (setting phiComplete.model).', actions: [] }]);
+    assert.equal(unknown.worker.pid, undefined);
+  });
+
+  test('Use a Local Model Folder points the setting at the folder and loads it once', async () => {
+    const r = rig({ device: 'cpu', threads: 1 });
+    await r.lifecycle.useLocalFolder();
+    assert.equal(r.ui.folderPicks, 1);
+    assert.equal(r.worker.pid, undefined, 'cancelled: nothing loads');
+    r.ui.onPickFolder = () => {
+      r.ui.change({ modelPath: tinyModelDir('fp32') });
+      return true;
+    };
+    await r.lifecycle.useLocalFolder();
+    assert.equal(r.lifecycle.settings.modelPath, tinyModelDir('fp32'));
+    assert.equal(r.worker.state, 'ready');
+    assert.equal(r.loads(), 1);
+    assert.deepEqual(r.ui.offers, [], 'a model in place is not offered');
+  });
+
+  test('completions report activity in the status bar only while the model is ready', async () => {
+    const r = rig(onTinyModel());
+    r.lifecycle.reportActivity(true);
+    assert.equal(r.ui.statuses.length, 0);
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    r.lifecycle.reportActivity(true);
+    assert.deepEqual(r.ui.lastStatus, { kind: 'generating' });
+    r.lifecycle.reportActivity(false);
+    assert.deepEqual(r.ui.lastStatus, { kind: 'ready' });
+  });
+});

@@ -1,0 +1,170 @@
+/**
+ * The completion warmer on stand-ins for VS Code's window and workspace (the real ones exist only inside VS Code)
+ * and a recording worker: when it warms, with which prompt, and when it stays idle.
+ */
+import assert from 'node:assert/strict';
+import { afterEach, describe, test } from 'node:test';
+import type * as vscode from 'vscode';
+import { DEFAULT_SETTINGS, type Settings } from '../../src/config';
+import type { WorkerState } from '../../src/client/workerClient';
+import { CompletionWarmer, completionPromptAt, type WarmerWindow, type WarmerWorkspace, type WarmTarget } from '../../src/completion/warmer';
+import type { PrefilledEvent } from '../../src/protocol';
+import type { PrefillOutcome } from '../../src/inference/generator';
+
+const REST = 30;
+const TEXT = 'import os\n\n\ndef main():\n    return os.getcwd()\n';
+
+class Emitter<T> {
+  private readonly listeners = new Set<(event: T) => void>();
+  readonly event = (listener: (event: T) => void): { dispose(): void } => {
+    this.listeners.add(listener);
+    return { dispose: () => this.listeners.delete(listener) };
+  };
+
+  fire(event: T): void {
+    for (const listener of this.listeners) listener(event);
+  }
+
+  get size(): number {
+    return this.listeners.size;
+  }
+}
+
+interface Position { readonly line: number; readonly character: number }
+
+function fakeEditor(text: string, at: Position, languageId = 'python', uri = 'file:///work/main.py', selectionEmpty = true): vscode.TextEditor {
+  const lines = text.split('\n');
+  const document = {
+    uri: { toString: () => uri },
+    languageId,
+    fileName: uri.replace('file://', ''),
+    getText: () => text,
+    offsetAt: (position: Position) => lines.slice(0, position.line).reduce((sum, line) => sum + line.length + 1, 0) + position.character,
+  };
+  return { document, selection: { isEmpty: selectionEmpty, active: at } } as unknown as vscode.TextEditor;
+}
+
+class Harness {
+  readonly activeEditor = new Emitter<vscode.TextEditor | undefined>();
+  readonly selection = new Emitter<vscode.TextEditorSelectionChangeEvent>();
+  readonly window = { activeTextEditor: undefined as vscode.TextEditor | undefined, state: { focused: true }, onDidChangeActiveTextEditor: this.activeEditor.event, onDidChangeTextEditorSelection: this.selection.event };
+  /** Per-language `enable` overrides. */
+  readonly enableFor = new Map<string, boolean>();
+  readonly workspace = {
+    getConfiguration: (_section: string, scope: { languageId: string }) => ({ get: <T>(key: string, fallback: T): T => (key === 'enable' && this.enableFor.has(scope.languageId) ? this.enableFor.get(scope.languageId) as T : fallback) }),
+  };
+  settings: Settings = DEFAULT_SETTINGS;
+  readonly prefills: { sequence: string; prompt: string; maxNewTokens: number }[] = [];
+  outcome: PrefillOutcome = 'done';
+  readonly worker: WarmTarget & { state: WorkerState } = {
+    state: 'ready',
+    prefill: (sequence: string, prompt: string, maxNewTokens: number): Promise<PrefilledEvent | undefined> => {
+      this.prefills.push({ sequence, prompt, maxNewTokens });
+      return Promise.resolve({ type: 'prefilled', id: this.prefills.length, outcome: this.outcome, stats: { promptTokens: 1, truncatedTokens: 0, reusedTokens: 0, prefilledTokens: 0, prefillMs: 1 } });
+    },
+  };
+  readonly warmer = new CompletionWarmer(this.window as unknown as WarmerWindow, this.workspace as unknown as WarmerWorkspace, this.worker, () => this.settings, undefined, REST);
+
+  activate(editor: vscode.TextEditor): void {
+    this.window.activeTextEditor = editor;
+    this.activeEditor.fire(editor);
+  }
+
+  moveTo(editor: vscode.TextEditor): void {
+    this.window.activeTextEditor = editor;
+    this.selection.fire({ textEditor: editor } as unknown as vscode.TextEditorSelectionChangeEvent);
+  }
+}
+
+const rest = (ms = 3 * REST): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+let harness: Harness;
+afterEach(() => harness?.warmer.dispose());
+
+describe('completion warmer', () => {
+  test('an editor that becomes active is warmed after the rest, with the provider\'s prompt for its cursor, once per prompt', async () => {
+    harness = new Harness();
+    const editor = fakeEditor(TEXT, { line: 4, character: 4 });
+    harness.activate(editor);
+    assert.equal(harness.prefills.length, 0, 'not before the rest');
+    await rest();
+    assert.deepEqual(harness.prefills, [{ sequence: 'file:///work/main.py', prompt: 'import os\n\n\ndef main():\n    ', maxNewTokens: DEFAULT_SETTINGS.completionMaxTokens }]);
+    assert.equal(harness.prefills[0].prompt, completionPromptAt(editor.document, editor.selection.active, DEFAULT_SETTINGS).prompt);
+
+    harness.moveTo(editor);
+    await rest();
+    assert.equal(harness.prefills.length, 1, 'the same prompt is not warmed twice');
+    harness.moveTo(fakeEditor(TEXT, { line: 4, character: 11 }));
+    await rest();
+    assert.equal(harness.prefills.length, 2);
+    assert.equal(harness.prefills[1].prompt, 'import os\n\n\ndef main():\n    return ');
+  });
+
+  test('while the user types (the selection keeps changing) nothing is warmed; once the cursor rests, once', async () => {
+    harness = new Harness();
+    let text = 'import os\n\n\ndef main():\n    ';
+    harness.activate(fakeEditor(text, { line: 4, character: 4 }));
+    for (const typed of 'return os.getcwd()') {
+      await rest(REST / 3);
+      text += typed;
+      harness.moveTo(fakeEditor(text, { line: 4, character: text.length - text.lastIndexOf('\n') - 1 }));
+    }
+    assert.equal(harness.prefills.length, 0);
+    await rest();
+    assert.deepEqual(harness.prefills.map((p) => p.prompt), [text]);
+  });
+
+  test('no background work when completions are off, for other languages, when the model is not ready, out of focus, or with a selection', async () => {
+    harness = new Harness();
+    const editor = fakeEditor(TEXT, { line: 4, character: 4 });
+    const attempt = async (): Promise<number> => {
+      harness.activate(editor);
+      await rest();
+      return harness.prefills.length;
+    };
+    harness.settings = { ...DEFAULT_SETTINGS, enable: false };
+    assert.equal(await attempt(), 0);
+    harness.settings = DEFAULT_SETTINGS;
+    harness.enableFor.set('python', false);
+    assert.equal(await attempt(), 0);
+    harness.enableFor.clear();
+    harness.settings = { ...DEFAULT_SETTINGS, languages: ['javascript'] };
+    assert.equal(await attempt(), 0);
+    harness.settings = DEFAULT_SETTINGS;
+    for (const state of ['stopped', 'starting', 'loading', 'paused'] as const) {
+      harness.worker.state = state;
+      assert.equal(await attempt(), 0, state);
+    }
+    harness.worker.state = 'ready';
+    harness.window.state.focused = false;
+    assert.equal(await attempt(), 0);
+    harness.window.state.focused = true;
+    harness.activate(fakeEditor(TEXT, { line: 4, character: 4 }, 'python', 'file:///work/main.py', false));
+    await rest();
+    assert.equal(harness.prefills.length, 0);
+    assert.equal(await attempt(), 1, 'and with all of that right, it warms');
+  });
+
+  test('a warm-up the worker did not finish (busy, cancelled) is tried again at the next rest', async () => {
+    harness = new Harness();
+    const editor = fakeEditor(TEXT, { line: 4, character: 4 });
+    harness.outcome = 'busy';
+    harness.activate(editor);
+    await rest();
+    harness.outcome = 'done';
+    harness.moveTo(editor);
+    await rest();
+    harness.moveTo(editor);
+    await rest();
+    assert.equal(harness.prefills.length, 2);
+  });
+
+  test('disposed: no more warm-ups, and its listeners are gone', async () => {
+    harness = new Harness();
+    harness.activate(fakeEditor(TEXT, { line: 4, character: 4 }));
+    harness.warmer.dispose();
+    await rest();
+    assert.equal(harness.prefills.length, 0);
+    assert.equal(harness.activeEditor.size + harness.selection.size, 0);
+  });
+});
