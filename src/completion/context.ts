@@ -8,7 +8,10 @@
  * this prompt and the previous one. Starting at the first line that fits would slide the start forward as the
  * user types (about once per new line), and every slide changes the prompt's first tokens, so the worker re-reads
  * the whole window (~800 tokens, seconds on a CPU). So once the text outgrows the budget, the window (after the
- * header, when kept) starts at the first non-blank line at or after a multiple of a step S of characters (a
+ * header, when kept) starts at an anchor line: the first line from which the text fits, among lines chosen by a
+ * hash of their own text (one in ANCHOR_EVERY), so that lines typed above the window (in a function further up)
+ * do not move its start and going back to it re-reads nothing. When no anchor line is near enough (two steps),
+ * the start falls back to the first non-blank line at or after a multiple of a step S of characters (a
  * quarter of the budget at 3 characters a token, halved for text so dense that S would be over half the
  * window): the smallest multiple from which the text to the cursor fits. While the user types, the start stays
  * put and only what was typed is re-read; when the text no longer fits, the start jumps by S, once per S
@@ -90,6 +93,8 @@ function quantisedStart(lines: LineIndex, fit: number, firstAllowed: number, bas
   // Text so dense (under about 1.5 characters a token) that the step would be over half the window: a finer grid.
   while (step > 1 && 2 * step > lines.charsFrom(fit)) step = Math.floor(step / 2);
   if (step <= 1) return undefined;
+  const anchored = anchorLineStart(lines, fit, firstAllowed, step, fits);
+  if (anchored !== undefined) return anchored;
   const unclamped = (k: number): number => lines.lineStartingAtOrAfter(k * step);
   const anchor = (k: number): number => skipBlankLines(lines, Math.max(firstAllowed, unclamped(k)));
 
@@ -112,6 +117,55 @@ function quantisedStart(lines: LineIndex, fit: number, firstAllowed: number, bas
   while (start < lines.cursorLine && counts++ < MAX_STEP_COUNTS) {
     while (anchor(k) === start) k++;
     start = anchor(k);
+    if (fits(start)) return start;
+  }
+  return undefined;
+}
+
+/**
+ * Lines whose text marks them as window starts, one in ANCHOR_EVERY on average (by a hash of the line's text):
+ * which lines they are depends on their text alone, not on where they are, so an edit above a window (lines
+ * typed in a function further up) leaves its start where it was, and the worker's cache of it stays good.
+ */
+const ANCHOR_EVERY = 12;
+
+function isAnchorLine(text: string): boolean {
+  if (text.trim() === '') return false;
+  let hash = 0x811c9dc5; // FNV-1a, 32 bits
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
+  return (hash >>> 0) % ANCHOR_EVERY === 0;
+}
+
+/**
+ * The first anchor line (isAnchorLine; not before `firstAllowed`) from which the text `fits`, looking no further
+ * than two steps past `fit` (a line near the first that fits); undefined when there is none so near (then the
+ * character grid decides). A few counts settle which anchor is the first that fits whatever `fit` was.
+ */
+function anchorLineStart(lines: LineIndex, fit: number, firstAllowed: number, step: number, fits: (line: number) => boolean): number | undefined {
+  const limit = lines.starts[fit] + 2 * step;
+  const nextAnchor = (from: number): number | undefined => {
+    for (let line = Math.max(from, firstAllowed); line <= lines.cursorLine && lines.starts[line] <= limit; line++) {
+      if (isAnchorLine(lines.line(line))) return line;
+    }
+    return undefined;
+  };
+  const previousAnchor = (before: number): number | undefined => {
+    for (let line = before - 1; line >= firstAllowed; line--) if (isAnchorLine(lines.line(line))) return line;
+    return undefined;
+  };
+  let start = nextAnchor(fit);
+  let counts = 0;
+  if (start === undefined) return undefined;
+  if (fits(start)) {
+    // An earlier anchor may fit too: `fit` may leave up to a line's worth of the budget unused.
+    for (let lower = previousAnchor(start); lower !== undefined && counts++ < MAX_STEP_COUNTS && fits(lower); lower = previousAnchor(lower)) start = lower;
+    return start;
+  }
+  // Later ones, when `fit` was counted otherwise than here (the header's seam can add a token).
+  while (counts++ < MAX_STEP_COUNTS) {
+    const later = nextAnchor(start + 1);
+    if (later === undefined) return undefined;
+    start = later;
     if (fits(start)) return start;
   }
   return undefined;

@@ -132,7 +132,7 @@ describe('buildCompletionPrompt', () => {
     assert.equal(countTokens(expected), 24_996);
   });
 
-  test('quantised (the default): the window starts at a multiple of the step, stays put while typing, jumps by the step', () => {
+  test('quantised (the default): the window starts at an anchor line or a multiple of the step, stays put while typing, jumps forward', () => {
     const base = functions(30);
     const typed = functions(12, 30);
     for (const [windowStep, step] of [[100, 100], [undefined, 150]] as const) {
@@ -144,7 +144,7 @@ describe('buildCompletionPrompt', () => {
         assert.ok(prefix.endsWith(result.prompt) && result.prompt.length <= 400 && result.truncated);
         const start = prefix.length - result.prompt.length;
         assert.equal(start, expectedWindowStart(prefix, 0, step, (at) => prefix.length - at <= 400), `after ${n} characters typed`);
-        assert.ok(result.prompt.length > 400 - step - 25, `${result.prompt.length} characters`); // the longest line is 24
+        assert.ok(result.prompt.length > 400 - 2 * step - 25, `${result.prompt.length} characters`); // an anchor within two steps; the longest line is 24
         starts.add(start);
       }
       // The sliding start would have moved once per line typed (36 lines).
@@ -186,11 +186,25 @@ describe('buildCompletionPrompt', () => {
 });
 
 /**
- * The rule written out: for k = 1, 2, …, the first non-blank line starting at or after character k × step (and
- * at or after `notBefore`); the first of them from which the prompt `fits`.
+ * The rule written out. Anchor lines: non-blank lines whose text's 32-bit FNV-1a hash is a multiple of 12. The
+ * window starts at the first anchor line from which the prompt `fits`, if that line starts within two steps of
+ * the first line (after `notBefore`) from which it fits; otherwise, for k = 1, 2, …, at the first non-blank line
+ * starting at or after character k × step (and at or after `notBefore`), the first of them from which it fits.
  */
 function expectedWindowStart(prefix: string, notBefore: number, step: number, fits: (start: number) => boolean): number {
   const cursorLineStart = prefix.lastIndexOf('\n') + 1;
+  const lineStarts = [0];
+  for (let at = prefix.indexOf('\n'); at >= 0; at = prefix.indexOf('\n', at + 1)) lineStarts.push(at + 1);
+  const lineAt = (start: number): string => prefix.slice(start, start === cursorLineStart ? prefix.length : prefix.indexOf('\n', start));
+  const isAnchor = (text: string): boolean => {
+    let hash = 0x811c9dc5;
+    for (const char of text) hash = Math.imul(hash ^ char.charCodeAt(0), 0x01000193);
+    return text.trim() !== '' && (hash >>> 0) % 12 === 0;
+  };
+  const allowed = lineStarts.filter((start) => start >= notBefore);
+  const firstFit = allowed.find((start) => fits(start)) ?? cursorLineStart;
+  const anchor = allowed.find((start) => start >= firstFit && start <= firstFit + 2 * step && isAnchor(lineAt(start)));
+  if (anchor !== undefined) return anchor;
   for (let k = 1; ; k++) {
     const offset = Math.max(notBefore, k * step);
     let at = offset > cursorLineStart ? cursorLineStart : prefix.indexOf('\n', offset - 1) + 1;

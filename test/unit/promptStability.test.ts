@@ -262,4 +262,27 @@ describe('prompt stability while typing (issue #17)', { skip: SKIP }, () => {
       check([...lines.slice(0, editLine), '    assert value is not None, "checked above"', ...lines.slice(editLine)], 'a line inserted');
     }
   });
+  test('lines inserted in a function above the window leave the window as it was (going back to it re-reads nothing)', (t: TestContext) => {
+    for (const [name, scenario] of Object.entries(scenarios())) {
+      const prefixes = typingPrefixes(scenario).filter((_, i) => i % 7 === 0);
+      let unchanged = 0;
+      for (const prefix of prefixes) {
+        const before = build(prefix, scenario);
+        const header = before.headerIncluded ? pythonHeader(scenario.text) : '';
+        const start = prefix.length - (before.prompt.length - header.length);
+        // Three lines typed into a function well above the window (as the user did before coming back here).
+        const lines = prefix.split('\n');
+        let at = prefix.slice(0, start).split('\n').length - 40;
+        while (at > 0 && !/^\s+\S/.test(lines[at])) at--;
+        assert.ok(at > header.split('\n').length, `${name}: a line to type after, above the window and below the header`);
+        const indent = /^\s*/.exec(lines[at])![0];
+        const inserted = [`${indent}# checked by the caller`, `${indent}if value is None:`, `${indent}    return None`];
+        const edited = [...lines.slice(0, at + 1), ...inserted, ...lines.slice(at + 1)].join('\n');
+        if (build(edited, scenario).prompt === before.prompt) unchanged++;
+      }
+      t.diagnostic(`${name}: ${unchanged} of ${prefixes.length} windows unchanged by lines typed above them`);
+      // A start on an anchor line stays; one on the character grid (no anchor line within two steps) moves.
+      assert.ok(unchanged >= 0.8 * prefixes.length, `${name}: ${unchanged} of ${prefixes.length} windows unchanged`);
+    }
+  });
 });
