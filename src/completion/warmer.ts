@@ -25,8 +25,13 @@ import { buildCompletionPrompt } from './context';
 export const REST_MS = 400;
 /** Code is roughly this many characters per token; the worker keeps the tail if a prompt is still too long. */
 export const CHARS_PER_TOKEN = 3;
-/** Documents whose last warmed prompt is remembered (enough for the files the cache holds). */
-const REMEMBERED_DOCUMENTS = 64;
+/** Prompts remembered as warmed, two a document (enough for the files the cache holds). */
+const REMEMBERED_DOCUMENTS = 128;
+/**
+ * Typing ahead the warmer looks, in tokens: when the window's start will move within this much more text (about
+ * five lines of code), the window it moves to is warmed as well.
+ */
+export const LOOK_AHEAD_TOKENS = 64;
 
 /** What completionPromptAt reads of a document (a vscode.TextDocument). */
 export type PromptDocument = Pick<vscode.TextDocument, 'getText' | 'offsetAt' | 'languageId' | 'fileName'>;
@@ -102,11 +107,25 @@ export class CompletionWarmer extends Disposable {
     if (!settings.languages.includes(document.languageId)) return;
     // `enable` may be overridden per language ("[python]": {...}), as the provider reads it.
     if (!this.workspace.getConfiguration('phiComplete', { languageId: document.languageId }).get<boolean>('enable', settings.enable)) return;
-    const { prompt } = completionPromptAt(document, editor.selection.active, settings);
     const sequence = document.uri.toString();
-    if (this.warmed.get(sequence) === prompt) return;
-    this.warmed.delete(sequence);
-    this.warmed.set(sequence, prompt);
+    const position = editor.selection.active;
+    const { prompt } = completionPromptAt(document, position, settings);
+    if (!(await this.prefill(sequence, 'window', prompt, settings))) return;
+    // The window the prompt moves to once the user has typed LOOK_AHEAD_TOKENS more (what a smaller budget gives
+    // now): warmed too, into a window of its own in the worker, so the move re-reads nothing either.
+    const lookAheadBudget = settings.contextTokens - LOOK_AHEAD_TOKENS;
+    const now = editor.selection.active;
+    if (lookAheadBudget < LOOK_AHEAD_TOKENS || this.window.activeTextEditor !== editor || now.line !== position.line || now.character !== position.character) return;
+    const { prompt: ahead } = completionPromptAt(document, position, { ...settings, contextTokens: lookAheadBudget });
+    if (ahead !== prompt) await this.prefill(sequence, 'ahead', ahead, settings);
+  }
+
+  /** Asks the worker to prefill `prompt` unless it was the last one warmed for this document's `kind`; whether it is warm now. */
+  private async prefill(sequence: string, kind: 'window' | 'ahead', prompt: string, settings: Settings): Promise<boolean> {
+    const key = `${kind} ${sequence}`;
+    if (this.warmed.get(key) === prompt) return true;
+    this.warmed.delete(key);
+    this.warmed.set(key, prompt);
     if (this.warmed.size > REMEMBERED_DOCUMENTS) this.warmed.delete(this.warmed.keys().next().value!);
     let answer: PrefilledEvent | undefined;
     try {
@@ -116,9 +135,11 @@ export class CompletionWarmer extends Disposable {
     }
     if (answer) {
       const { reusedTokens, prefilledTokens, prefillMs } = answer.stats;
-      this.log?.debug(`warm-up ${answer.outcome}: ${sequence}, ${prefilledTokens} tokens read in ${Math.round(prefillMs)} ms, ${reusedTokens} already cached`);
+      this.log?.debug(`warm-up${kind === 'ahead' ? ' (next window)' : ''} ${answer.outcome}: ${sequence}, ${prefilledTokens} tokens read in ${Math.round(prefillMs)} ms, ${reusedTokens} already cached`);
     }
     // Only a finished warm-up counts: a skipped or interrupted one is tried again at the next rest.
-    if (answer?.outcome !== 'done' && this.warmed.get(sequence) === prompt) this.warmed.delete(sequence);
+    if (answer?.outcome === 'done') return true;
+    if (this.warmed.get(key) === prompt) this.warmed.delete(key);
+    return false;
   }
 }

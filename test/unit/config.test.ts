@@ -57,7 +57,7 @@ test('phiComplete.cacheMemoryMB: an integer of MiB from 64, applied without a re
   for (const bad of [32, 63, 100.5, '512', -1, 65537]) {
     const { settings, warnings } = read(bad);
     assert.equal(settings.cacheMemoryMB, DEFAULT_SETTINGS.cacheMemoryMB);
-    assert.deepEqual(warnings, [`phiComplete.cacheMemoryMB is ${JSON.stringify(bad)}; it must be an integer from 64 to 65536. Using the default, 512.`]);
+    assert.deepEqual(warnings, [`phiComplete.cacheMemoryMB is ${JSON.stringify(bad)}; it must be an integer from 64 to 65536. Using the default, 768.`]);
   }
   assert.equal(read(64).settings.cacheMemoryMB, 64);
   const changed = changedSettings(DEFAULT_SETTINGS, { ...DEFAULT_SETTINGS, cacheMemoryMB: 256 });
@@ -69,8 +69,8 @@ test('phiComplete.cacheMemoryMB: an integer of MiB from 64, applied without a re
   const perPosition = bytesPerPosition(PHI_1_5.num_hidden_layers, PHI_1_5.num_attention_heads, int8Planes(PHI_1_5.hidden_size / PHI_1_5.num_attention_heads));
   const perFile = 1152 * perPosition;
   assert.equal(Math.round(perFile / 2 ** 20), 115);
-  assert.equal(Math.floor(cacheBudgetBytes(DEFAULT_SETTINGS) / perFile), 4);
+  assert.equal(Math.floor(cacheBudgetBytes(DEFAULT_SETTINGS) / perFile), 6);
   const contributed = manifest.contributes.configuration.properties['phiComplete.cacheMemoryMB'] as unknown as { markdownDescription: string; minimum: number };
-  assert.match(contributed.markdownDescription, /about 115 MiB: the default 512 holds 4 of them/);
+  assert.match(contributed.markdownDescription, /about 115 MiB: the default 768 holds 6 of them/);
   assert.equal(contributed.minimum, 64);
 });

@@ -7,7 +7,7 @@ import { afterEach, describe, test } from 'node:test';
 import type * as vscode from 'vscode';
 import { DEFAULT_SETTINGS, type Settings } from '../../src/config';
 import type { WorkerState } from '../../src/client/workerClient';
-import { CompletionWarmer, completionPromptAt, type WarmerWindow, type WarmerWorkspace, type WarmTarget } from '../../src/completion/warmer';
+import { CompletionWarmer, completionPromptAt, LOOK_AHEAD_TOKENS, type WarmerWindow, type WarmerWorkspace, type WarmTarget } from '../../src/completion/warmer';
 import type { PrefilledEvent } from '../../src/protocol';
 import type { PrefillOutcome } from '../../src/inference/generator';
 
@@ -157,6 +157,34 @@ describe('completion warmer', () => {
     harness.moveTo(editor);
     await rest();
     assert.equal(harness.prefills.length, 2);
+  });
+
+  test('when the window is about to move, the window it moves to is warmed too, and typing on reads from it', async () => {
+    harness = new Harness();
+    const body = (i: number): string => `def item_${i}(stock):\n    """Count item ${i}."""\n    return stock.count(${i}) + ${i * 7}\n\n\n`;
+    let text = '';
+    for (let i = 0; i < 200; i++) text += body(i);
+    const cursorAtEnd = (t: string): Position => ({ line: t.split('\n').length - 1, character: t.length - t.lastIndexOf('\n') - 1 });
+    const promptOf = (t: string): string => completionPromptAt(fakeEditor(t, cursorAtEnd(t)).document, cursorAtEnd(t) as vscode.Position, DEFAULT_SETTINGS).prompt;
+    // Type on until the window is within LOOK_AHEAD_TOKENS of moving: then it warms the current window and the next.
+    let typed = 0;
+    for (; typed < 100; typed++) {
+      const t = text + body(200 + typed);
+      const ahead = completionPromptAt(fakeEditor(t, cursorAtEnd(t)).document, cursorAtEnd(t) as vscode.Position, { ...DEFAULT_SETTINGS, contextTokens: DEFAULT_SETTINGS.contextTokens - LOOK_AHEAD_TOKENS }).prompt;
+      if (ahead !== promptOf(t)) break;
+    }
+    text += Array.from({ length: typed + 1 }, (_, i) => body(200 + i)).join('');
+    harness.activate(fakeEditor(text, cursorAtEnd(text)));
+    await rest();
+    assert.equal(harness.prefills.length, 2, 'the window, then the one it moves to');
+    const [current, next] = harness.prefills.map((p) => p.prompt);
+    assert.equal(current, promptOf(text));
+    assert.notEqual(next, current);
+    // The user types on until the window moves: the provider's prompt then starts with the warmed next window.
+    let later = text;
+    for (let i = 0; promptOf(later).startsWith(current.slice(0, 200)) && i < 20; i++) later += body(400 + i);
+    assert.ok(!promptOf(later).startsWith(current.slice(0, 200)), 'the window moved');
+    assert.ok(promptOf(later).startsWith(next), 'the moved window is the one warmed ahead');
   });
 
   test('disposed: no more warm-ups, and its listeners are gone', async () => {
