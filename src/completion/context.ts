@@ -10,7 +10,7 @@
  * the whole window (~800 tokens, seconds on a CPU). So once the text outgrows the budget, the window (after the
  * header, when kept) starts at an anchor line: the first line from which the text fits, among lines chosen by a
  * hash of their own text (one in ANCHOR_EVERY), so that lines typed above the window (in a function further up)
- * do not move its start and going back to it re-reads nothing. When no anchor line is near enough (two steps),
+ * do not move its start and going back to it re-reads nothing. When no anchor line is near enough (one step),
  * the start falls back to the first non-blank line at or after a multiple of a step S of characters (a
  * quarter of the budget at 3 characters a token, halved for text so dense that S would be over half the
  * window): the smallest multiple from which the text to the cursor fits. While the user types, the start stays
@@ -127,22 +127,25 @@ function quantisedStart(lines: LineIndex, fit: number, firstAllowed: number, bas
  * which lines they are depends on their text alone, not on where they are, so an edit above a window (lines
  * typed in a function further up) leaves its start where it was, and the worker's cache of it stays good.
  */
-const ANCHOR_EVERY = 12;
+const ANCHOR_EVERY = 8;
 
 function isAnchorLine(text: string): boolean {
   if (text.trim() === '') return false;
   let hash = 0x811c9dc5; // FNV-1a, 32 bits
   for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
-  return (hash >>> 0) % ANCHOR_EVERY === 0;
+  // FNV's low bits depend only on the characters' low bits (indentation adds nothing): mix before the modulo.
+  hash = Math.imul(hash ^ (hash >>> 16), 0x85ebca6b);
+  hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
+  return ((hash ^ (hash >>> 16)) >>> 0) % ANCHOR_EVERY === 0;
 }
 
 /**
  * The first anchor line (isAnchorLine; not before `firstAllowed`) from which the text `fits`, looking no further
- * than two steps past `fit` (a line near the first that fits); undefined when there is none so near (then the
+ * than one step past `fit` (a line near the first that fits); undefined when there is none so near (then the
  * character grid decides). A few counts settle which anchor is the first that fits whatever `fit` was.
  */
 function anchorLineStart(lines: LineIndex, fit: number, firstAllowed: number, step: number, fits: (line: number) => boolean): number | undefined {
-  const limit = lines.starts[fit] + 2 * step;
+  const limit = lines.starts[fit] + step;
   const nextAnchor = (from: number): number | undefined => {
     for (let line = Math.max(from, firstAllowed); line <= lines.cursorLine && lines.starts[line] <= limit; line++) {
       if (isAnchorLine(lines.line(line))) return line;
