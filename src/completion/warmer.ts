@@ -17,6 +17,7 @@
 import type * as vscode from 'vscode';
 import type { Settings } from '../config';
 import type { WorkerState } from '../client/workerClient';
+import type { PrefillOutcome } from '../inference/generator';
 import type { PrefilledEvent } from '../protocol';
 import { Disposable } from '../util/disposable';
 import { buildCompletionPrompt } from './context';
@@ -110,20 +111,27 @@ export class CompletionWarmer extends Disposable {
     const sequence = document.uri.toString();
     const position = editor.selection.active;
     const { prompt } = completionPromptAt(document, position, settings);
-    if (!(await this.prefill(sequence, 'window', prompt, settings))) return;
+    const warmed = await this.prefill(sequence, 'window', prompt, settings);
+    // A completion was in flight: try again once it is likely done, if the cursor still rests there.
+    if (warmed === 'busy' && this.stillAt(editor, position)) this.schedule(editor);
+    if (warmed !== 'done') return;
     // The window the prompt moves to once the user has typed LOOK_AHEAD_TOKENS more (what a smaller budget gives
     // now): warmed too, into a window of its own in the worker, so the move re-reads nothing either.
     const lookAheadBudget = settings.contextTokens - LOOK_AHEAD_TOKENS;
-    const now = editor.selection.active;
-    if (lookAheadBudget < LOOK_AHEAD_TOKENS || this.window.activeTextEditor !== editor || now.line !== position.line || now.character !== position.character) return;
+    if (lookAheadBudget < LOOK_AHEAD_TOKENS || !this.stillAt(editor, position)) return;
     const { prompt: ahead } = completionPromptAt(document, position, { ...settings, contextTokens: lookAheadBudget });
-    if (ahead !== prompt) await this.prefill(sequence, 'ahead', ahead, settings);
+    if (ahead !== prompt && (await this.prefill(sequence, 'ahead', ahead, settings)) === 'busy' && this.stillAt(editor, position)) this.schedule(editor);
   }
 
-  /** Asks the worker to prefill `prompt` unless it was the last one warmed for this document's `kind`; whether it is warm now. */
-  private async prefill(sequence: string, kind: 'window' | 'ahead', prompt: string, settings: Settings): Promise<boolean> {
+  private stillAt(editor: vscode.TextEditor, position: vscode.Position): boolean {
+    const now = editor.selection.active;
+    return this.window.activeTextEditor === editor && now.line === position.line && now.character === position.character;
+  }
+
+  /** Asks the worker to prefill `prompt` unless it was the last one warmed for this document's `kind` (then 'done'). */
+  private async prefill(sequence: string, kind: 'window' | 'ahead', prompt: string, settings: Settings): Promise<PrefillOutcome | 'failed'> {
     const key = `${kind} ${sequence}`;
-    if (this.warmed.get(key) === prompt) return true;
+    if (this.warmed.get(key) === prompt) return 'done';
     this.warmed.delete(key);
     this.warmed.set(key, prompt);
     if (this.warmed.size > REMEMBERED_DOCUMENTS) this.warmed.delete(this.warmed.keys().next().value!);
@@ -138,8 +146,8 @@ export class CompletionWarmer extends Disposable {
       this.log?.debug(`warm-up${kind === 'ahead' ? ' (next window)' : ''} ${answer.outcome}: ${sequence}, ${prefilledTokens} tokens read in ${Math.round(prefillMs)} ms, ${reusedTokens} already cached`);
     }
     // Only a finished warm-up counts: a skipped or interrupted one is tried again at the next rest.
-    if (answer?.outcome === 'done') return true;
+    if (answer?.outcome === 'done') return 'done';
     if (this.warmed.get(key) === prompt) this.warmed.delete(key);
-    return false;
+    return answer?.outcome ?? 'failed';
   }
 }

@@ -145,18 +145,30 @@ describe('completion warmer', () => {
     assert.equal(await attempt(), 1, 'and with all of that right, it warms');
   });
 
-  test('a warm-up the worker did not finish (busy, cancelled) is tried again at the next rest', async () => {
+  test('a warm-up the worker turned away (busy) is retried while the cursor rests; a cancelled one at the next rest', async () => {
     harness = new Harness();
     const editor = fakeEditor(TEXT, { line: 4, character: 4 });
     harness.outcome = 'busy';
     harness.activate(editor);
-    await rest();
+    await rest(5 * REST);
+    const whileBusy = harness.prefills.length;
+    assert.ok(whileBusy >= 2, `${whileBusy} tries while the worker was busy`);
     harness.outcome = 'done';
-    harness.moveTo(editor);
     await rest();
-    harness.moveTo(editor);
+    assert.equal(harness.prefills.length, whileBusy + 1, 'taken once the worker is free, then no more');
     await rest();
-    assert.equal(harness.prefills.length, 2);
+    assert.equal(harness.prefills.length, whileBusy + 1);
+
+    harness.prefills.length = 0;
+    const elsewhere = fakeEditor(TEXT, { line: 4, character: 11 });
+    harness.outcome = 'cancelled';
+    harness.moveTo(elsewhere);
+    await rest(5 * REST);
+    assert.equal(harness.prefills.length, 1, 'a cancelled warm-up waits for the next rest');
+    harness.outcome = 'done';
+    harness.moveTo(elsewhere);
+    await rest();
+    assert.equal(harness.prefills.length, 2, 'and is tried again then');
   });
 
   test('when the window is about to move, the window it moves to is warmed too, and typing on reads from it', async () => {
