@@ -178,12 +178,6 @@ function commonPrefixLength(a: readonly number[], b: readonly number[]): number 
  */
 export const DEFAULT_PREFILL_CHUNK = 32;
 
-/**
- * A background prefill's chunk: a completion that arrives meanwhile waits for the chunk in progress to end, so
- * warm-ups read in smaller steps than requests do (half the wait, for a little less throughput).
- */
-const BACKGROUND_PREFILL_CHUNK = 16;
-
 export class Generator {
   private readonly sequences = new Map<string, CachedSequence>();
   private clock = 0;
@@ -408,14 +402,14 @@ export class Generator {
   }
 
   /**
-   * Feeds tokens[from, to) in chunks (of prefillChunk unless given), checking `signal` before each; returns the last chunk's
+   * Feeds tokens[from, to) in chunks of prefillChunk, checking `signal` before each; returns the last chunk's
    * last logits, or undefined when cancelled (the chunks fed until then stay cached).
    */
-  private async feedChunks(sequence: CachedSequence, tokens: readonly number[], from: number, to: number, signal: AbortSignal, chunk = this.prefillChunk): Promise<Float32Array | undefined> {
+  private async feedChunks(sequence: CachedSequence, tokens: readonly number[], from: number, to: number, signal: AbortSignal): Promise<Float32Array | undefined> {
     let logits: Float32Array = new Float32Array(0);
-    for (let start = from; start < to; start += chunk) {
+    for (let start = from; start < to; start += this.prefillChunk) {
       if (signal.aborted) return undefined;
-      logits = await this.feed(sequence, tokens.slice(start, Math.min(to, start + chunk)), 1);
+      logits = await this.feed(sequence, tokens.slice(start, Math.min(to, start + this.prefillChunk)), 1);
     }
     return logits;
   }
@@ -438,7 +432,7 @@ export class Generator {
       const { sequence, tokens } = prepared;
       const before = sequence.tokens.length;
       // All but the last token: the request that follows feeds it for its logits (and typing changes it first).
-      const fed = await this.feedChunks(sequence, tokens, before, tokens.length - 1, signal, Math.min(this.prefillChunk, BACKGROUND_PREFILL_CHUNK));
+      const fed = await this.feedChunks(sequence, tokens, before, tokens.length - 1, signal);
       prefilled = sequence.tokens.length - before;
       return { outcome: fed === undefined ? 'cancelled' : 'done', stats: stats(prepared) };
     } finally {
