@@ -241,20 +241,9 @@ export class Generator {
 
   /** Starts a request, cancelling the one in flight (latest wins). */
   generate(request: GenerationRequest): Promise<GenerationResult> {
-    this.current?.abort();
-    const controller = new AbortController();
-    this.current = controller;
-    const cancel = (): void => controller.abort();
-    request.signal?.addEventListener('abort', cancel, { once: true });
-    if (request.signal?.aborted) controller.abort();
     const called = performance.now();
     this.generations++;
-    const run = this.queue.then(() => this.run(request, controller.signal, called));
-    this.queue = run.catch(() => undefined);
-    return run.finally(() => {
-      this.generations--;
-      request.signal?.removeEventListener('abort', cancel);
-    });
+    return this.takeOver(request.signal, (signal) => this.run(request, signal, called)).finally(() => this.generations--);
   }
 
   /**
@@ -267,15 +256,20 @@ export class Generator {
     if (this.generations > 0) {
       return Promise.resolve({ outcome: 'busy', stats: { promptTokens: 0, truncatedTokens: 0, reusedTokens: 0, prefilledTokens: 0, prefillMs: 0 } });
     }
+    return this.takeOver(request.signal, (signal) => this.runPrefill(request, signal));
+  }
+
+  /** Cancels the work in flight and queues `work` after it, cancelled by `signal` or by the next request. */
+  private takeOver<T>(signal: AbortSignal | undefined, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
     this.current?.abort();
     const controller = new AbortController();
     this.current = controller;
     const cancel = (): void => controller.abort();
-    request.signal?.addEventListener('abort', cancel, { once: true });
-    if (request.signal?.aborted) controller.abort();
-    const run = this.queue.then(() => this.runPrefill(request, controller.signal));
+    signal?.addEventListener('abort', cancel, { once: true });
+    if (signal?.aborted) controller.abort();
+    const run = this.queue.then(() => work(controller.signal));
     this.queue = run.catch(() => undefined);
-    return run.finally(() => request.signal?.removeEventListener('abort', cancel));
+    return run.finally(() => signal?.removeEventListener('abort', cancel));
   }
 
   /** Cancels the request in flight, if any. */

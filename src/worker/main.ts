@@ -44,51 +44,50 @@ async function load(request: LoadRequest): Promise<void> {
   }
 }
 
-async function generate(request: GenerateRequest): Promise<void> {
+/**
+ * Runs a model request once any load has finished: `no-model` when none is loaded; `cancel {id}` aborts it; a
+ * throw becomes its `error`.
+ */
+async function withGenerator(id: number, work: (generator: Generator, signal: AbortSignal) => Promise<void>): Promise<void> {
   await loading;
   if (!generator) {
-    send({ type: 'error', id: request.id, code: 'no-model', message: 'no model is loaded' });
+    send({ type: 'error', id, code: 'no-model', message: 'no model is loaded' });
     return;
   }
   const controller = new AbortController();
-  cancellers.set(request.id, controller);
+  cancellers.set(id, controller);
   try {
+    await work(generator, controller.signal);
+  } catch (error) {
+    send({ type: 'error', id, code: 'generation-failed', message: messageOf(error) });
+  } finally {
+    cancellers.delete(id);
+  }
+}
+
+function generate(request: GenerateRequest): Promise<void> {
+  return withGenerator(request.id, async (model, signal) => {
     const { params } = request;
-    const result = await generator.generate({
+    const result = await model.generate({
       prompt: request.prompt,
       maxNewTokens: params.maxNewTokens,
       sampling: { temperature: params.temperature, topK: params.topK, topP: params.topP, seed: params.seed },
       stop: params.stop,
       speculative: params.speculative,
-      signal: controller.signal,
+      signal,
       onText: (text) => send({ type: 'delta', id: request.id, text }),
       sequence: request.sequence,
       aside: request.sequence === EXPLAIN_SEQUENCE,
     });
     send({ type: 'done', id: request.id, text: result.text, finishReason: result.finishReason, stats: result.stats });
-  } catch (error) {
-    send({ type: 'error', id: request.id, code: 'generation-failed', message: messageOf(error) });
-  } finally {
-    cancellers.delete(request.id);
-  }
+  });
 }
 
-async function prefill(request: PrefillRequest): Promise<void> {
-  await loading;
-  if (!generator) {
-    send({ type: 'error', id: request.id, code: 'no-model', message: 'no model is loaded' });
-    return;
-  }
-  const controller = new AbortController();
-  cancellers.set(request.id, controller);
-  try {
-    const result = await generator.prefill({ sequence: request.sequence, prompt: request.prompt, maxNewTokens: request.maxNewTokens, signal: controller.signal });
+function prefill(request: PrefillRequest): Promise<void> {
+  return withGenerator(request.id, async (model, signal) => {
+    const result = await model.prefill({ sequence: request.sequence, prompt: request.prompt, maxNewTokens: request.maxNewTokens, signal });
     send({ type: 'prefilled', id: request.id, outcome: result.outcome, stats: result.stats });
-  } catch (error) {
-    send({ type: 'error', id: request.id, code: 'generation-failed', message: messageOf(error) });
-  } finally {
-    cancellers.delete(request.id);
-  }
+  });
 }
 
 async function shutdown(): Promise<never> {
