@@ -1,7 +1,7 @@
 /**
  * Measures phi-complete's engine on one model folder, in a process of its own (so its peak memory is its own).
  * Usage: node out/bench/engineRunner.js '<json EngineBenchRequest>'; prints one JSON EngineBenchResult line.
- * With an EngineRoundsRequest it answers decode rounds instead (see support/child).
+ * With an EngineRoundsRequest it answers decode and prefill rounds instead (see support/child).
  */
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -10,8 +10,9 @@ import { providerOf } from '../src/inference/devices';
 import type { Device } from '../src/protocol';
 import { DEFAULT_PREFILL_CHUNK, Generator, type GenerationResult } from '../src/inference/generator';
 import { PhiTokenizer } from '../src/tokenizer/tokenizer';
-import { childMain, procStatusBytes, type DecodeRound, type PromptRunResult, type RoundsEngine, type RoundsRequest } from './support/child';
+import { childMain, prefillPrompt, procStatusBytes, type DecodeRound, type PromptRunResult, type RoundsEngine, type RoundsRequest } from './support/child';
 import { median } from './support/median';
+import { prefillByChunk, timedPrefill, type PrefillByChunk } from './prefill';
 
 /** Where and how our engine runs. */
 export interface EngineCommon {
@@ -28,6 +29,8 @@ export interface EngineBenchRequest extends EngineCommon {
   readonly decodeTokens: number;
   /** Code-editing-like prompt text for the speculative-decoding comparison. */
   readonly editingPrompt: string;
+  /** Prefill of `prompt` at each of `chunks` tokens a pass, `repeats` times each (after the peak memory is read). */
+  readonly chunkComparison?: { readonly prompt: readonly number[]; readonly chunks: readonly number[]; readonly repeats: number };
 }
 
 export interface EngineBenchResult {
@@ -60,7 +63,9 @@ export interface EngineBenchResult {
     /** n·t(1)/t(n): the speed-up when every drafted token is right (a model copying code it has seen). */
     readonly speedupWhenDraftsAreRight: Record<string, number>;
   };
+  /** Read before chunkComparison, whose longer chunks need more working memory than the generator's. */
   readonly peakRssBytes: number;
+  readonly prefillByChunk?: PrefillByChunk;
 }
 
 /** Plain and speculative runs each, alternating. */
@@ -70,8 +75,10 @@ function decodeRate(result: GenerationResult): number {
   return result.stats.decodeSteps / (result.stats.decodeMs / 1000);
 }
 
+/** Prefill and decode timings after `prompt`, on a generator that has cached nothing yet (so nothing is reused). */
 async function promptRun(generator: Generator, prompt: readonly number[], decodeTokens: number): Promise<PromptRunResult> {
   const first = await generator.generate({ prompt, maxNewTokens: 1 });
+  if (first.stats.reusedTokens !== 0) throw new Error(`promptRun: ${first.stats.reusedTokens} prompt tokens were already cached`);
   // The same prompt again reuses every cached position but the last: the timing is decoding alone.
   const decoded = await generator.generate({ prompt, maxNewTokens: decodeTokens + 1 });
   return {
@@ -115,10 +122,17 @@ async function loadEngine(request: EngineCommon): Promise<{ decoder: PhiDecoder;
 
 async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
   const { decoder, tokenizer, loadSeconds } = await loadEngine(request);
-  const generator = new Generator(decoder, tokenizer);
-  await generator.generate({ prompt: request.prompt128.slice(0, 16), maxNewTokens: 4 }); // warm-up
+  // Warm-up: a full prefill chunk, a shorter one and a few steps.
+  const warmUp = new Generator(decoder, tokenizer);
+  await warmUp.generate({ prompt: request.prompt128.slice(0, DEFAULT_PREFILL_CHUNK + 8), maxNewTokens: 4 });
+  await warmUp.dispose();
 
-  const prompt128 = await promptRun(generator, request.prompt128, request.decodeTokens);
+  // Each prompt on a generator of its own: the 1,024-token prompt starts with the 128-token one, which a shared
+  // generator would reuse (its cached prefix, or a copy of it for a new sequence), timing 896 tokens for 1,024.
+  const first = new Generator(decoder, tokenizer);
+  const prompt128 = await promptRun(first, request.prompt128, request.decodeTokens);
+  await first.dispose();
+  const generator = new Generator(decoder, tokenizer);
   const prompt1024 = await promptRun(generator, request.prompt1024, request.decodeTokens);
   const appended = await generator.generate({ prompt: [...request.prompt1024, 13, 198, 50284, 7783, 2124, 1635, 362, 198], maxNewTokens: 1 });
 
@@ -171,11 +185,16 @@ async function main(request: EngineBenchRequest): Promise<EngineBenchResult> {
     peakRssBytes: procStatusBytes('VmHWM'),
   };
   await generator.dispose();
+  const comparison = request.chunkComparison;
+  const byChunk = comparison && await prefillByChunk(decoder, tokenizer, comparison.prompt, comparison.chunks, comparison.repeats);
   await decoder.dispose();
-  return result;
+  return byChunk ? { ...result, prefillByChunk: byChunk } : result;
 }
 
-/** Decode rounds: one generator (so one cache) per prompt, each round continuing where the last one stopped. */
+/**
+ * Decode rounds: one generator (so one cache) per prompt, each round continuing where the last one stopped.
+ * Prefills: each on a generator of its own, so into an empty cache, in the generator's chunks (timedPrefill).
+ */
 async function prepareRounds(request: EngineRoundsRequest): Promise<RoundsEngine<DecodeRound>> {
   const { decoder, tokenizer } = await loadEngine(request);
   const eos = tokenizer.eosTokenId;
@@ -203,6 +222,7 @@ async function prepareRounds(request: EngineRoundsRequest): Promise<RoundsEngine
   };
   return {
     round: async () => ({ context128: await decode(slots[0]), context1024: await decode(slots[1]) }),
+    prefill: (index) => timedPrefill(decoder, tokenizer, prefillPrompt(request, index)),
     dispose: async () => {
       for (const { generator } of slots) await generator.dispose();
       await decoder.dispose();

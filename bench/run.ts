@@ -7,10 +7,14 @@
  * Also side by side: transformers.js (@huggingface/transformers) running the same int4 weights in our graph
  * (Optimum layout, float cache) with its own generation loop.
  *
- * Decode speed against llama.cpp is also measured head to head: both engines loaded, alternating rounds (--rounds).
+ * Decode and prefill speed against llama.cpp are also measured head to head: both engines loaded, alternating
+ * rounds (--rounds), the memory bandwidth (decode's limit) and the int8 compute throughput (prefill's, bench/compute.ts)
+ * measured before each round.
  *
  * Options: --threads N (default 2), --decode-tokens N (default 32), --no-peer (skip both peers), --rounds N
- * (head-to-head decode rounds, default 5; 0 skips them),
+ * (head-to-head rounds, default 5; 0 skips them; each round prefills the 256-token prompt, the first
+ * --long-prefill-rounds N (default 3) the 1,024-token one too), --chunk-repeats N (our prefill at 32, 64, 128
+ * and 256 tokens a pass, N alternating runs each; default 3, 0 skips it),
  * --device cpu|cuda|webgpu|… (where our engine runs; default cpu), --format int4|fp16 and --kv-cache int8|float
  * (our model's weights and cache; default int4 with the builder's default cache), --kv-outputs present_settled|present
  * (graphs whose cache stays on a GPU, see KvOutputs; they need a float cache). The peers always run on the CPU.
@@ -20,33 +24,24 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { PHI_1_5 } from '../src/model/config';
-import { buildModel } from '../src/model/build';
 import { INT4_LAYOUT } from '../src/model/phiGraph';
-import { DATA_FILE, KV_CACHE_FORMATS, KV_OUTPUTS, kvCacheOf, kvOutputsNeedFloatCache, kvOutputsOf, MANIFEST_FILE, readManifest, TOKENIZER_FILE, type KvCacheFormat, type KvOutputs, type WeightFormat } from '../src/model/manifest';
+import { DATA_FILE, KV_CACHE_FORMATS, KV_OUTPUTS, kvCacheOf, kvOutputsNeedFloatCache, kvOutputsOf, readManifest, TOKENIZER_FILE, type KvCacheFormat, type KvOutputs, type WeightFormat } from '../src/model/manifest';
 import { DEVICES, type Device } from '../src/protocol';
 import { PhiTokenizer } from '../src/tokenizer/tokenizer';
 import { measureReadBandwidth } from './bandwidth';
+import { measureInt8Throughput, prefillOpsPerToken, startComputeProbe, theoreticalInt8Peak, type Int8Throughput } from './compute';
 import type { EngineBenchRequest, EngineBenchResult, EngineRoundsRequest } from './engineRunner';
 import { benchLlamaCpp, startLlamaCppRounds, type LlamaCppResult } from './peers/llamaCpp';
 import { benchTransformersJs, ensureTransformersJsModel, type TransformersJsResult } from './peers/transformersJs';
-import { BENCH_INIT, benchKey, benchWeights, MODEL_WRITER } from './support/benchWeights';
-import { defaultCacheDir } from './support/cache';
-import { roundsRequest, runJsonChild, startRoundsChild, type DecodeRound, type PromptRunResult, type RoundsChild } from './support/child';
+import { benchCacheDir, ensureModel } from './support/benchModel';
+import { BENCH_INIT, benchKey, benchWeights } from './support/benchWeights';
+import { roundsRequest, runJsonChild, startRoundsChild, type DecodeRound, type PrefillRun, type PromptRunResult, type RoundsChild } from './support/child';
 import { median } from './support/median';
+import { codePrompt } from './support/prompts';
 import { ggufBytesReadPerToken, writePhiGguf } from './peers/gguf';
 
 function log(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);
-}
-
-function ensureModel(cacheDir: string, format: WeightFormat, kvCache: KvCacheFormat | undefined, kvOutputs: KvOutputs): string {
-  const variant = `${kvCache ? `${format}-${kvCache}` : format}${kvOutputs === 'present_rows' ? '' : `-${kvOutputs}`}`;
-  const dir = path.join(cacheDir, `phi-1_5-random-${variant}-${benchKey(MODEL_WRITER)}`);
-  if (!fs.existsSync(path.join(dir, MANIFEST_FILE))) {
-    log(`building the full-size random ${variant} model into ${dir} (a few minutes, once)`);
-    buildModel(benchWeights(), dir, { format, kvCache, kvOutputs, overwrite: true });
-  }
-  return dir;
 }
 
 /** Bytes of the embedding table in the model's data file: decoding reads one row of it, not all. */
@@ -81,48 +76,59 @@ function runEngine(request: EngineBenchRequest): Promise<EngineBenchResult> {
   return runJsonChild<EngineBenchResult>(ENGINE_RUNNER, 'engine runner', request);
 }
 
+/** A prompt whose prefill both engines time, in the first `rounds` rounds. */
+interface PrefillPlan {
+  readonly prompt: readonly number[];
+  readonly rounds: number;
+}
+
 /**
- * Decode speed, ours and a peer's, in alternating rounds with both engines loaded (which one goes first
+ * Decode and prefill speed, ours and a peer's, in alternating rounds with both engines loaded (which one goes first
  * alternates too). This machine's memory bandwidth drifts by up to ±15% over minutes, more than the difference
- * measured; the engines' separate runs are minutes apart, a round's two halves seconds.
+ * measured; the engines' separate runs are minutes apart, a round's two halves seconds. Before each round the memory
+ * bandwidth (decode's limit) and the int8 throughput (prefill's, bench/compute.ts, in a process of its own) are measured.
  */
-async function decodeHeadToHead(
+async function measureHeadToHead(
   ours: EngineRoundsRequest,
   startPeer: () => Promise<RoundsChild<DecodeRound>>,
   bytesPerToken: { readonly ours: number; readonly peer: number },
-): Promise<object> {
+  prefills: readonly PrefillPlan[],
+): Promise<{ readonly decode: object; readonly prefill: object }> {
   const { rounds, threads } = ours;
-  const oursChild = await startRoundsChild<DecodeRound>(ENGINE_RUNNER, 'engine runner', ours);
-  let peerChild: RoundsChild<DecodeRound>;
-  try {
-    peerChild = await startPeer();
-  } catch (error) {
-    await oursChild.close();
-    throw error;
-  }
+  const children: RoundsChild<unknown>[] = [];
+  const bandwidths: number[] = [];
+  const computes: Int8Throughput[] = [];
   const oursRounds: DecodeRound[] = [];
   const peerRounds: DecodeRound[] = [];
-  const bandwidths: number[] = [];
+  const oursPrefills: PrefillRun[][] = prefills.map(() => []);
+  const peerPrefills: PrefillRun[][] = prefills.map(() => []);
   try {
+    const oursChild = await startRoundsChild<DecodeRound>(ENGINE_RUNNER, 'engine runner', ours);
+    children.push(oursChild);
+    const peerChild = await startPeer();
+    children.push(peerChild);
+    const compute = prefills.length > 0 ? await startComputeProbe(threads) : undefined;
+    if (compute) children.push(compute);
     for (let round = 0; round < rounds; round++) {
       bandwidths.push(await measureReadBandwidth(threads));
-      if (round % 2 === 0) {
-        oursRounds.push(await oursChild.next());
-        peerRounds.push(await peerChild.next());
-      } else {
-        peerRounds.push(await peerChild.next());
-        oursRounds.push(await oursChild.next());
+      if (compute) computes.push(await compute.next());
+      const order = [{ child: oursChild, decode: oursRounds, prefill: oursPrefills }, { child: peerChild, decode: peerRounds, prefill: peerPrefills }];
+      if (round % 2 === 1) order.reverse();
+      for (const engine of order) engine.decode.push(await engine.child.next());
+      for (const [i, plan] of prefills.entries()) {
+        if (round >= plan.rounds) continue;
+        for (const engine of order) engine.prefill[i].push(await engine.child.prefill(i));
       }
     }
   } finally {
-    await Promise.all([oursChild.close(), peerChild.close()]);
+    await Promise.all(children.map((child) => child.close()));
   }
   const byContext = (runs: DecodeRound[], context: keyof DecodeRound): number[] => runs.map((run) => Math.round(run[context] * 10) / 10);
   const ratios = (context: keyof DecodeRound): number[] => oursRounds.map((run, i) => ratio(run[context], peerRounds[i][context]));
   // Each engine's decode speed as a fraction of what the round's bandwidth allows for the bytes it reads a token.
   const fractions = (runs: DecodeRound[], bytes: number, context: keyof DecodeRound): number =>
     median(runs.map((run, i) => (run[context] * bytes) / (bandwidths[i] * 1e9)));
-  return {
+  const decode = {
     rounds,
     decodeTokensPerRound: ours.decodeTokens,
     memoryReadBandwidthGBps: bandwidths.map((gbps) => Math.round(gbps * 10) / 10),
@@ -135,16 +141,35 @@ async function decodeHeadToHead(
       peer: { context128: fractions(peerRounds, bytesPerToken.peer, 'context128'), context1024: fractions(peerRounds, bytesPerToken.peer, 'context1024') },
     },
   };
-}
 
-/** Code-like token ids: a Python file's tokens, repeated to the length wanted. */
-function codePrompt(tokenizer: PhiTokenizer, length: number): number[] {
-  const source = fs.readFileSync(path.join(__dirname, '../../src/model/quantize.ts'), 'utf8')
-    .replace(/^\s*(import|export) .*$/gm, '')
-    .replace(/const /g, '')
-    .replace(/[{};]/g, '');
-  const ids = tokenizer.encode(source);
-  return Array.from({ length }, (_, i) => ids[i % ids.length]);
+  // Prefill: tokens/s per round and their ratio; each engine's operations a second (tokens/s × operations a token)
+  // as a fraction of the round's measured int8 limit (MatMulInteger), and of our own kernel's at a chunk's 32 rows.
+  const key = (plan: PrefillPlan): string => `prompt${plan.prompt.length}`;
+  const perPrompt = <T>(value: (i: number, plan: PrefillPlan) => T): Record<string, T> => Object.fromEntries(prefills.map((plan, i) => [key(plan), value(i, plan)]));
+  const speedsOf = (runs: PrefillRun[]): number[] => runs.map((run) => Math.round(run.tokensPerSecond * 10) / 10);
+  const prefillRatios = (i: number): number[] => oursPrefills[i].map((run, r) => ratio(run.tokensPerSecond, peerPrefills[i][r].tokensPerSecond));
+  const opsPerToken = (plan: PrefillPlan): number => prefillOpsPerToken(PHI_1_5, plan.prompt.length);
+  const ofLimit = (runs: PrefillRun[], plan: PrefillPlan, limit: (c: Int8Throughput) => number): number =>
+    median(runs.map((run, r) => (run.tokensPerSecond * opsPerToken(plan)) / (limit(computes[r]) * 1e9)));
+  const prefill = {
+    roundsPerPrompt: perPrompt((i) => oursPrefills[i].length),
+    gigaOpsPerToken: perPrompt((_, plan) => opsPerToken(plan) / 1e9),
+    int8GopsPerRound: {
+      matMulInteger: computes.map((c) => Math.round(c.matMulInteger)),
+      matMulNBits32Rows: computes.map((c) => Math.round(c.matMulNBits.rows32)),
+      matMulNBits512Rows: computes.map((c) => Math.round(c.matMulNBits.rows512)),
+    },
+    phiCompleteTokensPerSecond: perPrompt((i) => speedsOf(oursPrefills[i])),
+    peerTokensPerSecond: perPrompt((i) => speedsOf(peerPrefills[i])),
+    ratioPerRound: perPrompt((i) => prefillRatios(i)),
+    medianRatio: perPrompt((i) => median(prefillRatios(i))),
+    medianFractionOfLimit: {
+      phiComplete: perPrompt((i, plan) => ofLimit(oursPrefills[i], plan, (c) => c.matMulInteger)),
+      peer: perPrompt((i, plan) => ofLimit(peerPrefills[i], plan, (c) => c.matMulInteger)),
+    },
+    phiCompleteMedianFractionOfMatMulNBits32Rows: perPrompt((i, plan) => ofLimit(oursPrefills[i], plan, (c) => c.matMulNBits.rows32)),
+  };
+  return { decode, prefill };
 }
 
 const EDITING_PROMPT = `import json
@@ -218,6 +243,8 @@ async function main(): Promise<void> {
       'decode-tokens': { type: 'string', default: '32' },
       'no-peer': { type: 'boolean' },
       rounds: { type: 'string', default: '5' },
+      'long-prefill-rounds': { type: 'string', default: '3' },
+      'chunk-repeats': { type: 'string', default: '3' },
       device: { type: 'string', default: 'cpu' },
       format: { type: 'string', default: 'int4' },
       'kv-cache': { type: 'string' },
@@ -231,12 +258,16 @@ async function main(): Promise<void> {
   // Each round adds decodeTokens + 1 positions after the 1,024-token prompt.
   const roundsRoom = Math.floor((PHI_1_5.max_position_embeddings - 1025) / (decodeTokens + 1));
   if (rounds > roundsRoom) throw new Error(`--rounds ${rounds} with --decode-tokens ${decodeTokens} goes past the model's ${PHI_1_5.max_position_embeddings} positions (at most ${roundsRoom} rounds)`);
+  const longPrefillRounds = Number(values['long-prefill-rounds']);
+  const chunkRepeats = Number(values['chunk-repeats']);
+  if (!Number.isInteger(longPrefillRounds) || longPrefillRounds < 0) throw new Error(`--long-prefill-rounds must be an integer ≥ 0 (got "${values['long-prefill-rounds']}")`);
+  if (!Number.isInteger(chunkRepeats) || chunkRepeats < 0) throw new Error(`--chunk-repeats must be an integer ≥ 0 (got "${values['chunk-repeats']}")`);
   const device = option<Exclude<Device, 'auto'>>(values.device, DEVICES.filter((d) => d !== 'auto'), '--device');
   const format = option<WeightFormat>(values.format, ['int4', 'fp16'], '--format');
   const kvCache = values['kv-cache'] === undefined ? undefined : option<KvCacheFormat>(values['kv-cache'], KV_CACHE_FORMATS, '--kv-cache');
   const kvOutputs = option<KvOutputs>(values['kv-outputs'], KV_OUTPUTS, '--kv-outputs');
   if (kvOutputsNeedFloatCache(format, kvCache, kvOutputs)) throw new Error(`--kv-outputs ${kvOutputs} needs a float KV cache (add --kv-cache float)`);
-  const cacheDir = path.join(defaultCacheDir(), 'bench');
+  const cacheDir = benchCacheDir();
   fs.mkdirSync(cacheDir, { recursive: true });
 
   const modelDir = ensureModel(cacheDir, format, kvCache, kvOutputs);
@@ -245,12 +276,18 @@ async function main(): Promise<void> {
   const tokenizer = PhiTokenizer.fromFile(tokenizerPath);
   const prompt128 = codePrompt(tokenizer, 128);
   const prompt1024 = codePrompt(tokenizer, 1024);
+  const prompt256 = codePrompt(tokenizer, 256);
 
   log(`measuring memory bandwidth (${threads} threads)`);
   const bandwidthGBps = await measureReadBandwidth(threads);
+  log(`measuring int8 matrix-product throughput (${threads} threads)`);
+  const int8 = await measureInt8Throughput(threads);
 
   log(`measuring phi-complete on ${device}`);
-  const ours = await runEngine({ modelDir, device, threads, prompt128, prompt1024, decodeTokens, editingPrompt: EDITING_PROMPT });
+  const ours = await runEngine({
+    modelDir, device, threads, prompt128, prompt1024, decodeTokens, editingPrompt: EDITING_PROMPT,
+    ...(chunkRepeats > 0 ? { chunkComparison: { prompt: prompt256, chunks: [32, 64, 128, 256], repeats: chunkRepeats } } : {}),
+  });
 
   const skipPeers = values['no-peer'] ? '--no-peer' : undefined;
   const llamaCpp = await measurePeer<LlamaCppResult>('llama.cpp', skipPeers, () =>
@@ -269,16 +306,21 @@ async function main(): Promise<void> {
   const skipHeadToHead = skipPeers ?? ('skipped' in llamaCpp ? 'llama.cpp did not run'
     : device !== 'cpu' ? `measured when both engines run on the CPU (ours ran on ${device})`
     : rounds === 0 ? '--rounds 0' : undefined);
-  const headToHead = await measurePeer(`decode head to head with llama.cpp, ${rounds} rounds`, skipHeadToHead, () =>
-    decodeHeadToHead(
-      roundsRequest({ modelDir, device, threads }, prompts, rounds),
-      () => startLlamaCppRounds({ ggufPath: ensureGguf(cacheDir, tokenizerPath), threads, ...prompts, rounds }),
+  const prefills: PrefillPlan[] = [{ prompt: prompt256, rounds }, { prompt: prompt1024, rounds: Math.min(rounds, longPrefillRounds) }].filter((plan) => plan.rounds > 0);
+  const prefillPrompts = prefills.map((plan) => plan.prompt);
+  const headToHead = await measurePeer(`decode and prefill head to head with llama.cpp, ${rounds} rounds`, skipHeadToHead, () =>
+    measureHeadToHead(
+      roundsRequest({ modelDir, device, threads }, prompts, rounds, prefillPrompts),
+      () => startLlamaCppRounds({ ggufPath: ensureGguf(cacheDir, tokenizerPath), threads, ...prompts, rounds, prefillPrompts }),
       { ours: weightBytesPerToken, peer: peerBytesPerToken },
+      prefills,
     ));
+  // Prefill's limit: operations a token × tokens/s against the int8 throughput measured at the start.
+  const prefillFraction = (run: PromptRunResult): number => (run.promptTokensPerSecond * prefillOpsPerToken(PHI_1_5, run.promptTokens)) / (int8.matMulInteger * 1e9);
 
   const weights = format === 'int4' ? `int4 (MatMulNBits 4-bit blocks of ${INT4_LAYOUT.blockSize}; 4-bit embedding; ${INT4_LAYOUT.lmHeadBits}-bit lm_head)` : format;
   const summary = {
-    machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, threads, memoryReadBandwidthGBps: Math.round(bandwidthGBps * 10) / 10 },
+    machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, threads, memoryReadBandwidthGBps: Math.round(bandwidthGBps * 10) / 10, int8Gops: int8 },
     model: { shape: 'phi-1_5', weights: `${weights}; ${kvCacheOf(manifest)} KV cache; ${kvOutputsOf(manifest)} outputs`, init: BENCH_INIT, dataMiB: mib(fs.statSync(path.join(modelDir, DATA_FILE)).size) },
     phiComplete: {
       device,
@@ -289,6 +331,7 @@ async function main(): Promise<void> {
       speculative: ours.speculative,
       peakRssMiB: mib(ours.peakRssBytes),
       loadSeconds: ours.loadSeconds,
+      prefillByChunk: ours.prefillByChunk ?? { skipped: '--chunk-repeats 0' },
     },
     physicalLimit: device !== 'cpu' ? { skipped: `the CPU's bandwidth does not bound decoding on ${device}` } : {
       weightMiBReadPerToken: mib(weightBytesPerToken),
@@ -300,9 +343,19 @@ async function main(): Promise<void> {
         fractionOfLimit: { context128: ratio(llamaCpp.prompt128.decodeTokensPerSecond, peerDecodeLimit), context1024: ratio(llamaCpp.prompt1024.decodeTokensPerSecond, peerDecodeLimit) },
       },
     },
+    prefillComputeLimit: device !== 'cpu' ? { skipped: `the CPU's int8 throughput does not bound prefill on ${device}` } : {
+      int8GopsMeasured: Math.round(int8.matMulInteger),
+      theoreticalPeak: theoreticalInt8Peak(threads),
+      gigaOpsPerToken: { prompt128: prefillOpsPerToken(PHI_1_5, 128) / 1e9, prompt1024: prefillOpsPerToken(PHI_1_5, 1024) / 1e9 },
+      fractionOfLimit: {
+        phiComplete: { prompt128: prefillFraction(ours.prompt128), prompt1024: prefillFraction(ours.prompt1024) },
+        llamaCpp: 'skipped' in llamaCpp ? llamaCpp : { prompt128: prefillFraction(llamaCpp.prompt128), prompt1024: prefillFraction(llamaCpp.prompt1024) },
+      },
+    },
     llamaCpp: 'skipped' in llamaCpp ? llamaCpp : { release: llamaCpp.llamaCppRelease, weights: 'Q4_0 GGUF of the same weights', ...speeds(llamaCpp) },
     ratiosToLlamaCpp: ratiosTo(ours, llamaCpp),
-    decodeHeadToHeadWithLlamaCpp: headToHead,
+    decodeHeadToHeadWithLlamaCpp: 'skipped' in headToHead ? headToHead : headToHead.decode,
+    prefillHeadToHeadWithLlamaCpp: 'skipped' in headToHead ? headToHead : headToHead.prefill,
     transformersJs: 'skipped' in transformersJs ? transformersJs : {
       version: transformersJs.transformersJsVersion,
       weights: 'the same int4 weights, our graph with a float cache and present.* outputs (Optimum layout)',

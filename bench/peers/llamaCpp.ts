@@ -66,9 +66,9 @@ export async function benchLlamaCpp(options: BenchLlamaCppOptions): Promise<Llam
   return runJsonChild<LlamaCppResult>(RUNNER_SCRIPT, 'llama.cpp runner', benchRequest(runnerCommon(options), options));
 }
 
-/** llama.cpp loaded with both prompts evaluated, answering decode rounds (see RoundsRequest). */
-export function startLlamaCppRounds(options: BenchLlamaCppOptions & { readonly rounds: number }): Promise<RoundsChild<DecodeRound>> {
-  return startRoundsChild<DecodeRound>(RUNNER_SCRIPT, 'llama.cpp runner', roundsRequest(runnerCommon(options), options, options.rounds));
+/** llama.cpp loaded with both prompts evaluated, answering decode rounds and prefills of `prefillPrompts` (see RoundsRequest). */
+export function startLlamaCppRounds(options: BenchLlamaCppOptions & { readonly rounds: number; readonly prefillPrompts?: readonly (readonly number[])[] }): Promise<RoundsChild<DecodeRound>> {
+  return startRoundsChild<DecodeRound>(RUNNER_SCRIPT, 'llama.cpp runner', roundsRequest(runnerCommon(options), options, options.rounds, options.prefillPrompts));
 }
 
 export interface LlamaCppGreedyOptions {

@@ -8,7 +8,7 @@
  * llama.cpp's own log lines go to stderr.
  */
 import { pathToFileURL } from 'node:url';
-import { checkPeerRequest, childMain, procStatusBytes, promptRunResult, type DecodeRound, type PeerRequest, type PromptRunResult, type RoundsEngine, type RoundsRequest, type TimedGeneration } from '../support/child';
+import { checkPeerRequest, childMain, prefillPrompt, prefillRun, procStatusBytes, promptRunResult, type DecodeRound, type PeerRequest, type PrefillRun, type PromptRunResult, type RoundsEngine, type RoundsRequest, type TimedGeneration } from '../support/child';
 
 export type { PromptRunResult } from '../support/child';
 
@@ -216,7 +216,9 @@ async function run(request: RunnerRequest): Promise<LlamaCppResult | GreedyResul
 
 /**
  * Decode rounds: one context per prompt (in one context, llama.cpp's attention would span both sequences' cells),
- * each round continuing from the token the last one yielded.
+ * each round continuing from the token the last one yielded. Prefills: a third context, its history cleared before
+ * each, so every prefill starts from an empty cache; llama.cpp evaluates the prompt in batches of the context's
+ * batch size, as its own generation does.
  */
 async function prepareRounds(request: RunnerRoundsRequest): Promise<RoundsEngine<DecodeRound>> {
   checkPeerRequest(request);
@@ -233,9 +235,24 @@ async function prepareRounds(request: RunnerRoundsRequest): Promise<RoundsEngine
     slot.next = run.tokens[run.tokens.length - 1];
     return request.decodeTokens / (run.decodeMs / 1000);
   };
+  let prefillSlot: { readonly context: LlamaContext; readonly sequence: LlamaContextSequence } | undefined;
+  if (request.prefillPrompts.length > 0) {
+    const longest = request.prefillPrompts.reduce((a, b) => (b.length > a.length ? b : a));
+    const context = await createContext(model, request, longest.length + 1);
+    prefillSlot = { context, sequence: context.getSequence() };
+    // Warm-up: the context's first evaluation of a full batch.
+    await generate(prefillSlot.sequence, longest.slice(0, context.batchSize), 1);
+  }
+  const prefill = async (index: number): Promise<PrefillRun> => {
+    const prompt = prefillPrompt(request, index);
+    if (!prefillSlot) throw new Error('llamaCppRunner: no prefill prompts were given');
+    return prefillRun(prompt.length, (await generate(prefillSlot.sequence, prompt, 1)).timeToFirstTokenMs);
+  };
   return {
     round: async () => ({ context128: await decode(slots[0]), context1024: await decode(slots[1]) }),
+    prefill,
     dispose: async () => {
+      await prefillSlot?.context.dispose();
       for (const { context } of slots) await context.dispose();
       await model.dispose();
       await llama.dispose();

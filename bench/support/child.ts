@@ -2,9 +2,10 @@
  * Measured engines run in child processes of their own, so that each one's peak memory is its own: the parent
  * passes one JSON request as the argument, the child prints one JSON result as its last stdout line.
  *
- * A child asked for rounds (request mode "rounds") instead prepares once, prints {"ready":true}, and then times one
- * round per line it reads on stdin, printing {"round":…} for each, until stdin ends: two engines loaded side by
- * side can then be timed in alternation.
+ * A child asked for rounds (request mode "rounds") instead prepares once, prints {"ready":true}, and then answers
+ * one line it reads on stdin at a time, until stdin ends: "round" times a decode round and prints {"round":…};
+ * "prefill <i>" times a prefill of the request's prefillPrompts[i] into an empty cache and prints {"prefill":…}.
+ * Two engines loaded side by side can then be timed in alternation.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -37,7 +38,23 @@ export function runJsonChild<Result>(script: string, label: string, request: unk
 /** A child's engine, prepared for rounds: each round is timed when the parent asks. */
 export interface RoundsEngine<Round> {
   round(): Promise<Round>;
+  /** Times a prefill of the request's prefillPrompts[index] (see PrefillRun); engines without prefills leave it out. */
+  prefill?(index: number): Promise<PrefillRun>;
   dispose(): Promise<void>;
+}
+
+/**
+ * One prefill timed in a round: the prompt fed into an empty cache (nothing reused), from the call to the first
+ * token picked (the last position's logits and the greedy choice included), as PromptRunResult times it.
+ */
+export interface PrefillRun {
+  readonly promptTokens: number;
+  readonly ms: number;
+  readonly tokensPerSecond: number;
+}
+
+export function prefillRun(promptTokens: number, ms: number): PrefillRun {
+  return { promptTokens, ms, tokensPerSecond: (promptTokens * 1000) / ms };
 }
 
 /**
@@ -62,7 +79,12 @@ export function childMain<Request, Result, RoundsReq = never, Round = never>(
     try {
       await say({ ready: true });
       for await (const line of readline.createInterface({ input: process.stdin })) {
-        if (line.trim() === 'round') await say({ round: await engine.round() });
+        const [command, argument] = line.trim().split(/\s+/);
+        if (command === 'round') await say({ round: await engine.round() });
+        else if (command === 'prefill') {
+          if (!engine.prefill) throw new Error(`${label} times no prefills`);
+          await say({ prefill: await engine.prefill(Number(argument)) });
+        }
       }
     } finally {
       await engine.dispose();
@@ -80,6 +102,8 @@ export function childMain<Request, Result, RoundsReq = never, Round = never>(
 export interface RoundsChild<Round> {
   /** Times one round in the child. */
   next(): Promise<Round>;
+  /** Times a prefill of the request's prefillPrompts[index] in the child. */
+  prefill(index: number): Promise<PrefillRun>;
   /** Ends the child (it disposes its engine) and waits for it to exit. */
   close(): Promise<void>;
 }
@@ -93,9 +117,9 @@ export async function startRoundsChild<Round>(script: string, label: string, req
   });
   exited.catch(() => undefined); // reported by whichever call is waiting
   child.stdin.on('error', () => undefined); // a write to a child that died: its exit says why
-  // Protocol lines are JSON objects with "ready" or "round"; anything else an engine prints is passed over.
+  // Protocol lines are JSON objects with "ready", "round" or "prefill"; anything else an engine prints is passed over.
   const lines = readline.createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-  const message = async (key: 'ready' | 'round'): Promise<unknown> => {
+  const message = async (key: 'ready' | 'round' | 'prefill'): Promise<unknown> => {
     for (;;) {
       const line = await lines.next();
       if (line.done) {
@@ -120,6 +144,10 @@ export async function startRoundsChild<Round>(script: string, label: string, req
     next: async () => {
       child.stdin.write('round\n');
       return (await message('round')) as Round;
+    },
+    prefill: async (index) => {
+      child.stdin.write(`prefill ${index}\n`);
+      return (await message('prefill')) as PrefillRun;
     },
     close: async () => {
       child.stdin.end();
@@ -157,15 +185,28 @@ export interface DecodeRound {
 /**
  * Rounds of decoding: the child evaluates both prompts once (each in a cache of its own), then every round
  * generates `decodeTokens` more greedy tokens after each, continuing where the last round stopped; `rounds`
- * bounds how far the contexts grow.
+ * bounds how far the contexts grow. Prefills of `prefillPrompts` are timed on request, each into an empty cache
+ * of its own (a third one, never the decode prompts'), so a prefill neither reuses nor disturbs anything.
  */
-export type RoundsRequest<Common> = Common & BenchPrompts & { readonly mode: 'rounds'; readonly rounds: number };
+export type RoundsRequest<Common> = Common & BenchPrompts & {
+  readonly mode: 'rounds';
+  readonly rounds: number;
+  readonly prefillPrompts: readonly (readonly number[])[];
+};
 
-export function roundsRequest<Common>(common: Common, prompts: BenchPrompts, rounds: number): RoundsRequest<Common> {
+export function roundsRequest<Common>(common: Common, prompts: BenchPrompts, rounds: number, prefillPrompts: readonly (readonly number[])[] = []): RoundsRequest<Common> {
   checkPrompts(prompts);
   checkCount('decodeTokens', prompts.decodeTokens, 1);
   checkCount('rounds', rounds, 1);
-  return { ...common, mode: 'rounds', prompt128: prompts.prompt128, prompt1024: prompts.prompt1024, decodeTokens: prompts.decodeTokens, rounds };
+  prefillPrompts.forEach((prompt, i) => checkTokenIds(`prefillPrompts[${i}]`, prompt));
+  return { ...common, mode: 'rounds', prompt128: prompts.prompt128, prompt1024: prompts.prompt1024, decodeTokens: prompts.decodeTokens, rounds, prefillPrompts };
+}
+
+/** The prefill prompt a "prefill <index>" line names, checked. */
+export function prefillPrompt(request: { readonly prefillPrompts: readonly (readonly number[])[] }, index: number): readonly number[] {
+  const prompt = Number.isInteger(index) ? request.prefillPrompts[index] : undefined;
+  if (!prompt) throw new Error(`no prefill prompt ${index} (the request has ${request.prefillPrompts.length})`);
+  return prompt;
 }
 
 function checkPrompts(prompts: BenchPrompts): void {
