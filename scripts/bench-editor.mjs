@@ -40,6 +40,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
@@ -199,17 +200,6 @@ function latencySummary(values) {
   return { count: values.length, p50: percentile(values, 50), p95: percentile(values, 95), max: values.length ? Math.max(...values) : null };
 }
 
-/** A seeded generator (mulberry32), for the pace of the keys. */
-function seeded(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The extension's log
@@ -352,7 +342,7 @@ async function main() {
   const started = Date.now();
   const seconds = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
 
-  const required = [['dist/extension.js', 'npm run build'], ['dist/worker.js', 'npm run build']];
+  const required = [['dist/extension.js', 'npm run build'], ['dist/worker.js', 'npm run build'], ['out/src/model/rng.js', 'npm run compile']];
   if (!options.model) required.push(['out/bench/support/benchModel.js', 'npm run compile']);
   const found = findTools(required);
   if (found.problems.length) throw new Error(`cannot run:\n  - ${found.problems.join('\n  - ')}`);
@@ -446,7 +436,9 @@ async function main() {
     }
     log(`workbench open, extension active after ${seconds()}`);
 
-    const rng = seeded(17);
+    // The model builder's seeded generator, so every run types at the same pace.
+    const { mulberry32 } = createRequire(import.meta.url)(path.join(repo, 'out/src/model/rng.js'));
+    const rng = mulberry32(17);
     const pace = () => 40 + Math.floor(rng() * 21);
     const probe = () => page.evaluate(PROBE);
     const logText = () => readExtensionLog(userData);

@@ -44,8 +44,8 @@ export const DEFAULT_SETTINGS: Settings = {
   speculative: true,
   hubEndpoint: 'https://huggingface.co',
   // The full-size int8 cache takes 104,448 bytes a position (24 layers · 32 heads · (64 + 4 + 64 + 4)), so a
-  // 1,024-token file's cache (room for its completion too: 1,152 positions) is 115 MiB: 768 MiB holds 6 (a file can use two or three: the window
-  // where the user types, the one warmed ahead of it, another place in the file).
+  // 1,024-token window's cache (room for its completion too: 1,152 positions) is 115 MiB: 768 MiB holds 6 (a file
+  // can use two or three: the window where the user types, the one warmed ahead of it, another place in it).
   cacheMemoryMB: 768,
 };
 

@@ -170,6 +170,12 @@ function onTinyModel(extra: Record<string, unknown> = {}): Record<string, unknow
   return { modelPath: tinyModelDir('fp32'), device: 'cpu', threads: 1, ...extra };
 }
 
+/** What a download does, with the tiny int4 model as the catalogue entry's files: installs it into the global storage. */
+function installTinyModel(storage: string, entry: CatalogueEntry): true {
+  fs.cpSync(tinyModelDir('int4'), installedModelDir(storage, entry.id), { recursive: true });
+  return true;
+}
+
 /** Lets notification answers (handled when their promise settles) run. */
 function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
@@ -425,10 +431,7 @@ describe('problems', () => {
 
   test('offered the model, the user downloads it: it is installed in the global storage and loaded', async () => {
     const r = rig({ device: 'cpu', threads: 1 });
-    r.ui.onOffer = (entry) => {
-      fs.cpSync(tinyModelDir('int4'), installedModelDir(r.storage, entry.id), { recursive: true });
-      return true;
-    };
+    r.ui.onOffer = (entry) => installTinyModel(r.storage, entry);
     assert.equal(await r.lifecycle.ensureModel(), true);
     assert.equal(r.ui.offers.length, 1);
     assert.deepEqual(r.ui.lastStatus, { kind: 'ready', detail: installedModelDir(r.storage, DEFAULT_MODEL) });
@@ -483,10 +486,7 @@ describe('commands', () => {
 
   test('Download Model installs the configured model and loads it; an unknown model id is an error', async () => {
     const r = rig({ device: 'cpu', threads: 1 });
-    r.ui.onDownload = (entry) => {
-      fs.cpSync(tinyModelDir('int4'), installedModelDir(r.storage, entry.id), { recursive: true });
-      return true;
-    };
+    r.ui.onDownload = (entry) => installTinyModel(r.storage, entry);
     await r.lifecycle.downloadModel();
     assert.deepEqual(r.ui.downloads, [catalogueEntry(DEFAULT_MODEL)]);
     assert.equal(r.worker.state, 'ready');

@@ -1,19 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PhiConfig, PHI_TINY } from '../../src/model/config';
+import { mulberry32 } from '../../src/model/rng';
 import { gelu_new, referenceLogits, WeightLookup } from '../support/referenceForward';
 
-/** mulberry32: a tiny seeded PRNG, uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function smallConfig(overrides: Partial<PhiConfig> = {}): PhiConfig {
   return {
