@@ -216,12 +216,12 @@ function readExtensionLog(userData) {
   return extensionLogFiles(userData).map((f) => fs.readFileSync(f, 'utf8')).join('');
 }
 
-const COMPLETION_LINE = /completion: (\d+) tokens, first token (\d+) ms, ([\d.]+) tok\/s, reused (\d+)\/(\d+) prompt tokens, (\w+)/;
+const COMPLETION_LINE = /completion: (\d+) tokens, first token (\d+) ms, ([\d.]+) tok\/s, reused (\d+)\/(\d+) prompt tokens( \(quick prompt\))?, (\w+)/;
 
 function parseCompletions(text) {
   return text.split('\n').map((line) => COMPLETION_LINE.exec(line)).filter(Boolean).map((m) => ({
     generatedTokens: Number(m[1]), firstTokenMs: Number(m[2]), tokensPerSecond: Number(m[3]),
-    reusedTokens: Number(m[4]), promptTokens: Number(m[5]), finishReason: m[6],
+    reusedTokens: Number(m[4]), promptTokens: Number(m[5]), quick: m[6] !== undefined, finishReason: m[7],
   }));
 }
 
@@ -698,6 +698,7 @@ async function main() {
       rereadTokensFinished: { p50: percentile(finishedRereads, 50), p90: percentile(finishedRereads, 90), max: finishedRereads.length ? Math.max(...finishedRereads) : null, count: finishedRereads.length },
       requests: {
         generated: completions.length,
+        quickPrompt: completions.filter((c) => c.quick).length,
         finished: completions.filter((c) => c.finishReason !== 'cancelled').length,
         cancelled: completions.filter((c) => c.finishReason === 'cancelled').length,
         servedFromCache: (text.match(/completion served from cache/g) ?? []).length,

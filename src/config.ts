@@ -1,8 +1,12 @@
 /**
  * The extension's settings as one typed, readonly snapshot. Invalid values are replaced by their defaults, with
- * a warning naming the setting; consumers compare snapshots to react to changes.
+ * a warning naming the setting; settings that are valid alone but cannot work together are reported as problems
+ * and fitted to the model (see settingsProblems); consumers compare snapshots to react to changes.
  */
+import { MAX_USEFUL_EXPLAIN_TOKENS } from './explain/explainPrompt';
+import { PHI_1_5 } from './model/config';
 import { DEVICES, type Device } from './protocol';
+import { insecureUrlReason } from './util/secureUrl';
 
 export interface Settings {
   /** Inline completions on or off (VS Code resolves per-language overrides before we read it). */
@@ -74,6 +78,15 @@ const numberIn = (min: number, max: number): Check => (v) => typeof v === 'numbe
 const isBoolean: Check = (v) => typeof v === 'boolean';
 const isString: Check = (v) => typeof v === 'string';
 
+/** The hub token is sent to the endpoint: https only, or plain http on this machine (a local mirror). */
+function isSecureEndpoint(value: string): boolean {
+  try {
+    return insecureUrlReason(new URL(value)) === undefined;
+  } catch {
+    return false;
+  }
+}
+
 const CHECKS: Record<keyof Settings, [Check, string]> = {
   enable: [isBoolean, 'true or false'],
   languages: [(v) => Array.isArray(v) && v.every((id) => typeof id === 'string' && id !== ''), 'a list of language ids'],
@@ -88,7 +101,7 @@ const CHECKS: Record<keyof Settings, [Check, string]> = {
   debounceMs: [integerIn(0, 5000), 'an integer from 0 to 5000'],
   contextTokens: [integerIn(64, 1920), 'an integer from 64 to 1920'],
   speculative: [isBoolean, 'true or false'],
-  hubEndpoint: [(v) => typeof v === 'string' && /^https?:\/\/[^\s/]+/.test(v.trim()), 'an http(s) URL'],
+  hubEndpoint: [(v) => typeof v === 'string' && isSecureEndpoint(v.trim()), 'an https URL (plain http only for 127.0.0.1 or localhost)'],
   cacheMemoryMB: [integerIn(64, 65536), 'an integer from 64 to 65536'],
 };
 
@@ -98,11 +111,40 @@ function normalise(name: keyof Settings, value: unknown): unknown {
   return value;
 }
 
+/** Positions the model reads at once, prompt and generated tokens together (every catalogued model is phi-1.5). */
+export const MODEL_POSITIONS = PHI_1_5.max_position_embeddings;
+
+/**
+ * Combinations of valid settings that cannot work together, one message per problem: what the user set, what
+ * happens instead, and what to set. Empty when the settings fit the model.
+ */
+export function settingsProblems(settings: Settings): string[] {
+  const problems: string[] = [];
+  const completion = settings.contextTokens + settings.completionMaxTokens;
+  if (completion > MODEL_POSITIONS) {
+    problems.push(`phiComplete.${SETTING_KEYS.contextTokens} (${settings.contextTokens}) and phiComplete.${SETTING_KEYS.completionMaxTokens} (${settings.completionMaxTokens}) `
+      + `add up to ${completion} tokens, but the model reads ${MODEL_POSITIONS} at once, prompt and completion together. `
+      + `Completions read ${completionContextTokens(settings)} tokens of context instead; lower either so that they add up to ${MODEL_POSITIONS} or less.`);
+  }
+  if (settings.explainMaxTokens > MAX_USEFUL_EXPLAIN_TOKENS) {
+    problems.push(`phiComplete.${SETTING_KEYS.explainMaxTokens} (${settings.explainMaxTokens}) leaves no room for the selected code: the model reads ${MODEL_POSITIONS} tokens `
+      + `at once, selection and explanation together. Explanations are shortened to fit the selection; set it to ${MAX_USEFUL_EXPLAIN_TOKENS} or less.`);
+  }
+  return problems;
+}
+
+/** The context a completion reads: contextTokens, less where the completion's own tokens need the room. */
+function completionContextTokens(settings: Settings): number {
+  return Math.min(settings.contextTokens, MODEL_POSITIONS - settings.completionMaxTokens);
+}
+
 /**
  * Reads every setting through `get` (the raw value, undefined when unset) and validates it.
- * Returns the snapshot and one warning per invalid value.
+ * Returns the snapshot, one warning per invalid value, and the problems of valid settings that cannot work
+ * together (settingsProblems), which the snapshot has already fitted to the model: the completion's context is
+ * clipped to the room its tokens leave (otherwise the worker would cut the prompt's start, header first, mid-line).
  */
-export function readSettings(get: (key: string) => unknown): { settings: Settings; warnings: string[] } {
+export function readSettings(get: (key: string) => unknown): { settings: Settings; warnings: string[]; problems: string[] } {
   const warnings: string[] = [];
   const settings = { ...DEFAULT_SETTINGS } as Record<keyof Settings, unknown>;
   for (const name of Object.keys(DEFAULT_SETTINGS) as (keyof Settings)[]) {
@@ -115,7 +157,9 @@ export function readSettings(get: (key: string) => unknown): { settings: Setting
       warnings.push(`phiComplete.${SETTING_KEYS[name]} is ${JSON.stringify(value)}; it must be ${expected}. Using the default, ${JSON.stringify(DEFAULT_SETTINGS[name])}.`);
     }
   }
-  return { settings: Object.freeze(settings) as Settings, warnings };
+  const valid = settings as unknown as Settings;
+  const fitted: Settings = { ...valid, contextTokens: completionContextTokens(valid) };
+  return { settings: Object.freeze(fitted), warnings, problems: settingsProblems(valid) };
 }
 
 /** The names of the settings that differ between two snapshots. */

@@ -6,10 +6,12 @@
 import * as vscode from 'vscode';
 import { WorkerClient } from './client/workerClient';
 import { InlineCompletionProvider } from './completion/provider';
+import { PrefillRate } from './completion/prefillRate';
 import { CompletionWarmer } from './completion/warmer';
 import { ExplainPanel } from './explain/explainPanel';
 import { VscodeLifecycleUi } from './lifecycle/lifecycleUi';
 import { ModelLifecycle } from './lifecycle/modelLifecycle';
+import { SettingsWarnings } from './settingsWarnings';
 import { StatusBar } from './status/statusBar';
 
 let client: WorkerClient | undefined;
@@ -18,12 +20,13 @@ export function activate(context: vscode.ExtensionContext): void {
   const log = vscode.window.createOutputChannel('phi-complete', { log: true });
   const worker = new WorkerClient({ workerPath: context.asAbsolutePath('dist/worker.js'), log: (message) => log.info(message) });
   client = worker;
-  const status = new StatusBar('phiComplete.menu');
+  const status = new StatusBar('phiComplete.menu', 'phiComplete.restartWorker');
   const ui = new VscodeLifecycleUi(context, log, status, () => model.settings);
   const model: ModelLifecycle = new ModelLifecycle(worker, ui, context.globalStorageUri.fsPath);
   const settings = () => model.settings;
   const ensureModel = () => model.ensureModel();
-  const provider = new InlineCompletionProvider(worker, settings, ensureModel, log, (generating) => model.reportActivity(generating));
+  const prefillRate = new PrefillRate();
+  const provider = new InlineCompletionProvider(worker, settings, ensureModel, log, (generating) => model.reportActivity(generating), prefillRate);
   const explain = new ExplainPanel(worker, settings, ensureModel);
   context.subscriptions.push(
     log,
@@ -31,9 +34,11 @@ export function activate(context: vscode.ExtensionContext): void {
     status,
     model,
     explain,
-    new CompletionWarmer(vscode.window, vscode.workspace, worker, settings, log),
+    new CompletionWarmer(vscode.window, vscode.workspace, worker, settings, log, prefillRate),
+    new SettingsWarnings(ui),
     vscode.languages.registerInlineCompletionItemProvider({ pattern: '**' }, provider),
     vscode.commands.registerCommand('phiComplete.showLog', () => log.show()),
+    vscode.commands.registerCommand('phiComplete.restartWorker', () => model.restartWorker()),
     vscode.commands.registerCommand('phiComplete.explainSelection', () => explain.explain(vscode.window.activeTextEditor)),
     vscode.commands.registerCommand('phiComplete.toggle', () => ui.toggleCompletions()),
     vscode.commands.registerCommand('phiComplete.menu', () => ui.showMenu(worker.state)),

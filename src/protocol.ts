@@ -4,7 +4,7 @@
  * one `done` or `error`, a prefill with one `prefilled` or `error`.
  * The worker keeps a KV cache per named sequence (a document's URI; EXPLAIN_SEQUENCE), least recently used out first.
  */
-import type { FinishReason, GenerationStats, PrefillOutcome, PrefillStats } from './inference/generator';
+import type { FinishReason, GenerationStats, PrefillOutcome, PrefillStats, QuickPrompt } from './inference/generator';
 
 /** Where the model runs. `auto` tries the platform's GPU providers, then the CPU. */
 export type Device = 'auto' | 'cpu' | 'cuda' | 'dml' | 'coreml' | 'webgpu';
@@ -18,6 +18,8 @@ export interface GenerationParams {
   readonly seed: number;
   readonly stop: readonly string[];
   readonly speculative: boolean;
+  /** A shorter prompt to answer from while the prompt's text is not cached yet (see QuickPrompt). */
+  readonly quick?: QuickPrompt;
 }
 
 /**
@@ -29,7 +31,7 @@ export const EXPLAIN_SEQUENCE = 'explain';
 // Host → worker.
 /** Load (or replace) the model; answered by `loaded` or `error`. */
 export interface LoadRequest { readonly type: 'load'; readonly id: number; readonly modelDir: string; readonly device: Device; readonly threads: number }
-/** Generate from a prompt on `sequence`'s cache (the worker's default one when absent); answered by `delta`s then `done` or `error`. A newer generate cancels this one. */
+/** Generate from a prompt on `sequence`'s cache (the worker's default one when absent); answered by `delta`s then `done` or `error`. A newer generate cancels this one, but only a newer explanation (EXPLAIN_SEQUENCE) cancels an explanation: other generates wait for it. */
 export interface GenerateRequest { readonly type: 'generate'; readonly id: number; readonly prompt: string; readonly params: GenerationParams; readonly sequence?: string }
 /** Warm `sequence`'s cache with the prompt (for a generate of maxNewTokens) while no generation is in flight or queued; answered by `prefilled` or `error`. Any later generate or prefill cancels it at its next chunk. */
 export interface PrefillRequest { readonly type: 'prefill'; readonly id: number; readonly sequence: string; readonly prompt: string; readonly maxNewTokens: number }
@@ -44,7 +46,7 @@ export type HostMessage = LoadRequest | GenerateRequest | PrefillRequest | Cance
 // Worker → host.
 /** The worker is up and listening. */
 export interface ReadyEvent { readonly type: 'ready'; readonly pid: number }
-/** Sent every HEARTBEAT_MS while the worker's event loop is alive. */
+/** Sent every HEARTBEAT_MS while the worker's main thread is free (a thread also beats on a pipe meanwhile: src/worker/heartbeat.ts). */
 export interface HeartbeatEvent { readonly type: 'heartbeat' }
 /** Loading progress for request `id`, for the status bar. */
 export interface ProgressEvent { readonly type: 'progress'; readonly id: number; readonly message: string }
@@ -62,6 +64,7 @@ export type WorkerMessage = ReadyEvent | HeartbeatEvent | ProgressEvent | Loaded
 
 export type ErrorCode = 'bad-message' | 'no-model' | 'model-invalid' | 'device-unavailable' | 'generation-failed' | 'worker-crashed';
 
+/** How often the worker shows it is alive: on the IPC channel and on its heartbeat pipe. */
 export const HEARTBEAT_MS = 1000;
 
 /** Checks an untrusted message from the host; returns a reason when it is not a well-formed HostMessage. */
@@ -72,6 +75,8 @@ export function validateHostMessage(message: unknown): string | undefined {
   const isCount = (value: unknown): boolean => Number.isInteger(value) && (value as number) >= 0;
   const isNumber = (value: unknown): boolean => typeof value === 'number' && Number.isFinite(value);
   const isSequence = (value: unknown): boolean => typeof value === 'string' && value !== '';
+  const isQuickPrompt = (value: unknown): boolean => typeof value === 'object' && value !== null
+    && typeof (value as Record<string, unknown>).prompt === 'string' && isCount((value as Record<string, unknown>).readLimit);
   switch (m.type) {
     case 'load':
       if (!isId(m.id)) return 'load: id must be a non-negative integer';
@@ -89,6 +94,7 @@ export function validateHostMessage(message: unknown): string | undefined {
       }
       if (!Array.isArray(p.stop) || !p.stop.every((s) => typeof s === 'string')) return 'generate: params.stop must be an array of strings';
       if (typeof p.speculative !== 'boolean') return 'generate: params.speculative must be a boolean';
+      if (p.quick !== undefined && !isQuickPrompt(p.quick)) return 'generate: params.quick must be { prompt: string, readLimit: non-negative integer } when given';
       if (m.sequence !== undefined && !isSequence(m.sequence)) return 'generate: sequence must be a non-empty string when given';
       return undefined;
     }

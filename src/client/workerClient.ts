@@ -3,6 +3,8 @@
  * requests, streams deltas, cancels, and supervises it — a crash or a missed heartbeat fails the pending
  * requests with a clear error and the next request starts a fresh worker (reloading the model), at most
  * RESTART_LIMIT times in RESTART_WINDOW_MS; beyond that the client pauses until `resume()`.
+ * Liveness: the worker's heartbeat thread writes to an extra pipe (fd HEARTBEAT_FD) even while its main thread is
+ * blocked in a long native call (src/worker/heartbeat.ts); any message on the IPC channel counts too.
  * Plain Node (no vscode import), so it is tested against a real worker process.
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -13,8 +15,13 @@ export interface WorkerClientOptions {
   /** The bundled worker script (dist/worker.js). */
   readonly workerPath: string;
   readonly log?: (message: string) => void;
-  /** A worker silent for this long is considered hung and killed. */
+  /** A worker silent for this long (no heartbeat on its pipe, no message) is considered hung and killed. */
   readonly heartbeatTimeoutMs?: number;
+  /**
+   * How long one call may block the worker's main thread (a model load, a pass) before its heartbeat stops and it
+   * is killed as hung: long enough for a large model on a slow disk or a GPU provider's start-up.
+   */
+  readonly stallLimitMs?: number;
 }
 
 export type WorkerState = 'stopped' | 'starting' | 'loading' | 'ready' | 'paused';
@@ -37,6 +44,9 @@ interface Pending {
 export const RESTART_LIMIT = 4;
 export const RESTART_WINDOW_MS = 3 * 60 * 1000;
 const DEFAULT_HEARTBEAT_TIMEOUT_MS = 10_000;
+const DEFAULT_STALL_LIMIT_MS = 5 * 60 * 1000;
+/** The heartbeat pipe's fd in the worker: after stdin, stdout, stderr and the IPC channel. */
+const HEARTBEAT_FD = 4;
 const SHUTDOWN_GRACE_MS = 1000;
 
 export class WorkerClient extends Disposable {
@@ -44,7 +54,10 @@ export class WorkerClient extends Disposable {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private crashes: number[] = [];
-  private lastMessageAt = 0;
+  /** When the worker last showed it is alive: a heartbeat on its pipe or any message. */
+  private lastSignOfLifeAt = 0;
+  /** The worker being shut down on purpose: its exit, however it ends, is no crash. */
+  private stopping: ChildProcess | undefined;
   private lastLoad: Omit<LoadRequest, 'id'> | undefined;
   /** The KV cache budget to give every worker started (setCacheBudget); the worker's default until set. */
   private cacheBytes: number | undefined;
@@ -55,12 +68,18 @@ export class WorkerClient extends Disposable {
   constructor(private readonly options: WorkerClientOptions) {
     super();
     const timeout = options.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS;
+    const checkEvery = Math.min(1000, timeout / 2);
+    let lastCheckAt = Date.now();
     this.register(interval(() => {
-      if (this.child && Date.now() - this.lastMessageAt > timeout) {
+      const now = Date.now();
+      // After this process was itself blocked, timers run before the worker's queued heartbeats are read: wait for them.
+      if (now - lastCheckAt > timeout) this.lastSignOfLifeAt = now;
+      lastCheckAt = now;
+      if (this.child && now - this.lastSignOfLifeAt > timeout) {
         this.log(`worker sent nothing for ${timeout} ms: killing it`);
         this.child.kill('SIGKILL');
       }
-    }, Math.min(1000, timeout / 2)));
+    }, checkEvery));
   }
 
   get state(): WorkerState {
@@ -85,7 +104,7 @@ export class WorkerClient extends Disposable {
   }
 
   /**
-   * Generates from `prompt`, streaming text to onDelta. A newer generate cancels this one (it resolves "cancelled").
+   * Generates from `prompt`, streaming text to onDelta. A newer generate cancels this one (it resolves "cancelled"); only a newer explanation cancels an explanation.
    * `sequence` names the KV cache it reads and extends: the document's URI for completions, EXPLAIN_SEQUENCE for
    * Explain Selection; the worker's default sequence when absent.
    */
@@ -139,10 +158,11 @@ export class WorkerClient extends Disposable {
     if (this.currentState === 'paused') this.setState('stopped');
   }
 
-  /** Asks the worker to exit, and kills it if it has not within a second. */
+  /** Asks the worker to exit, and kills it if it has not within a second; not counted as a crash either way. */
   async shutdown(): Promise<void> {
     const child = this.child;
     if (!child) return;
+    this.stopping = child;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     this.post({ type: 'shutdown' });
     const timer = setTimeout(() => child.kill('SIGKILL'), SHUTDOWN_GRACE_MS);
@@ -180,30 +200,31 @@ export class WorkerClient extends Disposable {
   private ensureStarted(): void {
     if (this.child) return;
     if (this.isDisposed) throw new WorkerError('disposed', 'the inference worker has been shut down');
-    const now = Date.now();
-    this.crashes = this.crashes.filter((t) => now - t < RESTART_WINDOW_MS);
-    if (this.currentState === 'paused' || this.crashes.length >= RESTART_LIMIT) {
-      this.setState('paused');
-      throw new WorkerError('paused', `the inference worker crashed ${this.crashes.length} times in ${RESTART_WINDOW_MS / 60000} minutes; completions are paused`);
+    if (this.currentState === 'paused' || this.recentCrashes() >= RESTART_LIMIT) {
+      // Said once, when it pauses: requests while paused fail quietly.
+      if (this.currentState !== 'paused') this.setState('paused', this.pausedMessage());
+      throw new WorkerError('paused', this.pausedMessage());
     }
     this.setState('starting');
-    const child = fork(this.options.workerPath, [], {
+    const heartbeatArgs = [`--heartbeat-fd=${HEARTBEAT_FD}`, `--stall-limit-ms=${this.options.stallLimitMs ?? DEFAULT_STALL_LIMIT_MS}`];
+    const child = fork(this.options.workerPath, heartbeatArgs, {
       // Inside VS Code the host is Electron: run the worker as plain Node.
       env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
       execArgv: [],
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc', 'pipe'],
     });
     this.child = child;
-    this.lastMessageAt = Date.now();
+    this.lastSignOfLifeAt = Date.now();
     if (this.cacheBytes !== undefined) this.post({ type: 'configure', cacheBytes: this.cacheBytes });
     child.stderr?.setEncoding('utf8').on('data', (text: string) => this.log(`worker: ${text.trimEnd()}`));
+    child.stdio[HEARTBEAT_FD]?.on('data', () => (this.lastSignOfLifeAt = Date.now()));
     child.on('message', (message: WorkerMessage) => this.onMessage(message));
     child.on('exit', (code, signal) => this.onExit(child, code, signal));
     child.on('error', (error) => this.log(`worker process error: ${error.message}`));
   }
 
   private onMessage(message: WorkerMessage): void {
-    this.lastMessageAt = Date.now();
+    this.lastSignOfLifeAt = Date.now();
     switch (message.type) {
       case 'delta':
         this.pending.get(message.id)?.onDelta?.(message.text);
@@ -235,16 +256,33 @@ export class WorkerClient extends Disposable {
     if (this.child !== child) return;
     this.child = undefined;
     this.loaded = undefined;
-    const expected = this.isDisposed || code === 0;
+    const stopped = this.stopping === child;
+    this.stopping = undefined;
+    const expected = this.isDisposed || code === 0 || stopped;
     const how = signal ? `was killed (${signal})` : `exited with code ${String(code)}`;
     if (!expected) {
       this.crashes.push(Date.now());
       this.log(`worker ${how}`);
     }
-    const error = new WorkerError('worker-crashed', `the inference worker ${how}; it restarts on the next request`);
+    const paused = !expected && this.recentCrashes() >= RESTART_LIMIT;
+    const error = stopped
+      ? new WorkerError('shut-down', 'the inference worker was shut down')
+      : new WorkerError('worker-crashed', paused ? `${this.pausedMessage()}; the last time it ${how}` : `the inference worker ${how}; it restarts on the next request`);
     for (const pending of this.pending.values()) pending.reject(error);
     this.pending.clear();
-    this.setState(expected ? 'stopped' : this.crashes.length >= RESTART_LIMIT ? 'paused' : 'stopped', expected ? undefined : error.message);
+    if (expected) this.setState('stopped');
+    else this.setState(paused ? 'paused' : 'stopped', error.message);
+  }
+
+  /** The crashes within RESTART_WINDOW_MS (older ones are forgotten). */
+  private recentCrashes(): number {
+    const now = Date.now();
+    this.crashes = this.crashes.filter((t) => now - t < RESTART_WINDOW_MS);
+    return this.crashes.length;
+  }
+
+  private pausedMessage(): string {
+    return `the inference worker crashed ${this.crashes.length} times in ${RESTART_WINDOW_MS / 60000} minutes; completions are paused until it is restarted`;
   }
 
   private post(message: HostMessage): void {

@@ -9,13 +9,18 @@ import type { Settings } from '../config';
 import { WorkerError, type WorkerClient } from '../client/workerClient';
 import { CompletionCache } from './cache';
 import { postprocessCompletion } from './postprocess';
+import type { PrefillRate } from './prefillRate';
 import { completionPromptAt } from './warmer';
 
 /**
- * The debounce grows with the recent time to a first line (a slow model gets fewer requests to cancel), up to this:
- * it adds to every wait, and one cold read of a whole file (seconds) must not slow the warm requests after it.
+ * What a request may spend reading text the model has not read yet (a place in a file never completed in) before
+ * it answers from a quick prompt of what can be read in that time instead; the warmer reads the whole window
+ * behind it when the cursor rests. Keeps the wait for the first suggestion somewhere new under ~2 s, not the
+ * ~10 s of reading a 1,024-token window on a 2-core CPU.
  */
-const MAX_ADAPTIVE_DEBOUNCE_MS = 300;
+const QUICK_READ_MS = 800;
+/** The shortest quick prompt worth answering from (a few lines of code). */
+const MIN_QUICK_TOKENS = 48;
 /** Lines a suggestion may have. */
 const MAX_LINES = 12;
 /** phi-1.5 starts new top-level definitions or prose after the code it was asked for: stop there. */
@@ -38,8 +43,6 @@ function delay(ms: number, token: vscode.CancellationToken): Promise<boolean> {
 
 export class InlineCompletionProvider implements vscode.InlineCompletionItemProvider {
   private readonly cache = new CompletionCache();
-  /** Recent time to first line, to adapt the debounce: a slow model gets fewer requests. */
-  private recentLatencyMs = 0;
 
   constructor(
     private readonly client: WorkerClient,
@@ -47,6 +50,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     private readonly ensureModel: () => Promise<boolean>,
     private readonly log: CompletionLogger,
     private readonly onActivity: (generating: boolean) => void,
+    private readonly prefillRate: PrefillRate,
   ) {}
 
   async provideInlineCompletionItems(
@@ -66,17 +70,22 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
       return cached ? [new vscode.InlineCompletionItem(cached, new vscode.Range(position, position))] : undefined;
     }
     if (context.triggerKind === vscode.InlineCompletionTriggerKind.Automatic) {
-      const debounce = Math.max(settings.debounceMs, Math.min(MAX_ADAPTIVE_DEBOUNCE_MS, this.recentLatencyMs / 4));
-      if (!(await delay(debounce, token))) return undefined;
+      // Not longer when the model is slow: a request the next keystroke cancels stops within one model pass, and
+      // what it read stays cached for the next one, while every millisecond of debounce is added to every wait.
+      if (!(await delay(settings.debounceMs, token))) return undefined;
     }
     if (!(await this.ensureModel()) || token.isCancellationRequested) return undefined;
 
     // The prompt the warmer (./warmer.ts) prefilled this document's cache with, when the cursor rested here.
     const { prompt, suffix } = completionPromptAt(document, position, settings);
+    // Only where reading what fits in QUICK_READ_MS leaves out much of the window (a CPU, not a fast GPU).
+    const quickTokens = Math.max(MIN_QUICK_TOKENS, this.prefillRate.tokensWithin(QUICK_READ_MS));
+    const quick = 2 * quickTokens <= settings.contextTokens
+      ? { prompt: completionPromptAt(document, position, settings, quickTokens).prompt, readLimit: quickTokens }
+      : undefined;
     const eol = document.eol === vscode.EndOfLine.CRLF ? '\r\n' : '\n';
     const shape = (raw: string): string => postprocessCompletion({ completion: raw, prefix, suffix, maxLines: MAX_LINES, eol, languageId: document.languageId });
 
-    const started = Date.now();
     const controller = new AbortController();
     let raw = '';
     let firstLineShown = false;
@@ -95,16 +104,19 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
       seed: 0,
       stop: COMPLETION_STOPS,
       speculative: settings.speculative,
+      quick,
     }, (delta) => {
       raw += delta;
       if (!firstLineShown && /\S[^\n]*\n/.test(raw)) resolveFirstLine(shape(raw.slice(0, raw.lastIndexOf('\n'))));
     }, controller.signal, document.uri.toString());
 
     void generation.then((done) => {
+      const { stats } = done;
+      this.prefillRate.record(stats.promptTokens - stats.truncatedTokens - stats.reusedTokens, stats.prefillMs);
       const text = shape(done.text);
       if (done.finishReason !== 'cancelled') this.cache.set(prefix, text);
       this.log.debug(`completion: ${done.stats.generatedTokens} tokens, first token ${Math.round(done.stats.firstTokenMs)} ms, `
-        + `${(done.stats.generatedTokens / Math.max(1e-3, done.stats.decodeMs / 1000)).toFixed(1)} tok/s, reused ${done.stats.reusedTokens}/${done.stats.promptTokens} prompt tokens, ${done.finishReason}`);
+        + `${(done.stats.generatedTokens / Math.max(1e-3, done.stats.decodeMs / 1000)).toFixed(1)} tok/s, reused ${done.stats.reusedTokens}/${done.stats.promptTokens} prompt tokens${stats.quick ? ' (quick prompt)' : ''}, ${done.finishReason}`);
       resolveFirstLine(text);
       // If the suggestion grew after its first line was shown, and the user is still here, show the rest.
       if (firstLineShown && text.length > 0 && vscode.window.activeTextEditor?.document === document) {
@@ -120,7 +132,6 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
 
     const text = await firstLine;
     firstLineShown = true;
-    this.recentLatencyMs = 0.7 * this.recentLatencyMs + 0.3 * (Date.now() - started);
     if (token.isCancellationRequested || text === '') return undefined;
     return [new vscode.InlineCompletionItem(text, new vscode.Range(position, position))];
   }

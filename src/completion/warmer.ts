@@ -21,6 +21,7 @@ import type { PrefillOutcome } from '../inference/generator';
 import type { PrefilledEvent } from '../protocol';
 import { Disposable } from '../util/disposable';
 import { buildCompletionPrompt } from './context';
+import type { PrefillRate } from './prefillRate';
 
 /** How long the cursor must rest (no selection change, so no typing) before its file is warmed. */
 export const REST_MS = 400;
@@ -39,16 +40,17 @@ export type PromptDocument = Pick<vscode.TextDocument, 'getText' | 'offsetAt' | 
 
 /**
  * The completion prompt for the cursor at `position`, with the text before and after it: the provider's and the
- * warmer's, so that a warmed cache holds exactly what the provider's request reads.
+ * warmer's, so that a warmed cache holds exactly what the provider's request reads. `tokenBudget`: the provider's
+ * quick prompt asks for fewer tokens than the setting.
  */
-export function completionPromptAt(document: PromptDocument, position: vscode.Position, settings: Settings): { prompt: string; prefix: string; suffix: string } {
+export function completionPromptAt(document: PromptDocument, position: vscode.Position, settings: Settings, tokenBudget = settings.contextTokens): { prompt: string; prefix: string; suffix: string } {
   const text = document.getText();
   const offset = document.offsetAt(position);
   const prefix = text.slice(0, offset);
   const suffix = text.slice(offset);
   const { prompt } = buildCompletionPrompt({
     prefix, suffix, languageId: document.languageId, fileName: document.fileName,
-    tokenBudget: settings.contextTokens, countTokens: (part) => Math.ceil(part.length / CHARS_PER_TOKEN),
+    tokenBudget, countTokens: (part) => Math.ceil(part.length / CHARS_PER_TOKEN),
   });
   return { prompt, prefix, suffix };
 }
@@ -78,6 +80,8 @@ export class CompletionWarmer extends Disposable {
     private readonly worker: WarmTarget,
     private readonly settings: () => Settings,
     private readonly log?: WarmerLogger,
+    /** Learns from every warm-up how fast the worker reads (the provider sizes its quick prompt by it). */
+    private readonly prefillRate?: PrefillRate,
     private readonly restMs = REST_MS,
   ) {
     super();
@@ -143,6 +147,7 @@ export class CompletionWarmer extends Disposable {
     }
     if (answer) {
       const { reusedTokens, prefilledTokens, prefillMs } = answer.stats;
+      this.prefillRate?.record(prefilledTokens, prefillMs);
       this.log?.debug(`warm-up${kind === 'ahead' ? ' (next window)' : ''} ${answer.outcome}: ${sequence}, ${prefilledTokens} tokens read in ${Math.round(prefillMs)} ms, ${reusedTokens} already cached`);
     }
     // Only a finished warm-up counts: a skipped or interrupted one is tried again at the next rest.

@@ -1,37 +1,31 @@
 /**
- * "Explain selection": streams the model's explanation of the selected code into a side panel, rendered as
- * Markdown by VS Code's built-in renderer. One panel, reused; closing it cancels the generation.
+ * "Explain selection": streams the model's explanation of the selected code into a side panel (page:
+ * ./explainView.ts; the explanation's state: ./explanation.ts). One panel, reused; a new explanation replaces the
+ * one shown, and closing the panel cancels it. Completions do not interrupt it (the generator lets only a newer
+ * explanation cancel one); when it is interrupted all the same (the worker restarted, the model was reloaded),
+ * or stops at its length limit, the panel says so and offers to continue.
  */
 import * as vscode from 'vscode';
 import type { Settings } from '../config';
 import type { WorkerClient } from '../client/workerClient';
 import { EXPLAIN_SEQUENCE } from '../protocol';
 import { Disposable } from '../util/disposable';
-import { buildExplainPrompt, EXPLAIN_STOPS } from './explainPrompt';
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
-}
-
-async function renderMarkdown(markdown: string): Promise<string> {
-  try {
-    const html: unknown = await vscode.commands.executeCommand('markdown.api.render', markdown);
-    if (typeof html === 'string') return html;
-  } catch {
-    // The built-in Markdown extension is missing or disabled: show the text as it is.
-  }
-  return `<pre>${escapeHtml(markdown)}</pre>`;
-}
+import { EXPLAIN_STOPS, planExplanation } from './explainPrompt';
+import { Explanation, type ExplainRequest } from './explanation';
+import { explainPageHtml, parsePageMessage, viewMessage } from './explainView';
 
 export class ExplainPanel extends Disposable {
   private panel: vscode.WebviewPanel | undefined;
-  private current: AbortController | undefined;
+  /** The explanation shown, and the request for it in flight. */
+  private explanation: Explanation | undefined;
+  private inFlight: AbortController | undefined;
 
   constructor(private readonly client: WorkerClient, private readonly settings: () => Settings, private readonly ensureModel: () => Promise<boolean>) {
     super();
     this.register({ dispose: () => { this.panel?.dispose(); } });
   }
 
+  /** Explains the editor's selection; resolves once the explanation has ended and the panel shows how. */
   async explain(editor: vscode.TextEditor | undefined): Promise<void> {
     const selection = editor?.selection;
     if (!editor || !selection || selection.isEmpty || editor.document.getText(selection).trim() === '') {
@@ -39,25 +33,33 @@ export class ExplainPanel extends Disposable {
       return;
     }
     if (!(await this.ensureModel())) return;
-    const { prompt, truncated } = buildExplainPrompt(editor.document.getText(selection), editor.document.languageId);
-    this.current?.abort();
+    const { explainMaxTokens } = this.settings();
+    const plan = planExplanation(editor.document.getText(selection), editor.document.languageId, explainMaxTokens);
+    // An explain.maxTokens that leaves the selection no room is reported once, when settings change (src/settingsWarnings.ts).
+    const explanation = new Explanation(plan);
+    this.explanation = explanation;
+    // A new page (and nonce) for every explanation.
+    this.show().webview.html = explainPageHtml(explanation.view);
+    await this.generate(explanation, explanation.request);
+  }
+
+  /** Continues the explanation shown from where it stopped (the panel's Continue button). */
+  private async continueExplanation(): Promise<void> {
+    const explanation = this.explanation;
+    if (!explanation || explanation.running || !(await this.ensureModel()) || this.explanation !== explanation) return;
+    const request = explanation.continue();
+    if (request) await this.generate(explanation, request);
+  }
+
+  private async generate(explanation: Explanation, request: ExplainRequest): Promise<void> {
+    this.inFlight?.abort();
     const controller = new AbortController();
-    this.current = controller;
-    const panel = this.show();
-    const header = truncated ? '> The selection is long: only its first part was explained.\n\n' : '';
-    let text = '';
-    let rendering = Promise.resolve();
-    const update = (final: boolean): void => {
-      const markdown = header + text + (final ? '' : ' ▍');
-      rendering = rendering.then(async () => {
-        if (this.panel === panel) await panel.webview.postMessage({ html: await renderMarkdown(markdown) });
-      });
-    };
-    update(false);
+    this.inFlight = controller;
+    void this.post(explanation);
     const settings = this.settings();
     try {
-      await this.client.generate(prompt, {
-        maxNewTokens: settings.explainMaxTokens,
+      const done = await this.client.generate(request.prompt, {
+        maxNewTokens: request.maxNewTokens,
         temperature: settings.temperature,
         topK: 0,
         topP: settings.topP,
@@ -65,15 +67,20 @@ export class ExplainPanel extends Disposable {
         stop: EXPLAIN_STOPS,
         speculative: false,
       }, (delta) => {
-        text += delta;
-        update(false);
+        explanation.append(delta);
+        void this.post(explanation);
       }, controller.signal, EXPLAIN_SEQUENCE);
-      if (text.trim() === '') text = '_The model gave no explanation. Try selecting a smaller, complete piece of code._';
+      explanation.end({ finishReason: done.finishReason, ...done.stats });
     } catch (error) {
-      text += `\n\n**Stopped:** ${(error as Error).message}`;
+      explanation.end({ error: error instanceof Error ? error.message : String(error) });
     }
-    update(true);
-    await rendering;
+    if (this.inFlight === controller) this.inFlight = undefined;
+    await this.post(explanation);
+  }
+
+  /** Shows `explanation` in the panel, if it is still the one the panel is for. */
+  private async post(explanation: Explanation): Promise<void> {
+    if (this.panel && this.explanation === explanation) await this.panel.webview.postMessage(viewMessage(explanation.view));
   }
 
   private show(): vscode.WebviewPanel {
@@ -81,17 +88,21 @@ export class ExplainPanel extends Disposable {
       this.panel.reveal(vscode.ViewColumn.Beside, true);
       return this.panel;
     }
-    const panel = vscode.window.createWebviewPanel('phiComplete.explain', 'Explanation', { viewColumn: vscode.ViewColumn.Beside, preserveFocus: true }, { enableScripts: true });
-    panel.webview.html = `<!DOCTYPE html><html><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-phi';">
-<style>body { font-family: var(--vscode-font-family); font-size: var(--vscode-font-size); line-height: 1.5; }
-pre, code { font-family: var(--vscode-editor-font-family); } pre { background: var(--vscode-textCodeBlock-background); padding: 8px; overflow-x: auto; }</style>
-</head><body><div id="content" class="explanation"></div>
-<script nonce="phi">window.addEventListener('message', (e) => { document.getElementById('content').innerHTML = e.data.html; });</script>
-</body></html>`;
+    const panel = vscode.window.createWebviewPanel('phiComplete.explain', 'Explanation', { viewColumn: vscode.ViewColumn.Beside, preserveFocus: true }, {
+      enableScripts: true,
+      localResourceRoots: [],
+    });
+    const received = panel.webview.onDidReceiveMessage((message: unknown) => {
+      const type = parsePageMessage(message);
+      // A page (re)loaded after the panel was hidden shows only what its HTML held: send it the view now.
+      if (type === 'ready' && this.explanation) void this.post(this.explanation);
+      if (type === 'continue') void this.continueExplanation();
+    });
     panel.onDidDispose(() => {
-      this.current?.abort();
+      received.dispose();
+      this.inFlight?.abort();
       this.panel = undefined;
+      this.explanation = undefined;
     });
     this.panel = panel;
     return panel;

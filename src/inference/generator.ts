@@ -11,10 +11,14 @@
  * least recently used out first (see fit).
  * One request runs at a time and the latest wins: a new request cancels the one in flight, which stops at its
  * next step boundary and leaves the cache consistent, so the new request can reuse whatever prefix they share.
+ * An explanation (a request on EXPLAIN_SEQUENCE, which the user asked for and reads as it streams) is the exception:
+ * only a newer explanation cancels it. A completion that comes meanwhile waits behind it, and a newer completion
+ * cancels that one as usual, so the completion for where the user is now runs as soon as the explanation ends.
  * A prefill (warming a sequence before it is asked for) runs only while no generation is in flight or queued, and
  * any request cancels it at its next chunk boundary; the rows it fed stay for the request that follows.
  */
 import { performance } from 'node:perf_hooks';
+import { EXPLAIN_SEQUENCE } from '../protocol';
 import type { PhiTokenizer } from '../tokenizer/tokenizer';
 import { StreamingDetokenizer } from '../tokenizer/detokenizer';
 import type { DecoderCache, PhiDecoder } from './decoder';
@@ -41,6 +45,20 @@ export interface GenerationRequest {
   readonly sequence?: string;
   /** A side request (Explain Selection): it never evicts the most recently used sequence that is not one (the file being edited). */
   readonly aside?: boolean;
+  /** A shorter prompt for the same place, generated from instead when `prompt` would read too much text not cached yet. */
+  readonly quick?: QuickPrompt;
+}
+
+/**
+ * A quick first answer where the model has not read the text yet (a place in a file never completed in): reading
+ * a whole window costs seconds on a CPU, a few lines of it a fraction of one. The whole window is warmed in the
+ * background (src/completion/warmer.ts) and used once it is cached.
+ */
+export interface QuickPrompt {
+  /** The text before the cursor in a smaller budget, ending where the full prompt ends. */
+  readonly prompt: string;
+  /** Used when the full prompt has more uncached tokens than this (what can be read in the time allowed). */
+  readonly readLimit: number;
 }
 
 /** Warms a sequence's cache with a prompt before a request for it comes (Generator.prefill). */
@@ -82,7 +100,7 @@ export interface GenerationStats {
   /** Of reusedTokens, those copied from another sequence's cache (a new sequence sharing a prefix with it). */
   readonly copiedTokens: number;
   readonly prefillMs: number;
-  /** From the call to the first generated token (queueing behind a cancelled request included). */
+  /** From the call to the first generated token (queueing behind a cancelled request, or an explanation, included). */
   readonly firstTokenMs: number;
   readonly generatedTokens: number;
   readonly decodeMs: number;
@@ -96,6 +114,8 @@ export interface GenerationStats {
   readonly recomputedRows: number;
   /** Decode steps run without looking for a draft because drafts were not paying off (see SpeculationBudget). */
   readonly pausedDraftSteps: number;
+  /** Whether the request's quick prompt was generated from (the stats above are its). */
+  readonly quick: boolean;
 }
 
 export interface GenerationResult {
@@ -119,8 +139,21 @@ export interface GeneratorOptions {
   readonly cacheBudgetBytes?: number;
 }
 
+/** The stats of a request cancelled before it ran. */
+const NO_GENERATION: GenerationStats = {
+  promptTokens: 0, truncatedTokens: 0, reusedTokens: 0, copiedTokens: 0, prefillMs: 0, firstTokenMs: 0, generatedTokens: 0,
+  decodeMs: 0, decodeSteps: 0, draftedTokens: 0, longestDraft: 0, acceptedDraftTokens: 0, recomputedRows: 0, pausedDraftSteps: 0, quick: false,
+};
+const NO_PREFILL: PrefillStats = { promptTokens: 0, truncatedTokens: 0, reusedTokens: 0, prefilledTokens: 0, prefillMs: 0 };
+
 /** The sequence of requests that name none. */
 export const DEFAULT_SEQUENCE = 'default';
+
+/** Work taken over the queue and not yet finished (running or waiting): how to cancel it, and whether it is an explanation. */
+interface Turn {
+  readonly controller: AbortController;
+  readonly explanation: boolean;
+}
 
 /**
  * One cached window of a sequence: its cache and the token at each of its positions. A sequence (a document) may
@@ -136,6 +169,24 @@ interface CachedSequence {
   used: number;
   /** Whether its last request was a side request (GenerationRequest.aside). */
   aside: boolean;
+}
+
+/** A prompt's tokens as a request reads them: cut at the start, in steps, when too long for the model. */
+interface PromptTokens {
+  readonly tokens: readonly number[];
+  /** Before the cut. */
+  readonly promptTokens: number;
+  readonly truncatedTokens: number;
+}
+
+/** Where a prompt's tokens are cached longest (Generator.cachedPrefix). */
+interface CachedPrefix {
+  /** The window of the prompt's sequence sharing the longest prefix with it, and how long that prefix is. */
+  readonly window: CachedSequence | undefined;
+  readonly windowCommon: number;
+  /** The host-memory cache, of any sequence, sharing the longest prefix: a new window copies its rows. */
+  readonly donor: CachedSequence | undefined;
+  readonly donorCommon: number;
 }
 
 /** A prompt made ready on its sequence: tokens, truncation, and the reused prefix (the cache rewound to it and sized for the request). */
@@ -188,7 +239,7 @@ export class Generator {
   private budget: number;
   /** Generations called and not yet finished: a prefill waits for none of them, it gives way. */
   private generations = 0;
-  private current: AbortController | undefined;
+  private readonly turns = new Set<Turn>();
   private queue: Promise<unknown> = Promise.resolve();
   private readonly prefillChunk: number;
   private readonly maxDraftTokens: number;
@@ -239,11 +290,16 @@ export class Generator {
     if (keep) this.fit(keep, keep.cache.bytes);
   }
 
-  /** Starts a request, cancelling the one in flight (latest wins). */
+  /**
+   * Starts a request, cancelling the ones in flight or waiting (latest wins), except that a request other than an
+   * explanation cancels no explanation: it waits for it to end.
+   */
   generate(request: GenerationRequest): Promise<GenerationResult> {
     const called = performance.now();
     this.generations++;
-    return this.takeOver(request.signal, (signal) => this.run(request, signal, called)).finally(() => this.generations--);
+    const explanation = request.sequence === EXPLAIN_SEQUENCE;
+    const cancelled: GenerationResult = { text: '', tokens: [], finishReason: 'cancelled', stats: NO_GENERATION };
+    return this.takeOver(request.signal, explanation, cancelled, (signal) => this.run(request, signal, called)).finally(() => this.generations--);
   }
 
   /**
@@ -253,31 +309,47 @@ export class Generator {
    * completion generated after it), is left as it is.
    */
   prefill(request: PrefillRequest): Promise<PrefillResult> {
-    if (this.generations > 0) {
-      return Promise.resolve({ outcome: 'busy', stats: { promptTokens: 0, truncatedTokens: 0, reusedTokens: 0, prefilledTokens: 0, prefillMs: 0 } });
-    }
-    return this.takeOver(request.signal, (signal) => this.runPrefill(request, signal));
+    if (this.generations > 0) return Promise.resolve({ outcome: 'busy', stats: NO_PREFILL });
+    return this.takeOver(request.signal, false, { outcome: 'cancelled', stats: NO_PREFILL }, (signal) => this.runPrefill(request, signal));
   }
 
-  /** Cancels the work in flight and queues `work` after it, cancelled by `signal` or by the next request. */
-  private takeOver<T>(signal: AbortSignal | undefined, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    this.current?.abort();
-    const controller = new AbortController();
-    this.current = controller;
-    const cancel = (): void => controller.abort();
+  /**
+   * Cancels the work in flight or waiting (an explanation only for a newer explanation) and queues `work` after it,
+   * cancelled by `signal` or by a later request that may cancel it. Cancelled while it waits, it answers `cancelled`
+   * at once (a completion waiting behind an explanation); its place in the queue then passes without work.
+   */
+  private takeOver<T>(signal: AbortSignal | undefined, explanation: boolean, cancelled: T, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    for (const turn of this.turns) if (explanation || !turn.explanation) turn.controller.abort();
+    const turn: Turn = { controller: new AbortController(), explanation };
+    this.turns.add(turn);
+    const cancel = (): void => turn.controller.abort();
     signal?.addEventListener('abort', cancel, { once: true });
-    if (signal?.aborted) controller.abort();
-    const run = this.queue.then(() => work(controller.signal));
-    this.queue = run.catch(() => undefined);
-    return run.finally(() => signal?.removeEventListener('abort', cancel));
+    if (signal?.aborted) cancel();
+    let started = false;
+    const ran = this.queue.then(() => {
+      started = true;
+      return turn.controller.signal.aborted ? cancelled : work(turn.controller.signal);
+    });
+    this.queue = ran.catch(() => undefined);
+    const gaveUp = new Promise<T>((resolve) => {
+      const stopWaiting = (): void => {
+        if (!started) resolve(cancelled);
+      };
+      if (turn.controller.signal.aborted) stopWaiting();
+      else turn.controller.signal.addEventListener('abort', stopWaiting, { once: true });
+    });
+    return Promise.race([ran, gaveUp]).finally(() => {
+      signal?.removeEventListener('abort', cancel);
+      this.turns.delete(turn);
+    });
   }
 
-  /** Cancels the request in flight, if any. */
+  /** Cancels every request in flight or waiting. */
   cancel(): void {
-    this.current?.abort();
+    for (const turn of this.turns) turn.controller.abort();
   }
 
-  /** Cancels the request in flight and waits for it to stop before freeing the caches (ONNX Runtime may be using one). */
+  /** Cancels every request and waits for them to stop before freeing the caches (ONNX Runtime may be using one). */
   async dispose(): Promise<void> {
     this.cancel();
     await this.queue;
@@ -285,22 +357,39 @@ export class Generator {
   }
 
   /**
-   * The window of sequence `name` that `tokens` continue, made the most recently used. A prompt that shares less
-   * than half of the best window's cached tokens reads other text of the same file (the cursor moved far away, or
-   * the prompt's start jumped): it gets a window of its own (created empty; prepare copies into it the longest
-   * prefix another window shares), so that going back to where the user was re-reads nothing. Old windows age out
-   * with the LRU.
+   * Where `tokens` are cached longest: in a window of sequence `name`, and in any host-memory cache (a new window
+   * copies from it). One pass over the windows serves `use`, `prepare` and `uncachedTokens`.
    */
-  private use(name: string, aside: boolean, tokens: readonly number[]): CachedSequence {
-    let sequence: CachedSequence | undefined;
-    let best = -1;
+  private cachedPrefix(name: string, tokens: readonly number[]): CachedPrefix {
+    let window: CachedSequence | undefined;
+    let windowCommon = -1;
+    let donor: CachedSequence | undefined;
+    let donorCommon = 0;
     for (const candidate of this.sequences.values()) {
-      if (candidate.name !== name) continue;
       const common = commonPrefixLength(candidate.tokens, tokens);
-      if (common > best) [sequence, best] = [candidate, common];
+      if (candidate.name === name && common > windowCommon) [window, windowCommon] = [candidate, common];
+      if (candidate.cache instanceof KvCache && common > donorCommon) [donor, donorCommon] = [candidate, common];
     }
+    return { window, windowCommon: Math.max(0, windowCommon), donor, donorCommon };
+  }
+
+  /** Prompt tokens a request on sequence `name` would feed: those cached nowhere it can reuse or copy from (at least one). */
+  private uncachedTokens(name: string, tokens: readonly number[]): number {
+    const { windowCommon, donorCommon } = this.cachedPrefix(name, tokens);
+    return tokens.length - Math.min(Math.max(windowCommon, donorCommon), tokens.length - 1);
+  }
+
+  /**
+   * The window of sequence `name` that `tokens` continue (`found.window`), made the most recently used. A prompt
+   * that shares less than half of the best window's cached tokens reads other text of the same file (the cursor
+   * moved far away, or the prompt's start jumped): it gets a window of its own (created empty; prepare copies into
+   * it the longest prefix another window shares), so that going back to where the user was re-reads nothing. Old
+   * windows age out with the LRU.
+   */
+  private use(name: string, aside: boolean, found: CachedPrefix): CachedSequence {
+    let sequence = found.window;
     // Only a host-memory cache can start a window from another's rows; a GPU cache rewinds in place instead.
-    const otherText = sequence !== undefined && sequence.cache instanceof KvCache && sequence.tokens.length > 0 && 2 * best < sequence.tokens.length;
+    const otherText = sequence !== undefined && sequence.cache instanceof KvCache && sequence.tokens.length > 0 && 2 * found.windowCommon < sequence.tokens.length;
     if (!sequence || otherText) {
       const key = sequence ? `${name}#${++this.windows}` : name;
       sequence = { key, name, cache: this.decoder.createCache(), tokens: [], used: 0, aside };
@@ -338,40 +427,37 @@ export class Generator {
     this.sequences.delete(sequence.key);
   }
 
-  /**
-   * Tokenizes and cuts the prompt as a request for `maxNewTokens` does, finds the prefix its sequence has cached
-   * (a sequence with nothing cached copies the longest prefix another shares with it), rewinds the cache to it,
-   * evicts what the budget needs and sizes the cache for the request. `keepLonger`: a cache that already holds
-   * every prompt token but the last is left as it is (a prefill must not forget a completion generated after it).
-   */
-  private prepare(name: string, aside: boolean, prompt: string | readonly number[], maxNewTokens: number, keepLonger: boolean): Prepared {
-    const maxPositions = this.decoder.config.max_position_embeddings;
+  /** The prompt's tokens as a request for `maxNewTokens` reads them: a prompt too long for the model loses its start, in steps. */
+  private promptTokens(prompt: string | readonly number[], maxNewTokens: number): PromptTokens {
     let tokens = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : [...prompt];
     if (tokens.length === 0) tokens = [this.tokenizer.eosTokenId];
-    const promptTokens = tokens.length;
-    const room = maxPositions - maxNewTokens;
+    const room = this.decoder.config.max_position_embeddings - maxNewTokens;
     const truncatedTokens = tokens.length > room ? Math.min(tokens.length - 1, Math.ceil((tokens.length - room) / TRUNCATION_STEP) * TRUNCATION_STEP) : 0;
-    tokens = tokens.slice(truncatedTokens);
+    return { tokens: tokens.slice(truncatedTokens), promptTokens: tokens.length, truncatedTokens };
+  }
 
-    const sequence = this.use(name, aside, tokens);
+  /**
+   * Finds the prefix the prompt's sequence has cached (a window with nothing cached copies the longest prefix
+   * another shares), rewinds the cache to it, evicts what the budget needs and sizes the cache for a request of
+   * `maxNewTokens`. `keepLonger`: a cache that already holds every prompt token but the last is left as it is (a
+   * prefill must not forget a completion generated after it).
+   */
+  private prepare(name: string, aside: boolean, prompt: PromptTokens, maxNewTokens: number, keepLonger: boolean): Prepared {
+    const { tokens } = prompt;
+    const found = this.cachedPrefix(name, tokens);
+    const sequence = this.use(name, aside, found);
     // The positions the request may fill: the prompt, what it generates and the longest draft verified past it.
-    const positions = Math.min(maxPositions, tokens.length + maxNewTokens + this.maxDraftTokens);
+    const positions = Math.min(this.decoder.config.max_position_embeddings, tokens.length + maxNewTokens + this.maxDraftTokens);
     let copiedTokens = 0;
-    if (sequence.tokens.length === 0 && sequence.cache instanceof KvCache) {
-      // A new sequence (a file opened after another with the same header): copy rather than recompute what another one shares.
-      let donor: CachedSequence | undefined;
-      let shared = 0;
-      for (const other of this.sequences.values()) {
-        const common = Math.min(commonPrefixLength(other.tokens, tokens), tokens.length - 1);
-        if (other !== sequence && other.cache instanceof KvCache && common > shared) [donor, shared] = [other, common];
-      }
-      if (donor) {
-        this.fit(sequence, sequence.cache.projectedBytes(positions), donor);
-        sequence.cache.reserve(positions);
-        sequence.cache.copyPrefix(donor.cache as KvCache, shared);
-        sequence.tokens = tokens.slice(0, shared);
-        copiedTokens = shared;
-      }
+    const { donor } = found;
+    const shared = Math.min(found.donorCommon, tokens.length - 1);
+    if (sequence.tokens.length === 0 && sequence.cache instanceof KvCache && donor && donor !== sequence && shared > 0) {
+      // A new window (a file opened after another with the same header): copy rather than recompute what another one shares.
+      this.fit(sequence, sequence.cache.projectedBytes(positions), donor);
+      sequence.cache.reserve(positions);
+      sequence.cache.copyPrefix(donor.cache as KvCache, shared);
+      sequence.tokens = tokens.slice(0, shared);
+      copiedTokens = shared;
     }
     const common = commonPrefixLength(sequence.tokens, tokens);
     const reusedTokens = keepLonger && common >= tokens.length - 1 ? sequence.tokens.length : Math.min(common, tokens.length - 1);
@@ -380,7 +466,7 @@ export class Generator {
     const rows = Math.max(0, positions - reusedTokens);
     this.fit(sequence, sequence.cache.projectedBytes(rows));
     sequence.cache.reserve(rows);
-    return { sequence, tokens, promptTokens, truncatedTokens, reusedTokens: Math.min(reusedTokens, tokens.length - 1), copiedTokens };
+    return { sequence, tokens, promptTokens: prompt.promptTokens, truncatedTokens: prompt.truncatedTokens, reusedTokens: Math.min(reusedTokens, tokens.length - 1), copiedTokens };
   }
 
   private rewind(sequence: CachedSequence, length: number): void {
@@ -420,7 +506,7 @@ export class Generator {
     });
     if (signal.aborted) return { outcome: 'cancelled', stats: stats(undefined) };
     const maxNewTokens = Math.max(0, Math.min(request.maxNewTokens, this.decoder.config.max_position_embeddings - 1));
-    const prepared = this.prepare(request.sequence ?? DEFAULT_SEQUENCE, false, request.prompt, maxNewTokens, true);
+    const prepared = this.prepare(request.sequence ?? DEFAULT_SEQUENCE, false, this.promptTokens(request.prompt, maxNewTokens), maxNewTokens, true);
     this.active = prepared.sequence;
     try {
       const { sequence, tokens } = prepared;
@@ -448,7 +534,7 @@ export class Generator {
     const eos = this.tokenizer.eosTokenId;
     // phi's 51,200 logits are padded past the tokenizer's 50,295 tokens: never pick an id with no text.
     const sampleable = Math.min(vocab, this.tokenizer.vocabSize);
-    const maxNewTokens = Math.max(0, Math.min(request.maxNewTokens, maxPositions - 1));
+    let maxNewTokens = Math.max(0, Math.min(request.maxNewTokens, maxPositions - 1));
 
     const generated: number[] = [];
     let text = '';
@@ -466,6 +552,7 @@ export class Generator {
     let acceptedDraftTokens = 0;
     let recomputedRows = 0;
     let pausedDraftSteps = 0;
+    let quick = false;
     const finish = (): GenerationResult => ({
       text,
       tokens: generated,
@@ -474,7 +561,7 @@ export class Generator {
         promptTokens, truncatedTokens, reusedTokens, copiedTokens, prefillMs, firstTokenMs,
         generatedTokens: generated.length,
         decodeMs: decodeStarted ? performance.now() - decodeStarted : 0,
-        decodeSteps, draftedTokens, longestDraft, acceptedDraftTokens, recomputedRows, pausedDraftSteps,
+        decodeSteps, draftedTokens, longestDraft, acceptedDraftTokens, recomputedRows, pausedDraftSteps, quick,
       },
     });
     if (signal.aborted) {
@@ -484,7 +571,16 @@ export class Generator {
 
     // Prefill: reuse the cached prefix; at least the last prompt token is fed, for its logits.
     const prefillStarted = performance.now();
-    const prepared = this.prepare(request.sequence ?? DEFAULT_SEQUENCE, request.aside ?? false, request.prompt, maxNewTokens, false);
+    const name = request.sequence ?? DEFAULT_SEQUENCE;
+    // A side request (an explanation) is about its prompt's start: it keeps the whole prompt when that fits, and
+    // gives up answer tokens instead. A completion is about the prompt's end, whose start goes first.
+    let prompt = this.promptTokens(request.prompt, request.aside ? 1 : maxNewTokens);
+    if (request.aside) maxNewTokens = Math.min(maxNewTokens, maxPositions - prompt.tokens.length);
+    if (request.quick && this.uncachedTokens(name, prompt.tokens) > request.quick.readLimit) {
+      prompt = this.promptTokens(request.quick.prompt, maxNewTokens);
+      quick = true;
+    }
+    const prepared = this.prepare(name, request.aside ?? false, prompt, maxNewTokens, false);
     ({ promptTokens, truncatedTokens, reusedTokens, copiedTokens } = prepared);
     const { sequence, tokens } = prepared;
     this.active = sequence;

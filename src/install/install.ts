@@ -6,13 +6,17 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { downloadFiles, formatBytes } from '../model/download';
-import { defaultKvCache, kvCacheOf, kvOutputsOf, MANIFEST_FILE, readManifest, returnsCache } from '../model/manifest';
+import { parsePhiConfig } from '../model/config';
+import { checkDiskSpace, downloadedBytes, downloadFiles, formatBytes, type FreeSpaceProbe } from '../model/download';
+import { defaultKvCache, kvCacheOf, kvOutputsOf, MANIFEST_FILE, modelFileHashProblems, modelFileProblems, readManifest, returnsCache, type WeightFormat } from '../model/manifest';
+import { phiTensorShapes } from '../model/weights';
 import type { CatalogueEntry, ModelBuild } from './catalogue';
 import { convertInChildProcess } from './convert';
+import { withFolderLock, type LockOptions } from './folderLock';
 
 export interface InstallProgress {
-  readonly stage: 'download' | 'convert';
+  /** `wait`: another process (another VS Code window) is installing the same model; this one waits for it. */
+  readonly stage: 'wait' | 'download' | 'convert';
   readonly message: string;
   /** 0 to 1 within the stage, when known. */
   readonly fraction?: number;
@@ -27,14 +31,42 @@ export interface InstallOptions {
   /** The bundled conversion entry point (dist/convert.js). */
   readonly convertScript: string;
   readonly onProgress?: (progress: InstallProgress) => void;
+  /** Bytes free in a folder (default: statfs). */
+  readonly freeSpace?: FreeSpaceProbe;
 }
 
 export function installedModelDir(storageDir: string, id: string): string {
   return path.join(storageDir, 'models', id);
 }
 
+/** Whether `dir` holds a model whose files have the sizes its manifest records (cheap: no file is read). */
 export function isInstalled(dir: string): boolean {
-  return fs.existsSync(path.join(dir, MANIFEST_FILE));
+  return fs.existsSync(path.join(dir, MANIFEST_FILE)) && installDamage(dir) === undefined;
+}
+
+/**
+ * What is wrong with the model installed in `dir` (a file missing or of the wrong size, an unreadable manifest);
+ * undefined when nothing is, or when no model is installed there (no manifest).
+ */
+export function installDamage(dir: string): string | undefined {
+  if (!fs.existsSync(path.join(dir, MANIFEST_FILE))) return undefined;
+  try {
+    const problems = modelFileProblems(dir);
+    return problems.length > 0 ? problems.join(', ') : undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+/** As isInstalled, and every file's sha256 matches its manifest (reads every byte). */
+async function isIntact(dir: string, signal: AbortSignal | undefined): Promise<boolean> {
+  if (!isInstalled(dir)) return false;
+  try {
+    return (await modelFileHashProblems(dir, signal)).length === 0;
+  } catch (error) {
+    if (signal?.aborted) throw error;
+    return false;
+  }
 }
 
 /** Whether the model in `dir` was built as `build` asks (a catalogue update may change how its model is built). */
@@ -48,7 +80,10 @@ export function isBuiltAs(dir: string, build: ModelBuild): boolean {
   }
 }
 
-/** Removes what an interrupted conversion into `target` left behind (staging folders are never loaded). */
+/**
+ * Removes what an interrupted conversion into `target` left behind (staging folders are never loaded). Only
+ * under `target`'s lock: a staging folder of a conversion running in another process is then impossible.
+ */
 function removeStaleStaging(target: string): void {
   const parent = path.dirname(target);
   if (!fs.existsSync(parent)) return;
@@ -58,8 +93,32 @@ function removeStaleStaging(target: string): void {
   }
 }
 
-async function convert(from: string, target: string, build: ModelBuild, options: InstallOptions): Promise<void> {
+/** Bytes per weight of a converted model, measured on phi-1.5 (int4: 885 MB for 1.42 billion weights). */
+const BYTES_PER_WEIGHT: Record<WeightFormat, number> = { int4: 0.625, fp16: 2, fp32: 4 };
+
+/** About how many bytes the model converted from a Hugging Face folder takes (from its config.json's shapes). */
+function estimateModelBytes(folder: string, format: WeightFormat): number {
+  const configPath = path.join(folder, 'config.json');
+  const config = parsePhiConfig(JSON.parse(fs.readFileSync(configPath, 'utf8')), configPath);
+  let weights = 0;
+  for (const shape of phiTensorShapes(config).values()) weights += shape.reduce((a, b) => a * b, 1);
+  return Math.ceil(weights * BYTES_PER_WEIGHT[format]);
+}
+
+function lockOptions(options: InstallOptions, what: string): LockOptions {
+  return {
+    ...(options.signal ? { signal: options.signal } : {}),
+    onWait: (owner) => options.onProgress?.({
+      stage: 'wait',
+      message: `waiting for another VS Code window${owner ? ` (process ${owner.pid})` : ''} that is installing ${what}`,
+    }),
+  };
+}
+
+/** Converts under `target`'s lock (the caller holds it), after checking there is room for the result. */
+async function convert(from: string, target: string, build: ModelBuild, modelBytes: number, options: InstallOptions): Promise<void> {
   removeStaleStaging(target);
+  await checkDiskSpace(path.dirname(target), modelBytes, options.freeSpace, 'the converted model');
   const what = `${build.format}${build.kvCache ? ` with a ${build.kvCache} KV cache` : ''}${returnsCache(build.kvOutputs ?? 'present_rows') ? ' for a GPU' : ''}`;
   options.onProgress?.({ stage: 'convert', message: `converting to ${what}`, fraction: 0 });
   await convertInChildProcess(options.convertScript, { from, to: target, ...build }, (fraction) => {
@@ -68,41 +127,64 @@ async function convert(from: string, target: string, build: ModelBuild, options:
 }
 
 /**
- * Downloads and converts a catalogue model unless it is installed as the entry builds it; returns its folder.
- * A model built otherwise (the entry changed since) is rebuilt from the downloaded files, which are kept.
+ * Fails as 'disk-space' before anything is fetched when the rest of the download and the converted model do
+ * not fit (the catalogue's sizes are approximate; each file is checked again when the hub says its size).
  */
-export async function installCatalogueModel(entry: CatalogueEntry, options: InstallOptions): Promise<string> {
-  const target = installedModelDir(options.storageDir, entry.id);
-  if (isInstalled(target) && isBuiltAs(target, entry.build)) return target;
-  const { repo, revision, files } = entry.source;
-  const downloads = path.join(options.storageDir, 'downloads', `${repo.replace(/\//g, '--')}@${revision}`);
-  fs.mkdirSync(downloads, { recursive: true });
-  await downloadFiles({
-    endpoint: options.endpoint,
-    repo,
-    revision,
-    files,
-    destination: downloads,
-    token: options.token,
-    signal: options.signal,
-    onProgress: (p) => {
-      const fraction = p.totalBytes ? p.receivedBytes / p.totalBytes : undefined;
-      const eta = p.totalBytes && p.bytesPerSecond > 0 ? `, ${Math.ceil((p.totalBytes - p.receivedBytes) / p.bytesPerSecond)} s left` : '';
-      const total = p.totalBytes ? ` of ${formatBytes(p.totalBytes)}` : '';
-      options.onProgress?.({ stage: 'download', message: `${p.file}: ${formatBytes(p.receivedBytes)}${total} at ${formatBytes(p.bytesPerSecond)}/s${eta}`, fraction });
-    },
-  });
-  await convert(downloads, target, entry.build, options);
-  return target;
+async function checkInstallSpace(entry: CatalogueEntry, downloads: string, options: InstallOptions): Promise<void> {
+  const downloaded = await downloadedBytes(downloads, entry.source.files);
+  const download = downloaded.complete ? 0 : Math.max(0, entry.downloadBytes - downloaded.bytes);
+  await checkDiskSpace(options.storageDir, download + entry.modelBytes, options.freeSpace,
+    `${entry.title} (${formatBytes(download)} still to download, ${formatBytes(entry.modelBytes)} for the converted model)`);
 }
 
 /**
- * A folder the user points at: our ONNX layout is used as it is (after checking its manifest); a Hugging Face
- * phi folder (config.json + *.safetensors) is converted once into the storage folder. Returns the folder to load.
+ * Downloads and converts a catalogue model unless it is installed intact (every file's sha256 as its manifest
+ * says) as the entry builds it; returns its folder. A damaged model is repaired: the downloaded files are
+ * checked (what is missing or wrong is fetched again) and the model is converted again. A model built otherwise
+ * (the entry changed since) is rebuilt from the downloaded files, which are kept. Another process installing
+ * the same model (another window) is waited for, and its result used.
+ */
+export async function installCatalogueModel(entry: CatalogueEntry, options: InstallOptions): Promise<string> {
+  const target = installedModelDir(options.storageDir, entry.id);
+  const ready = async (): Promise<boolean> => isBuiltAs(target, entry.build) && await isIntact(target, options.signal);
+  if (await ready()) return target;
+  const { repo, revision, files } = entry.source;
+  const downloads = path.join(options.storageDir, 'downloads', `${repo.replace(/\//g, '--')}@${revision}`);
+  // Always the model's lock first, then the download's: two catalogue entries share one download.
+  return withFolderLock(target, lockOptions(options, entry.title), () => withFolderLock(downloads, lockOptions(options, `${repo}'s files`), async () => {
+    if (await ready()) return target; // installed by the process this one waited for
+    fs.mkdirSync(downloads, { recursive: true });
+    await checkInstallSpace(entry, downloads, options);
+    await downloadFiles({
+      endpoint: options.endpoint,
+      repo,
+      revision,
+      files,
+      destination: downloads,
+      token: options.token,
+      signal: options.signal,
+      ...(options.freeSpace ? { freeSpace: options.freeSpace } : {}),
+      onProgress: (p) => {
+        const fraction = p.totalBytes ? p.receivedBytes / p.totalBytes : undefined;
+        const eta = p.totalBytes && p.bytesPerSecond > 0 ? `, ${Math.ceil((p.totalBytes - p.receivedBytes) / p.bytesPerSecond)} s left` : '';
+        const total = p.totalBytes ? ` of ${formatBytes(p.totalBytes)}` : '';
+        options.onProgress?.({ stage: 'download', message: `${p.file}: ${formatBytes(p.receivedBytes)}${total} at ${formatBytes(p.bytesPerSecond)}/s${eta}`, fraction });
+      },
+    });
+    await convert(downloads, target, entry.build, entry.modelBytes, options);
+    return target;
+  }));
+}
+
+/**
+ * A folder the user points at: our ONNX layout is used as it is (after checking its manifest and its files'
+ * sizes); a Hugging Face phi folder (config.json + *.safetensors) is converted once into the storage folder.
+ * Returns the folder to load.
  */
 export async function importLocalFolder(folder: string, build: ModelBuild, options: InstallOptions): Promise<string> {
   if (fs.existsSync(path.join(folder, MANIFEST_FILE))) {
-    readManifest(folder);
+    const damage = installDamage(folder);
+    if (damage) throw new Error(`the model in ${folder} is damaged (${damage}); rebuild it or copy it again`);
     return folder;
   }
   if (!fs.existsSync(path.join(folder, 'config.json')) || !fs.readdirSync(folder).some((f) => f.endsWith('.safetensors'))) {
@@ -111,6 +193,9 @@ export async function importLocalFolder(folder: string, build: ModelBuild, optio
   const buildTag = [build.format, build.kvCache, build.kvOutputs === 'present_rows' ? undefined : build.kvOutputs].filter(Boolean).join('-');
   const id = `local-${createHash('sha256').update(path.resolve(folder)).digest('hex').slice(0, 12)}-${buildTag}`;
   const target = installedModelDir(options.storageDir, id);
-  if (!isInstalled(target)) await convert(folder, target, build, options);
+  if (isInstalled(target)) return target;
+  await withFolderLock(target, lockOptions(options, folder), async () => {
+    if (!isInstalled(target)) await convert(folder, target, build, estimateModelBytes(folder, build.format), options);
+  });
   return target;
 }

@@ -7,7 +7,7 @@ import * as vscode from 'vscode';
 import type { Settings } from '../config';
 import { DownloadError, formatBytes, offlineHelp } from '../model/download';
 import { catalogueEntry, type CatalogueEntry } from './catalogue';
-import { importLocalFolder, installCatalogueModel, type InstallOptions, type InstallProgress } from './install';
+import { importLocalFolder, installCatalogueModel, installDamage, installedModelDir, type InstallOptions, type InstallProgress } from './install';
 
 export const TOKEN_SECRET = 'phiComplete.hubToken';
 
@@ -30,6 +30,16 @@ function installOptions(ui: InstallUiContext, token: string | undefined, signal:
   };
 }
 
+const STAGE_STATUS: Record<InstallProgress['stage'], string> = { wait: 'waiting for another window', download: 'downloading', convert: 'converting' };
+
+/** What the user can do about a failed install: manual steps help with the network, not with a full disk or a refused endpoint. */
+function failureActions(kind: DownloadError['kind'] | undefined): string[] {
+  if (kind === 'unauthorized') return ['Set Hub Token', 'Use a Local Folder'];
+  if (kind === 'disk-space') return ['Use a Local Folder'];
+  if (kind === 'insecure') return ['Open Settings', 'Use a Local Folder'];
+  return ['Show Manual Steps', 'Use a Local Folder'];
+}
+
 /** Runs an install step under a cancellable notification; resolves to the model folder, or undefined. */
 async function withInstallProgress(ui: InstallUiContext, title: string, run: (signal: AbortSignal, report: (p: InstallProgress) => void) => Promise<string>): Promise<string | undefined> {
   return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, async (progress, cancellation) => {
@@ -41,7 +51,7 @@ async function withInstallProgress(ui: InstallUiContext, title: string, run: (si
         // `increment` is relative: report the change in percent within the current stage.
         const increment = p.fraction !== undefined && last?.stage === p.stage && last.fraction !== undefined ? (p.fraction - last.fraction) * 100 : undefined;
         progress.report({ message: p.message, ...(increment && increment > 0 ? { increment } : {}) });
-        ui.onStatus(`${p.stage === 'download' ? 'downloading' : 'converting'}${p.fraction === undefined ? '' : ` ${Math.floor(p.fraction * 100)}%`}`);
+        ui.onStatus(`${STAGE_STATUS[p.stage]}${p.fraction === undefined ? '' : ` ${Math.floor(p.fraction * 100)}%`}`);
         last = p;
       });
     } catch (error) {
@@ -65,10 +75,9 @@ export async function downloadModel(ui: InstallUiContext, entry: CatalogueEntry)
   } catch (error) {
     const message = (error as Error).message;
     ui.log.error(`installing ${entry.id} failed: ${message}`);
-    const kind = error instanceof DownloadError ? error.kind : undefined;
-    const actions = kind === 'unauthorized' ? ['Set Hub Token', 'Use a Local Folder'] : ['Show Manual Steps', 'Use a Local Folder'];
-    const choice = await vscode.window.showErrorMessage(`phi-complete: ${message}`, ...actions);
+    const choice = await vscode.window.showErrorMessage(`phi-complete: ${message}`, ...failureActions(error instanceof DownloadError ? error.kind : undefined));
     if (choice === 'Set Hub Token') await setHubToken(ui);
+    if (choice === 'Open Settings') void vscode.commands.executeCommand('workbench.action.openSettings', 'phiComplete.hubEndpoint');
     if (choice === 'Use a Local Folder') return useLocalFolder(ui);
     if (choice === 'Show Manual Steps') {
       const help = offlineHelp({ endpoint: ui.settings().hubEndpoint, ...entry.source });
@@ -105,15 +114,19 @@ export async function setHubToken(ui: InstallUiContext): Promise<void> {
 }
 
 /**
- * The first-run question, or, when the installed model was built otherwise than this version builds it
- * (`rebuild`), the offer to rebuild it from the kept download. Returns true when a model is now in place.
+ * The first-run question; when the installed model was built otherwise than this version builds it (`rebuild`),
+ * the offer to rebuild it from the kept download; when its files are damaged, the offer to repair it.
+ * Returns true when a model is now in place.
  */
 export async function offerModel(ui: InstallUiContext, entry: CatalogueEntry, rebuild = false): Promise<boolean> {
-  const action = rebuild ? 'Rebuild' : 'Download';
+  const damage = installDamage(installedModelDir(ui.extension.globalStorageUri.fsPath, entry.id));
+  const action = rebuild ? 'Rebuild' : damage ? 'Repair' : 'Download';
   const choice = await vscode.window.showInformationMessage(
     rebuild
       ? `phi-complete: ${entry.title} must be rebuilt for this version from its downloaded weights (a few minutes of CPU).`
-      : `phi-complete: ${entry.title} (≈${formatBytes(entry.downloadBytes)} download, ≈${formatBytes(entry.modelBytes)} on disk) is needed for local completions.`,
+      : action === 'Repair'
+        ? `phi-complete: ${entry.title} is damaged (${damage}). Repair fetches what is missing or wrong and converts it again.`
+        : `phi-complete: ${entry.title} (≈${formatBytes(entry.downloadBytes)} download, ≈${formatBytes(entry.modelBytes)} on disk) is needed for local completions.`,
     action, 'Use a Local Folder', 'Settings',
   );
   if (choice === action) return downloadModel(ui, entry);

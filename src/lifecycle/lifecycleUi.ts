@@ -77,8 +77,12 @@ export class VscodeLifecycleUi implements LifecycleUi {
     await vscode.workspace.getConfiguration('phiComplete').update('enable', !this.settings().enable, vscode.ConfigurationTarget.Global);
   }
 
-  /** The status bar item's menu: the extension's commands, with the worker's state in the placeholder. */
+  /**
+   * The status bar item's menu: the extension's commands, with the worker's state in the placeholder; while the
+   * worker is paused, restarting it comes first.
+   */
   async showMenu(state: WorkerState): Promise<void> {
+    const restart = { label: '$(debug-restart) Restart Inference Worker', command: 'phiComplete.restartWorker' };
     const items: (vscode.QuickPickItem & { command: string })[] = [
       { label: this.settings().enable ? '$(circle-slash) Disable Completions' : '$(check) Enable Completions', command: 'phiComplete.toggle' },
       { label: '$(comment-discussion) Explain Selection', command: 'phiComplete.explainSelection' },
@@ -88,6 +92,8 @@ export class VscodeLifecycleUi implements LifecycleUi {
       { label: '$(pulse) Verify Model', command: 'phiComplete.verifyModel' },
       { label: '$(output) Show Log', command: 'phiComplete.showLog' },
     ];
+    if (state === 'paused') items.unshift(restart);
+    else items.push(restart);
     const choice = await vscode.window.showQuickPick(items, { placeHolder: `phi-complete (${state})` });
     if (choice) await vscode.commands.executeCommand(choice.command);
   }

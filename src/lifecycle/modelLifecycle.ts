@@ -2,15 +2,19 @@
  * The model's lifecycle in the extension host: the settings it is loaded with, locating it (and offering to get
  * it once per session when it is not on this machine), loading it in the worker (concurrent callers share one
  * load), reloading it when a setting that needs it changes, noticing a crashed worker, verifying it with a real
- * generation, and telling the user about problems — each one once, not on every keystroke.
+ * generation, and telling the user about problems — each one once, not on every keystroke. A worker that crashed
+ * too often pauses: the user is told once, requests fail quietly, and restartWorker (Try Again) brings it back.
  *
  * Plain Node: everything VS Code does for it (notifications, the status bar, opening the settings, the install
  * flow) goes through `LifecycleUi`, which the extension implements with the vscode API (lifecycleUi.ts) and the
  * unit tests implement by recording what is shown.
  */
-import type { WorkerClient, WorkerState } from '../client/workerClient';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { WorkerError, type WorkerClient, type WorkerState } from '../client/workerClient';
 import { cacheBudgetBytes, changedSettings, needsReload, readSettings, type Settings } from '../config';
 import { catalogueEntry, type CatalogueEntry } from '../install/catalogue';
+import { MANIFEST_FILE, modelFileHashProblems } from '../model/manifest';
 import { locateModel } from '../modelLocation';
 import type { GenerationParams } from '../protocol';
 import type { StatusKind } from '../status/statusBar';
@@ -109,6 +113,8 @@ export class ModelLifecycle extends Disposable {
   /** Makes sure the configured model is loaded; tells the user what to do when it cannot be. */
   ensureModel(): Promise<boolean> {
     this.modelWanted = true;
+    // Paused: the user was told once (onWorkerState); until they try again, requests fail quietly.
+    if (this.worker.state === 'paused') return Promise.resolve(false);
     const key = modelKey(this.current);
     if (this.loadedWith === key && this.worker.state === 'ready') return Promise.resolve(true);
     if (this.loading?.key === key) return this.loading.done;
@@ -144,7 +150,7 @@ export class ModelLifecycle extends Disposable {
     } else if (changed.includes('enable')) {
       // Completions were turned back on while no model is ready: the bar must not keep saying "off".
       const state = this.worker.state;
-      this.ui.showStatus(state === 'starting' || state === 'loading' ? 'loading' : state === 'paused' ? 'error' : 'idle');
+      this.ui.showStatus(state === 'starting' || state === 'loading' ? 'loading' : state === 'paused' ? 'paused' : 'idle');
     }
     for (const listener of [...this.settingsListeners]) listener(next, changed);
   }
@@ -159,6 +165,15 @@ export class ModelLifecycle extends Disposable {
    * answered and how fast. Resolves to the report, or undefined when the model could not be loaded.
    */
   async verify(): Promise<string | undefined> {
+    // The files first (sizes, then sha256, against the manifest): a flipped byte may still load and answer.
+    const location = locateModel(this.current, this.storageDir);
+    if (location.ok) {
+      const damage = await this.damageOf(location.dir);
+      if (damage.length > 0) {
+        this.reportDamage(location.dir, damage);
+        return undefined;
+      }
+    }
     if (!(await this.ensureModel())) return undefined;
     const done = await this.worker.generate(VERIFY_PROMPT, VERIFY_PARAMS);
     const rate = done.stats.generatedTokens / Math.max(1e-3, done.stats.decodeMs / 1000);
@@ -171,6 +186,20 @@ export class ModelLifecycle extends Disposable {
     return report;
   }
 
+  /**
+   * The Restart Inference Worker command (and Try Again when paused): stops the worker if it runs, forgets its
+   * crashes, and loads the model in a fresh one. Resolves true once the model is ready.
+   */
+  async restartWorker(): Promise<boolean> {
+    this.ui.log.info('restarting the inference worker');
+    await this.worker.shutdown();
+    this.worker.resume();
+    this.loadedWith = undefined;
+    this.loading = undefined;
+    this.lastModelProblem = '';
+    return this.ensureModel();
+  }
+
   /** The Download Model command: installs the configured catalogue model, then loads it. */
   async downloadModel(): Promise<void> {
     const entry = catalogueEntry(this.current.model);
@@ -178,7 +207,11 @@ export class ModelLifecycle extends Disposable {
       this.notify('error', `phi-complete: unknown model "${this.current.model}" (setting phiComplete.model).`);
       return;
     }
-    if (await this.ui.downloadModel(entry)) await this.ensureModel();
+    if (await this.ui.downloadModel(entry)) {
+      // The download may have repaired the files of the model loaded now: load them afresh.
+      this.loadedWith = undefined;
+      await this.ensureModel();
+    }
   }
 
   /** The Use a Local Model Folder command: points phiComplete.modelPath at a folder the user picks, then loads it. */
@@ -245,8 +278,19 @@ export class ModelLifecycle extends Disposable {
       return true;
     } catch (error) {
       const message = (error as Error).message;
-      this.ui.showStatus('error', message);
+      // Paused (the user was told, once) or shut down on purpose (a restart): nothing more to tell.
+      if (this.worker.state === 'paused' || (error instanceof WorkerError && error.code === 'shut-down')) {
+        this.ui.log.info(`loading the model stopped: ${message}`);
+        return false;
+      }
       this.ui.log.error(`loading the model failed: ${message}`);
+      // A model that does not load may have damaged files: then say so, and how to repair them.
+      const damage = await this.damageOf(location.dir);
+      if (damage.length > 0) {
+        this.reportDamage(location.dir, damage);
+        return false;
+      }
+      this.ui.showStatus('error', message);
       if (message !== this.lastModelProblem) {
         this.lastModelProblem = message;
         this.notify('error', `phi-complete: the model could not be loaded: ${message}`, {
@@ -258,14 +302,38 @@ export class ModelLifecycle extends Disposable {
     }
   }
 
+  /** What is wrong with a phi-complete model folder's files against its manifest (sizes, then sha256); [] for a folder without one. */
+  private async damageOf(dir: string): Promise<string[]> {
+    if (!fs.existsSync(path.join(dir, MANIFEST_FILE))) return [];
+    try {
+      return await modelFileHashProblems(dir);
+    } catch (error) {
+      return [`its manifest could not be read: ${(error as Error).message}`];
+    }
+  }
+
+  /** Reports damaged model files (once while the same): a catalogue model gets Download Model, which repairs it. */
+  private reportDamage(dir: string, problems: readonly string[]): void {
+    const message = `the model in ${dir} is damaged (${problems.join('; ')})`;
+    this.ui.showStatus('error', message);
+    this.ui.log.error(message);
+    if (message === this.lastModelProblem) return;
+    this.lastModelProblem = message;
+    const repairable = this.current.modelPath === '';
+    this.notify('error', `phi-complete: ${message}. ${repairable ? 'Download Model repairs it.' : 'Copy or rebuild the folder again.'}`,
+      repairable ? { 'Download Model': () => void this.downloadModel() } : { 'Show Log': () => this.ui.showLog() });
+  }
+
   private onWorkerState(state: WorkerState, detail: string | undefined): void {
     if (state === 'starting' || state === 'loading') this.ui.showStatus('loading');
     // A worker that stopped with a reason (a crash, a failed load) has no model: the next ensureModel reloads.
     if (state === 'stopped' && detail) this.loadedWith = undefined;
+    // The client reports a pause once, when it happens.
     if (state === 'paused') {
-      this.ui.showStatus('error', detail);
+      this.ui.showStatus('paused', detail);
+      this.ui.log.error(`completions paused: ${detail ?? 'the inference worker keeps crashing'}`);
       this.notify('error', `phi-complete: ${detail ?? 'the inference worker keeps crashing'}`, {
-        Restart: () => this.worker.resume(),
+        'Try Again': () => void this.restartWorker(),
         'Show Log': () => this.ui.showLog(),
       });
     }

@@ -2,15 +2,21 @@
  * Downloads model files the way the Hugging Face hub clients do: `<endpoint>/<repo>/resolve/<revision>/<file>`,
  * following the hub's redirect to its CDN (dropping the Authorization header when the redirect leaves the
  * endpoint's origin), resuming `<name>.partial` files with a Range request, and renaming a file into place
- * only once its sha256 (given, or the hub's X-Linked-Etag) has been verified. Plain Node: no `vscode` import.
+ * only once the file on disk has been verified: its sha256 (given, or the hub's X-Linked-Etag), or for a small
+ * file the hub keeps in git, its git blob SHA-1 (the hub's ETag). Each verified file's size and sha256 go into
+ * the folder's download record, so a later call notices a file that was changed or cut since.
+ * Plain Node: no `vscode` import.
  *
- * The token is only ever put in the Authorization header: it is never logged nor part of an error message.
+ * The token is only ever put in the Authorization header: it is never logged nor part of an error message, and
+ * it never travels in clear: the endpoint must be https (plain http only on loopback), and a redirect from https
+ * to http is refused.
  */
 import { createHash, type Hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as path from 'node:path';
+import { insecureUrlReason } from '../util/secureUrl';
 
 export interface DownloadFile {
   /** Path of the file in the repository (also its path under the destination). */
@@ -50,9 +56,14 @@ export interface DownloadOptions {
   readonly fetchImpl?: typeof fetch;
   /** A connection that sends nothing for this long fails as 'network' (default 30 s; Node http/https only). */
   readonly timeoutMs?: number;
+  /** Bytes free in a folder (default: statfs; undefined when unknown). */
+  readonly freeSpace?: FreeSpaceProbe;
 }
 
-export type DownloadErrorKind = 'not-found' | 'unauthorized' | 'network' | 'hash-mismatch' | 'disk-space' | 'cancelled' | 'http';
+/** Bytes free for new files in `folder`, or undefined when that cannot be told. */
+export type FreeSpaceProbe = (folder: string) => Promise<number | undefined>;
+
+export type DownloadErrorKind = 'not-found' | 'unauthorized' | 'network' | 'hash-mismatch' | 'disk-space' | 'cancelled' | 'insecure' | 'http';
 
 export class DownloadError extends Error {
   constructor(readonly kind: DownloadErrorKind, message: string) {
@@ -68,6 +79,26 @@ const RATE_SMOOTHING = 0.3;
 const DEFAULT_TIMEOUT_MS = 30_000;
 const PARTIAL_SUFFIX = '.partial';
 const KEPT = 'the partial download is kept and resumes next time';
+/** The download record (size and sha256 of each verified file), in the destination folder. */
+export const DOWNLOAD_RECORD_FILE = '.phi-complete-download.json';
+
+/** Refuses an endpoint that is not https (plain http only on loopback), before anything is sent to it. */
+export function checkEndpoint(endpoint: string): void {
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw new DownloadError('insecure', `the hub endpoint ${JSON.stringify(endpoint)} is not a URL; set phiComplete.hubEndpoint to an https URL`);
+  }
+  const reason = insecureUrlReason(url);
+  if (reason) throw new DownloadError('insecure', `refusing to download from ${url.origin}: ${reason}; set phiComplete.hubEndpoint to an https URL`);
+}
+
+/** Refuses a redirect that would leave https, or go to a URL that could not be an endpoint either. */
+export function checkRedirect(from: URL, to: URL): void {
+  const reason = from.protocol === 'https:' && to.protocol !== 'https:' ? `it leaves https for ${to.protocol.slice(0, -1)}` : insecureUrlReason(to);
+  if (reason) throw new DownloadError('insecure', `refusing the redirect from ${from.origin} to ${to.origin}: ${reason}`);
+}
 
 /** The URL of one file of the repository at the revision. */
 export function fileUrl(options: Pick<DownloadOptions, 'endpoint' | 'repo' | 'revision'>, name: string): string {
@@ -100,14 +131,46 @@ export function offlineHelp(options: Pick<DownloadOptions, 'endpoint' | 'repo' |
 
 export async function downloadFiles(options: DownloadOptions): Promise<void> {
   const destination = path.resolve(options.destination);
+  checkEndpoint(options.endpoint);
   for (const file of options.files) checkName(file.name);
   throwIfCancelled(options.signal);
   await fs.promises.mkdir(destination, { recursive: true });
-  await checkDiskSpace(destination, await bytesStillNeeded(destination, options.files));
+  const record = await readDownloadRecord(destination);
+  const probe = options.freeSpace ?? freeDiskSpace;
+  await checkDiskSpace(destination, await bytesStillNeeded(destination, options.files, record), probe);
   for (const file of options.files) {
     throwIfCancelled(options.signal);
-    await downloadOne(options, destination, file);
+    await downloadOne(options, destination, withRecorded(file, record), probe);
   }
+}
+
+/** Size and sha256 of each file verified into a download folder, by name. */
+export type DownloadRecord = Record<string, { readonly bytes: number; readonly sha256: string }>;
+
+/** The download folder's record of verified files (empty when there is none, or it cannot be read). */
+export async function readDownloadRecord(destination: string): Promise<DownloadRecord> {
+  try {
+    const record: unknown = JSON.parse(await fs.promises.readFile(path.join(destination, DOWNLOAD_RECORD_FILE), 'utf8'));
+    return record !== null && typeof record === 'object' ? record as DownloadRecord : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Adds one verified file to the record (written under a temporary name and renamed, so it is never half written). */
+async function recordFile(destination: string, name: string, bytes: number, sha256: string): Promise<void> {
+  const record = { ...(await readDownloadRecord(destination)), [name]: { bytes, sha256 } };
+  const file = path.join(destination, DOWNLOAD_RECORD_FILE);
+  const temporary = `${file}.${process.pid}.tmp`;
+  await fs.promises.writeFile(temporary, `${JSON.stringify(record, null, 2)}\n`);
+  await fs.promises.rename(temporary, file);
+}
+
+/** The file with the size and sha256 it was verified with before, where the caller knows none. */
+function withRecorded(file: DownloadFile, record: DownloadRecord): DownloadFile {
+  const recorded = Object.hasOwn(record, file.name) ? record[file.name] : undefined;
+  if (!recorded) return file;
+  return { ...file, size: file.size ?? recorded.bytes, sha256: file.sha256 ?? recorded.sha256 };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -143,10 +206,14 @@ async function sizeOf(file: string): Promise<number | undefined> {
   }
 }
 
-/** Bytes still to fetch for the files whose size is known (a cheap estimate: sizes only, no hashing). */
-async function bytesStillNeeded(destination: string, files: readonly DownloadFile[]): Promise<number> {
+/**
+ * Bytes still to fetch for the files whose size is known (a cheap estimate: sizes only, no hashing); the sizes of
+ * files verified before count too, so a file that was cut since is fetched again.
+ */
+async function bytesStillNeeded(destination: string, files: readonly DownloadFile[], record: DownloadRecord = {}): Promise<number> {
   let needed = 0;
-  for (const file of files) {
+  for (const listed of files) {
+    const file = withRecorded(listed, record);
     if (file.size === undefined) continue;
     const target = path.join(destination, file.name);
     if ((await sizeOf(target)) === file.size) continue;
@@ -156,34 +223,80 @@ async function bytesStillNeeded(destination: string, files: readonly DownloadFil
   return needed;
 }
 
-async function checkDiskSpace(destination: string, needed: number): Promise<void> {
-  if (needed <= 0) return;
-  let free: number;
-  try {
-    const stats = await fs.promises.statfs(destination);
-    free = stats.bavail * stats.bsize;
-  } catch {
-    return; // No statfs here (or it failed): the write itself reports ENOSPC.
+/** Bytes of the listed files already in `destination`, complete or partly downloaded, and whether all are complete (for estimates). */
+export async function downloadedBytes(destination: string, files: readonly DownloadFile[]): Promise<{ readonly bytes: number; readonly complete: boolean }> {
+  let bytes = 0;
+  let complete = true;
+  for (const file of files) {
+    const target = path.join(destination, file.name);
+    const size = await sizeOf(target);
+    complete &&= size !== undefined;
+    bytes += size ?? (await sizeOf(target + PARTIAL_SUFFIX)) ?? 0;
   }
-  if (needed > free) {
+  return { bytes, complete };
+}
+
+/** Bytes free for new files in `folder` (statfs), or undefined where that cannot be told. */
+export async function freeDiskSpace(folder: string): Promise<number | undefined> {
+  try {
+    const stats = await fs.promises.statfs(folder);
+    return stats.bavail * stats.bsize;
+  } catch {
+    return undefined; // No statfs here (or it failed): the write itself reports ENOSPC.
+  }
+}
+
+/** Fails as 'disk-space' when `folder` has less than `needed` bytes free; `what` names what needs them. */
+export async function checkDiskSpace(folder: string, needed: number, probe: FreeSpaceProbe = freeDiskSpace, what = 'the model'): Promise<void> {
+  if (needed <= 0) return;
+  const free = await probe(folder);
+  if (free !== undefined && needed > free) {
     throw new DownloadError('disk-space',
-      `not enough disk space in ${destination}: the model needs ${formatBytes(needed)} more but only ${formatBytes(free)} is free; ` +
+      `not enough disk space in ${folder}: ${what} needs ${formatBytes(needed)} more but only ${formatBytes(free)} is free; ` +
         'free some space or choose another folder');
   }
 }
 
-async function hashFile(file: string, hash: Hash, signal: AbortSignal | undefined): Promise<void> {
+async function hashFile(file: string, hashes: readonly Hash[], signal: AbortSignal | undefined): Promise<void> {
   for await (const chunk of fs.createReadStream(file)) {
     throwIfCancelled(signal);
-    hash.update(chunk as Buffer);
+    for (const hash of hashes) hash.update(chunk as Buffer);
   }
+}
+
+function etagValue(value: string | undefined): string | undefined {
+  return value?.trim().replace(/^W\//i, '').replace(/^"(.*)"$/, '$1').toLowerCase();
 }
 
 /** The sha256 in an ETag / X-Linked-Etag header, when it is one (git blob ids of small files are not). */
 export function etagSha256(value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  const stripped = value.trim().replace(/^W\//i, '').replace(/^"(.*)"$/, '$1').toLowerCase();
-  return /^[0-9a-f]{64}$/.test(stripped) ? stripped : undefined;
+  const stripped = etagValue(value);
+  return stripped !== undefined && /^[0-9a-f]{64}$/.test(stripped) ? stripped : undefined;
+}
+
+/** The git blob SHA-1 in an ETag header, as the hub sends for files it keeps in git (not LFS). */
+export function etagGitBlobSha1(value: string | undefined): string | undefined {
+  const stripped = etagValue(value);
+  return stripped !== undefined && /^[0-9a-f]{40}$/.test(stripped) ? stripped : undefined;
+}
+
+/** What the file on disk must hash to, and who said so (for the error message). */
+interface Expected {
+  readonly algorithm: 'sha256' | 'git blob SHA-1';
+  readonly hex: string;
+  readonly source: string;
+}
+
+/** The check for a file: its given sha256, else the hub's X-Linked-Etag (sha256), else its ETag (sha256, or a git blob SHA-1). */
+function expectedHash(file: DownloadFile, hubHeader: (name: string) => string | undefined): Expected | undefined {
+  if (file.sha256 !== undefined) return { algorithm: 'sha256', hex: file.sha256.toLowerCase(), source: 'as listed' };
+  const linked = etagSha256(hubHeader('x-linked-etag'));
+  if (linked) return { algorithm: 'sha256', hex: linked, source: "the hub's X-Linked-Etag" };
+  const etag = hubHeader('etag');
+  const sha256 = etagSha256(etag);
+  if (sha256) return { algorithm: 'sha256', hex: sha256, source: "the hub's ETag" };
+  const blob = etagGitBlobSha1(etag);
+  return blob ? { algorithm: 'git blob SHA-1', hex: blob, source: "the hub's ETag" } : undefined;
 }
 
 // --- transport ----------------------------------------------------------------------------------------------
@@ -300,8 +413,11 @@ async function* emptyBody(): AsyncIterable<Uint8Array> {}
 
 interface Opened {
   readonly response: RawResponse;
-  /** Headers of the first response (the endpoint's own, before any redirect). */
-  readonly firstHeader: (name: string) => string | undefined;
+  /**
+   * A header of the endpoint's own responses (before the redirect that leaves its origin): the latest one that
+   * has it, as the hub may first redirect within its origin (as huggingface_hub reads them).
+   */
+  readonly hubHeader: (name: string) => string | undefined;
 }
 
 function describeCause(error: unknown, token: string | undefined): string {
@@ -309,12 +425,20 @@ function describeCause(error: unknown, token: string | undefined): string {
   return token ? cause.split(token).join('***') : cause;
 }
 
-/** GET with redirects followed by hand, so that Authorization is dropped when one leaves the origin. */
-async function open(options: DownloadOptions, transport: Transport, url: string, fileName: string, offset: number): Promise<Opened> {
+/**
+ * GET with redirects followed by hand, so that Authorization is dropped when one leaves the origin, and a
+ * redirect from https to plain http is refused. `beforeRedirect` may refuse to follow one, seeing the endpoint's
+ * headers so far (the hub declares an LFS file's size before redirecting to its bytes).
+ */
+async function open(
+  options: DownloadOptions, transport: Transport, url: string, fileName: string, offset: number,
+  beforeRedirect: (hubHeader: (name: string) => string | undefined) => Promise<void>,
+): Promise<Opened> {
   const origin = new URL(url).origin;
   let current = new URL(url);
   let sameOrigin = true;
-  let firstHeader: ((name: string) => string | undefined) | undefined;
+  const hubHeaders: ((name: string) => string | undefined)[] = [];
+  const hubHeader = (name: string): string | undefined => hubHeaders.map((header) => header(name)).reverse().find((value) => value !== undefined);
   for (let hop = 0; ; hop++) {
     const headers: Record<string, string> = { 'User-Agent': 'phi-complete', 'Accept-Encoding': 'identity' };
     if (offset > 0) headers.Range = `bytes=${offset}-`;
@@ -329,13 +453,16 @@ async function open(options: DownloadOptions, transport: Transport, url: string,
         `cannot download ${fileName} from ${hop === 0 ? url : current.origin} (${describeCause(error, options.token)}); ` +
           `check the network connection and the endpoint setting; ${KEPT}`);
     }
-    firstHeader ??= response.header;
-    if (!REDIRECT_STATUSES.has(response.status)) return { response, firstHeader };
+    if (sameOrigin) hubHeaders.push(response.header);
+    if (!REDIRECT_STATUSES.has(response.status)) return { response, hubHeader };
     response.close();
     const location = response.header('location');
     if (!location) throw new DownloadError('http', `${url} answered ${response.status} without a Location header (downloading ${fileName})`);
     if (hop + 1 > MAX_REDIRECTS) throw new DownloadError('http', `too many redirects (more than ${MAX_REDIRECTS}) downloading ${fileName} from ${url}`);
-    current = new URL(location, current);
+    const next = new URL(location, current);
+    checkRedirect(current, next);
+    await beforeRedirect(hubHeader);
+    current = next;
     if (current.origin !== origin) sameOrigin = false;
   }
 }
@@ -394,13 +521,13 @@ async function isAlreadyComplete(target: string, file: DownloadFile, signal: Abo
   if (file.size !== undefined && size !== file.size) return false;
   if (file.sha256 !== undefined) {
     const hash = createHash('sha256');
-    await hashFile(target, hash, signal);
+    await hashFile(target, [hash], signal);
     return hash.digest('hex') === file.sha256.toLowerCase();
   }
   return true;
 }
 
-async function downloadOne(options: DownloadOptions, destination: string, file: DownloadFile): Promise<void> {
+async function downloadOne(options: DownloadOptions, destination: string, file: DownloadFile, probe: FreeSpaceProbe): Promise<void> {
   const target = path.join(destination, file.name);
   const partial = target + PARTIAL_SUFFIX;
   const url = fileUrl(options, file.name);
@@ -410,13 +537,18 @@ async function downloadOne(options: DownloadOptions, destination: string, file: 
     return;
   }
   const transport = options.fetchImpl ? fetchTransport(options.fetchImpl) : nodeTransport(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  const verified = { destination, file, partial, target, signal: options.signal };
 
   let offset = (await sizeOf(partial)) ?? 0;
   if (file.size !== undefined && offset > file.size) offset = 0;
   for (let attempt = 0; ; attempt++) {
-    const { response, firstHeader } = await open(options, transport, url, file.name, offset);
-    const expected = file.sha256?.toLowerCase() ?? etagSha256(firstHeader('x-linked-etag') ?? firstHeader('etag'));
-    const declaredSize = file.size ?? numberHeader(firstHeader('x-linked-size'));
+    const { response, hubHeader } = await open(options, transport, url, file.name, offset, async (hubHeader) => {
+      // Known before the bytes are requested: checked then (the file's size was not known up front).
+      const declared = numberHeader(hubHeader('x-linked-size'));
+      if (file.size === undefined && declared !== undefined) await checkDiskSpace(destination, declared - offset, probe, file.name);
+    });
+    const expected = expectedHash(file, hubHeader);
+    const declaredSize = file.size ?? numberHeader(hubHeader('x-linked-size'));
     const status = response.status;
 
     if (status === 416 && offset > 0) {
@@ -424,9 +556,7 @@ async function downloadOne(options: DownloadOptions, destination: string, file: 
       const { total } = parseContentRange(response.header('content-range'));
       if (total === offset && (declaredSize === undefined || declaredSize === offset)) {
         // The partial already holds every byte: verify it as it is.
-        const hash = createHash('sha256');
-        await hashFile(partial, hash, options.signal);
-        await finish(file, partial, target, hash, offset, expected, declaredSize);
+        await finish(verified, expected, declaredSize);
         new ProgressReporter(file.name, options.onProgress, offset).report(offset, offset, true);
         return;
       }
@@ -465,36 +595,37 @@ async function downloadOne(options: DownloadOptions, destination: string, file: 
       total ??= length;
     }
     if (declaredSize === undefined && total !== undefined) {
+      // Neither known up front nor declared by the hub: checked with the response's length.
       try {
-        await checkDiskSpace(destination, total - offset);
+        await checkDiskSpace(destination, total - offset, probe, file.name);
       } catch (error) {
         response.close();
         throw error;
       }
     }
-    await receive(options, file, partial, target, response, offset, total, length, expected);
+    const progress = new ProgressReporter(file.name, options.onProgress, offset);
+    const received = await receive(options, file.name, partial, response, progress, offset, total, length);
+    await finish(verified, expected, total);
+    progress.report(received, total, true);
     return;
   }
 }
 
+/** Appends the response's body to the partial file (from `offset`); returns the partial's size in bytes. */
 async function receive(
-  options: DownloadOptions, file: DownloadFile, partial: string, target: string, response: RawResponse,
-  offset: number, total: number | undefined, length: number | undefined, expected: string | undefined,
-): Promise<void> {
-  const hash = createHash('sha256');
+  options: DownloadOptions, name: string, partial: string, response: RawResponse, progress: ProgressReporter,
+  offset: number, total: number | undefined, length: number | undefined,
+): Promise<number> {
   let handle: fs.promises.FileHandle | undefined;
   let received = offset;
-  const progress = new ProgressReporter(file.name, options.onProgress, offset);
   const onAbort = (): void => response.close();
   options.signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    if (offset > 0) await hashFile(partial, hash, options.signal);
     handle = await fs.promises.open(partial, offset > 0 ? 'a' : 'w');
     progress.report(received, total);
     for await (const chunk of response.body) {
       throwIfCancelled(options.signal);
       await handle.write(chunk);
-      hash.update(chunk);
       received += chunk.byteLength;
       progress.report(received, total);
     }
@@ -506,34 +637,51 @@ async function receive(
     if (error instanceof DownloadError) throw error;
     throwIfCancelled(options.signal);
     if ((error as NodeJS.ErrnoException).code === 'ENOSPC') {
-      throw new DownloadError('disk-space', `the disk is full while writing ${file.name}; free some space, ${KEPT}`);
+      throw new DownloadError('disk-space', `the disk is full while writing ${name}; free some space, ${KEPT}`);
     }
     throw new DownloadError('network',
-      `the connection failed while downloading ${file.name} (${describeCause(error, options.token)}) after ${formatBytes(received)}; ${KEPT}`);
+      `the connection failed while downloading ${name} (${describeCause(error, options.token)}) after ${formatBytes(received)}; ${KEPT}`);
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
   }
   throwIfCancelled(options.signal);
   if ((length !== undefined && received - offset < length) || (total !== undefined && received < total)) {
-    throw new DownloadError('network', `the connection closed early while downloading ${file.name} (${formatBytes(received)} received); ${KEPT}`);
+    throw new DownloadError('network', `the connection closed early while downloading ${name} (${formatBytes(received)} received); ${KEPT}`);
   }
-  await finish(file, partial, target, hash, received, expected, total);
-  progress.report(received, total, true);
+  return received;
 }
 
-async function finish(
-  file: DownloadFile, partial: string, target: string, hash: Hash, size: number, expected: string | undefined, total: number | undefined,
-): Promise<void> {
-  const actual = hash.digest('hex');
+interface Verified {
+  readonly destination: string;
+  readonly file: DownloadFile;
+  readonly partial: string;
+  readonly target: string;
+  readonly signal: AbortSignal | undefined;
+}
+
+/**
+ * Verifies the partial file as it is on disk (not the bytes this call received: those are not the whole story
+ * when the file was resumed, or written to by anything else), renames it into place and records it.
+ */
+async function finish({ destination, file, partial, target, signal }: Verified, expected: Expected | undefined, total: number | undefined): Promise<void> {
+  const size = (await sizeOf(partial)) ?? 0;
   if (total !== undefined && size !== total) {
     await fs.promises.rm(partial, { force: true });
     throw new DownloadError('hash-mismatch',
       `${file.name} has the wrong size (${size} bytes instead of ${total}); the download was deleted, try again`);
   }
-  if (expected !== undefined && actual !== expected) {
+  const sha256 = createHash('sha256');
+  // A git blob id is the SHA-1 of "blob <size>\0" and the content.
+  const blob = expected?.algorithm === 'git blob SHA-1' ? createHash('sha1').update(`blob ${size}\0`) : undefined;
+  await hashFile(partial, blob ? [sha256, blob] : [sha256], signal);
+  const actual = sha256.digest('hex');
+  const checked = blob ? blob.digest('hex') : actual;
+  if (expected !== undefined && checked !== expected.hex) {
     await fs.promises.rm(partial, { force: true });
     throw new DownloadError('hash-mismatch',
-      `${file.name} is corrupt: expected sha256 ${expected}, got ${actual}; the download was deleted, try again`);
+      `${file.name} is corrupt: its ${expected.algorithm} should be ${expected.hex} (${expected.source}), the downloaded file's is ${checked}; ` +
+        'the download was deleted, try again');
   }
   await fs.promises.rename(partial, target);
+  await recordFile(destination, file.name, size, actual);
 }

@@ -1,6 +1,7 @@
 /**
  * A model folder's layout and manifest: what the builder writes and what the runtime reads.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { PhiConfig } from './config';
@@ -84,4 +85,37 @@ export function readManifest(modelDir: string): ModelManifest {
   }
   if (manifest.format !== MANIFEST_FORMAT) throw new Error(`${file}: unknown manifest format ${String(manifest.format)}`);
   return manifest;
+}
+
+/**
+ * What is wrong with a model folder's files by its manifest's recorded sizes (missing, cut, grown): empty when
+ * nothing is. Cheap (no file is read), so it runs before every load.
+ */
+export function modelFileProblems(modelDir: string, manifest: ModelManifest = readManifest(modelDir)): string[] {
+  const problems: string[] = [];
+  for (const [name, record] of Object.entries(manifest.files)) {
+    let bytes: number;
+    try {
+      bytes = fs.statSync(path.join(modelDir, name)).size;
+    } catch {
+      problems.push(`${name} is missing`);
+      continue;
+    }
+    if (bytes !== record.bytes) problems.push(`${name} has ${bytes} bytes instead of ${record.bytes}`);
+  }
+  return problems;
+}
+
+/** As modelFileProblems, and then every file's sha256 against the manifest (reads every byte: for repairs). */
+export async function modelFileHashProblems(modelDir: string, signal?: AbortSignal): Promise<string[]> {
+  const manifest = readManifest(modelDir);
+  const problems = modelFileProblems(modelDir, manifest);
+  if (problems.length > 0) return problems;
+  for (const [name, record] of Object.entries(manifest.files)) {
+    const hash = createHash('sha256');
+    for await (const chunk of fs.createReadStream(path.join(modelDir, name), signal ? { signal } : {})) hash.update(chunk as Buffer);
+    const actual = hash.digest('hex');
+    if (actual !== record.sha256) problems.push(`${name} has sha256 ${actual} instead of ${record.sha256}`);
+  }
+  return problems;
 }

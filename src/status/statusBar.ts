@@ -1,7 +1,8 @@
 import * as vscode from 'vscode';
 import { Disposable } from '../util/disposable';
 
-export type StatusKind = 'off' | 'idle' | 'loading' | 'ready' | 'generating' | 'error';
+/** `paused`: the inference worker crashed too often and is not restarted until the user asks. */
+export type StatusKind = 'off' | 'idle' | 'loading' | 'ready' | 'generating' | 'paused' | 'error';
 
 const ICONS: Record<StatusKind, string> = {
   off: '$(circle-slash)',
@@ -9,18 +10,21 @@ const ICONS: Record<StatusKind, string> = {
   loading: '$(loading~spin)',
   ready: '$(sparkle)',
   generating: '$(loading~spin)',
+  paused: '$(debug-pause)',
   error: '$(warning)',
 };
 
-/** The status bar item: what the local model is doing, and a click opens the command menu. */
+/**
+ * The status bar item: what the local model is doing. A click opens the command menu; while paused it restarts
+ * the inference worker.
+ */
 export class StatusBar extends Disposable {
   private readonly item = this.register(vscode.window.createStatusBarItem('phiComplete.status', vscode.StatusBarAlignment.Right, 100));
   private device = '';
 
-  constructor(command: string) {
+  constructor(private readonly menuCommand: string, private readonly restartCommand: string) {
     super();
     this.item.name = 'phi-complete';
-    this.item.command = command;
     this.show('idle');
     this.item.show();
   }
@@ -38,7 +42,8 @@ export class StatusBar extends Disposable {
     // While loading, the detail is short progress text ("downloading 42%") worth showing in the bar itself.
     const label = kind === 'ready' ? this.device || 'ready' : kind === 'idle' ? 'phi' : kind === 'loading' && detail ? detail : kind;
     this.item.text = `${ICONS[kind]} ${label}`;
-    this.item.tooltip = `phi-complete: ${kind}${detail ? ` — ${detail}` : ''}`;
-    this.item.backgroundColor = kind === 'error' ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
+    this.item.tooltip = `phi-complete: ${kind}${detail ? ` — ${detail}` : ''}${kind === 'paused' ? '\nClick to restart the inference worker.' : ''}`;
+    this.item.command = kind === 'paused' ? this.restartCommand : this.menuCommand;
+    this.item.backgroundColor = kind === 'error' || kind === 'paused' ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
   }
 }

@@ -1,12 +1,14 @@
 /**
  * Inference worker entry point: runs in its own process (forked with ELECTRON_RUN_AS_NODE=1) so that ONNX
  * Runtime's native code can never take the extension host down. One model, one generator with a KV cache per
- * sequence; the latest generation request wins, and prefills run only while no generation is in flight or
- * queued. Protocol: src/protocol.ts.
+ * sequence; the latest generation request wins (but only a newer explanation cancels an explanation), and prefills
+ * run only while no generation is in flight or queued. Protocol: src/protocol.ts.
  */
+import { parseArgs } from 'node:util';
 import { cacheBudgetBytes, DEFAULT_SETTINGS } from '../config';
 import { Generator } from '../inference/generator';
-import { EXPLAIN_SEQUENCE, HEARTBEAT_MS, validateHostMessage, type GenerateRequest, type HostMessage, type LoadRequest, type PrefillRequest, type WorkerMessage } from '../protocol';
+import { EXPLAIN_SEQUENCE, validateHostMessage, type GenerateRequest, type HostMessage, type LoadRequest, type PrefillRequest, type WorkerMessage } from '../protocol';
+import { startHeartbeat } from './heartbeat';
 import { loadModel, ModelInvalidError, type LoadedModel } from './session';
 
 /** How often the worker checks that the process that started it is still alive. */
@@ -49,14 +51,15 @@ async function load(request: LoadRequest): Promise<void> {
  * throw becomes its `error`.
  */
 async function withGenerator(id: number, work: (generator: Generator, signal: AbortSignal) => Promise<void>): Promise<void> {
-  await loading;
-  if (!generator) {
-    send({ type: 'error', id, code: 'no-model', message: 'no model is loaded' });
-    return;
-  }
+  // Cancellable from the start: a cancel may arrive while the request waits for a load.
   const controller = new AbortController();
   cancellers.set(id, controller);
   try {
+    await loading;
+    if (!generator) {
+      send({ type: 'error', id, code: 'no-model', message: 'no model is loaded' });
+      return;
+    }
     await work(generator, controller.signal);
   } catch (error) {
     send({ type: 'error', id, code: 'generation-failed', message: messageOf(error) });
@@ -74,6 +77,7 @@ function generate(request: GenerateRequest): Promise<void> {
       sampling: { temperature: params.temperature, topK: params.topK, topP: params.topP, seed: params.seed },
       stop: params.stop,
       speculative: params.speculative,
+      quick: params.quick,
       signal,
       onText: (text) => send({ type: 'delta', id: request.id, text }),
       sequence: request.sequence,
@@ -142,5 +146,14 @@ setInterval(() => {
     process.exit(0);
   }
 }, PARENT_CHECK_MS);
-setInterval(() => send({ type: 'heartbeat' }), HEARTBEAT_MS);
+// Given by the host (WorkerClient): the heartbeat pipe's fd and the stall limit. Absent when started otherwise.
+const { values: launch } = parseArgs({ options: { 'heartbeat-fd': { type: 'string' }, 'stall-limit-ms': { type: 'string' } }, strict: false });
+const pipeFd = Number(launch['heartbeat-fd']);
+const stallLimitMs = Number(launch['stall-limit-ms']);
+startHeartbeat({
+  pipeFd: Number.isInteger(pipeFd) && pipeFd > 2 ? pipeFd : undefined,
+  stallLimitMs: stallLimitMs > 0 ? stallLimitMs : Infinity,
+  send: () => send({ type: 'heartbeat' }),
+  warn: (message) => console.error(message),
+});
 send({ type: 'ready', pid: process.pid });

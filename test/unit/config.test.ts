@@ -2,9 +2,15 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { cacheBudgetBytes, changedSettings, DEFAULT_SETTINGS, needsReload, readSettings, SETTING_KEYS } from '../../src/config';
+import { buildCompletionPrompt } from '../../src/completion/context';
+import { cacheBudgetBytes, changedSettings, DEFAULT_SETTINGS, MODEL_POSITIONS, needsReload, readSettings, SETTING_KEYS, settingsProblems } from '../../src/config';
+import { MAX_USEFUL_EXPLAIN_TOKENS } from '../../src/explain/explainPrompt';
 import { bytesPerPosition, int8Planes } from '../../src/inference/kvCache';
+import type { NoticeSeverity } from '../../src/lifecycle/modelLifecycle';
 import { PHI_1_5 } from '../../src/model/config';
+import { OPEN_SETTINGS, SettingsWarnings, type SettingsWarningsUi } from '../../src/settingsWarnings';
+import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
+import { buildPhiTokenizerJson } from '../../src/tokenizer/tokenizerJson';
 
 const manifest = JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../../package.json'), 'utf8')) as {
   contributes: { configuration: { properties: Record<string, { default: unknown }> } };
@@ -41,6 +47,17 @@ test('an invalid value falls back to the default with a warning naming the setti
   ]);
 });
 
+test('the hub endpoint, where the hub token goes, must be https; plain http only on this machine', () => {
+  for (const [endpoint, accepted] of [
+    ['https://mirror.example', true], ['http://127.0.0.1:8080', true], ['http://localhost:3000/hub', true], ['http://[::1]:9000', true],
+    ['http://mirror.example', false], ['http://10.0.0.1', false], ['http://127.0.0.1.example.com', false], ['ftp://mirror.example', false], ['mirror.example', false],
+  ] as const) {
+    const { settings, warnings } = readSettings((key) => (key === 'hubEndpoint' ? endpoint : undefined));
+    assert.equal(settings.hubEndpoint, accepted ? endpoint : DEFAULT_SETTINGS.hubEndpoint, endpoint);
+    assert.equal(warnings.length, accepted ? 0 : 1, endpoint);
+  }
+});
+
 test('snapshots are compared to find what changed and whether the model must reload', () => {
   const after = { ...DEFAULT_SETTINGS, temperature: 0.5, device: 'cpu' as const };
   assert.deepEqual(changedSettings(DEFAULT_SETTINGS, after), ['device', 'temperature']);
@@ -73,4 +90,113 @@ test('phiComplete.cacheMemoryMB: an integer of MiB from 64, applied without a re
   const contributed = manifest.contributes.configuration.properties['phiComplete.cacheMemoryMB'] as unknown as { markdownDescription: string; minimum: number };
   assert.match(contributed.markdownDescription, /about 115 MiB: the default 768 holds 6 of them/);
   assert.equal(contributed.minimum, 64);
+});
+
+test('settings that cannot work together are problems: context + completion past the model\'s positions, an explanation that leaves no room', () => {
+  assert.equal(MODEL_POSITIONS, 2048);
+  assert.deepEqual(settingsProblems(DEFAULT_SETTINGS), []);
+  assert.deepEqual(settingsProblems({ ...DEFAULT_SETTINGS, contextTokens: 1024, completionMaxTokens: 1024 }), [], 'exactly 2,048 fits');
+  assert.deepEqual(settingsProblems({ ...DEFAULT_SETTINGS, contextTokens: 1920, completionMaxTokens: 1024 }), [
+    'phiComplete.contextTokens (1920) and phiComplete.completion.maxTokens (1024) add up to 2944 tokens, but the model reads 2048 at once, prompt and completion together. '
+    + 'Completions read 1024 tokens of context instead; lower either so that they add up to 2048 or less.',
+  ]);
+  assert.deepEqual(settingsProblems({ ...DEFAULT_SETTINGS, explainMaxTokens: MAX_USEFUL_EXPLAIN_TOKENS }), []);
+  const explain = settingsProblems({ ...DEFAULT_SETTINGS, explainMaxTokens: 2048 });
+  assert.equal(explain.length, 1);
+  assert.match(explain[0], new RegExp(`^phiComplete\\.explain\\.maxTokens \\(2048\\) leaves no room for the selected code: .* set it to ${MAX_USEFUL_EXPLAIN_TOKENS} or less\\.$`));
+  assert.equal(settingsProblems({ ...DEFAULT_SETTINGS, contextTokens: 1920, completionMaxTokens: 1024, explainMaxTokens: 2048 }).length, 2);
+});
+
+test('the snapshot fits the completion\'s context to the room its tokens leave, and reports the problem (not a warning about a value)', () => {
+  const values: Record<string, unknown> = { contextTokens: 1920, 'completion.maxTokens': 1024 };
+  const { settings, warnings, problems } = readSettings((key) => values[key]);
+  assert.deepEqual(warnings, []);
+  assert.equal(problems.length, 1);
+  assert.equal(settings.contextTokens, 1024);
+  assert.equal(settings.completionMaxTokens, 1024);
+  assert.deepEqual(settingsProblems(settings), [], 'the fitted snapshot has no completion problem left');
+  assert.equal(readSettings((key) => ({ contextTokens: 1920, 'completion.maxTokens': 64 } as Record<string, unknown>)[key]).settings.contextTokens, 1920, 'no clipping where it fits');
+});
+
+test('with the fitted snapshot a long file\'s prompt keeps its header and leaves the completion its room (the worker does not cut its start)', () => {
+  const tokenizer = PhiTokenizer.fromJson(buildPhiTokenizerJson());
+  const header = 'import os\nimport sys\nfrom collections import defaultdict\n\n';
+  const body = Array.from({ length: 400 }, (_, i) => `def handler_${i}(request, count=${i}):\n    return defaultdict(list, name=request.path + "${i}")\n\n`).join('');
+  const prefix = `${header}${body}def main():\n    `;
+  const values: Record<string, unknown> = { contextTokens: 1920, 'completion.maxTokens': 1024 };
+  const { settings } = readSettings((key) => values[key]);
+  // As the provider and the warmer build it (src/completion/warmer.ts: 3 characters a token).
+  const { prompt, headerIncluded } = buildCompletionPrompt({
+    prefix, suffix: '', languageId: 'python', fileName: '/work/main.py', tokenBudget: settings.contextTokens, countTokens: (t) => Math.ceil(t.length / 3),
+  });
+  const promptTokens = tokenizer.encode(prompt).length;
+  assert.ok(promptTokens + settings.completionMaxTokens <= MODEL_POSITIONS, `${promptTokens} prompt tokens + ${settings.completionMaxTokens} to generate exceed ${MODEL_POSITIONS}`);
+  assert.ok(headerIncluded && prompt.startsWith(header), 'the file\'s imports are kept in front');
+  assert.ok(prompt.endsWith('def main():\n    '), 'the prompt ends at the cursor');
+  assert.ok(promptTokens > 700, `the prompt still reads most of the room (${promptTokens} tokens)`);
+});
+
+/** The editor as SettingsWarnings sees it: settings the test sets, notifications recorded and answered. */
+class RecordingUi implements SettingsWarningsUi {
+  readonly notices: { severity: NoticeSeverity; message: string; actions: string[] }[] = [];
+  readonly warnLines: string[] = [];
+  readonly opened: string[] = [];
+  readonly values = new Map<string, unknown>();
+  answer: string | undefined = undefined;
+  private readonly listeners = new Set<() => void>();
+  readonly log = { info: () => undefined, warn: (message: string) => void this.warnLines.push(message), error: () => undefined };
+
+  readSetting(key: string): unknown {
+    return this.values.get(key);
+  }
+
+  onDidChangeSettings(listener: () => void): { dispose(): void } {
+    this.listeners.add(listener);
+    return { dispose: () => this.listeners.delete(listener) };
+  }
+
+  set(key: string, value: unknown): void {
+    if (value === undefined) this.values.delete(key);
+    else this.values.set(key, value);
+    for (const listener of this.listeners) listener();
+  }
+
+  notify(severity: NoticeSeverity, message: string, ...actions: string[]): Promise<string | undefined> {
+    this.notices.push({ severity, message, actions });
+    return Promise.resolve(this.answer);
+  }
+
+  openSettings(query: string): Promise<unknown> {
+    this.opened.push(query);
+    return Promise.resolve();
+  }
+}
+
+test('each settings problem is shown once while it lasts, at start and on a change, with Open Settings', async () => {
+  const ui = new RecordingUi();
+  ui.values.set('contextTokens', 1920);
+  ui.values.set('completion.maxTokens', 1024);
+  ui.answer = OPEN_SETTINGS;
+  const warnings = new SettingsWarnings(ui);
+  const completionProblem = settingsProblems({ ...DEFAULT_SETTINGS, contextTokens: 1920, completionMaxTokens: 1024 })[0];
+  assert.deepEqual(ui.notices, [{ severity: 'warning', message: `phi-complete: ${completionProblem}`, actions: [OPEN_SETTINGS] }]);
+  assert.deepEqual(ui.warnLines, [completionProblem]);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(ui.opened, ['phiComplete'], 'Open Settings opens the extension\'s settings');
+
+  ui.answer = undefined;
+  ui.set('temperature', 0.5);
+  ui.set('debounceMs', 10);
+  assert.equal(ui.notices.length, 1, 'an unrelated change does not repeat a problem that is still there');
+  ui.set('explain.maxTokens', 2048);
+  assert.equal(ui.notices.length, 2, 'a new problem is shown');
+  assert.match(ui.notices[1].message, /explain\.maxTokens \(2048\)/);
+  ui.set('completion.maxTokens', undefined);
+  ui.set('explain.maxTokens', undefined);
+  assert.equal(ui.notices.length, 2, 'fixing a problem shows nothing');
+  ui.set('completion.maxTokens', 1024);
+  assert.equal(ui.notices.length, 3, 'a problem that comes back is shown again');
+  warnings.dispose();
+  ui.set('explain.maxTokens', 2048);
+  assert.equal(ui.notices.length, 3, 'nothing after dispose');
 });

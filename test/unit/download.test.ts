@@ -1,7 +1,8 @@
 /**
  * downloadFiles against a real HTTP server on 127.0.0.1 that behaves like the Hugging Face hub: the resolve
  * URL answers 302 (with X-Linked-Etag / X-Linked-Size) to a CDN on another origin (a second server), which
- * serves the bytes with Range support. Switches cut or stall a response, corrupt bytes, or require a token.
+ * serves the bytes with Range support; small files kept in git (not LFS) it answers itself, with their git blob
+ * SHA-1 as the ETag, as the real hub does. Switches cut or stall a response, corrupt bytes, or require a token.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -12,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildModel } from '../../src/model/build';
 import { PHI_TINY } from '../../src/model/config';
-import { DownloadError, downloadFiles, offlineHelp, type DownloadFile, type DownloadOptions, type DownloadProgress } from '../../src/model/download';
+import { checkEndpoint, checkRedirect, DOWNLOAD_RECORD_FILE, DownloadError, downloadFiles, offlineHelp, readDownloadRecord, type DownloadFile, type DownloadOptions, type DownloadProgress } from '../../src/model/download';
 import { RandomWeights } from '../../src/model/weights';
 import { PhiDecoder } from '../../src/inference/decoder';
 import { mulberry32 } from '../../src/model/rng';
@@ -25,6 +26,10 @@ const CHUNK = 16 * 1024;
 
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
+}
+
+function gitBlobSha1(bytes: Uint8Array): string {
+  return createHash('sha1').update(`blob ${bytes.length}\0`).update(bytes).digest('hex');
 }
 
 function seededBytes(seed: number, length: number): Buffer {
@@ -51,6 +56,8 @@ class FakeHub {
   stallNext: { readonly file: string; readonly after: number } | undefined;
   /** These files are served with one byte flipped (while X-Linked-Etag names the right hash). */
   readonly corrupt = new Set<string>();
+  /** Files kept in git: the hub answers 200 itself, with the git blob SHA-1 as ETag and no X-Linked-* headers. */
+  readonly gitFiles = new Set<string>();
   private readonly hub = http.createServer((req, res) => this.handleHub(req, res));
   private readonly cdn = http.createServer((req, res) => this.handleCdn('cdn', req, res));
 
@@ -98,6 +105,11 @@ class FakeHub {
     const bytes = name === undefined ? undefined : this.files.get(name);
     if (name === undefined || bytes === undefined) {
       res.writeHead(404, { 'X-Error-Code': 'EntryNotFound' }).end('Entry not found');
+      return;
+    }
+    if (this.gitFiles.has(name)) {
+      const body = this.corrupt.has(name) ? Buffer.from(bytes).fill(0x20, 0, 1) : bytes;
+      res.writeHead(200, { ETag: `"${gitBlobSha1(bytes)}"`, 'Content-Length': String(body.length) }).end(body);
       return;
     }
     res.writeHead(302, {
@@ -456,5 +468,98 @@ describe('downloadFiles from a hub-like server', () => {
     assert.ok(text.includes(`https://huggingface.co/microsoft/phi-1_5/resolve/${REV}/model.onnx`));
     assert.ok(text.includes(small.sha256!));
     assert.match(text, /put them in one folder and point the phiComplete\.modelPath setting at it/);
+  });
+  test('a small file kept in git is checked against the ETag (its git blob SHA-1); wrong bytes are refused', async () => {
+    const bytes = Buffer.from('{"model_type": "phi", "vocab_size": 51200}\n');
+    const file = hub.add('git/config.json', bytes);
+    hub.gitFiles.add(file.name);
+    const destination = scratchDir();
+    await downloadFiles(options(destination, [{ name: file.name }]));
+    assert.ok(fs.readFileSync(path.join(destination, file.name)).equals(bytes));
+    assert.deepEqual((await readDownloadRecord(destination))[file.name], { bytes: bytes.length, sha256: sha256(bytes) }, 'its sha256 is recorded');
+
+    hub.corrupt.add(file.name);
+    try {
+      const refused = scratchDir();
+      const error = await rejection(downloadFiles(options(refused, [{ name: file.name }])));
+      assert.equal(error.kind, 'hash-mismatch');
+      assert.match(error.message, /git\/config\.json is corrupt: its git blob SHA-1 should be [0-9a-f]{40} \(the hub's ETag\)/);
+      assert.ok(error.message.includes(gitBlobSha1(bytes)));
+      assert.ok(!fs.existsSync(path.join(refused, file.name)) && !fs.existsSync(path.join(refused, `${file.name}.partial`)));
+    } finally {
+      hub.corrupt.delete(file.name);
+    }
+  });
+
+  test('the file on disk is verified, not the bytes received: a partial written to by anything else is refused', async () => {
+    const destination = scratchDir();
+    const partial = path.join(destination, `${large.name}.partial`);
+    let meddled = false;
+    const error = await rejection(downloadFiles(options(destination, [{ name: large.name }], {
+      onProgress: (p) => {
+        if (meddled || p.receivedBytes < 2 * CHUNK) return;
+        meddled = true; // another writer: the first bytes of the partial change under the download
+        const handle = fs.openSync(partial, 'r+');
+        fs.writeSync(handle, Buffer.alloc(16, 0x55), 0, 16, 0);
+        fs.closeSync(handle);
+      },
+    })));
+    assert.ok(meddled);
+    assert.equal(error.kind, 'hash-mismatch');
+    assert.ok(!fs.existsSync(path.join(destination, large.name)), 'nothing wrong is renamed into place');
+  });
+
+  test('a verified file that was cut since is fetched again (its recorded size)', async () => {
+    const destination = scratchDir();
+    await downloadFiles(options(destination, [{ name: large.name }]));
+    fs.truncateSync(path.join(destination, large.name), 1000);
+    const mark = hub.log.length;
+    await downloadFiles(options(destination, [{ name: large.name }]));
+    assert.ok(fs.readFileSync(path.join(destination, large.name)).equals(hub.files.get(large.name)!));
+    assert.ok(requestsSince(mark).some((r) => r.server === 'cdn'));
+    assert.ok(fs.existsSync(path.join(destination, DOWNLOAD_RECORD_FILE)));
+  });
+
+  test('not enough disk space for the size the hub declares (X-Linked-Size) fails before the bytes are fetched', async () => {
+    const destination = scratchDir();
+    const mark = hub.log.length;
+    const error = await rejection(downloadFiles(options(destination, [{ name: large.name }], { freeSpace: () => Promise.resolve(100_000) })));
+    assert.equal(error.kind, 'disk-space');
+    assert.match(error.message, /weights\.bin needs 293\.0 KiB more but only 97\.7 KiB is free/);
+    assert.deepEqual(requestsSince(mark).map((r) => r.server), ['hub'], 'the CDN was not asked for the bytes');
+    assert.ok(!fs.existsSync(path.join(destination, `${large.name}.partial`)));
+  });
+
+  test('the endpoint must be https; plain http only on loopback', async () => {
+    for (const endpoint of ['http://example.com', 'http://10.0.0.1:8080', 'http://127.0.0.1.example.com', 'ftp://127.0.0.1']) {
+      assert.throws(() => checkEndpoint(endpoint), (error) => error instanceof DownloadError && error.kind === 'insecure', endpoint);
+    }
+    for (const endpoint of ['https://huggingface.co', 'https://hf-mirror.example', 'http://127.0.0.1:8080', 'http://localhost:1', 'http://[::1]:1']) {
+      assert.doesNotThrow(() => checkEndpoint(endpoint), endpoint);
+    }
+    const error = await rejection(downloadFiles({ ...options(scratchDir(), [small], { token: TOKEN }), endpoint: 'http://example.com' }));
+    assert.equal(error.kind, 'insecure');
+    assert.match(error.message, /refusing to download from http:\/\/example\.com: .*plain http.*set phiComplete\.hubEndpoint to an https URL/);
+  });
+
+  test('a redirect from https to http is refused, and the token goes nowhere in clear', async () => {
+    assert.throws(() => checkRedirect(new URL('https://huggingface.co/a'), new URL('http://cdn.example/a')), /leaves https for http/);
+    assert.throws(() => checkRedirect(new URL('https://huggingface.co/a'), new URL('http://127.0.0.1/a')), /leaves https for http/);
+    assert.doesNotThrow(() => checkRedirect(new URL('https://huggingface.co/a'), new URL('https://cdn.example/a')));
+    assert.doesNotThrow(() => checkRedirect(new URL('http://127.0.0.1:1/a'), new URL('http://127.0.0.1:2/a')));
+    assert.throws(() => checkRedirect(new URL('http://127.0.0.1:1/a'), new URL('http://cdn.example/a')), /plain http/);
+
+    // An https hub (this fetch routes https://hub.test to the loopback hub) whose CDN answers plain http.
+    const httpsHub: typeof fetch = (input, init) => {
+      const url = input instanceof Request ? input.url : input instanceof URL ? input.href : input;
+      return fetch(url.replace('https://hub.test', hub.endpoint), init);
+    };
+    const destination = scratchDir();
+    const mark = hub.log.length;
+    const error = await rejection(downloadFiles({ ...options(destination, [large], { token: TOKEN, fetchImpl: httpsHub }), endpoint: 'https://hub.test' }));
+    assert.equal(error.kind, 'insecure');
+    assert.match(error.message, /refusing the redirect from https:\/\/hub\.test to http:\/\/127\.0\.0\.1:\d+: it leaves https for http/);
+    assert.deepEqual(requestsSince(mark).map((r) => r.server), ['hub'], 'the http CDN was never asked');
+    assert.ok(!fs.existsSync(path.join(destination, large.name)));
   });
 });

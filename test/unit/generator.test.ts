@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { PHI_TINY } from '../../src/model/config';
 import { PhiDecoder } from '../../src/inference/decoder';
 import { Generator, type GenerationRequest, type GenerationResult } from '../../src/inference/generator';
+import { EXPLAIN_SEQUENCE } from '../../src/protocol';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
 import { referenceGreedy } from '../support/referenceForward';
 import { tinyModelDir, tinyWeights } from '../support/tinyModels';
@@ -233,6 +234,92 @@ describe('cancellation', () => {
   });
 });
 
+describe('an explanation (EXPLAIN_SEQUENCE) against completions', () => {
+  const EXPLAIN_PROMPT = [...PROMPT, 198, 24361, 25];
+  const COMPLETION_PROMPT = [...PROMPT, 11];
+
+  /** Starts an explanation that calls `meanwhile` once it has streamed 3 pieces (mid-generation); resolves with its result and the order results arrived in. */
+  async function explainWhile(generator: Generator, meanwhile: () => Array<Promise<GenerationResult>>): Promise<{ explanation: GenerationResult; others: GenerationResult[]; order: string[] }> {
+    const order: string[] = [];
+    let others: Array<Promise<GenerationResult>> = [];
+    let streamed = 0;
+    const explanation = generator.generate({
+      prompt: EXPLAIN_PROMPT,
+      maxNewTokens: 40,
+      sequence: EXPLAIN_SEQUENCE,
+      onText: () => {
+        if (++streamed === 3) others = meanwhile().map((p, i) => p.then((r) => (order.push(`other ${i}`), r)));
+      },
+    }).then((r) => (order.push('explanation'), r));
+    const result = await explanation;
+    return { explanation: result, others: await Promise.all(others), order };
+  }
+
+  test('a completion does not cancel a running explanation: it waits, then both equal cold runs', async () => {
+    const expected = await cold({ prompt: EXPLAIN_PROMPT, maxNewTokens: 40 });
+    assert.ok(expected.tokens.length >= 10, 'the explanation must still be running when the completion comes');
+    const generator = new Generator(decoder, tokenizer);
+    const { explanation, others: [completion], order } = await explainWhile(generator, () => [
+      generator.generate({ prompt: COMPLETION_PROMPT, maxNewTokens: 10, sequence: 'file:///a.py' }),
+    ]);
+    assert.equal(explanation.finishReason, expected.finishReason);
+    assert.deepEqual(explanation.tokens, expected.tokens);
+    assert.deepEqual(completion.tokens, (await cold({ prompt: COMPLETION_PROMPT, maxNewTokens: 10 })).tokens);
+    assert.notEqual(completion.finishReason, 'cancelled');
+    assert.deepEqual(order, ['explanation', 'other 0']);
+    await generator.dispose();
+  });
+
+  test('a newer explanation cancels the older one', async () => {
+    const generator = new Generator(decoder, tokenizer);
+    const newer = [...PROMPT.slice(0, 10), 42];
+    const { explanation, others: [replacement] } = await explainWhile(generator, () => [
+      generator.generate({ prompt: newer, maxNewTokens: 12, sequence: EXPLAIN_SEQUENCE }),
+    ]);
+    assert.equal(explanation.finishReason, 'cancelled');
+    assert.ok(explanation.tokens.length <= 4, `${explanation.tokens.length} tokens after it was replaced`);
+    assert.deepEqual(replacement.tokens, (await cold({ prompt: newer, maxNewTokens: 12 })).tokens);
+    await generator.dispose();
+  });
+
+  test('a completion waiting behind an explanation is superseded by a newer completion, or cancelled by its caller, at once', async () => {
+    const generator = new Generator(decoder, tokenizer);
+    const caller = new AbortController();
+    const { explanation, others: [older, aborted, newest], order } = await explainWhile(generator, () => {
+      const waiting = [
+        generator.generate({ prompt: COMPLETION_PROMPT, maxNewTokens: 10, sequence: 'file:///a.py' }),
+        generator.generate({ prompt: [...PROMPT, 12], maxNewTokens: 10, sequence: 'file:///b.py', signal: caller.signal }),
+      ];
+      caller.abort();
+      return [...waiting, generator.generate({ prompt: [...PROMPT, 13], maxNewTokens: 10, sequence: 'file:///a.py' })];
+    });
+    assert.deepEqual(explanation.tokens, (await cold({ prompt: EXPLAIN_PROMPT, maxNewTokens: 40 })).tokens);
+    for (const superseded of [older, aborted]) {
+      assert.equal(superseded.finishReason, 'cancelled');
+      assert.equal(superseded.tokens.length, 0, 'a completion cancelled while it waited does no work');
+    }
+    assert.deepEqual(newest.tokens, (await cold({ prompt: [...PROMPT, 13], maxNewTokens: 10 })).tokens);
+    // The cancelled ones are answered while the explanation still runs, not after it.
+    assert.deepEqual(order, ['other 0', 'other 1', 'explanation', 'other 2']);
+    await generator.dispose();
+  });
+
+  test('a prefill does not run while an explanation does', async () => {
+    const generator = new Generator(decoder, tokenizer);
+    let prefill: Promise<unknown> = Promise.resolve();
+    let streamed = 0;
+    const explanation = await generator.generate({
+      prompt: EXPLAIN_PROMPT, maxNewTokens: 40, sequence: EXPLAIN_SEQUENCE,
+      onText: () => {
+        if (++streamed === 3) prefill = generator.prefill({ prompt: COMPLETION_PROMPT, maxNewTokens: 10, sequence: 'file:///a.py' });
+      },
+    });
+    assert.deepEqual(explanation.tokens, (await cold({ prompt: EXPLAIN_PROMPT, maxNewTokens: 40 })).tokens);
+    assert.equal(((await prefill) as { outcome: string }).outcome, 'busy');
+    await generator.dispose();
+  });
+});
+
 describe('long context', () => {
   test('a prompt longer than the model keeps its tail, says so, and still generates', async () => {
     const prompt = Array.from({ length: 2100 }, (_, i) => (i * 31 + 7) % 50000);
@@ -240,5 +327,20 @@ describe('long context', () => {
     assert.equal(result.stats.truncatedTokens, 256);
     assert.equal(result.tokens.length, 8);
     assert.deepEqual(result.tokens, (await cold({ prompt: prompt.slice(256), maxNewTokens: 8 })).tokens);
+  });
+
+  test('an explanation keeps its whole prompt when it fits, and answers in the positions left', async () => {
+    const prompt = Array.from({ length: 2040 }, (_, i) => (i * 31 + 7) % 50000);
+    const generator = new Generator(decoder, tokenizer);
+    try {
+      const result = await generator.generate({ prompt, maxNewTokens: 64, sequence: EXPLAIN_SEQUENCE, aside: true });
+      assert.equal(result.stats.truncatedTokens, 0);
+      assert.equal(result.stats.promptTokens, 2040);
+      assert.equal(result.finishReason, 'length');
+      assert.equal(result.tokens.length, 8, 'the 8 positions the model has left');
+      assert.deepEqual(result.tokens, (await cold({ prompt, maxNewTokens: 8 })).tokens);
+    } finally {
+      await generator.dispose();
+    }
   });
 });

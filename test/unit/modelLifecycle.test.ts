@@ -241,29 +241,66 @@ describe('loading', () => {
     assert.equal(r.ui.lastStatus?.kind, 'ready');
   });
 
-  test(`after ${RESTART_LIMIT} crashes the user is told and offered Restart, which brings the model back`, async () => {
+  test(`after ${RESTART_LIMIT} crashes the worker pauses: told once, requests fail quietly, Try Again brings the model back`, async () => {
     let click: (action: string) => void = () => undefined;
     const clicked = new Promise<string>((resolve) => {
       click = resolve;
     });
-    const r = rig(onTinyModel(), (notice) => (notice.actions.includes('Restart') ? clicked : undefined));
-    for (let crash = 0; crash < RESTART_LIMIT; crash++) {
+    const r = rig(onTinyModel(), (notice) => (notice.actions.includes('Try Again') ? clicked : undefined));
+    for (let crash = 1; crash < RESTART_LIMIT; crash++) {
       assert.equal(await r.lifecycle.ensureModel(), true);
       const pid = r.worker.pid!;
       process.kill(pid, 'SIGKILL');
       await waitUntil(() => r.worker.pid !== pid && r.worker.state !== 'ready', 'the client to notice the crash');
     }
+    // The last crash comes during a load: the load's failure is part of the pause, not another message.
+    const loading = r.lifecycle.ensureModel();
+    assert.equal(r.worker.state, 'loading');
+    process.kill(r.worker.pid!, 'SIGKILL');
+    assert.equal(await loading, false);
     assert.equal(r.worker.state, 'paused');
-    const paused = r.ui.noticesOf('error');
-    assert.equal(paused.length, 1);
-    assert.match(paused[0].message, /^phi-complete: the inference worker .*it restarts on the next request$/);
-    assert.deepEqual(paused[0].actions, ['Restart', 'Show Log']);
-    assert.equal(r.ui.lastStatus?.kind, 'error');
-    click('Restart');
+    const shown = r.ui.statuses.length;
+    for (let request = 0; request < 5; request++) assert.equal(await r.lifecycle.ensureModel(), false);
+    r.ui.change({ threads: 2 });
+    assert.equal(await r.lifecycle.ensureModel(), false);
     await settle();
-    assert.equal(r.worker.state, 'stopped');
+
+    assert.equal(r.ui.notices.length, 1, r.ui.notices.map((n) => n.message).join('\n'));
+    const [paused] = r.ui.notices;
+    assert.equal(paused.severity, 'error');
+    assert.equal(paused.message, `phi-complete: the inference worker crashed ${RESTART_LIMIT} times in 3 minutes; completions are paused until it is restarted; the last time it was killed (SIGKILL)`);
+    assert.deepEqual(paused.actions, ['Try Again', 'Show Log']);
+    assert.deepEqual(r.ui.statuses.at(shown - 1), { kind: 'paused', detail: paused.message.slice('phi-complete: '.length) });
+    assert.equal(r.ui.statuses.length, shown, 'requests while paused change nothing on screen');
+    assert.equal(r.worker.pid, undefined, 'no worker started while paused');
+    assert.equal(r.loads(), RESTART_LIMIT);
+
+    click('Try Again');
+    await waitUntil(() => r.worker.state === 'ready', 'Try Again to load the model in a new worker');
+    assert.equal(r.loads(), RESTART_LIMIT + 1);
+    assert.equal(r.ui.lastStatus?.kind, 'ready');
     assert.equal(await r.lifecycle.ensureModel(), true);
+    assert.equal(r.ui.notices.length, 1);
+  });
+
+  test('Restart Inference Worker replaces a running worker, even one loading, and reloads the model; that is no crash', async () => {
+    const r = rig(onTinyModel());
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    const first = r.worker.pid;
+    assert.equal(await r.lifecycle.restartWorker(), true);
+    assert.notEqual(r.worker.pid, first);
+    assert.equal(r.loads(), 2);
+
+    r.ui.change({ threads: 2 });
+    assert.equal(r.worker.state, 'loading');
+    const second = r.worker.pid;
+    assert.equal(await r.lifecycle.restartWorker(), true);
+    assert.notEqual(r.worker.pid, second);
     assert.equal(r.worker.state, 'ready');
+    assert.equal(r.ui.lastStatus?.kind, 'ready');
+    assert.deepEqual(r.ui.notices, [], 'the load the restart cut short is not reported');
+    assert.ok(!r.ui.statuses.some((s) => s.kind === 'error' || s.kind === 'paused'), JSON.stringify(r.ui.statuses));
+    assert.equal(r.ui.linesOf('info', /^restarting the inference worker$/).length, 2);
   });
 
   test('a device that is not there falls back to the CPU with a warning that says why', async () => {
@@ -398,18 +435,19 @@ describe('problems', () => {
   });
 
   test('a model folder the worker cannot load is reported once (logged every time), with the settings and the log', async () => {
+    // No manifest.json: nothing to check the files against, so the worker's reason is shown.
     const broken = scratchDir();
-    fs.copyFileSync(path.join(tinyModelDir('fp32'), 'manifest.json'), path.join(broken, 'manifest.json'));
+    fs.writeFileSync(path.join(broken, 'model.onnx'), 'not a model');
     const r = rig(onTinyModel({ modelPath: broken }));
     r.ui.answer = () => 'Show Log';
     assert.equal(await r.lifecycle.ensureModel(), false);
     assert.equal(await r.lifecycle.ensureModel(), false);
     const errors = r.ui.noticesOf('error');
     assert.equal(errors.length, 1);
-    assert.match(errors[0].message, /^phi-complete: the model could not be loaded: .*has no model\.onnx/);
+    assert.match(errors[0].message, /^phi-complete: the model could not be loaded: .*manifest\.json/);
     assert.ok(errors[0].message.includes(broken));
     assert.deepEqual(errors[0].actions, ['Open Settings', 'Show Log']);
-    assert.equal(r.ui.linesOf('error', /^loading the model failed: .*has no model\.onnx/).length, 2);
+    assert.equal(r.ui.linesOf('error', /^loading the model failed: .*manifest\.json/).length, 2);
     assert.equal(r.ui.lastStatus?.kind, 'error');
     assert.equal(r.loads(), 2, 'each call tries again');
     await settle();
@@ -475,6 +513,59 @@ describe('commands', () => {
     assert.deepEqual(r.ui.notices, [sane
       ? { severity: 'info', message: `phi-complete: ${report}`, actions: [] }
       : { severity: 'warning', message: `phi-complete: ${report}. Rebuild or re-download the model.`, actions: [] }]);
+  });
+
+  test('Verify Model checks the files first: a flipped byte is reported with Download Model, which repairs and reloads', async () => {
+    const r = rig({ device: 'cpu', threads: 1 });
+    r.ui.onDownload = (entry) => installTinyModel(r.storage, entry);
+    await r.lifecycle.downloadModel();
+    assert.equal(r.worker.state, 'ready');
+    const loadsBefore = r.loads();
+    // Same size, one byte different: only the sha256 tells.
+    const weights = path.join(installedModelDir(r.storage, DEFAULT_MODEL), 'model.onnx.data');
+    const bytes = fs.readFileSync(weights);
+    bytes[bytes.length >> 1] ^= 0x40;
+    fs.writeFileSync(weights, bytes);
+
+    let repaired: Promise<void> | undefined;
+    r.ui.answer = (notice) => {
+      if (!notice.actions.includes('Download Model')) return undefined;
+      repaired = waitUntil(() => r.loads() > loadsBefore && r.worker.state === 'ready', 'the repaired model to load');
+      return 'Download Model';
+    };
+    assert.equal(await r.lifecycle.verify(), undefined, 'no generation on damaged files');
+    const [notice] = r.ui.noticesOf('error');
+    assert.match(notice.message, /^phi-complete: the model in .+ is damaged \(model\.onnx\.data has sha256 [0-9a-f]{64} instead of [0-9a-f]{64}\)\. Download Model repairs it\.$/);
+    assert.deepEqual(notice.actions, ['Download Model']);
+    await repaired;
+    assert.equal(r.ui.downloads.length, 2, 'Download Model ran again, from the notification');
+    assert.ok((await r.lifecycle.verify())?.startsWith('the model'), 'the repaired model verifies');
+    assert.equal(r.ui.noticesOf('error').length, 1);
+  });
+
+  test('a model folder with files missing says which, and how to fix it', async () => {
+    const broken = scratchDir();
+    fs.copyFileSync(path.join(tinyModelDir('fp32'), 'manifest.json'), path.join(broken, 'manifest.json'));
+    const r = rig(onTinyModel({ modelPath: broken }));
+    assert.equal(await r.lifecycle.ensureModel(), false);
+    assert.equal(await r.lifecycle.ensureModel(), false);
+    const errors = r.ui.noticesOf('error');
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0].message, `phi-complete: the model in ${broken} is damaged (model.onnx is missing; model.onnx.data is missing; tokenizer.json is missing). Copy or rebuild the folder again.`);
+    assert.deepEqual(errors[0].actions, ['Show Log']);
+    assert.equal(r.ui.linesOf('error', /^loading the model failed: /).length, 2, 'the worker\'s reason is logged too');
+  });
+
+  test('a model that fails to load because its files are damaged says so, with Download Model', async () => {
+    const r = rig({ device: 'cpu', threads: 1 });
+    // Installed, then the graph file damaged in place (same size): the worker cannot load it.
+    installTinyModel(r.storage, catalogueEntry(DEFAULT_MODEL)!);
+    const graph = path.join(installedModelDir(r.storage, DEFAULT_MODEL), 'model.onnx');
+    fs.writeFileSync(graph, Buffer.alloc(fs.statSync(graph).size, 0x7f));
+    assert.equal(await r.lifecycle.ensureModel(), false);
+    assert.equal(r.ui.noticesOf('error').length, 1);
+    assert.match(r.ui.noticesOf('error')[0].message, /is damaged \(model\.onnx has sha256 .+\)\. Download Model repairs it\.$/);
+    assert.equal(r.ui.lastStatus?.kind, 'error');
   });
 
   test('Verify Model without a model reports the problem and generates nothing', async () => {

@@ -63,7 +63,7 @@ class Harness {
       return Promise.resolve({ type: 'prefilled', id: this.prefills.length, outcome: this.outcome, stats: { promptTokens: 1, truncatedTokens: 0, reusedTokens: 0, prefilledTokens: 0, prefillMs: 1 } });
     },
   };
-  readonly warmer = new CompletionWarmer(this.window as unknown as WarmerWindow, this.workspace as unknown as WarmerWorkspace, this.worker, () => this.settings, undefined, REST);
+  readonly warmer = new CompletionWarmer(this.window as unknown as WarmerWindow, this.workspace as unknown as WarmerWorkspace, this.worker, () => this.settings, undefined, undefined, REST);
 
   activate(editor: vscode.TextEditor): void {
     this.window.activeTextEditor = editor;

@@ -1,15 +1,16 @@
 /**
  * The inference worker as a real child process (the bundled dist/worker.js) on the tiny model, through the
- * client the extension uses: streaming, cancellation, crash recovery, device fallback, bad input, parent death.
+ * client the extension uses: streaming, cancellation, crash recovery, liveness (a long native call is no hang; a
+ * frozen worker is), device fallback, bad input, parent death.
  */
 import assert from 'node:assert/strict';
 import { fork, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import { PhiDecoder } from '../../src/inference/decoder';
 import { Generator } from '../../src/inference/generator';
-import { RESTART_LIMIT, WorkerClient, WorkerError } from '../../src/client/workerClient';
+import { RESTART_LIMIT, WorkerClient, WorkerError, type WorkerClientOptions } from '../../src/client/workerClient';
 import type { GenerationParams, WorkerMessage } from '../../src/protocol';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
 import { scratchDir, tinyModelDir } from '../support/tinyModels';
@@ -40,6 +41,41 @@ async function waitUntil(condition: () => boolean, what: string, limitMs = 10_00
   while (!condition()) {
     if (Date.now() - started > limitMs) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** A client for one test, shut down after it (passed or failed: a live worker would keep the test file running). */
+function clientFor(t: TestContext, options: Omit<WorkerClientOptions, 'workerPath'>): WorkerClient {
+  const client = new WorkerClient({ workerPath: WORKER, ...options });
+  t.after(async () => {
+    await client.shutdown();
+    client.dispose();
+  });
+  return client;
+}
+
+/**
+ * Runs `start` (which must start a worker) with a script preloaded into that worker that blocks its main thread
+ * when the first message of type `type` arrives, for `blockMs` (forever when undefined) — before the worker handles
+ * it, as a long synchronous native call (ONNX Runtime creating a session, running a pass) does.
+ */
+function withMainThreadBlocked<T>(type: string, blockMs: number | undefined, start: () => T): T {
+  const script = path.join(scratchDir(), 'block.js');
+  fs.writeFileSync(script, `
+    let blocked = false;
+    process.on('message', (message) => {
+      if (blocked || message?.type !== ${JSON.stringify(type)}) return;
+      blocked = true;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0${blockMs === undefined ? '' : `, ${blockMs}`});
+    });
+  `);
+  const options = process.env.NODE_OPTIONS;
+  process.env.NODE_OPTIONS = `${options ?? ''} --require ${JSON.stringify(script)}`;
+  try {
+    return start();
+  } finally {
+    if (options === undefined) delete process.env.NODE_OPTIONS;
+    else process.env.NODE_OPTIONS = options;
   }
 }
 
@@ -137,11 +173,39 @@ describe('worker client', () => {
     assert.equal(client.pid, pid, 'no new worker');
   });
 
-  test('cancel stops the generation, which still reports done', async () => {
+  test('cancel stops the generation within a step of reaching the worker, which still reports done', async () => {
+    // The worker is frozen while the cancel is sent and what it streamed so far is read: from then on, what it
+    // generates is what it generated after the cancel reached it.
+    const pid = client.pid!;
     const controller = new AbortController();
-    const done = await client.generate(PROMPT, { ...GREEDY, maxNewTokens: 1500 }, () => controller.abort(), controller.signal);
+    let deltas = 0;
+    let deltasBeforeCancel = -1;
+    let resumed: Promise<void> | undefined;
+    const done = await client.generate(PROMPT, { ...GREEDY, maxNewTokens: 400 }, () => {
+      if (++deltas !== 3) return;
+      process.kill(pid, 'SIGSTOP');
+      controller.abort();
+      resumed = new Promise<void>((resolve) => setImmediate(() => setImmediate(() => {
+        deltasBeforeCancel = deltas;
+        process.kill(pid, 'SIGCONT');
+        resolve();
+      })));
+    }, controller.signal);
+    await resumed;
     assert.equal(done.finishReason, 'cancelled');
-    assert.ok(done.stats.generatedTokens < 1500);
+    assert.ok(deltas - deltasBeforeCancel <= 2, `${deltas - deltasBeforeCancel} more pieces after the cancel reached the worker`);
+
+    // A cancel that reaches the worker with its request (frozen while both are sent) stops it before any work.
+    const early = new AbortController();
+    early.abort();
+    process.kill(pid, 'SIGSTOP');
+    const cancelled = client.generate(PROMPT, GREEDY, undefined, early.signal);
+    await new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+    process.kill(pid, 'SIGCONT');
+    const none = await cancelled;
+    assert.equal(none.finishReason, 'cancelled');
+    assert.equal(none.stats.generatedTokens, 0);
+    assert.equal(client.pid, pid);
   });
 
   test('kill -9 mid-stream: the request fails with a clear error, and the next one restarts the worker and works', async () => {
@@ -213,6 +277,57 @@ test('a hung worker (no heartbeat) is killed, its request fails, and the next re
   assert.equal((await client.generate(PROMPT, GREEDY)).text, expectedText);
   await client.shutdown();
   client.dispose();
+});
+
+test('a load that blocks the worker\'s main thread longer than the heartbeat timeout is not taken for a hang', async (t) => {
+  const logged: string[] = [];
+  const client = clientFor(t, { heartbeatTimeoutMs: 2000, log: (line) => logged.push(line) });
+  const started = Date.now();
+  const loaded = await withMainThreadBlocked('load', 6000, () => client.load(modelDir, 'cpu', 1));
+  assert.ok(Date.now() - started >= 6000, 'the main thread was blocked through the load');
+  assert.equal(loaded.device, 'cpu');
+  const pid = client.pid;
+  assert.equal((await client.generate(PROMPT, GREEDY)).text, expectedText);
+  assert.equal(client.pid, pid, 'the same worker');
+  assert.deepEqual(logged, [], 'no kill, no crash');
+});
+
+// Without the stall limit the request would never end: the timeout turns that into a failure.
+test('a call that blocks the worker\'s main thread past the stall limit is a hang: killed, and the next request works', { timeout: 60_000 }, async (t) => {
+  const logged: string[] = [];
+  const client = clientFor(t, { heartbeatTimeoutMs: 2000, stallLimitMs: 1500, log: (line) => logged.push(line) });
+  await withMainThreadBlocked('generate', undefined, () => client.load(modelDir, 'cpu', 1));
+  const pid = client.pid!;
+  await assert.rejects(client.generate(PROMPT, GREEDY), (error: WorkerError) => error.code === 'worker-crashed' && /was killed \(SIGKILL\)/.test(error.message));
+  await waitUntil(() => logged.some((line) => /^worker: the main thread has been blocked for \d+ ms: heartbeat stopped$/.test(line)), 'the worker to say why');
+  assert.ok(logged.includes('worker sent nothing for 2000 ms: killing it'), logged.join('\n'));
+  assert.equal((await client.generate(PROMPT, GREEDY)).text, expectedText);
+  assert.notEqual(client.pid, pid);
+});
+
+test('a host that was itself blocked longer than the heartbeat timeout does not kill a live worker for it', async (t) => {
+  const logged: string[] = [];
+  const client = clientFor(t, { heartbeatTimeoutMs: 2000, log: (line) => logged.push(line) });
+  await client.load(modelDir, 'cpu', 1);
+  const pid = client.pid;
+  // The extension host busy elsewhere: the worker's beats queue up unread meanwhile.
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 4000);
+  assert.equal((await client.generate(PROMPT, GREEDY)).text, expectedText);
+  assert.equal(client.pid, pid);
+  assert.deepEqual(logged, []);
+});
+
+test('shutting down a worker blocked in a long call kills it after the grace period, and that is no crash', async (t) => {
+  const logged: string[] = [];
+  const client = clientFor(t, { log: (line) => logged.push(line) });
+  await withMainThreadBlocked('generate', 30_000, () => client.load(modelDir, 'cpu', 1));
+  const pending = client.generate(PROMPT, GREEDY);
+  // Sent once the client has seen the model loaded (a turn later): before the shutdown.
+  await new Promise((resolve) => setImmediate(resolve));
+  await client.shutdown();
+  await assert.rejects(pending, (error: WorkerError) => error.code === 'shut-down');
+  assert.equal(client.state, 'stopped');
+  assert.deepEqual(logged, [], 'no crash logged');
 });
 
 test('malformed messages get typed errors; the worker keeps serving', async () => {

@@ -1,0 +1,142 @@
+/**
+ * A quick first answer where the model has not read the text yet: a request whose prompt would read more uncached
+ * tokens than its quick prompt's readLimit generates from the quick prompt (exactly what a cold run of that prompt
+ * generates, on the tiny fp32 model); once the full prompt is cached (warmed), the same request uses it. The quick
+ * prompt's window does not displace the full one, and typing on extends it.
+ */
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { PhiDecoder } from '../../src/inference/decoder';
+import { Generator, type GenerationRequest, type GenerationResult } from '../../src/inference/generator';
+import { PrefillRate } from '../../src/completion/prefillRate';
+import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
+import { tinyModelDir } from '../support/tinyModels';
+
+/** A module's text before the cursor, and the last lines of it: the quick prompt for the same place. */
+const QUICK = 'def area(width, height):\n    """Return the area."""\n    return width * height\n\n\ndef perimeter(width, height):\n    return';
+const FULL = [
+  'import math',
+  'import os',
+  '',
+  'RADIUS = 3',
+  '',
+  'def circle(radius):',
+  '    """The area of a circle."""',
+  '    return math.pi * radius ** 2',
+  '',
+  'def square(side):',
+  '    return side * side',
+  '',
+  'class Shape:',
+  '    def __init__(self, name):',
+  '        self.name = name',
+  '',
+  '    def describe(self):',
+  '        return f"{self.name} at {os.getcwd()}"',
+  '',
+  '',
+].join('\n') + QUICK;
+const SEQUENCE = 'file:///shapes.py';
+
+let decoder: PhiDecoder;
+let tokenizer: PhiTokenizer;
+
+before(async () => {
+  const dir = tinyModelDir('fp32', 'bigram');
+  decoder = await PhiDecoder.load(dir);
+  tokenizer = PhiTokenizer.fromFile(path.join(dir, 'tokenizer.json'));
+});
+after(async () => decoder.dispose());
+
+async function cold(prompt: string): Promise<GenerationResult> {
+  const generator = new Generator(decoder, tokenizer);
+  try {
+    return await generator.generate({ prompt, maxNewTokens: 12 });
+  } finally {
+    await generator.dispose();
+  }
+}
+
+function request(prompt: string, quickPrompt: string, readLimit: number): GenerationRequest {
+  return { prompt, maxNewTokens: 12, sequence: SEQUENCE, quick: { prompt: quickPrompt, readLimit } };
+}
+
+describe('the quick prompt', () => {
+  test('is generated from when the full prompt would read more uncached tokens than its limit', async () => {
+    const quickTokens = tokenizer.encode(QUICK).length;
+    const fullTokens = tokenizer.encode(FULL).length;
+    assert.ok(fullTokens > 2 * quickTokens, `the full prompt (${fullTokens} tokens) is much longer than the quick one (${quickTokens})`);
+    const generator = new Generator(decoder, tokenizer);
+    try {
+      const answer = await generator.generate(request(FULL, QUICK, quickTokens));
+      assert.equal(answer.stats.quick, true);
+      assert.equal(answer.stats.promptTokens, quickTokens);
+      assert.equal(answer.stats.reusedTokens, 0);
+      assert.deepEqual(answer.tokens, (await cold(QUICK)).tokens);
+    } finally {
+      await generator.dispose();
+    }
+  });
+
+  test('is not used when the limit covers the full prompt, or once the full prompt is warmed', async () => {
+    const fullTokens = tokenizer.encode(FULL).length;
+    const expected = (await cold(FULL)).tokens;
+    const generator = new Generator(decoder, tokenizer);
+    try {
+      const withinLimit = await generator.generate(request(FULL, QUICK, fullTokens));
+      assert.equal(withinLimit.stats.quick, false);
+      assert.deepEqual(withinLimit.tokens, expected);
+    } finally {
+      await generator.dispose();
+    }
+
+    const warmed = new Generator(decoder, tokenizer);
+    try {
+      await warmed.prefill({ sequence: SEQUENCE, prompt: FULL, maxNewTokens: 12 });
+      const answer = await warmed.generate(request(FULL, QUICK, 8));
+      assert.equal(answer.stats.quick, false);
+      assert.equal(answer.stats.reusedTokens, fullTokens - 1);
+      assert.deepEqual(answer.tokens, expected);
+    } finally {
+      await warmed.dispose();
+    }
+  });
+
+  test('gets a window of its own: typing on extends it, and warming the full prompt afterwards is used whole', async () => {
+    const quickTokens = tokenizer.encode(QUICK).length;
+    const generator = new Generator(decoder, tokenizer);
+    try {
+      await generator.generate(request(FULL, QUICK, quickTokens));
+      // The user types on: the full prompt is still unread, the quick one's window is extended.
+      const typed = ' 2 * (width';
+      const next = await generator.generate(request(FULL + typed, QUICK + typed, quickTokens));
+      assert.equal(next.stats.quick, true);
+      assert.ok(next.stats.reusedTokens >= quickTokens - 1, `reused ${next.stats.reusedTokens} of the quick window's ${quickTokens} tokens`);
+      assert.deepEqual(next.tokens, (await cold(QUICK + typed)).tokens);
+
+      // The cursor rests: the warmer reads the whole window, in a window of its own; the next request uses it.
+      await generator.prefill({ sequence: SEQUENCE, prompt: FULL + typed, maxNewTokens: 12 });
+      const whole = await generator.generate(request(FULL + typed, QUICK + typed, quickTokens));
+      assert.equal(whole.stats.quick, false);
+      assert.equal(whole.stats.reusedTokens, tokenizer.encode(FULL + typed).length - 1);
+      assert.deepEqual(whole.tokens, (await cold(FULL + typed)).tokens);
+      assert.equal(generator.sequenceNames.filter((name) => name === SEQUENCE).length, 2, 'the quick window and the whole one');
+    } finally {
+      await generator.dispose();
+    }
+  });
+});
+
+describe('the prefill rate', () => {
+  test('sizes reads by what was measured, ignoring reads too short to say', () => {
+    const rate = new PrefillRate();
+    assert.equal(rate.tokensWithin(800), 80, 'before any read: a 2-core CPU\'s ~100 tokens a second');
+    rate.record(16, 1);
+    assert.equal(rate.tokensWithin(800), 80);
+    rate.record(1000, 1000);
+    assert.equal(rate.tokensWithin(800), 800);
+    rate.record(100, 1000);
+    assert.equal(rate.tokensWithin(1000), 730, 'a running average: 0.7 × 1 + 0.3 × 0.1 tokens a millisecond');
+  });
+});
