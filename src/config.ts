@@ -45,7 +45,7 @@ export const DEFAULT_SETTINGS: Settings = {
   topP: 0.95,
   debounceMs: 150,
   contextTokens: 1024,
-  speculative: true,
+  speculative: false,
   hubEndpoint: 'https://huggingface.co',
   // The full-size int8 cache takes 104,448 bytes a position (24 layers · 32 heads · (64 + 4 + 64 + 4)), so a
   // 1,024-token window's cache (room for its completion too: 1,152 positions) is 115 MiB: 768 MiB holds 6 (a file

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ExternalDataFile, GraphBuilder } from './onnx/graphBuilder';
-import { buildPhiGraph, OPSETS } from './phiGraph';
+import { buildPhiGraph, OPSETS, type Int4Layout } from './phiGraph';
 import { DATA_FILE, defaultKvCache, MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, TOKENIZER_FILE, type FileRecord, type KvCacheFormat, type KvOutputs, type ModelManifest, type WeightFormat } from './manifest';
 import type { WeightSource } from './weights';
 import { buildPhiTokenizerJson } from '../tokenizer/tokenizerJson';
@@ -23,6 +23,8 @@ export interface BuildOptions {
   readonly overwrite?: boolean;
   /** The cache outputs (default present_rows); `present` (Optimum's layout) and `present_settled` keep the cache on a GPU (see PhiGraphOptions.kvOutputs). */
   readonly kvOutputs?: KvOutputs;
+  /** int4 only: overrides of the int4 layout (block size, lm_head bits, embedding format); INT4_LAYOUT by default. */
+  readonly int4Layout?: Partial<Int4Layout>;
   /** Progress through the layers, 0 to 1. */
   readonly onProgress?: (fraction: number) => void;
 }
@@ -46,7 +48,7 @@ export function buildModel(weights: WeightSource, outDir: string, options: Build
     let modelBytes: Uint8Array;
     try {
       const graph = new GraphBuilder(data);
-      buildPhiGraph(graph, weights, { format: options.format, accuracyLevel, kvCache, kvOutputs: options.kvOutputs ?? 'present_rows', onProgress: options.onProgress });
+      buildPhiGraph(graph, weights, { format: options.format, accuracyLevel, kvCache, kvOutputs: options.kvOutputs ?? 'present_rows', int4Layout: options.int4Layout, onProgress: options.onProgress });
       modelBytes = graph.encode('phi', OPSETS, { architecture: 'phi', weights: options.format });
     } finally {
       dataRecord = data.close();

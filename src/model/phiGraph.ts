@@ -58,6 +58,8 @@ export interface PhiGraphOptions {
   readonly kvCache: KvCacheFormat;
   /** Called after each layer is written, with the fraction of layers done. */
   readonly onProgress?: (fraction: number) => void;
+  /** int4 only: overrides of INT4_LAYOUT. */
+  readonly int4Layout?: Partial<Int4Layout>;
 }
 
 const MS = 'com.microsoft';
@@ -69,7 +71,18 @@ export const OPSETS = { '': 17, [MS]: 1 };
  * points: 4.56 bits a weight, about Q4_0's 4.5; blocks of 32 cost 12% more bytes to read at every token),
  * lm_head in 8 bits, the embedding table in 4 bits with blocks of 32 (GatherBlockQuantized reads one row).
  */
-export const INT4_LAYOUT = { blockSize: 64, lmHeadBits: 8, embeddingBlockSize: 32 } as const;
+export const INT4_LAYOUT: Int4Layout = { blockSize: 64, lmHeadBits: 8, embedding: 'int4', embeddingBlockSize: 32 };
+
+/** How an int4 graph stores its weights (INT4_LAYOUT by default; `npm run eval` measures the alternatives). */
+export interface Int4Layout {
+  /** The blocks' matrices: weights per scale along the input (MatMulNBits block_size: a power of 2, ≥ 16). */
+  readonly blockSize: number;
+  /** lm_head's bits (blocks of 32 for 8 bits, `blockSize` for 4). */
+  readonly lmHeadBits: 4 | 8;
+  /** The embedding table: 4-bit blocks (GatherBlockQuantized) or float16 (Gather, then Cast to float32). */
+  readonly embedding: 'int4' | 'fp16';
+  readonly embeddingBlockSize: number;
+}
 
 /** The largest int8 code of a cached key or value (see int8Attention). */
 const CACHE_CODE_MAX = 64;
@@ -118,6 +131,7 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
   const kvInt8 = options.kvCache === 'int8';
   const kvOutputs = options.kvOutputs;
   if (kvInt8 && (options.format === 'fp16' || kvOutputs !== 'present_rows')) throw new Error('an int8 KV cache needs float32 activations and our present_rows outputs');
+  const layout: Int4Layout = { ...INT4_LAYOUT, ...options.int4Layout };
   const floatWeight = (name: string, dims: readonly number[], values: Float32Array): string =>
     g.weight(name, floatType, dims, floatType === DataType.FLOAT16 ? float32ToFloat16(values) : values);
 
@@ -127,7 +141,7 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
       const product = g.node('MatMul', [x, floatWeight(`${prefix}.weight_t`, [k, n], transpose(w, n, k))], [b ? `${out}/matmul` : out])[0];
       return b ? g.node('Add', [product, floatWeight(`${prefix}.bias`, [n], b)], [out])[0] : product;
     }
-    const q = quantizeMatrix(w, n, k, bits, bits === 4 ? INT4_LAYOUT.blockSize : 32);
+    const q = quantizeMatrix(w, n, k, bits, bits === 4 ? layout.blockSize : 32);
     const blocks = Math.ceil(k / q.blockSize);
     return g.node('MatMulNBits', [
       x,
@@ -139,7 +153,7 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
     ], [out], { K: k, N: n, bits, block_size: q.blockSize, accuracy_level: options.accuracyLevel }, MS)[0];
   };
   const blockBits = options.format === 'int4' ? 4 : undefined;
-  const headBits = options.format === 'int4' ? INT4_LAYOUT.lmHeadBits : undefined;
+  const headBits = options.format === 'int4' ? layout.lmHeadBits : undefined;
 
   const inputIds = g.input('input_ids', DataType.INT64, ['batch_size', 'sequence_length']);
   const attentionMask = g.input('attention_mask', DataType.INT64, ['batch_size', 'total_sequence_length']);
@@ -321,9 +335,12 @@ export function buildPhiGraph(g: GraphBuilder, weights: WeightSource, options: P
   let x: string;
   if (options.format !== 'int4') {
     x = g.node('Gather', [floatWeight('embed_tokens', [vocab, d], embedding), inputIds], ['embeddings'])[0];
+  } else if (layout.embedding === 'fp16') {
+    const table = g.weight('embed_tokens', DataType.FLOAT16, [vocab, d], float32ToFloat16(embedding));
+    x = g.node('Cast', [g.node('Gather', [table, inputIds], ['embeddings_fp16'])[0]], ['embeddings'], { to: DataType.FLOAT })[0];
   } else {
     // The embedding table in the blocks' 4-bit format, read row by row by GatherBlockQuantized.
-    const q = quantizeMatrix(embedding, vocab, d, 4, INT4_LAYOUT.embeddingBlockSize);
+    const q = quantizeMatrix(embedding, vocab, d, 4, layout.embeddingBlockSize);
     x = g.node('GatherBlockQuantized', [
       g.weight('embed_tokens.qweight', DataType.UINT8, [vocab, d / 2], q.codes),
       inputIds,

@@ -1,0 +1,54 @@
+/**
+ * What the extension does around the engine for one inline completion, outside VS Code: the prompt as the provider
+ * and the warmer build it (completionPromptAt), the provider's stop sequences and line limit, and its
+ * post-processing. provider.ts imports vscode at run time, so its two constants are repeated here; a unit test
+ * (test/unit/evalScoring.test.ts) reads provider.ts and fails when they drift apart.
+ */
+import type { Settings } from '../../src/config';
+import { postprocessCompletion } from '../../src/completion/postprocess';
+import { completionPromptAt, type PromptDocument } from '../../src/completion/warmer';
+import type { Cursor } from './cursors';
+
+/** src/completion/provider.ts' COMPLETION_STOPS. */
+export const COMPLETION_STOPS = ['\n\n\n', '\nclass ', '\ndef ', '\nif __name__', '\n# ', '\n```', '<|endoftext|>'];
+/** src/completion/provider.ts' MAX_LINES. */
+export const MAX_LINES = 12;
+
+export interface PromptOptions {
+  /** The provider's settings (contextTokens is the budget). */
+  readonly settings: Settings;
+  /**
+   * false: the prompt builder's path for languages other than Python, which never keeps the file's header in front
+   * of a window (the "header kept or not" comparison). Post-processing stays Python's either way.
+   */
+  readonly keepHeader?: boolean;
+}
+
+/** The prompt the provider sends for a cursor, the document being the cursor's prefix and suffix. */
+export function promptFor(cursor: Cursor, options: PromptOptions): string {
+  const text = cursor.prefix + cursor.suffix;
+  const document: PromptDocument = {
+    getText: () => text,
+    offsetAt: () => cursor.prefix.length,
+    languageId: options.keepHeader === false ? 'python-without-header' : 'python',
+    fileName: cursor.file,
+  };
+  // The position is only passed on to document.offsetAt, which knows the cursor already.
+  const position = { line: cursor.line, character: cursor.prefix.length - cursor.prefix.lastIndexOf('\n') - 1 } as Parameters<typeof completionPromptAt>[1];
+  return completionPromptAt(document, position, options.settings).prompt;
+}
+
+/** The model's raw text cut before its first stop sequence, as the engine's StopMatcher cuts a stream. */
+export function cutAtStops(raw: string): string {
+  let end = raw.length;
+  for (const stop of COMPLETION_STOPS) {
+    const at = raw.indexOf(stop);
+    if (at >= 0) end = Math.min(end, at);
+  }
+  return raw.slice(0, end);
+}
+
+/** The suggestion the provider shows for the model's raw text ('' for none). */
+export function suggestionFor(cursor: Cursor, raw: string): string {
+  return postprocessCompletion({ completion: raw, prefix: cursor.prefix, suffix: cursor.suffix, maxLines: MAX_LINES, eol: '\n', languageId: 'python' });
+}
