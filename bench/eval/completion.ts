@@ -7,7 +7,8 @@
 import type { Generator } from '../../src/inference/generator';
 import { GREEDY } from '../../src/inference/sampler';
 import type { Cursor, CursorKind } from './cursors';
-import { COMPLETION_STOPS, suggestionFor } from './extensionPath';
+import { COMPLETION_STOPS } from '../../src/completion/postprocess';
+import { suggestionFor } from './extensionPath';
 import { editSimilarity, exactMatch, type SyntaxChecker } from './score';
 
 export interface ScoredCompletion {

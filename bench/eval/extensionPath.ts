@@ -1,18 +1,13 @@
 /**
  * What the extension does around the engine for one inline completion, outside VS Code: the prompt as the provider
  * and the warmer build it (completionPromptAt), the provider's stop sequences and line limit, and its
- * post-processing. provider.ts imports vscode at run time, so its two constants are repeated here; a unit test
- * (test/unit/evalScoring.test.ts) reads provider.ts and fails when they drift apart.
+ * post-processing.
  */
 import type { Settings } from '../../src/config';
-import { postprocessCompletion } from '../../src/completion/postprocess';
+import { COMPLETION_STOPS, MAX_SUGGESTION_LINES, postprocessCompletion } from '../../src/completion/postprocess';
 import { completionPromptAt, type PromptDocument } from '../../src/completion/warmer';
 import type { Cursor } from './cursors';
 
-/** src/completion/provider.ts' COMPLETION_STOPS. */
-export const COMPLETION_STOPS = ['\n\n\n', '\nclass ', '\ndef ', '\nif __name__', '\n# ', '\n```', '<|endoftext|>'];
-/** src/completion/provider.ts' MAX_LINES. */
-export const MAX_LINES = 12;
 
 export interface PromptOptions {
   /** The provider's settings (contextTokens is the budget). */
@@ -50,5 +45,5 @@ export function cutAtStops(raw: string): string {
 
 /** The suggestion the provider shows for the model's raw text ('' for none). */
 export function suggestionFor(cursor: Cursor, raw: string): string {
-  return postprocessCompletion({ completion: raw, prefix: cursor.prefix, suffix: cursor.suffix, maxLines: MAX_LINES, eol: '\n', languageId: 'python' });
+  return postprocessCompletion({ completion: raw, prefix: cursor.prefix, suffix: cursor.suffix, maxLines: MAX_SUGGESTION_LINES, eol: '\n', languageId: 'python' });
 }

@@ -8,10 +8,10 @@
  * speed-up those passes would give on the full-size model, from the bench's measured cost of a pass over n tokens.
  */
 import type { PhiDecoder } from '../../src/inference/decoder';
+import { COMPLETION_STOPS } from '../../src/completion/postprocess';
 import { Generator } from '../../src/inference/generator';
 import { GREEDY } from '../../src/inference/sampler';
 import type { HeldOutFile } from './cursors';
-import { COMPLETION_STOPS } from './extensionPath';
 
 export type EditKind = 'edited copy' | 'renamed block';
 

@@ -5,6 +5,11 @@
  * languages get the generic ones.
  */
 
+/** phi-1.5 starts new top-level definitions or prose after the code it was asked for: generation stops there. */
+export const COMPLETION_STOPS = ['\n\n\n', '\nclass ', '\ndef ', '\nif __name__', '\n# ', '\n```', '<|endoftext|>'];
+/** Lines a suggestion may have. */
+export const MAX_SUGGESTION_LINES = 12;
+
 export interface PostprocessInput {
   /** The model's raw output, continuing the prefix. */
   readonly completion: string;

@@ -8,7 +8,7 @@ import * as vscode from 'vscode';
 import type { Settings } from '../config';
 import { WorkerError, type WorkerClient } from '../client/workerClient';
 import { CompletionCache } from './cache';
-import { postprocessCompletion } from './postprocess';
+import { COMPLETION_STOPS, MAX_SUGGESTION_LINES, postprocessCompletion } from './postprocess';
 import type { PrefillRate } from './prefillRate';
 import { completionPromptAt } from './warmer';
 
@@ -21,10 +21,6 @@ import { completionPromptAt } from './warmer';
 const QUICK_READ_MS = 800;
 /** The shortest quick prompt worth answering from (a few lines of code). */
 const MIN_QUICK_TOKENS = 48;
-/** Lines a suggestion may have. */
-const MAX_LINES = 12;
-/** phi-1.5 starts new top-level definitions or prose after the code it was asked for: stop there. */
-const COMPLETION_STOPS = ['\n\n\n', '\nclass ', '\ndef ', '\nif __name__', '\n# ', '\n```', '<|endoftext|>'];
 
 export interface CompletionLogger {
   debug(message: string): void;
@@ -84,7 +80,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
       ? { prompt: completionPromptAt(document, position, settings, quickTokens).prompt, readLimit: quickTokens }
       : undefined;
     const eol = document.eol === vscode.EndOfLine.CRLF ? '\r\n' : '\n';
-    const shape = (raw: string): string => postprocessCompletion({ completion: raw, prefix, suffix, maxLines: MAX_LINES, eol, languageId: document.languageId });
+    const shape = (raw: string): string => postprocessCompletion({ completion: raw, prefix, suffix, maxLines: MAX_SUGGESTION_LINES, eol, languageId: document.languageId });
 
     const controller = new AbortController();
     let raw = '';
