@@ -43,19 +43,82 @@ function checkTools() {
 const log = (message) => console.log(`[run] ${message}`);
 
 
-/** The text of the Explanation webview (`#content.explanation`), searched in every frame of the page; '' if none. */
-async function readWebviewText(page) {
+/** The Explanation panel as the page shows it, from whichever frame of the page holds it (see readExplanationPanel); undefined if none. */
+async function readWebview(page) {
   for (const frame of page.frames()) {
-    const text = await Promise.race([
-      frame.evaluate(() => {
-        const content = document.querySelector('#content.explanation');
-        return content ? content.innerText ?? content.textContent ?? '' : null;
-      }).catch(() => null),
+    const panel = await Promise.race([
+      frame.evaluate(readExplanationPanel).catch(() => null),
       new Promise((resolve) => setTimeout(() => resolve(null), 2000)),
     ]);
-    if (typeof text === 'string') return text.replace(/\u00a0/g, ' ');
+    if (panel) return panel;
   }
-  return '';
+  return undefined;
+}
+
+// In the page (pass to page.evaluate or frame.evaluate; they run in the browser).
+
+/**
+ * In a webview frame: the Explanation panel's output (`#explanation`; `#content.explanation` in older panels), its
+ * status line (`#status`), the elements inside the output, every img, script and style element of the document,
+ * the Content-Security-Policy, and the body's computed background. Null in other frames.
+ */
+function readExplanationPanel() {
+  const output = document.getElementById('explanation') ?? document.querySelector('#content.explanation');
+  if (!output) return null;
+  const clean = (text) => (text ?? '').replace(/\u00a0/g, ' ');
+  return {
+    text: clean(output.innerText ?? output.textContent),
+    textContent: clean(output.textContent),
+    status: document.getElementById('status') ? clean(document.getElementById('status').textContent) : null,
+    elementsInOutput: [...output.querySelectorAll('*')].map((node) => node.tagName.toLowerCase()),
+    images: document.querySelectorAll('img').length,
+    scripts: [...document.querySelectorAll('script')].map((node) => ({ nonce: node.nonce ?? '', text: node.textContent.slice(0, 200) })),
+    styles: [...document.querySelectorAll('style')].map((node) => node.textContent.slice(0, 200)),
+    csp: document.querySelector('meta[http-equiv="Content-Security-Policy"]')?.getAttribute('content') ?? null,
+    bodyBackground: getComputedStyle(document.body).backgroundColor,
+  };
+}
+
+/**
+ * In the workbench: each notification (toasts and the notification center; under the smoke-test driver the
+ * workbench shows no toasts, so the suite opens the center) with its buttons, the quick input
+ * (visible or not, its title, prompt, input type and how long its value is, never the value itself), and the
+ * whole page's visible text.
+ */
+function readWorkbenchDetails() {
+  const text = (node) => (node?.textContent ?? '').replace(/\u00a0/g, ' ').trim();
+  const notices = [...document.querySelectorAll('.notifications-toasts .notification-list-item, .notifications-center .notification-list-item')].map((item) => ({
+    message: text(item.querySelector('.notification-list-item-message')),
+    buttons: [...item.querySelectorAll('.notification-list-item-buttons-container .monaco-button')].map(text).filter((t) => t),
+  }));
+  const widget = document.querySelector('.quick-input-widget');
+  const input = widget?.querySelector('.quick-input-box input');
+  const quickInput = {
+    visible: !!widget && widget.style.display !== 'none' && widget.getBoundingClientRect().height > 0,
+    title: text(widget?.querySelector('.quick-input-title')),
+    prompt: text(widget?.querySelector('.quick-input-message')),
+    inputType: input?.type ?? '',
+    valueLength: input?.value.length ?? 0,
+  };
+  return { notices, quickInput, pageText: document.body.innerText };
+}
+
+/**
+ * What a request asks the page to do before it is read: `{ click }` a button of that text in a notification,
+ * `{ fill }` the quick input with a text, `{ press }` a key.
+ */
+async function act(page, action) {
+  if (action.click !== undefined) {
+    const exact = new RegExp(`^\\s*${action.click.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s*$`);
+    await page.locator('.notifications-toasts .notification-list-item-buttons-container .monaco-button, .notifications-center .notification-list-item-buttons-container .monaco-button')
+      .filter({ hasText: exact }).first().click({ timeout: 5000 });
+  } else if (action.fill !== undefined) {
+    await page.locator('.quick-input-widget .quick-input-box input').first().fill(action.fill, { timeout: 5000 });
+  } else if (action.press !== undefined) {
+    await page.keyboard.press(action.press);
+  } else {
+    throw new Error(`unknown page action ${JSON.stringify(action)}`);
+  }
 }
 
 /** The extension's own log (its "phi-complete" output channel), as written under the user data folder; '' if none yet. */
@@ -112,12 +175,23 @@ async function main() {
         for (const file of fs.readdirSync(channel)) {
           const match = /^request-([\w-]+)\.json$/.exec(file);
           if (!match) continue;
+          const request = JSON.parse(fs.readFileSync(path.join(channel, file), 'utf8'));
           fs.rmSync(path.join(channel, file));
           const name = match[1];
           const png = path.join(screenshots, `${name}.png`);
           let seen = { ghostText: '', classes: [] };
           try {
-            seen = { ...(await page.evaluate(readGhostText)), ...(await page.evaluate(readWorkbenchTexts)), webviewText: await readWebviewText(page), extensionLog: readExtensionLog(userData) };
+            for (const action of request.actions ?? []) {
+              await act(page, action);
+              await new Promise((resolve) => setTimeout(resolve, 300)); // let the workbench react before the next step
+            }
+          } catch (error) {
+            seen.actionError = error.message;
+            log(`page action for ${name} failed: ${error.message}`);
+          }
+          try {
+            const webview = await readWebview(page);
+            seen = { ...seen, ...(await page.evaluate(readGhostText)), ...(await page.evaluate(readWorkbenchTexts)), ...(await page.evaluate(readWorkbenchDetails)), webviewText: webview?.text ?? '', webview, extensionLog: readExtensionLog(userData) };
             await page.screenshot({ path: png });
             const editorPng = path.join(screenshots, `${name}-editor.png`);
             await page.locator('.editor-group-container .monaco-editor').first().screenshot({ path: editorPng });
@@ -125,7 +199,10 @@ async function main() {
           } catch (error) {
             log(`screenshot ${name} failed: ${error.message}`);
           }
-          fs.writeFileSync(path.join(channel, `done-${name}.json`), JSON.stringify({ ...seen, file: png }));
+          // Written aside, then renamed: the suite polls for done-<name>.json and must never read it half written.
+          const partial = path.join(channel, `.done-${name}.json.partial`);
+          fs.writeFileSync(partial, JSON.stringify({ ...seen, file: png }));
+          fs.renameSync(partial, path.join(channel, `done-${name}.json`));
         }
         await new Promise((resolve) => setTimeout(resolve, 100));
       }

@@ -262,11 +262,13 @@ export class ModelLifecycle extends Disposable {
       const key = modelKey(settings);
       const loaded = await this.worker.load(location.dir, settings.device, settings.threads);
       this.loadedWith = key;
+      this.ui.log.info(`model ${location.dir} loaded on ${loaded.device} in ${loaded.loadMs} ms`);
+      // The settings changed while it loaded: the load (or offer) for the new ones tells the status bar and the callers.
+      if (modelKey(this.current) !== key) return this.ensureModel();
       this.lastModelProblem = '';
       this.device = loaded.device;
       this.ui.setDevice(loaded.device);
       this.ui.showStatus('ready', location.dir);
-      this.ui.log.info(`model ${location.dir} loaded on ${loaded.device} in ${loaded.loadMs} ms`);
       for (const fallback of loaded.fallbacks) this.ui.log.warn(`device fallback: ${fallback}`);
       if (loaded.advice) {
         this.ui.log.warn(`model and device: ${loaded.advice}`);

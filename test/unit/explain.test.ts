@@ -4,7 +4,6 @@
  * an explanation ends and continues — on the tiny model, through the real generator, token for token.
  */
 import assert from 'node:assert/strict';
-import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildExplainPrompt, EXPLAIN_CONTEXT_TOKENS, EXPLAIN_STOPS, MAX_USEFUL_EXPLAIN_TOKENS, planExplanation, type ExplainPlan } from '../../src/explain/explainPrompt';
 import { Explanation } from '../../src/explain/explanation';
@@ -14,7 +13,7 @@ import { Generator, type GenerationResult } from '../../src/inference/generator'
 import { EXPLAIN_SEQUENCE } from '../../src/protocol';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
 import { buildPhiTokenizerJson } from '../../src/tokenizer/tokenizerJson';
-import { tinyModelDir } from '../support/tinyModels';
+import { openTinyDecoder } from '../support/tinyDecoder';
 
 const SCRIPT = '<script>alert(1)</script>';
 const IMG = '<img src=x onerror=alert(1)>';
@@ -218,11 +217,7 @@ describe('how an explanation ends, and continuing it', () => {
 describe('continuing on the tiny model', () => {
   let decoder: PhiDecoder;
   let tokenizer: PhiTokenizer;
-  before(async () => {
-    const dir = tinyModelDir('fp32', 'bigram');
-    decoder = await PhiDecoder.load(dir);
-    tokenizer = PhiTokenizer.fromFile(path.join(dir, 'tokenizer.json'));
-  });
+  before(async () => ({ decoder, tokenizer } = await openTinyDecoder()));
   after(async () => decoder.dispose());
 
   test('an interrupted explanation continues from its cached prompt and text, as a cold run of that text does', async () => {

@@ -3,7 +3,6 @@
  * rewinding, speculation and cancellation against cold, plain runs — token for token.
  */
 import assert from 'node:assert/strict';
-import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PHI_TINY } from '../../src/model/config';
 import { PhiDecoder } from '../../src/inference/decoder';
@@ -12,6 +11,7 @@ import { EXPLAIN_SEQUENCE } from '../../src/protocol';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
 import { referenceGreedy } from '../support/referenceForward';
 import { tinyModelDir, tinyWeights } from '../support/tinyModels';
+import { openTinyDecoder } from '../support/tinyDecoder';
 
 const EOS = 50256;
 const PROMPT = [4299, 6616, 7, 87, 2599, 198, 50284, 7783, 2124, 1635, 2124, 198, 198, 4299, 10651];
@@ -19,11 +19,7 @@ const PROMPT = [4299, 6616, 7, 87, 2599, 198, 50284, 7783, 2124, 1635, 2124, 198
 let decoder: PhiDecoder;
 let tokenizer: PhiTokenizer;
 
-before(async () => {
-  const dir = tinyModelDir('fp32', 'bigram');
-  decoder = await PhiDecoder.load(dir);
-  tokenizer = PhiTokenizer.fromFile(path.join(dir, 'tokenizer.json'));
-});
+before(async () => ({ decoder, tokenizer } = await openTinyDecoder()));
 after(async () => decoder.dispose());
 
 /** A request on a fresh generator: the "cold, plain run" everything else is compared with. */

@@ -488,6 +488,20 @@ describe('problems', () => {
     assert.equal(r.loads(), 1, `one load, states: ${r.states.join(' → ')}`);
   });
 
+  test('a model path removed while a reload runs: the model is offered, and the reload finishing after does not claim ready', async () => {
+    const r = rig(onTinyModel());
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    r.ui.change({ threads: 2 });
+    assert.equal(r.worker.state, 'loading', 'the reload is in flight');
+    r.ui.change({ modelPath: undefined }); // the catalogue model, not in this storage
+    assert.equal(r.ui.offers.length, 1, 'the missing model is offered at once');
+    await waitUntil(() => r.ui.loadedLines.length === 2, 'the reload in flight to finish');
+    await settle();
+    assert.equal(r.ui.lastStatus?.kind, 'off', `status bar: ${r.ui.statuses.map((s) => s.kind).join(' → ')}`);
+    assert.equal(await r.lifecycle.ensureModel(), false, 'no model for the settings now');
+    assert.equal(r.ui.offers.length, 1, 'offered once');
+  });
+
   test('a catalogue model built otherwise than this version builds it is offered for a rebuild', async () => {
     const r = rig({ device: 'cpu', threads: 1 });
     fs.cpSync(tinyModelDir('fp32'), installedModelDir(r.storage, DEFAULT_MODEL), { recursive: true });

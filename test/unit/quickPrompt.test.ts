@@ -5,13 +5,12 @@
  * prompt's window does not displace the full one, and typing on extends it.
  */
 import assert from 'node:assert/strict';
-import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PhiDecoder } from '../../src/inference/decoder';
 import { Generator, type GenerationRequest, type GenerationResult } from '../../src/inference/generator';
 import { PrefillRate } from '../../src/completion/prefillRate';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
-import { tinyModelDir } from '../support/tinyModels';
+import { openTinyDecoder } from '../support/tinyDecoder';
 
 /** A module's text before the cursor, and the last lines of it: the quick prompt for the same place. */
 const QUICK = 'def area(width, height):\n    """Return the area."""\n    return width * height\n\n\ndef perimeter(width, height):\n    return';
@@ -42,11 +41,7 @@ const SEQUENCE = 'file:///shapes.py';
 let decoder: PhiDecoder;
 let tokenizer: PhiTokenizer;
 
-before(async () => {
-  const dir = tinyModelDir('fp32', 'bigram');
-  decoder = await PhiDecoder.load(dir);
-  tokenizer = PhiTokenizer.fromFile(path.join(dir, 'tokenizer.json'));
-});
+before(async () => ({ decoder, tokenizer } = await openTinyDecoder()));
 after(async () => decoder.dispose());
 
 async function cold(prompt: string): Promise<GenerationResult> {

@@ -5,7 +5,6 @@
  * token against a cold run on a fresh generator.
  */
 import assert from 'node:assert/strict';
-import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PHI_1_5 } from '../../src/model/config';
 import { PhiDecoder } from '../../src/inference/decoder';
@@ -13,6 +12,7 @@ import { DEFAULT_PREFILL_CHUNK, Generator, type GenerationRequest, type Generati
 import { bytesPerPosition, int8Planes, KvCache } from '../../src/inference/kvCache';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
 import { tinyModelDir } from '../support/tinyModels';
+import { openTinyDecoder } from '../support/tinyDecoder';
 
 /** Three prompts with no common first token (so no sequence starts from another's prefix). */
 const A = [4299, 6616, 7, 87, 2599, 198, 50284, 7783, 2124, 1635, 2124, 198, 198, 4299, 10651];
@@ -22,11 +22,7 @@ const C = [2, 15069, 3303, 287, 262, 4600, 1008, 198, 9288, 796, 685, 16, 11, 36
 let decoder: PhiDecoder;
 let tokenizer: PhiTokenizer;
 
-before(async () => {
-  const dir = tinyModelDir('fp32', 'bigram');
-  decoder = await PhiDecoder.load(dir);
-  tokenizer = PhiTokenizer.fromFile(path.join(dir, 'tokenizer.json'));
-});
+before(async () => ({ decoder, tokenizer } = await openTinyDecoder()));
 after(async () => decoder.dispose());
 
 async function cold(request: GenerationRequest, model: PhiDecoder = decoder): Promise<GenerationResult> {

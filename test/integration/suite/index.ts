@@ -4,16 +4,21 @@
  * through @vscode/test-electron) and calls `run()`, which runs the mocha suite (tdd) against the development
  * extension and rejects when a test failed.
  *
- * Two runs: the first (scenarios.ts) ends by reloading the window, which ends the extension host (VS Code
- * deactivates the extension); the reloaded window's new host calls `run()` again, and this second run
- * (afterReload.ts, chosen because the first left `.phi-it/deactivate.json`) checks the worker is gone and reports
- * the totals of both. Every result goes to `<workspace>/.phi-it/suite.log` (the runner prints it) and to the
+ * Two runs: the first (scenarios.ts, modelSetup.ts, explainSafety.ts, then deactivate.ts) ends by reloading the
+ * window, which ends the extension host (VS Code deactivates the extension); the reloaded window's new host calls
+ * `run()` again, and this second run (afterReload.ts, chosen because the first left `.phi-it/deactivate.json`)
+ * checks the worker is gone and reports the totals of both: passing, failing, and pending (tests skipped because the
+ * runner cannot read the page). Every result goes to `<workspace>/.phi-it/suite.log` (the runner prints it) and to the
  * console; the totals also to `.phi-it/results.json`, which the runner checks.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Mocha from 'mocha';
 import { channelDir, DEACTIVATE_RECORD, FIRST_RUN_RESULTS, FINAL_RESULTS, hostEnding, log, runnerInfo } from './support';
+
+/** The first run's files, in order: deactivate.js ends this extension host, so it comes last. */
+const FIRST_RUN_FILES = ['scenarios.js', 'modelSetup.js', 'explainSafety.js', 'deactivate.js'];
+const SECOND_RUN_FILES = ['afterReload.js'];
 
 interface Counts {
   passed: number;
@@ -41,7 +46,7 @@ export function run(): Promise<void> {
   }
 
   const mocha = new Mocha({ ui: 'tdd', timeout: 120_000, color: false, reporter: Mocha.reporters.Base });
-  mocha.addFile(path.join(__dirname, second ? 'afterReload.js' : 'scenarios.js'));
+  for (const file of second ? SECOND_RUN_FILES : FIRST_RUN_FILES) mocha.addFile(path.join(__dirname, file));
   const counts: Counts = { ...first };
   const number = (): number => counts.passed + counts.failed + counts.pending;
   const save = (): void => {

@@ -2,19 +2,18 @@
 /**
  * The in-editor scenarios (mocha, tdd interface), run in order in one extension host: each drives the development
  * extension through VS Code's own commands and checks what lands in the document against the engine run
- * in-process. Checks that need to see the page (ghost text, toasts, the webview, the status bar) go through the
- * runner's page reader and are skipped, with a log line, under a runner without one.
+ * in-process. Checks that need to see the page (ghost text, toasts, the webview, the status bar) are tests of their
+ * own, marked "(page)": they go through the runner's page reader and are skipped (mocha: pending), with a log
+ * line, under a runner without one.
  *
- * The last scenario reloads the window, which ends the extension host (VS Code deactivates the extension); the
- * suite's second run, in the new host, checks the outcome (afterReload.ts).
+ * Then modelSetup.ts and explainSafety.ts; deactivate.ts comes last (index.ts).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import {
-  alnum, assert, channelDir, currentSettings, DEACTIVATE_EXIT_RECORD, DEACTIVATE_RECORD, Engine, EXTENSION_ID, hostEnding, log,
-  openCompletable, openPython, pageAccess, processAlive, resetTo, seeUntil, show, sleep, triggerAndCommit, workerPids,
-  type DeactivateExitRecord, type DeactivateRecord, type Seen,
+  alnum, assert, channelDir, currentSettings, Engine, EXTENSION_ID, log, openCompletable, openPython, resetTo, seeUntil, show, skipWithoutPage,
+  sleep, triggerAndCommit, workerPids, workspaceDir, type Seen,
 } from './support';
 
 const FIB_PREFIX = 'def fibonacci(n):\n    ';
@@ -22,6 +21,38 @@ const FIB_PREFIX = 'def fibonacci(n):\n    ';
 const AFTER_KILL_PROMPTS = ['def greet(name):\n    ', 'def greet(name, greeting):\n    '];
 const BROKEN_PROMPTS = ['class Point:\n    def __init__(self, x, y):\n        ', 'class Vector:\n    def __init__(self, x, y):\n        '];
 const THREADS_PROMPTS = ['def square(x):\n    return', 'def cube(x):\n    return'];
+const DISABLED_PROMPTS = ['def add(a, b):\n    ', 'def add(a, b, c):\n    ', 'def subtract(a, b):\n    '];
+const EXPLAIN_BODY = '    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n';
+
+/** An existing folder with no model in it (phiComplete.modelPath pointed there fails to load). */
+function emptyModelFolder(): string {
+  const empty = path.join(channelDir(), 'empty-model');
+  fs.mkdirSync(empty, { recursive: true });
+  return empty;
+}
+
+/**
+ * Runs Explain Selection (48 tokens) on the body of a fib function; checks that the command resolves with an
+ * Explanation tab open. Returns the explanation the engine gives for it.
+ */
+async function explainFib(engine: Engine): Promise<string> {
+  const config = vscode.workspace.getConfiguration('phiComplete');
+  await config.update('explain.maxTokens', 48, vscode.ConfigurationTarget.Global);
+  try {
+    const editor = await openPython('explain.py', `def fib(n):\n${EXPLAIN_BODY}`);
+    editor.selection = new vscode.Selection(new vscode.Position(1, 0), new vscode.Position(5, 0));
+    assert(editor.document.getText(editor.selection) === EXPLAIN_BODY, `selected ${show(editor.document.getText(editor.selection))}`);
+    const expected = await engine.explanation(EXPLAIN_BODY, currentSettings());
+    log(`# engine explanation: ${show(expected)}`);
+    assert(alnum(expected).length >= 10, 'the engine\'s explanation has too few letters to recognise in the panel: pick another selection');
+    await vscode.commands.executeCommand('phiComplete.explainSelection'); // resolves once generated and posted
+    const tabs = vscode.window.tabGroups.all.flatMap((g) => g.tabs).map((t) => t.label);
+    assert(tabs.includes('Explanation'), `no Explanation tab; tabs: ${tabs.join(', ')}`);
+    return expected;
+  } finally {
+    await config.update('explain.maxTokens', undefined, vscode.ConfigurationTarget.Global);
+  }
+}
 
 suite('phi-complete in a real VS Code', () => {
   let engine: Engine;
@@ -36,6 +67,11 @@ suite('phi-complete in a real VS Code', () => {
 
   suiteTeardown(async () => {
     await engine?.dispose();
+  });
+
+  teardown(async () => {
+    // The Explanation panel opens beside the editor: the next test's editor must not land in its group.
+    await vscode.commands.executeCommand('workbench.action.closeEditorsInOtherGroups');
   });
 
   test('the development extension is active', async () => {
@@ -58,11 +94,11 @@ suite('phi-complete in a real VS Code', () => {
     fibExpected = expected;
   });
 
-  test('the ghost text is rendered in the editor (and screenshotted)', async function () {
+  test('the ghost text is rendered in the editor, screenshotted (page)', async function () {
     const editor = fibEditor;
     const expected = fibExpected;
     assert(editor && expected, 'needs the previous test');
-    if (!pageAccess('the ghost text shown in the page')) this.skip();
+    skipWithoutPage(this, 'the ghost text shown in the page');
     await resetTo(editor, FIB_PREFIX);
     await vscode.commands.executeCommand('editor.action.inlineSuggest.trigger');
     await sleep(1000); // served from the provider's cache; let the editor paint it
@@ -106,11 +142,19 @@ suite('phi-complete in a real VS Code', () => {
 
   test('with phiComplete.enable false nothing is suggested', async () => {
     const config = vscode.workspace.getConfiguration('phiComplete');
-    const text = 'def add(a, b):\n    ';
+    // A text the engine completes, so that the control below (completions on again) has something to show.
+    const file = path.join(workspaceDir(), 'disabled.py');
+    let text = '';
+    let expected = '';
+    for (const candidate of DISABLED_PROMPTS) {
+      [text, expected] = [candidate, await engine.expected(candidate, candidate.length, file, currentSettings())];
+      if (expected !== '') break;
+    }
+    assert(expected !== '', `the engine completes none of ${show(DISABLED_PROMPTS.join(' | '))}`);
     let editor: vscode.TextEditor;
     await config.update('enable', false, vscode.ConfigurationTarget.Global);
     try {
-      editor = await openPython('disabled.py', text);
+      editor = await openPython('disabled.py', text); // opened while disabled: no request is in flight
       const inserted = await triggerAndCommit(editor, 4_000);
       assert(inserted === '', `a suggestion was committed while disabled: ${show(inserted)}`);
       assert(editor.document.getText() === text, 'the document changed');
@@ -118,42 +162,25 @@ suite('phi-complete in a real VS Code', () => {
       await config.update('enable', undefined, vscode.ConfigurationTarget.Global);
     }
     // Control: the same document gets the engine's suggestion once completions are on again.
-    const expected = await engine.expected(text, text.length, editor.document.fileName, currentSettings());
-    if (expected === '') {
-      log(`# note: the engine completes nothing for ${show(text)}, so the re-enabled control is skipped`);
-      return;
-    }
     // A new document version: the editor does not ask again for a version and position it already asked about.
     await resetTo(editor, text);
     const inserted = await triggerAndCommit(editor, 30_000, expected);
     assert(inserted === expected, `re-enabled: committed ${show(inserted)}, the engine produces ${show(expected)}`);
   });
 
-  test('Explain Selection streams the engine\'s explanation into the Explanation panel', async () => {
-    const config = vscode.workspace.getConfiguration('phiComplete');
-    await config.update('explain.maxTokens', 48, vscode.ConfigurationTarget.Global);
-    try {
-      const body = '    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n';
-      const editor = await openPython('explain.py', `def fib(n):\n${body}`);
-      editor.selection = new vscode.Selection(new vscode.Position(1, 0), new vscode.Position(5, 0));
-      assert(editor.document.getText(editor.selection) === body, `selected ${show(editor.document.getText(editor.selection))}`);
-      const expected = await engine.explanation(body, currentSettings());
-      log(`# engine explanation: ${show(expected)}`);
-      const want = alnum(expected).slice(0, 40);
-      assert(want.length >= 10, 'the engine\'s explanation has too few letters to recognise in the panel: pick another selection');
-      await vscode.commands.executeCommand('phiComplete.explainSelection'); // resolves once generated and posted
-      const tab = vscode.window.tabGroups.all.flatMap((g) => g.tabs).find((t) => t.label === 'Explanation');
-      assert(tab, `no Explanation tab; tabs: ${vscode.window.tabGroups.all.flatMap((g) => g.tabs).map((t) => t.label).join(', ')}`);
-      if (!pageAccess('the text inside the Explanation webview')) return;
-      const seen = await seeUntil('explain', (s) => !!s.webviewText && !s.webviewText.includes('▍') && alnum(s.webviewText).includes(want), 15_000);
-      log(`# screenshot ${seen.file}; panel text: ${show(seen.webviewText ?? '')}`);
-      assert(seen.webviewText && seen.webviewText.trim() !== '', 'the Explanation panel shows no text');
-      assert(!seen.webviewText.includes('▍'), 'the panel still shows the streaming cursor');
-      assert(alnum(seen.webviewText).includes(want), `the panel shows ${show(seen.webviewText)}, expected the letters and digits of ${show(expected)} (first 40: ${want})`);
-    } finally {
-      await config.update('explain.maxTokens', undefined, vscode.ConfigurationTarget.Global);
-      await vscode.commands.executeCommand('workbench.action.closeEditorsInOtherGroups');
-    }
+  test('Explain Selection resolves once the explanation is generated, in a tab named Explanation', async () => {
+    await explainFib(engine);
+  });
+
+  test('the Explanation panel shows the engine\'s explanation (page)', async function () {
+    skipWithoutPage(this, 'the text inside the Explanation webview');
+    const expected = await explainFib(engine);
+    const want = alnum(expected).slice(0, 40);
+    const seen = await seeUntil('explain', (s) => !!s.webviewText && !s.webviewText.includes('▍') && alnum(s.webviewText).includes(want), 15_000);
+    log(`# screenshot ${seen.file}; panel text: ${show(seen.webviewText ?? '')}`);
+    assert(seen.webviewText && seen.webviewText.trim() !== '', 'the Explanation panel shows no text');
+    assert(!seen.webviewText.includes('▍'), 'the panel still shows the streaming cursor');
+    assert(alnum(seen.webviewText).includes(want), `the panel shows ${show(seen.webviewText)}, expected the letters and digits of ${show(expected)} (first 40: ${want})`);
   });
 
   test('after the worker is killed the next completion still arrives (from a restarted worker)', async () => {
@@ -171,85 +198,75 @@ suite('phi-complete in a real VS Code', () => {
     assert(after.length === 1 && after[0] !== before[0], `expected a new worker, found ${after.join(', ') || 'none'} (killed ${before[0]})`);
   });
 
-  test('a model folder without a model shows an error notification; restoring the setting brings completions back', async () => {
+  test('a model folder without a model: nothing is suggested; restoring the setting brings completions back', async () => {
     const config = vscode.workspace.getConfiguration('phiComplete');
     const original = config.inspect<string>('modelPath')?.globalValue;
     assert(original, 'phiComplete.modelPath is not set in the user settings');
-    const empty = path.join(channelDir(), 'empty-model');
-    fs.mkdirSync(empty, { recursive: true });
-    await vscode.commands.executeCommand('notifications.clearAll');
     const { editor, text, expected } = await openCompletable('broken.py', BROKEN_PROMPTS, engine);
-    await config.update('modelPath', empty, vscode.ConfigurationTarget.Global);
+    await config.update('modelPath', emptyModelFolder(), vscode.ConfigurationTarget.Global);
     try {
       const inserted = await triggerAndCommit(editor, 3_000);
       assert(inserted === '', `a suggestion was committed with a broken model path: ${show(inserted)}`);
-      if (pageAccess('the error notification shown in the page')) {
-        const matches = (m: string): boolean => m.includes('has no manifest.json') || m.includes('could not be loaded');
-        await vscode.commands.executeCommand('notifications.showList'); // the notification center lists toasts that hid already
-        const seen = await seeUntil('broken-model', (s) => (s.notifications ?? []).some(matches), 15_000);
-        log(`# screenshot ${seen.file}; notifications: ${show((seen.notifications ?? []).join(' | '))}`);
-        assert((seen.notifications ?? []).some(matches), `no error notification about the model; toasts: ${show((seen.notifications ?? []).join(' | '))}`);
-      }
     } finally {
       await config.update('modelPath', original, vscode.ConfigurationTarget.Global);
       await vscode.commands.executeCommand('notifications.clearAll');
-      await vscode.commands.executeCommand('notifications.hideList');
     }
     await resetTo(editor, text);
     const inserted = await triggerAndCommit(editor, 60_000, expected);
     assert(inserted === expected, `restored: committed ${show(inserted)}, the engine produces ${show(expected)}`);
   });
 
-  test('changing phiComplete.threads reloads the model; the status bar shows the CPU and completions match', async () => {
+  test('a model folder without a model shows an error notification with Open Settings (page)', async function () {
+    skipWithoutPage(this, 'the error notification shown in the page');
+    const config = vscode.workspace.getConfiguration('phiComplete');
+    const original = config.inspect<string>('modelPath')?.globalValue;
+    assert(original, 'phiComplete.modelPath is not set in the user settings');
+    await vscode.commands.executeCommand('notifications.clearAll');
+    await config.update('modelPath', emptyModelFolder(), vscode.ConfigurationTarget.Global);
+    try {
+      await vscode.commands.executeCommand('phiComplete.verifyModel'); // asks for the model: the load fails
+      const matches = (m: string): boolean => m.includes('has no manifest.json') || m.includes('could not be loaded');
+      await vscode.commands.executeCommand('notifications.showList'); // no toasts under the runner's smoke-test driver: the center lists them
+      const seen = await seeUntil('broken-model', (s) => (s.notices ?? []).some((n) => matches(n.message)), 15_000);
+      log(`# screenshot ${seen.file}; notifications: ${show((seen.notices ?? []).map((n) => `${n.message} [${n.buttons.join(', ')}]`).join(' | '))}`);
+      const notice = (seen.notices ?? []).find((n) => matches(n.message));
+      assert(notice, `no error notification about the model; notifications: ${show((seen.notifications ?? []).join(' | '))}`);
+      assert(notice.buttons.includes('Open Settings'), `the notification's buttons are ${show(notice.buttons.join(', '))}, expected Open Settings`);
+    } finally {
+      await config.update('modelPath', original, vscode.ConfigurationTarget.Global);
+      await vscode.commands.executeCommand('notifications.clearAll');
+      await vscode.commands.executeCommand('notifications.hideList');
+    }
+  });
+
+  test('changing phiComplete.threads reloads the model and completions still match', async () => {
     const config = vscode.workspace.getConfiguration('phiComplete');
     const { editor, expected } = await openCompletable('threads.py', THREADS_PROMPTS, engine);
-    const page = pageAccess('the extension log and the status bar (model reload, device)');
-    const loads = (seen: Seen): number => (seen.extensionLog ?? '').split('\n').filter((l) => / loaded on cpu in /.test(l)).length;
-    const loadsBefore = page ? loads(await seeUntil('status-cpu', () => true, 0)) : 0;
-    assert(!page || loadsBefore > 0, 'the extension log (read by the runner) records no model load');
     await config.update('threads', 1, vscode.ConfigurationTarget.Global);
     try {
-      if (page) {
-        const reloaded = await seeUntil('status-cpu', (s) => loads(s) > loadsBefore, 15_000);
-        assert(loads(reloaded) > loadsBefore, `the extension log shows no new "loaded on cpu" after phiComplete.threads changed (${loadsBefore} before)`);
-      }
       const inserted = await triggerAndCommit(editor, 60_000, expected);
       assert(inserted === expected, `with 1 thread: committed ${show(inserted)}, the engine produces ${show(expected)}`);
-      if (page) {
-        const seen = await seeUntil('status-cpu', (s) => (s.statusbar ?? []).some((t) => /\bCPU\b/.test(t)), 15_000);
-        const phi = (seen.statusbar ?? []).filter((t) => /CPU|phi|loading|error|ready|generating/.test(t));
-        log(`# screenshot ${seen.file}; status bar: ${show(phi.join(' | '))}`);
-        assert((seen.statusbar ?? []).some((t) => /\bCPU\b/.test(t)), `no status bar item shows CPU: ${show((seen.statusbar ?? []).join(' | '))}`);
-      }
     } finally {
       await config.update('threads', undefined, vscode.ConfigurationTarget.Global);
     }
   });
 
-  // Last: it ends this extension host (a window reload). VS Code deactivates the extension (its deactivate() and then its
-  // subscriptions) before the host exits; the worker also exits by itself once its parent is gone, so "gone a
-  // few seconds later" alone would pass without a working deactivate. What shows deactivate did it: the old
-  // host, in its last synchronous moment ('exit', while its IPC channel to the worker is still open), records
-  // whether the worker is still alive. The suite's second run (afterReload.ts) and the runner check the records.
-  test('deactivate → worker process gone (1 of 2: records the worker and ends the extension host)', async function () {
-    this.timeout(60_000);
-    const workers = workerPids();
-    assert(workers.length === 1, `expected one running worker child of this host (pid ${process.pid}), found ${workers.join(', ') || 'none'}`);
-    const record: DeactivateRecord = { workerPid: workers[0], hostPid: process.pid, requestedAt: Date.now() };
-    process.once('exit', () => {
-      const exit: DeactivateExitRecord = { hostPid: process.pid, workerPid: record.workerPid, exitedAt: Date.now(), workerAliveAtHostExit: processAlive(record.workerPid) };
-      fs.writeFileSync(path.join(channelDir(), DEACTIVATE_EXIT_RECORD), JSON.stringify(exit));
-    });
-    fs.writeFileSync(path.join(channelDir(), DEACTIVATE_RECORD), JSON.stringify(record));
-    // Reloading the window ends its extension host (VS Code deactivates the extension first) and starts a new one,
-    // which runs this suite again. The same in desktop VS Code and in the browser (code-server has no command that
-    // restarts the extension host alone).
-    const command = 'workbench.action.reloadWindow';
-    log(`# worker pid ${record.workerPid}, extension host pid ${record.hostPid}: ${command}`);
-    hostEnding.value = true;
-    await vscode.commands.executeCommand(command);
-    await sleep(45_000);
-    hostEnding.value = false;
-    throw new Error(`the extension host was not ended by ${command} within 45 s`);
+  test('changing phiComplete.threads: the extension log shows the reload, the status bar shows the CPU (page)', async function () {
+    skipWithoutPage(this, 'the extension log and the status bar (model reload, device)');
+    const config = vscode.workspace.getConfiguration('phiComplete');
+    const loads = (seen: Seen): number => (seen.extensionLog ?? '').split('\n').filter((l) => / loaded on cpu in /.test(l)).length;
+    const loadsBefore = loads(await seeUntil('status-cpu', () => true, 0));
+    assert(loadsBefore > 0, 'the extension log (read by the runner) records no model load');
+    await config.update('threads', 1, vscode.ConfigurationTarget.Global);
+    try {
+      const reloaded = await seeUntil('status-cpu', (s) => loads(s) > loadsBefore, 15_000);
+      assert(loads(reloaded) > loadsBefore, `the extension log shows no new "loaded on cpu" after phiComplete.threads changed (${loadsBefore} before)`);
+      const seen = await seeUntil('status-cpu', (s) => (s.statusbar ?? []).some((t) => /\bCPU\b/.test(t)), 15_000);
+      const phi = (seen.statusbar ?? []).filter((t) => /CPU|phi|loading|error|ready|generating/.test(t));
+      log(`# screenshot ${seen.file}; status bar: ${show(phi.join(' | '))}`);
+      assert((seen.statusbar ?? []).some((t) => /\bCPU\b/.test(t)), `no status bar item shows CPU: ${show((seen.statusbar ?? []).join(' | '))}`);
+    } finally {
+      await config.update('threads', undefined, vscode.ConfigurationTarget.Global);
+    }
   });
 });

@@ -166,6 +166,33 @@ export async function resetTo(editor: vscode.TextEditor, text: string): Promise<
   await vscode.commands.executeCommand('editor.action.inlineSuggest.hide');
 }
 
+/**
+ * A notification as the page shows it: an entry of the notification center (or a toast, which the workbench never
+ * shows under run.mjs's smoke-test driver: open the center with `notifications.showList` to see notifications).
+ */
+export interface SeenNotice {
+  message: string;
+  buttons: string[];
+}
+
+/** The Explanation panel's webview document as the page shows it. */
+export interface SeenPanel {
+  /** The output element's rendered text (`#explanation`), and its raw text content. */
+  text: string;
+  textContent: string;
+  /** The status line (`#status`), null when the panel has none. */
+  status: string | null;
+  /** Tag names of the elements inside the output. */
+  elementsInOutput: string[];
+  /** img elements in the whole document; its script and style elements. */
+  images: number;
+  scripts: { nonce: string; text: string }[];
+  styles: string[];
+  /** The Content-Security-Policy meta tag's content. */
+  csp: string | null;
+  bodyBackground: string;
+}
+
 /** What the runner's page reader saw in the workbench page. */
 export interface Seen {
   ghostText: string;
@@ -175,9 +202,19 @@ export interface Seen {
   notifications?: string[];
   statusbar?: string[];
   webviewText?: string;
+  /** The notifications with their buttons; the quick input; the page's whole visible text; the Explanation panel. */
+  notices?: SeenNotice[];
+  quickInput?: { visible: boolean; title: string; prompt: string; inputType: string; valueLength: number };
+  pageText?: string;
+  webview?: SeenPanel;
   /** The extension's log file as written so far. */
   extensionLog?: string;
+  /** Why an action asked of the page failed (then the page was read as it was). */
+  actionError?: string;
 }
+
+/** What the page reader does in the page before reading it (scripts/integration/run.mjs `act`). */
+export type PageAction = { click: string } | { fill: string } | { press: string };
 
 /** Which runner started this host and whether it answers page requests (its `.phi-it/runner.json`). */
 export function runnerInfo(): { runner: string; pageReader: boolean } {
@@ -196,18 +233,30 @@ export function pageAccess(what: string): boolean {
   return false;
 }
 
-/** Asks the runner's page reader for a screenshot; returns what it saw in the page. Needs a page reader. */
-async function screenshot(name: string): Promise<Seen> {
+/** Skips the running test (mocha counts it pending) when the runner cannot read the page, with the log line. */
+export function skipWithoutPage(test: { skip(): void }, what: string): void {
+  if (!pageAccess(what)) test.skip();
+}
+
+/** Asks the runner's page reader to do `actions` and take a screenshot; returns what it saw in the page. Needs a page reader. */
+async function screenshot(name: string, actions: readonly PageAction[] = []): Promise<Seen> {
   const dir = channelDir();
   const done = path.join(dir, `done-${name}.json`);
   fs.rmSync(done, { force: true });
-  fs.writeFileSync(path.join(dir, `request-${name}.json`), JSON.stringify({ name }));
+  fs.writeFileSync(path.join(dir, `request-${name}.json`), JSON.stringify({ name, actions }));
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     if (fs.existsSync(done)) return JSON.parse(fs.readFileSync(done, 'utf8')) as Seen;
     await sleep(100);
   }
   throw new Error(`the runner (${runnerInfo().runner}) says it reads the page but did not answer the request for ${name} within 20 s`);
+}
+
+/** Has the page reader do `actions` in the page (click a notification's button, fill the quick input, press a key); returns what it saw after. */
+export async function actInPage(name: string, ...actions: PageAction[]): Promise<Seen> {
+  const seen = await screenshot(name, actions);
+  assert(!seen.actionError, `the page reader could not ${JSON.stringify(actions)}: ${seen.actionError}`);
+  return seen;
 }
 
 /** Reads the page (with a screenshot `name`) until `ok` holds for what the runner saw, or `timeoutMs` passes; returns the last sighting. */
