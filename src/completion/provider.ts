@@ -10,7 +10,8 @@ import { WorkerError, type WorkerClient } from '../client/workerClient';
 import { CompletionCache } from './cache';
 import { COMPLETION_STOPS, MAX_SUGGESTION_LINES, postprocessCompletion } from './postprocess';
 import type { PrefillRate } from './prefillRate';
-import { completionPromptAt } from './warmer';
+import { QuickPromptStarts } from './quickPrompt';
+import { CHARS_PER_TOKEN, completionPromptAt } from './warmer';
 
 /**
  * What a request may spend reading text the model has not read yet (a place in a file never completed in) before
@@ -39,6 +40,7 @@ function delay(ms: number, token: vscode.CancellationToken): Promise<boolean> {
 
 export class InlineCompletionProvider implements vscode.InlineCompletionItemProvider {
   private readonly cache = new CompletionCache();
+  private readonly quickStarts = new QuickPromptStarts();
 
   constructor(
     private readonly client: WorkerClient,
@@ -77,7 +79,10 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     // Only where reading what fits in QUICK_READ_MS leaves out much of the window (a CPU, not a fast GPU).
     const quickTokens = Math.max(MIN_QUICK_TOKENS, this.prefillRate.tokensWithin(QUICK_READ_MS));
     const quick = 2 * quickTokens <= settings.contextTokens
-      ? { prompt: completionPromptAt(document, position, settings, quickTokens).prompt, readLimit: quickTokens }
+      ? {
+        prompt: this.quickStarts.promptFor(document.uri.toString(), prefix, quickTokens * CHARS_PER_TOKEN, () => completionPromptAt(document, position, settings, quickTokens).prompt),
+        readLimit: quickTokens,
+      }
       : undefined;
     const eol = document.eol === vscode.EndOfLine.CRLF ? '\r\n' : '\n';
     const shape = (raw: string): string => postprocessCompletion({ completion: raw, prefix, suffix, maxLines: MAX_SUGGESTION_LINES, eol, languageId: document.languageId });

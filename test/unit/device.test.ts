@@ -6,6 +6,8 @@
  * where each operator ran.
  */
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PhiDecoder } from '../../src/inference/decoder';
@@ -16,6 +18,7 @@ import { PHI_TINY } from '../../src/model/config';
 import type { KvCacheFormat, KvOutputs, WeightFormat } from '../../src/model/manifest';
 import { DEVICES, type Device } from '../../src/protocol';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
+import { automaticThreads } from '../../src/worker/session';
 import { argmaxRows, relativeRmsError } from '../support/logitErrors';
 import { tinyModelDir } from '../support/tinyModels';
 import { loadModel } from '../../src/worker/session';
@@ -170,4 +173,15 @@ describe(`decoder on ${device ?? 'a GPU'} against the CPU`, { skip }, () => {
       });
     });
   }
+});
+
+test('automatic threads: one per physical core (half the logical processors when hyperthreading is on), never ONNX Runtime\'s own choice', () => {
+  let hyperthreaded = false;
+  try {
+    hyperthreaded = fs.readFileSync('/sys/devices/system/cpu/smt/active', 'utf8').trim() === '1';
+  } catch {
+    // not Linux
+  }
+  const logical = os.availableParallelism();
+  assert.equal(automaticThreads(), Math.max(1, hyperthreaded ? Math.floor(logical / 2) : logical));
 });

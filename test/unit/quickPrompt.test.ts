@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { PhiDecoder } from '../../src/inference/decoder';
 import { Generator, type GenerationRequest, type GenerationResult } from '../../src/inference/generator';
 import { PrefillRate } from '../../src/completion/prefillRate';
+import { QUICK_GROWTH, QuickPromptStarts } from '../../src/completion/quickPrompt';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
 import { openTinyDecoder } from '../support/tinyDecoder';
 
@@ -133,5 +134,45 @@ describe('the prefill rate', () => {
     assert.equal(rate.tokensWithin(800), 800);
     rate.record(100, 1000);
     assert.equal(rate.tokensWithin(1000), 730, 'a running average: 0.7 × 1 + 0.3 × 0.1 tokens a millisecond');
+  });
+});
+
+describe('where a quick prompt starts', () => {
+  const lines = Array.from({ length: 40 }, (_, i) => `value_${i} = compute(${i})  # line ${i}`);
+  const text = lines.join('\n') + '\n';
+  /** The context builder's quick prompt: the last `n` whole lines before the cursor (a stand-in with the same shape). */
+  const lastLines = (prefix: string, n: number) => (): string => {
+    const starts = [...prefix.matchAll(/\n/g)].map((m) => m.index + 1);
+    return prefix.slice(starts.at(-n - 1) ?? 0);
+  };
+
+  test('typing on extends the quick window from the same start, until it has grown QUICK_GROWTH budgets', () => {
+    const starts = new QuickPromptStarts();
+    const budget = 3 * (lines[0].length + 1);
+    const first = starts.promptFor('a.py', text, budget, lastLines(text, 3));
+    assert.equal(first, lines.slice(37).join('\n') + '\n');
+    let prefix = text;
+    let grown = 0;
+    for (let i = 0; i < 40; i++) {
+      prefix += `more_${i} = ${i}\n`;
+      const prompt = starts.promptFor('a.py', prefix, budget, lastLines(prefix, 3));
+      if (!prompt.startsWith(first)) break;
+      assert.equal(prompt, prefix.slice(text.length - first.length), 'the kept start, through what was typed');
+      grown = prompt.length;
+    }
+    assert.ok(grown > 3 * budget && grown <= QUICK_GROWTH * budget, `grew to ${grown} characters (budget ${budget})`);
+  });
+
+  test('an edit above the start, a header in front, or another document starts afresh', () => {
+    const starts = new QuickPromptStarts();
+    const budget = 200;
+    starts.promptFor('a.py', text, budget, lastLines(text, 3));
+    // A line inserted above: the kept offset now falls on other text.
+    const edited = 'import os\n' + text + 'x = 1\n';
+    assert.equal(starts.promptFor('a.py', edited, budget, lastLines(edited, 2)), lines.slice(39).join('\n') + '\nx = 1\n');
+    // A prompt that is not a tail of the text (the builder put the header in front) is used but not kept.
+    const withHeader = 'import os\n\n' + lines[39] + '\n';
+    assert.equal(starts.promptFor('b.py', text, budget, () => withHeader), withHeader);
+    assert.equal(starts.promptFor('b.py', text + 'y = 2\n', budget, () => 'fresh'), 'fresh');
   });
 });
