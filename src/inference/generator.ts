@@ -11,14 +11,13 @@
  * least recently used out first (see fit).
  * One request runs at a time and the latest wins: a new request cancels the one in flight, which stops at its
  * next step boundary and leaves the cache consistent, so the new request can reuse whatever prefix they share.
- * An explanation (a request on EXPLAIN_SEQUENCE, which the user asked for and reads as it streams) is the exception:
- * only a newer explanation cancels it. A completion that comes meanwhile waits behind it, and a newer completion
+ * A side request (an explanation, which the user asked for and reads as it streams) is the exception: only a newer
+ * side request cancels it. A completion that comes meanwhile waits behind it, and a newer completion
  * cancels that one as usual, so the completion for where the user is now runs as soon as the explanation ends.
  * A prefill (warming a sequence before it is asked for) runs only while no generation is in flight or queued, and
  * any request cancels it at its next chunk boundary; the rows it fed stay for the request that follows.
  */
 import { performance } from 'node:perf_hooks';
-import { EXPLAIN_SEQUENCE } from '../protocol';
 import type { PhiTokenizer } from '../tokenizer/tokenizer';
 import { StreamingDetokenizer } from '../tokenizer/detokenizer';
 import type { DecoderCache, PhiDecoder } from './decoder';
@@ -43,7 +42,10 @@ export interface GenerationRequest {
   readonly signal?: AbortSignal;
   /** The cached sequence this request reads and extends (one per document); DEFAULT_SEQUENCE when absent. */
   readonly sequence?: string;
-  /** A side request (Explain Selection): it never evicts the most recently used sequence that is not one (the file being edited). */
+  /**
+   * A side request (Explain Selection): only a newer side request cancels it (others wait behind it), it keeps its
+   * prompt's start, and it never evicts the most recently used sequence that is not one (the file being edited).
+   */
   readonly aside?: boolean;
   /** A shorter prompt for the same place, generated from instead when `prompt` would read too much text not cached yet. */
   readonly quick?: QuickPrompt;
@@ -222,6 +224,11 @@ function commonPrefixLength(a: readonly number[], b: readonly number[]): number 
   return i;
 }
 
+/** Prompt tokens a request would feed: those cached nowhere it can reuse or copy from (at least one). */
+function uncachedTokens(found: CachedPrefix, tokens: readonly number[]): number {
+  return tokens.length - Math.min(Math.max(found.windowCommon, found.donorCommon), tokens.length - 1);
+}
+
 /**
  * Prompt tokens per forward pass while prefilling. 32-token chunks prefill as fast as 64 or 128 on a 2-core CPU
  * (phi-1.5 int4, 1,024 tokens: 26.6 s vs 27.5 s for 64) and need less working memory (peak RSS 50 MiB lower than
@@ -291,15 +298,14 @@ export class Generator {
   }
 
   /**
-   * Starts a request, cancelling the ones in flight or waiting (latest wins), except that a request other than an
-   * explanation cancels no explanation: it waits for it to end.
+   * Starts a request, cancelling the ones in flight or waiting (latest wins), except that a request other than a
+   * side request cancels no side request: it waits for it to end.
    */
   generate(request: GenerationRequest): Promise<GenerationResult> {
     const called = performance.now();
     this.generations++;
-    const explanation = request.sequence === EXPLAIN_SEQUENCE;
     const cancelled: GenerationResult = { text: '', tokens: [], finishReason: 'cancelled', stats: NO_GENERATION };
-    return this.takeOver(request.signal, explanation, cancelled, (signal) => this.run(request, signal, called)).finally(() => this.generations--);
+    return this.takeOver(request.signal, request.aside ?? false, cancelled, (signal) => this.run(request, signal, called)).finally(() => this.generations--);
   }
 
   /**
@@ -358,7 +364,7 @@ export class Generator {
 
   /**
    * Where `tokens` are cached longest: in a window of sequence `name`, and in any host-memory cache (a new window
-   * copies from it). One pass over the windows serves `use`, `prepare` and `uncachedTokens`.
+   * copies from it). One pass over the windows serves `use`, `prepare` and the quick prompt's choice.
    */
   private cachedPrefix(name: string, tokens: readonly number[]): CachedPrefix {
     let window: CachedSequence | undefined;
@@ -371,12 +377,6 @@ export class Generator {
       if (candidate.cache instanceof KvCache && common > donorCommon) [donor, donorCommon] = [candidate, common];
     }
     return { window, windowCommon: Math.max(0, windowCommon), donor, donorCommon };
-  }
-
-  /** Prompt tokens a request on sequence `name` would feed: those cached nowhere it can reuse or copy from (at least one). */
-  private uncachedTokens(name: string, tokens: readonly number[]): number {
-    const { windowCommon, donorCommon } = this.cachedPrefix(name, tokens);
-    return tokens.length - Math.min(Math.max(windowCommon, donorCommon), tokens.length - 1);
   }
 
   /**
@@ -440,11 +440,10 @@ export class Generator {
    * Finds the prefix the prompt's sequence has cached (a window with nothing cached copies the longest prefix
    * another shares), rewinds the cache to it, evicts what the budget needs and sizes the cache for a request of
    * `maxNewTokens`. `keepLonger`: a cache that already holds every prompt token but the last is left as it is (a
-   * prefill must not forget a completion generated after it).
+   * prefill must not forget a completion generated after it). `found`: the prompt's cachedPrefix, when known.
    */
-  private prepare(name: string, aside: boolean, prompt: PromptTokens, maxNewTokens: number, keepLonger: boolean): Prepared {
+  private prepare(name: string, aside: boolean, prompt: PromptTokens, maxNewTokens: number, keepLonger: boolean, found = this.cachedPrefix(name, prompt.tokens)): Prepared {
     const { tokens } = prompt;
-    const found = this.cachedPrefix(name, tokens);
     const sequence = this.use(name, aside, found);
     // The positions the request may fill: the prompt, what it generates and the longest draft verified past it.
     const positions = Math.min(this.decoder.config.max_position_embeddings, tokens.length + maxNewTokens + this.maxDraftTokens);
@@ -576,11 +575,13 @@ export class Generator {
     // gives up answer tokens instead. A completion is about the prompt's end, whose start goes first.
     let prompt = this.promptTokens(request.prompt, request.aside ? 1 : maxNewTokens);
     if (request.aside) maxNewTokens = Math.min(maxNewTokens, maxPositions - prompt.tokens.length);
-    if (request.quick && this.uncachedTokens(name, prompt.tokens) > request.quick.readLimit) {
+    let found = this.cachedPrefix(name, prompt.tokens);
+    if (request.quick && uncachedTokens(found, prompt.tokens) > request.quick.readLimit) {
       prompt = this.promptTokens(request.quick.prompt, maxNewTokens);
+      found = this.cachedPrefix(name, prompt.tokens);
       quick = true;
     }
-    const prepared = this.prepare(name, request.aside ?? false, prompt, maxNewTokens, false);
+    const prepared = this.prepare(name, request.aside ?? false, prompt, maxNewTokens, false, found);
     ({ promptTokens, truncatedTokens, reusedTokens, copiedTokens } = prepared);
     const { sequence, tokens } = prepared;
     this.active = sequence;

@@ -226,7 +226,7 @@ describe('continuing on the tiny model', () => {
     const controller = new AbortController();
     let pieces = 0;
     const first = await generator.generate({
-      ...explanation.request, stop: EXPLAIN_STOPS, sequence: EXPLAIN_SEQUENCE, signal: controller.signal,
+      ...explanation.request, stop: EXPLAIN_STOPS, sequence: EXPLAIN_SEQUENCE, aside: true, signal: controller.signal,
       onText: (delta) => {
         explanation.append(delta);
         if (++pieces === 5) controller.abort();
@@ -238,7 +238,7 @@ describe('continuing on the tiny model', () => {
     assert.ok(request, 'Continue is offered');
     assert.equal(request.prompt, explanation.request.prompt + first.text);
     assert.equal(request.maxNewTokens, 48 - first.stats.generatedTokens);
-    const continued = await generator.generate({ ...request, stop: EXPLAIN_STOPS, sequence: EXPLAIN_SEQUENCE, onText: (delta) => explanation.append(delta) });
+    const continued = await generator.generate({ ...request, stop: EXPLAIN_STOPS, sequence: EXPLAIN_SEQUENCE, aside: true, onText: (delta) => explanation.append(delta) });
     assert.ok(continued.stats.reusedTokens >= first.stats.promptTokens, `reused ${continued.stats.reusedTokens} of ${continued.stats.promptTokens}: the prompt was read again`);
     explanation.end({ finishReason: continued.finishReason, ...continued.stats });
     assert.notEqual(explanation.view.status, 'Interrupted before the end.');

@@ -242,7 +242,7 @@ describe('an explanation (EXPLAIN_SEQUENCE) against completions', () => {
     const explanation = generator.generate({
       prompt: EXPLAIN_PROMPT,
       maxNewTokens: 40,
-      sequence: EXPLAIN_SEQUENCE,
+      sequence: EXPLAIN_SEQUENCE, aside: true,
       onText: () => {
         if (++streamed === 3) others = meanwhile().map((p, i) => p.then((r) => (order.push(`other ${i}`), r)));
       },
@@ -270,7 +270,7 @@ describe('an explanation (EXPLAIN_SEQUENCE) against completions', () => {
     const generator = new Generator(decoder, tokenizer);
     const newer = [...PROMPT.slice(0, 10), 42];
     const { explanation, others: [replacement] } = await explainWhile(generator, () => [
-      generator.generate({ prompt: newer, maxNewTokens: 12, sequence: EXPLAIN_SEQUENCE }),
+      generator.generate({ prompt: newer, maxNewTokens: 12, sequence: EXPLAIN_SEQUENCE, aside: true }),
     ]);
     assert.equal(explanation.finishReason, 'cancelled');
     assert.ok(explanation.tokens.length <= 4, `${explanation.tokens.length} tokens after it was replaced`);
@@ -305,7 +305,7 @@ describe('an explanation (EXPLAIN_SEQUENCE) against completions', () => {
     let prefill: Promise<unknown> = Promise.resolve();
     let streamed = 0;
     const explanation = await generator.generate({
-      prompt: EXPLAIN_PROMPT, maxNewTokens: 40, sequence: EXPLAIN_SEQUENCE,
+      prompt: EXPLAIN_PROMPT, maxNewTokens: 40, sequence: EXPLAIN_SEQUENCE, aside: true,
       onText: () => {
         if (++streamed === 3) prefill = generator.prefill({ prompt: COMPLETION_PROMPT, maxNewTokens: 10, sequence: 'file:///a.py' });
       },
