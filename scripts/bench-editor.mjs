@@ -15,15 +15,19 @@
  *   4. afterIdleC open C, leave the cursor at its end for --idle-seconds (default 30), then type one line:
  *                 its latency is firstSuggestionAfterIdleMs
  * Keys go one by one at a human pace (40–60 ms apart, seeded, so every run types alike); after the last key of
- * each line the page is polled every 20 ms until ghost text shows, then Escape (so Enter does not meet a
+ * each line the page is polled every 100 ms until ghost text shows, then Escape (so Enter does not meet a
  * suggestion) and Enter. Ghost text counts only if none was on screen just before the last key (one left over
- * from an earlier request is dismissed with Escape first). Latencies are measured in the page
- * (performance.now() of the last key's input event to the poll that first sees the ghost text).
+ * from an earlier request is dismissed with Escape first). Latencies are measured in the page, by its own clock:
+ * performance.now() of the last key's input event to the first change of the page (a MutationObserver) that shows
+ * ghost text — not to the poll, so polling seldom keeps the measurement from taking CPU from the editor.
  *
  * Settings: the product's defaults (the default debounce too), except phiComplete.modelPath, phiComplete.device
  * cpu and phiComplete.completion.maxTokens (--max-tokens, default 8: random weights rarely end a line), plus editor
  * settings that keep typing faithful (no auto-indent, auto-closing, word or quick suggestions).
  *
+ * waitMsP50 / waitMsP90 split the lines' waits into VS Code asking the provider (vscodeAsks), its debounce, the
+ * worker finishing the model pass in flight (workerBusy), reading to the first token, decoding and VS Code showing
+ * the text (shown), from the extension's debug line for the completion each line shows and the last key's time.
  * The engine's own figures come from the extension's log (its "phi-complete" LogOutputChannel at debug level, via
  * the workbench's logLevel payload): one line per completion with its reused/prompt tokens, finish reason and the
  * model's load time. The worker's memory (the descendant of code-server running dist/worker.js) is sampled from
@@ -55,7 +59,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Lines of the original file each workspace file starts with. */
 const HEAD_LINES = 300;
 /** How often the page is polled for ghost text. */
-const POLL_MS = 20;
+const POLL_MS = 100;
 /**
  * A line ends with no suggestion when, after its last key, the extension logged a finished completion (or a cache
  * hit), nothing more for this long, no ghost text shows and the status bar shows no generation in progress.
@@ -216,13 +220,40 @@ function readExtensionLog(userData) {
   return extensionLogFiles(userData).map((f) => fs.readFileSync(f, 'utf8')).join('');
 }
 
-const COMPLETION_LINE = /completion: (\d+) tokens, first token (\d+) ms, ([\d.]+) tok\/s, reused (\d+)\/(\d+) prompt tokens( \(quick prompt\))?, (\w+)/;
+const COMPLETION_LINE = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) .*completion: (\d+) tokens, first token (\d+) ms, ([\d.]+) tok\/s, reused (\d+)\/(\d+) prompt tokens( \(quick prompt\))?, (\w+)(?:; asked (\d+) ms after VS Code asked, answered (\d+) ms later)?/;
 
+/** The extension's completion lines: the engine's stats, when it logged the answer (epoch ms) and the provider's times. */
 function parseCompletions(text) {
   return text.split('\n').map((line) => COMPLETION_LINE.exec(line)).filter(Boolean).map((m) => ({
-    generatedTokens: Number(m[1]), firstTokenMs: Number(m[2]), tokensPerSecond: Number(m[3]),
-    reusedTokens: Number(m[4]), promptTokens: Number(m[5]), quick: m[6] !== undefined, finishReason: m[7],
+    loggedAt: new Date(m[1].replace(' ', 'T')).getTime(), // the log writes local time
+    generatedTokens: Number(m[2]), firstTokenMs: Number(m[3]), tokensPerSecond: Number(m[4]),
+    reusedTokens: Number(m[5]), promptTokens: Number(m[6]), quick: m[7] !== undefined, finishReason: m[8],
+    askedAfterMs: m[9] === undefined ? undefined : Number(m[9]), answeredMs: m[10] === undefined ? undefined : Number(m[10]),
   }));
+}
+
+/**
+ * Where a line's wait went, from its last key (the page's clock) and the completion whose answer it shows (the last
+ * one answered before the ghost text appeared): VS Code asking the provider, the provider's debounce, waiting for
+ * the worker (a model pass in flight, messages), the worker's time to the first token (reading what is not cached),
+ * decoding the rest, and VS Code showing it. Undefined when the lines cannot be matched.
+ */
+function waitOf(result, completions) {
+  if (result.outcome !== 'ghost' || !result.lastKeyAt) return undefined;
+  const keyAt = Date.parse(result.lastKeyAt);
+  const ghostAt = keyAt + result.latencyMs;
+  const answer = completions.filter((c) => c.finishReason !== 'cancelled' && c.answeredMs !== undefined && c.loggedAt >= keyAt && c.loggedAt <= ghostAt + 50).at(-1);
+  if (!answer) return undefined;
+  const decodeMs = answer.tokensPerSecond > 0 ? (1000 * answer.generatedTokens) / answer.tokensPerSecond : 0;
+  const sentAt = answer.loggedAt - answer.answeredMs;
+  return {
+    vscodeAsks: sentAt - answer.askedAfterMs - keyAt,
+    debounce: answer.askedAfterMs,
+    workerBusy: answer.answeredMs - answer.firstTokenMs - decodeMs,
+    firstToken: answer.firstTokenMs,
+    decode: decodeMs,
+    shown: ghostAt - answer.loggedAt,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -301,7 +332,19 @@ function installKeyClock() {
   window.__benchKeyClock = true;
   window.__benchKeyIntervals = [];
   let lastKeydown;
-  const mark = () => { window.__benchKeyAt = performance.now(); };
+  // When ghost text first shows after the last key, from the page's own mutations: the bench polls the page only
+  // every POLL_MS, so the clock does not depend on the poll, and polling costs the page little CPU.
+  window.__benchGhostAt = null;
+  const ghostSelector = '.monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text-decoration-preview, .monaco-editor .ghost-text';
+  new MutationObserver(() => {
+    if (window.__benchGhostAt === null && [...document.querySelectorAll(ghostSelector)].some((n) => (n.textContent ?? '').trim() !== '')) {
+      window.__benchGhostAt = performance.now();
+    }
+  }).observe(document.body, { childList: true, subtree: true, characterData: true });
+  const mark = () => {
+    window.__benchKeyAt = performance.now();
+    window.__benchGhostAt = null;
+  };
   document.addEventListener('keydown', (event) => {
     mark();
     // The pace of typing within a line: intervals between printable keys into the editor, less than 2 s apart.
@@ -320,6 +363,8 @@ const PROBE = `(() => {
     ghostText: seen.ghostText,
     now: performance.now(),
     keyAt: window.__benchKeyAt ?? null,
+    ghostAt: window.__benchGhostAt ?? null,
+    origin: performance.timeOrigin,
     spinning: !!document.querySelector('.statusbar-item .codicon-loading, .statusbar-item .codicon-modifier-spin'),
   };
 })()`;
@@ -468,8 +513,19 @@ async function main() {
           await sleep(500);
         }
       }
-      await sleep(300);
-      await page.keyboard.press('Control+End');
+      // The editor may not have the keyboard yet when Quick Open closes: press Ctrl+End until the status bar shows
+      // the cursor past line 1 (each file has hundreds of lines), or typing would go to the top of the file.
+      for (let attempt = 1; ; attempt++) {
+        await sleep(300);
+        await page.keyboard.press('Control+End');
+        await sleep(200);
+        const line = (await page.evaluate(statusbarTexts)).map((t) => /^Ln (\d+), Col/.exec(t)?.[1]).find((n) => n !== undefined);
+        if (line !== undefined && Number(line) > 1) break;
+        if (attempt === 5) throw new Error(`the cursor did not go to the end of ${name} (status bar line ${line ?? 'not shown'})`);
+        log(`the cursor is not at the end of ${name} yet (line ${line ?? 'not shown'}); again`);
+        // A click in the text gives the editor the keyboard (and moves the cursor, which Ctrl+End then moves on).
+        await page.locator('.editor-group-container .monaco-editor .view-lines').first().click().catch(() => undefined);
+      }
       await sleep(pace());
     };
 
@@ -496,7 +552,7 @@ async function main() {
       for (;;) {
         const polled = Date.now();
         const seen = await probe();
-        if (seen.ghostText.length) return { outcome: 'ghost', latencyMs: Math.round(seen.now - seen.keyAt), ghostText: seen.ghostText };
+        if (seen.ghostText.length) return { outcome: 'ghost', latencyMs: Math.round((seen.ghostAt ?? seen.now) - seen.keyAt), ghostText: seen.ghostText, lastKeyAt: new Date(seen.origin + seen.keyAt).toISOString() };
         if (Date.now() > deadline) return { outcome: 'timeout', latencyMs: null };
         if (Date.now() - lastLogCheck >= 250) {
           lastLogCheck = Date.now();
@@ -539,7 +595,7 @@ async function main() {
       await page.keyboard.type(keys.at(-1));
       const result = await awaitGhost(logBefore);
       results.push({ phase, line: text.trim().slice(0, 60), escapedBeforeLastKey: escaped, ...result });
-      log(`${phase}: ${result.outcome}${result.latencyMs !== null ? ` ${result.latencyMs} ms` : ''}  ${JSON.stringify(text.trim().slice(0, 50))}${result.ghostText ? ` → ${JSON.stringify(result.ghostText.slice(0, 40))}` : ''}`);
+      log(`${phase}: ${result.outcome}${result.latencyMs !== null ? ` ${result.latencyMs} ms` : ''}${result.lastKeyAt ? ` (last key ${result.lastKeyAt.slice(11, 23)})` : ''}  ${JSON.stringify(text.trim().slice(0, 50))}${result.ghostText ? ` → ${JSON.stringify(result.ghostText.slice(0, 40))}` : ''}`);
     };
 
     /** Types lines; Escape after each (so Enter does not meet a suggestion), then Enter (not after the last with `enterAfterLast` false). */
@@ -662,6 +718,7 @@ async function main() {
     const rereadP90 = percentile(rereads, 90);
     const editingP50 = percentile(editing, 50);
     const editingP95 = percentile(editing, 95);
+    const waits = results.map((r) => waitOf(r, completions)).filter(Boolean);
     const summary = {
       benchmark: 'bench:editor',
       model: modelDir,
@@ -686,6 +743,9 @@ async function main() {
         editingA: latencySummary(latencies(['endOfA', 'middleOfA', 'backToA'])),
         phases: Object.fromEntries(phases.map((p) => [p, { ...latencySummary(latencies([p])), values: results.filter((r) => r.phase === p).map((r) => (r.outcome === 'ghost' ? r.latencyMs : r.outcome)) }])),
       },
+      // Medians over the lines of each part of the wait (see waitOf); they need not add up to the median latency.
+      waitMsP50: waits.length ? Object.fromEntries(Object.keys(waits[0]).map((part) => [part, Math.round(percentile(waits.map((w) => w[part]), 50))])) : null,
+      waitMsP90: waits.length ? Object.fromEntries(Object.keys(waits[0]).map((part) => [part, Math.round(percentile(waits.map((w) => w[part]), 90))])) : null,
       firstSuggestionAfterIdleMs,
       lines: {
         measured: results.length,

@@ -7,6 +7,7 @@ import * as vscode from 'vscode';
 import { WorkerClient } from './client/workerClient';
 import { InlineCompletionProvider } from './completion/provider';
 import { PrefillRate } from './completion/prefillRate';
+import { CompletionPrompts } from './completion/requestPrompts';
 import { CompletionWarmer } from './completion/warmer';
 import { ExplainPanel } from './explain/explainPanel';
 import { VscodeLifecycleUi } from './lifecycle/lifecycleUi';
@@ -26,7 +27,8 @@ export function activate(context: vscode.ExtensionContext): void {
   const settings = () => model.settings;
   const ensureModel = () => model.ensureModel();
   const prefillRate = new PrefillRate();
-  const provider = new InlineCompletionProvider(worker, settings, ensureModel, log, (generating) => model.reportActivity(generating), prefillRate);
+  const prompts = new CompletionPrompts(prefillRate);
+  const provider = new InlineCompletionProvider(worker, settings, ensureModel, log, (generating) => model.reportActivity(generating), prompts, prefillRate);
   const explain = new ExplainPanel(worker, settings, ensureModel);
   context.subscriptions.push(
     log,
@@ -34,7 +36,7 @@ export function activate(context: vscode.ExtensionContext): void {
     status,
     model,
     explain,
-    new CompletionWarmer(vscode.window, vscode.workspace, worker, settings, log, prefillRate),
+    new CompletionWarmer(vscode.window, vscode.workspace, worker, settings, prompts, log, prefillRate),
     new SettingsWarnings(ui),
     vscode.languages.registerInlineCompletionItemProvider({ pattern: '**' }, provider),
     vscode.commands.registerCommand('phiComplete.showLog', () => log.show()),

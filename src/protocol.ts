@@ -33,8 +33,10 @@ export const EXPLAIN_SEQUENCE = 'explain';
 export interface LoadRequest { readonly type: 'load'; readonly id: number; readonly modelDir: string; readonly device: Device; readonly threads: number }
 /** Generate from a prompt on `sequence`'s cache (the worker's default one when absent); answered by `delta`s then `done` or `error`. A newer generate cancels this one, but only a newer explanation (EXPLAIN_SEQUENCE) cancels an explanation: other generates wait for it. */
 export interface GenerateRequest { readonly type: 'generate'; readonly id: number; readonly prompt: string; readonly params: GenerationParams; readonly sequence?: string }
-/** Warm `sequence`'s cache with the prompt (for a generate of maxNewTokens) while no generation is in flight or queued; answered by `prefilled` or `error`. Any later generate or prefill cancels it at its next chunk. */
-export interface PrefillRequest { readonly type: 'prefill'; readonly id: number; readonly sequence: string; readonly prompt: string; readonly maxNewTokens: number }
+/** Warm `sequence`'s cache for the generate these fields describe (its quick prompt's window first where it would answer from it; with nextOnly, only that) while no generation is in flight or queued; answered by `prefilled` or `error`. Any later generate or prefill cancels it at its next chunk. */
+export interface PrefillRequest { readonly type: 'prefill'; readonly id: number; readonly sequence: string; readonly prompt: string; readonly maxNewTokens: number; readonly quick?: QuickPrompt; readonly nextOnly?: boolean }
+/** What a prefill reads besides its prompt. */
+export type PrefillOptions = Pick<PrefillRequest, 'quick' | 'nextOnly'>;
 /** Stop generation or prefill `id` at its next step; it still ends with `done` or `prefilled` (cancelled). */
 export interface CancelRequest { readonly type: 'cancel'; readonly id: number }
 /** Settings that apply without reloading the model: the bytes all sequences' KV caches may hold together; not answered. */
@@ -103,6 +105,8 @@ export function validateHostMessage(message: unknown): string | undefined {
       if (!isSequence(m.sequence)) return 'prefill: sequence must be a non-empty string';
       if (typeof m.prompt !== 'string') return 'prefill: prompt must be a string';
       if (!isCount(m.maxNewTokens)) return 'prefill: maxNewTokens must be a non-negative integer';
+      if (m.quick !== undefined && !isQuickPrompt(m.quick)) return 'prefill: quick must be { prompt: string, readLimit: non-negative integer } when given';
+      if (m.nextOnly !== undefined && typeof m.nextOnly !== 'boolean') return 'prefill: nextOnly must be a boolean when given';
       return undefined;
     case 'configure':
       return Number.isSafeInteger(m.cacheBytes) && (m.cacheBytes as number) >= 0 ? undefined : 'configure: cacheBytes must be a non-negative integer';

@@ -5,7 +5,7 @@
  */
 import type { Settings } from '../../src/config';
 import { COMPLETION_STOPS, MAX_SUGGESTION_LINES, postprocessCompletion } from '../../src/completion/postprocess';
-import { completionPromptAt, type PromptDocument } from '../../src/completion/warmer';
+import { completionPromptAt, type PromptDocument } from '../../src/completion/requestPrompts';
 import type { Cursor } from './cursors';
 
 

@@ -9,7 +9,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { Disposable, interval } from '../util/disposable';
-import type { Device, DoneEvent, GenerationParams, HostMessage, LoadedEvent, LoadRequest, PrefilledEvent, WorkerMessage } from '../protocol';
+import type { Device, DoneEvent, GenerationParams, HostMessage, LoadedEvent, LoadRequest, PrefilledEvent, PrefillOptions, WorkerMessage } from '../protocol';
 
 export interface WorkerClientOptions {
   /** The bundled worker script (dist/worker.js). */
@@ -128,18 +128,19 @@ export class WorkerClient extends Disposable {
   }
 
   /**
-   * Warms `sequence`'s KV cache with `prompt` (for a generate of `maxNewTokens`) while the model is idle, so that
-   * request starts from it. Only when a model is loaded and ready: it never starts the worker or loads a model, and
+   * Warms `sequence`'s KV cache with `prompt` (for a generate of `maxNewTokens` with `options.quick`; with
+   * `options.nextOnly`, only what that generate would read now) while the model is idle, so that request starts
+   * from it. Only when a model is loaded and ready: it never starts the worker or loads a model, and
    * resolves undefined then. Otherwise resolves with the worker's answer: done, cancelled (a generate or a newer
    * prefill took over) or busy (a generation was in flight or queued).
    */
-  async prefill(sequence: string, prompt: string, maxNewTokens: number): Promise<PrefilledEvent | undefined> {
+  async prefill(sequence: string, prompt: string, maxNewTokens: number, options: PrefillOptions = {}): Promise<PrefilledEvent | undefined> {
     if (this.currentState !== 'ready' || !this.child?.connected || !this.loaded) return undefined;
     const id = this.nextId++;
     const answered = new Promise<PrefilledEvent>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (m: Answer) => void, reject });
     });
-    this.post({ type: 'prefill', id, sequence, prompt, maxNewTokens });
+    this.post({ type: 'prefill', id, sequence, prompt, maxNewTokens, ...options });
     return answered;
   }
 

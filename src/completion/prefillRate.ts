@@ -3,6 +3,7 @@
  * warmer's), so the provider can size a quick prompt to what can be read in a given time: ~100 tokens a second on
  * a 2-core CPU with phi-1.5, over 1,000 on a GPU, and anything between on the machines users have.
  */
+import type { FinishReason, GenerationStats } from '../inference/generator';
 
 /** Reads shorter than this are mostly per-pass overhead and say little about the rate. */
 const MIN_MEASURED_TOKENS = 32;
@@ -19,6 +20,14 @@ export class PrefillRate {
     if (tokens < MIN_MEASURED_TOKENS || !(ms > 0)) return;
     const rate = tokens / ms;
     this.tokensPerMs = this.tokensPerMs === undefined ? rate : (1 - NEWEST_WEIGHT) * this.tokensPerMs + NEWEST_WEIGHT * rate;
+  }
+
+  /**
+   * A completion request's read: the prompt tokens it had to feed, in its prefill time. Not a cancelled one: it
+   * may have stopped before reading what it planned to (its time would make reading look nearly free).
+   */
+  recordRequest(finishReason: FinishReason, stats: Pick<GenerationStats, 'promptTokens' | 'truncatedTokens' | 'reusedTokens' | 'prefillMs'>): void {
+    if (finishReason !== 'cancelled') this.record(stats.promptTokens - stats.truncatedTokens - stats.reusedTokens, stats.prefillMs);
   }
 
   /** Prompt tokens the worker reads in `ms`. */

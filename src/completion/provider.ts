@@ -10,18 +10,7 @@ import { WorkerError, type WorkerClient } from '../client/workerClient';
 import { CompletionCache } from './cache';
 import { COMPLETION_STOPS, MAX_SUGGESTION_LINES, postprocessCompletion } from './postprocess';
 import type { PrefillRate } from './prefillRate';
-import { QuickPromptStarts } from './quickPrompt';
-import { CHARS_PER_TOKEN, completionPromptAt } from './warmer';
-
-/**
- * What a request may spend reading text the model has not read yet (a place in a file never completed in) before
- * it answers from a quick prompt of what can be read in that time instead; the warmer reads the whole window
- * behind it when the cursor rests. Keeps the wait for the first suggestion somewhere new under ~2 s, not the
- * ~10 s of reading a 1,024-token window on a 2-core CPU.
- */
-const QUICK_READ_MS = 800;
-/** The shortest quick prompt worth answering from (a few lines of code). */
-const MIN_QUICK_TOKENS = 48;
+import type { CompletionPrompts } from './requestPrompts';
 
 export interface CompletionLogger {
   debug(message: string): void;
@@ -40,7 +29,6 @@ function delay(ms: number, token: vscode.CancellationToken): Promise<boolean> {
 
 export class InlineCompletionProvider implements vscode.InlineCompletionItemProvider {
   private readonly cache = new CompletionCache();
-  private readonly quickStarts = new QuickPromptStarts();
 
   constructor(
     private readonly client: WorkerClient,
@@ -48,6 +36,8 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     private readonly ensureModel: () => Promise<boolean>,
     private readonly log: CompletionLogger,
     private readonly onActivity: (generating: boolean) => void,
+    private readonly prompts: CompletionPrompts,
+    /** Learns from every request how fast the worker reads (quick prompts are sized by it). */
     private readonly prefillRate: PrefillRate,
   ) {}
 
@@ -67,6 +57,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
       this.log.debug(`completion served from cache (${cached.length} chars)`);
       return cached ? [new vscode.InlineCompletionItem(cached, new vscode.Range(position, position))] : undefined;
     }
+    const called = performance.now();
     if (context.triggerKind === vscode.InlineCompletionTriggerKind.Automatic) {
       // Not longer when the model is slow: a request the next keystroke cancels stops within one model pass, and
       // what it read stays cached for the next one, while every millisecond of debounce is added to every wait.
@@ -74,16 +65,8 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     }
     if (!(await this.ensureModel()) || token.isCancellationRequested) return undefined;
 
-    // The prompt the warmer (./warmer.ts) prefilled this document's cache with, when the cursor rested here.
-    const { prompt, suffix } = completionPromptAt(document, position, settings);
-    // Only where reading what fits in QUICK_READ_MS leaves out much of the window (a CPU, not a fast GPU).
-    const quickTokens = Math.max(MIN_QUICK_TOKENS, this.prefillRate.tokensWithin(QUICK_READ_MS));
-    const quick = 2 * quickTokens <= settings.contextTokens
-      ? {
-        prompt: this.quickStarts.promptFor(document.uri.toString(), prefix, quickTokens * CHARS_PER_TOKEN, () => completionPromptAt(document, position, settings, quickTokens).prompt),
-        readLimit: quickTokens,
-      }
-      : undefined;
+    // The prompts the warmer (./warmer.ts) has the worker read ahead, as the user types and when the cursor rests.
+    const { prompt, suffix, quick } = this.prompts.at(document, document.uri.toString(), position, settings);
     const eol = document.eol === vscode.EndOfLine.CRLF ? '\r\n' : '\n';
     const shape = (raw: string): string => postprocessCompletion({ completion: raw, prefix, suffix, maxLines: MAX_SUGGESTION_LINES, eol, languageId: document.languageId });
 
@@ -97,6 +80,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
       if (!firstLineShown) controller.abort();
     });
     this.onActivity(true);
+    const sent = performance.now();
     const generation = this.client.generate(prompt, {
       maxNewTokens: settings.completionMaxTokens,
       temperature: settings.temperature,
@@ -113,11 +97,12 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
 
     void generation.then((done) => {
       const { stats } = done;
-      this.prefillRate.record(stats.promptTokens - stats.truncatedTokens - stats.reusedTokens, stats.prefillMs);
+      this.prefillRate.recordRequest(done.finishReason, stats);
       const text = shape(done.text);
       if (done.finishReason !== 'cancelled') this.cache.set(prefix, text);
       this.log.debug(`completion: ${done.stats.generatedTokens} tokens, first token ${Math.round(done.stats.firstTokenMs)} ms, `
-        + `${(done.stats.generatedTokens / Math.max(1e-3, done.stats.decodeMs / 1000)).toFixed(1)} tok/s, reused ${done.stats.reusedTokens}/${done.stats.promptTokens} prompt tokens${stats.quick ? ' (quick prompt)' : ''}, ${done.finishReason}`);
+        + `${(done.stats.generatedTokens / Math.max(1e-3, done.stats.decodeMs / 1000)).toFixed(1)} tok/s, reused ${done.stats.reusedTokens}/${done.stats.promptTokens} prompt tokens${stats.quick ? ' (quick prompt)' : ''}, ${done.finishReason}; `
+        + `asked ${Math.round(sent - called)} ms after VS Code asked, answered ${Math.round(performance.now() - sent)} ms later`);
       resolveFirstLine(text);
       // If the suggestion grew after its first line was shown, and the user is still here, show the rest.
       if (firstLineShown && text.length > 0 && vscode.window.activeTextEditor?.document === document) {

@@ -1,16 +1,23 @@
 /**
  * Background prefill: warms the worker's KV cache for the file in front of the user before a completion is asked
- * for, so the first completion after switching files does not wait for the model to read the file (~8 s for 800
- * tokens with the full-size model on a 2-core CPU). When a text editor becomes active, or its cursor rests (no
- * selection change for REST_MS, so no typing), it builds the completion prompt for the cursor exactly as the
- * provider does (completionPromptAt) and asks the worker to prefill the document's sequence with it. The worker
- * runs a prefill only while no generation is in flight or queued, and any completion request takes over from it.
+ * for, so a completion reads only the last few tokens typed instead of the file (~8 s for 800 tokens with the
+ * full-size model on a 2-core CPU). The prompts are the provider's own (CompletionPrompts, ./requestPrompts.ts),
+ * so the worker reads exactly what the request will. Two kinds of warm-up:
+ * - While the user types, the worker reads along: after each edit, what the request sent now would read (its quick
+ *   prompt's window when it would answer from that), one warm-up in flight at a time. So when typing stops, the
+ *   request finds the text typed already read, and only decodes.
+ * - When a text editor becomes active, or its cursor rests (no selection change for REST_MS), that and then the
+ *   whole window the request will use once it is read; when the window will move within LOOK_AHEAD_TOKENS of
+ *   typing, the window it moves to as well.
+ * The worker runs a warm-up only while no generation is in flight or queued, in short passes, and any completion
+ * request takes over from it at the next pass; what it read stays cached.
  *
  * Nothing is done while completions are off (globally or for the document's language), for languages not in
- * phiComplete.languages, while the window is not focused, when the model is not loaded and ready (a warm-up
- * never starts the worker or loads a model), or when the prompt is the one last warmed for that document.
- * VS Code gives extensions no battery-saver or power-source API, so the warmer cannot back off on battery; what
- * bounds its work is the above: only on a rest, only for a changed prompt, only while the model is idle.
+ * phiComplete.languages, while the window is not focused, with a selection, when the model is not loaded and
+ * ready (a warm-up never starts the worker or loads a model), or when the prompt is the one last warmed for that
+ * document. VS Code gives extensions no battery-saver or power-source API, so the warmer cannot back off on
+ * battery; what bounds its work is the above: only while typing or on a rest, only for a changed prompt, only
+ * while the model is idle.
  *
  * Uses only the vscode API objects its constructor is given (no runtime import of 'vscode').
  */
@@ -18,15 +25,13 @@ import type * as vscode from 'vscode';
 import type { Settings } from '../config';
 import type { WorkerState } from '../client/workerClient';
 import type { PrefillOutcome } from '../inference/generator';
-import type { PrefilledEvent } from '../protocol';
+import type { PrefilledEvent, PrefillOptions } from '../protocol';
 import { Disposable } from '../util/disposable';
-import { buildCompletionPrompt } from './context';
 import type { PrefillRate } from './prefillRate';
+import { completionPromptAt, type CompletionPrompts } from './requestPrompts';
 
 /** How long the cursor must rest (no selection change, so no typing) before its file is warmed. */
 export const REST_MS = 400;
-/** Code is roughly this many characters per token; the worker keeps the tail if a prompt is still too long. */
-export const CHARS_PER_TOKEN = 3;
 /** Prompts remembered as warmed, two a document (enough for the files the cache holds). */
 const REMEMBERED_DOCUMENTS = 128;
 /**
@@ -35,26 +40,6 @@ const REMEMBERED_DOCUMENTS = 128;
  */
 export const LOOK_AHEAD_TOKENS = 64;
 
-/** What completionPromptAt reads of a document (a vscode.TextDocument). */
-export type PromptDocument = Pick<vscode.TextDocument, 'getText' | 'offsetAt' | 'languageId' | 'fileName'>;
-
-/**
- * The completion prompt for the cursor at `position`, with the text before and after it: the provider's and the
- * warmer's, so that a warmed cache holds exactly what the provider's request reads. `tokenBudget`: the provider's
- * quick prompt asks for fewer tokens than the setting.
- */
-export function completionPromptAt(document: PromptDocument, position: vscode.Position, settings: Settings, tokenBudget = settings.contextTokens): { prompt: string; prefix: string; suffix: string } {
-  const text = document.getText();
-  const offset = document.offsetAt(position);
-  const prefix = text.slice(0, offset);
-  const suffix = text.slice(offset);
-  const { prompt } = buildCompletionPrompt({
-    prefix, suffix, languageId: document.languageId, fileName: document.fileName,
-    tokenBudget, countTokens: (part) => Math.ceil(part.length / CHARS_PER_TOKEN),
-  });
-  return { prompt, prefix, suffix };
-}
-
 /** The parts of vscode.window the warmer uses. */
 export type WarmerWindow = Pick<typeof vscode.window, 'activeTextEditor' | 'state' | 'onDidChangeActiveTextEditor' | 'onDidChangeTextEditorSelection'>;
 /** The parts of vscode.workspace the warmer uses (the per-language `enable` override). */
@@ -62,7 +47,7 @@ export type WarmerWorkspace = Pick<typeof vscode.workspace, 'getConfiguration'>;
 /** The parts of the WorkerClient the warmer uses. */
 export interface WarmTarget {
   readonly state: WorkerState;
-  prefill(sequence: string, prompt: string, maxNewTokens: number): Promise<PrefilledEvent | undefined>;
+  prefill(sequence: string, prompt: string, maxNewTokens: number, options?: PrefillOptions): Promise<PrefilledEvent | undefined>;
 }
 
 export interface WarmerLogger {
@@ -73,26 +58,46 @@ export class CompletionWarmer extends Disposable {
   private timer: NodeJS.Timeout | undefined;
   /** The last prompt warmed (or being warmed) for each document URI, oldest first. */
   private readonly warmed = new Map<string, string>();
+  /** The active document and its version when the warmer last looked: a new version means an edit. */
+  private seen: { document: vscode.TextDocument; version: number } | undefined;
+  /** Whether a warm-up that follows typing is in flight, and whether the user typed again meanwhile. */
+  private following = false;
+  private followAgain = false;
 
   constructor(
     private readonly window: WarmerWindow,
     private readonly workspace: WarmerWorkspace,
     private readonly worker: WarmTarget,
     private readonly settings: () => Settings,
+    private readonly prompts: CompletionPrompts,
     private readonly log?: WarmerLogger,
-    /** Learns from every warm-up how fast the worker reads (the provider sizes its quick prompt by it). */
+    /** Learns from every warm-up how fast the worker reads (quick prompts are sized by it). */
     private readonly prefillRate?: PrefillRate,
     private readonly restMs = REST_MS,
   ) {
     super();
     this.register(window.onDidChangeActiveTextEditor((editor) => {
-      if (editor) this.schedule(editor);
+      if (!editor) return;
+      this.edited(editor.document);
+      this.schedule(editor);
     }));
     this.register(window.onDidChangeTextEditorSelection((event) => {
-      if (event.textEditor === this.window.activeTextEditor) this.schedule(event.textEditor);
+      if (event.textEditor !== this.window.activeTextEditor) return;
+      if (this.edited(event.textEditor.document)) this.follow(event.textEditor);
+      this.schedule(event.textEditor);
     }));
     this.register({ dispose: () => clearTimeout(this.timer) });
-    if (window.activeTextEditor) this.schedule(window.activeTextEditor);
+    if (window.activeTextEditor) {
+      this.edited(window.activeTextEditor.document);
+      this.schedule(window.activeTextEditor);
+    }
+  }
+
+  /** Whether `document` changed since the warmer last looked at it (typing, not only moving the cursor); looks at it. */
+  private edited(document: vscode.TextDocument): boolean {
+    const before = this.seen;
+    this.seen = { document, version: document.version };
+    return before?.document === document && before.version !== document.version;
   }
 
   /** Warms `editor` once it and its cursor have rested for restMs (every change starts the wait again). */
@@ -105,17 +110,47 @@ export class CompletionWarmer extends Disposable {
     }, this.restMs);
   }
 
+  /** Whether completions in `editor` would be asked for now, so that warming it is worth it. */
+  private wanted(editor: vscode.TextEditor): boolean {
+    const { document } = editor;
+    const settings = this.settings();
+    if (this.isDisposed || !this.window.state.focused || !editor.selection.isEmpty || this.worker.state !== 'ready') return false;
+    if (!settings.languages.includes(document.languageId)) return false;
+    // `enable` may be overridden per language ("[python]": {...}), as the provider reads it.
+    return this.workspace.getConfiguration('phiComplete', { languageId: document.languageId }).get<boolean>('enable', settings.enable);
+  }
+
+  /**
+   * Has the worker read what the request for the cursor would read now, one warm-up at a time: an edit while one
+   * is in flight is followed once it ends. A warm-up the worker turns away (a completion is running) is dropped:
+   * that completion reads the text itself.
+   */
+  private follow(editor: vscode.TextEditor): void {
+    if (this.following) {
+      this.followAgain = true;
+      return;
+    }
+    if (this.window.activeTextEditor !== editor || !this.wanted(editor)) return;
+    const settings = this.settings();
+    const sequence = editor.document.uri.toString();
+    const { prompt, quick } = this.prompts.at(editor.document, sequence, editor.selection.active, settings);
+    this.following = true;
+    this.followAgain = false;
+    void this.prefill(sequence, undefined, prompt, settings, { quick, nextOnly: true }).finally(() => {
+      this.following = false;
+      const now = this.window.activeTextEditor;
+      if (this.followAgain && now?.document === editor.document) this.follow(now);
+    });
+  }
+
   private async warm(editor: vscode.TextEditor): Promise<void> {
+    if (!this.wanted(editor)) return;
     const document = editor.document;
     const settings = this.settings();
-    if (!this.window.state.focused || !editor.selection.isEmpty || this.worker.state !== 'ready') return;
-    if (!settings.languages.includes(document.languageId)) return;
-    // `enable` may be overridden per language ("[python]": {...}), as the provider reads it.
-    if (!this.workspace.getConfiguration('phiComplete', { languageId: document.languageId }).get<boolean>('enable', settings.enable)) return;
     const sequence = document.uri.toString();
     const position = editor.selection.active;
-    const { prompt } = completionPromptAt(document, position, settings);
-    const warmed = await this.prefill(sequence, 'window', prompt, settings);
+    const { prompt, quick } = this.prompts.at(document, sequence, position, settings);
+    const warmed = await this.prefill(sequence, 'window', prompt, settings, { quick });
     // A completion was in flight: try again once it is likely done, if the cursor still rests there.
     if (warmed === 'busy' && this.stillAt(editor, position)) this.schedule(editor);
     if (warmed !== 'done') return;
@@ -132,27 +167,33 @@ export class CompletionWarmer extends Disposable {
     return this.window.activeTextEditor === editor && now.line === position.line && now.character === position.character;
   }
 
-  /** Asks the worker to prefill `prompt` unless it was the last one warmed for this document's `kind` (then 'done'). */
-  private async prefill(sequence: string, kind: 'window' | 'ahead', prompt: string, settings: Settings): Promise<PrefillOutcome | 'failed'> {
+  /**
+   * Asks the worker to prefill `prompt`. A rest's warm-up (`kind`) is skipped when its prompt was the last one
+   * warmed for this document's `kind` (then 'done'), and remembered only once it finished.
+   */
+  private async prefill(sequence: string, kind: 'window' | 'ahead' | undefined, prompt: string, settings: Settings, options: PrefillOptions = {}): Promise<PrefillOutcome | 'failed'> {
     const key = `${kind} ${sequence}`;
-    if (this.warmed.get(key) === prompt) return 'done';
-    this.warmed.delete(key);
-    this.warmed.set(key, prompt);
-    if (this.warmed.size > REMEMBERED_DOCUMENTS) this.warmed.delete(this.warmed.keys().next().value!);
+    if (kind) {
+      if (this.warmed.get(key) === prompt) return 'done';
+      this.warmed.delete(key);
+      this.warmed.set(key, prompt);
+      if (this.warmed.size > REMEMBERED_DOCUMENTS) this.warmed.delete(this.warmed.keys().next().value!);
+    }
     let answer: PrefilledEvent | undefined;
     try {
-      answer = await this.worker.prefill(sequence, prompt, settings.completionMaxTokens);
+      answer = await this.worker.prefill(sequence, prompt, settings.completionMaxTokens, options);
     } catch (error) {
       this.log?.debug(`warm-up of ${sequence} failed: ${(error as Error).message}`);
     }
     if (answer) {
-      const { reusedTokens, prefilledTokens, prefillMs } = answer.stats;
+      const { reusedTokens, prefilledTokens, prefillMs, quick } = answer.stats;
       this.prefillRate?.record(prefilledTokens, prefillMs);
-      this.log?.debug(`warm-up${kind === 'ahead' ? ' (next window)' : ''} ${answer.outcome}: ${sequence}, ${prefilledTokens} tokens read in ${Math.round(prefillMs)} ms, ${reusedTokens} already cached`);
+      const what = kind === 'ahead' ? ' (next window)' : kind === undefined ? ' (typing)' : '';
+      this.log?.debug(`warm-up${what} ${answer.outcome}: ${sequence}, ${prefilledTokens} tokens read in ${Math.round(prefillMs)} ms, ${reusedTokens} already cached${quick ? ', quick window first' : ''}`);
     }
     // Only a finished warm-up counts: a skipped or interrupted one is tried again at the next rest.
     if (answer?.outcome === 'done') return 'done';
-    if (this.warmed.get(key) === prompt) this.warmed.delete(key);
+    if (kind && this.warmed.get(key) === prompt) this.warmed.delete(key);
     return answer?.outcome ?? 'failed';
   }
 }

@@ -70,6 +70,16 @@ export interface PrefillRequest {
   readonly prompt: string | readonly number[];
   /** What the request that follows will ask for: the prompt is cut, and the cache sized, as that request will. */
   readonly maxNewTokens: number;
+  /**
+   * That request's quick prompt: where the request would answer from it (GenerationRequest.quick), its window is
+   * read first, then the prompt's own.
+   */
+  readonly quick?: QuickPrompt;
+  /**
+   * Only what the request sent now would read (the quick prompt's window where it would answer from it), not the
+   * prompt's own window after it: for typing, where the next keystroke comes before much more could be read.
+   */
+  readonly nextOnly?: boolean;
   readonly signal?: AbortSignal;
 }
 
@@ -77,6 +87,8 @@ export interface PrefillRequest {
 export type PrefillOutcome = 'done' | 'cancelled' | 'busy';
 
 export interface PrefillStats {
+  /** Whether the quick prompt's window was read first (the request sent then would have answered from it); the counts below are of the last prompt read. */
+  readonly quick: boolean;
   readonly promptTokens: number;
   readonly truncatedTokens: number;
   /** Prompt tokens already cached (copied from another sequence included). */
@@ -130,6 +142,8 @@ export interface GenerationResult {
 export interface GeneratorOptions {
   /** Prompt tokens per forward pass while prefilling; cancellation is checked between chunks. */
   readonly prefillChunk?: number;
+  /** Prompt tokens in Generator.prefill's first forward pass (see DEFAULT_WARM_UP_CHUNK). */
+  readonly warmUpChunk?: number;
   /** Longest draft verified in one pass. */
   readonly maxDraftTokens?: number;
   /**
@@ -146,7 +160,7 @@ const NO_GENERATION: GenerationStats = {
   promptTokens: 0, truncatedTokens: 0, reusedTokens: 0, copiedTokens: 0, prefillMs: 0, firstTokenMs: 0, generatedTokens: 0,
   decodeMs: 0, decodeSteps: 0, draftedTokens: 0, longestDraft: 0, acceptedDraftTokens: 0, recomputedRows: 0, pausedDraftSteps: 0, quick: false,
 };
-const NO_PREFILL: PrefillStats = { promptTokens: 0, truncatedTokens: 0, reusedTokens: 0, prefilledTokens: 0, prefillMs: 0 };
+const NO_PREFILL: PrefillStats = { quick: false, promptTokens: 0, truncatedTokens: 0, reusedTokens: 0, prefilledTokens: 0, prefillMs: 0 };
 
 /** The sequence of requests that name none. */
 export const DEFAULT_SEQUENCE = 'default';
@@ -217,11 +231,27 @@ const INITIAL_DRAFT_TOKENS = 2;
 /** A long prompt's start is cut in steps of this many tokens, so the kept part stays stable while the user types. */
 const TRUNCATION_STEP = 256;
 
+/**
+ * Lets the messages that came during a model pass be handled before the next one starts. A pass blocks the
+ * thread (ONNX Runtime runs it synchronously), and the next one would start before a cancelling request that came
+ * meanwhile is read: that request would wait a whole pass more.
+ */
+function eventsFirst(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 function commonPrefixLength(a: readonly number[], b: readonly number[]): number {
   const n = Math.min(a.length, b.length);
   let i = 0;
   while (i < n && a[i] === b[i]) i++;
   return i;
+}
+
+/** The prompt a request reads (its own or its quick one) and where it is cached. */
+interface ChosenPrompt {
+  readonly prompt: PromptTokens;
+  readonly found: CachedPrefix;
+  readonly quick: boolean;
 }
 
 /** Prompt tokens a request would feed: those cached nowhere it can reuse or copy from (at least one). */
@@ -235,6 +265,14 @@ function uncachedTokens(found: CachedPrefix, tokens: readonly number[]): number 
  * 64, 150 MiB lower than 128); they also let a newer request cancel a prefill sooner.
  */
 export const DEFAULT_PREFILL_CHUNK = 32;
+/**
+ * Prompt tokens in a prefill's (a warm-up's) first forward pass; each further pass doubles it, up to the prefill
+ * chunk. A request that comes meanwhile waits for the pass in flight: a warm-up that follows typing reads a few
+ * tokens at a time anyway, and one that starts when the cursor rests starts short (8 tokens take ≈0.1 s on a
+ * 2-core CPU with phi-1.5 int4, at ≈60% of the speed of 32-token passes), in case typing resumes, and reads at
+ * full speed once the rest has lasted.
+ */
+export const DEFAULT_WARM_UP_CHUNK = 8;
 
 export class Generator {
   private readonly sequences = new Map<string, CachedSequence>();
@@ -249,12 +287,14 @@ export class Generator {
   private readonly turns = new Set<Turn>();
   private queue: Promise<unknown> = Promise.resolve();
   private readonly prefillChunk: number;
+  private readonly warmUpChunk: number;
   private readonly maxDraftTokens: number;
   /** Kept across requests: what a verify pass costs depends on the model and the machine, not the prompt. */
   private readonly speculation: SpeculationBudget | undefined;
 
   constructor(private readonly decoder: PhiDecoder, private readonly tokenizer: PhiTokenizer, options: GeneratorOptions = {}) {
     this.prefillChunk = options.prefillChunk ?? DEFAULT_PREFILL_CHUNK;
+    this.warmUpChunk = options.warmUpChunk ?? DEFAULT_WARM_UP_CHUNK;
     // On a 2-core CPU a pass over 2 tokens costs 1.0–1.3 single steps, over 3 tokens 1.5–1.7 and over 5 tokens
     // 2.0–2.1 (phi-1.5 int4, `npm run bench`): when every drafted token is right that is up to 1.8×, 2.0× and
     // 2.35×. Drafts start at 2 tokens and grow to 4 only while they are accepted whole, a miss shortens them,
@@ -309,10 +349,11 @@ export class Generator {
   }
 
   /**
-   * Warms `request.sequence`'s cache with the prompt, in chunks, at low priority: not at all while a generation is
-   * in flight or queued ("busy"); any later request (a generation, a newer prefill) cancels it at its next chunk
-   * boundary, and the rows fed until then stay cached. A cache that already holds the prompt, or extends it (a
-   * completion generated after it), is left as it is.
+   * Warms `request.sequence`'s cache for the request that would be sent now, in chunks, at low priority: not at
+   * all while a generation is in flight or queued ("busy"); any later request (a generation, a newer prefill)
+   * cancels it at its next chunk boundary, and the rows fed until then stay cached. Reads what that request would
+   * read first (its quick prompt, where it would answer from it), then, unless `nextOnly`, the prompt's own window.
+   * A cache that already holds a prompt, or extends it (a completion generated after it), is left as it is.
    */
   prefill(request: PrefillRequest): Promise<PrefillResult> {
     if (this.generations > 0) return Promise.resolve({ outcome: 'busy', stats: NO_PREFILL });
@@ -481,39 +522,69 @@ export class Generator {
   }
 
   /**
-   * Feeds tokens[from, to) in chunks of prefillChunk, checking `signal` before each; returns the last chunk's
-   * last logits, or undefined when cancelled (the chunks fed until then stay cached).
+   * Feeds tokens[from, to) in chunks of prefillChunk tokens (the first `firstChunk`, doubling up to prefillChunk),
+   * checking `signal` before each; returns the last chunk's last logits, or undefined when cancelled (the chunks
+   * fed until then stay cached).
    */
-  private async feedChunks(sequence: CachedSequence, tokens: readonly number[], from: number, to: number, signal: AbortSignal): Promise<Float32Array | undefined> {
+  private async feedChunks(sequence: CachedSequence, tokens: readonly number[], from: number, to: number, signal: AbortSignal, firstChunk = this.prefillChunk): Promise<Float32Array | undefined> {
     let logits: Float32Array = new Float32Array(0);
-    for (let start = from; start < to; start += this.prefillChunk) {
+    let chunk = Math.min(firstChunk, this.prefillChunk);
+    for (let start = from; start < to; start += chunk, chunk = Math.min(2 * chunk, this.prefillChunk)) {
+      await eventsFirst();
       if (signal.aborted) return undefined;
-      logits = await this.feed(sequence, tokens.slice(start, Math.min(to, start + this.prefillChunk)), 1);
+      logits = await this.feed(sequence, tokens.slice(start, Math.min(to, start + chunk)), 1);
     }
     return logits;
+  }
+
+  /**
+   * The prompt a request on sequence `name` reads: its own, or its quick prompt where its own has more tokens
+   * cached nowhere than the quick prompt's readLimit.
+   */
+  private choosePrompt(name: string, prompt: PromptTokens, quick: QuickPrompt | undefined, maxNewTokens: number): ChosenPrompt {
+    const found = this.cachedPrefix(name, prompt.tokens);
+    if (!quick || uncachedTokens(found, prompt.tokens) <= quick.readLimit) return { prompt, found, quick: false };
+    const quickTokens = this.promptTokens(quick.prompt, maxNewTokens);
+    return { prompt: quickTokens, found: this.cachedPrefix(name, quickTokens.tokens), quick: true };
   }
 
   private async runPrefill(request: PrefillRequest, signal: AbortSignal): Promise<PrefillResult> {
     const started = performance.now();
     let prefilled = 0;
-    const stats = (prepared: Prepared | undefined): PrefillStats => ({
-      promptTokens: prepared?.promptTokens ?? 0,
-      truncatedTokens: prepared?.truncatedTokens ?? 0,
-      reusedTokens: prepared?.reusedTokens ?? 0,
-      prefilledTokens: prefilled,
-      prefillMs: performance.now() - started,
+    let quick = false;
+    let last: Prepared | undefined;
+    const result = (outcome: PrefillOutcome): PrefillResult => ({
+      outcome,
+      stats: {
+        quick,
+        promptTokens: last?.promptTokens ?? 0,
+        truncatedTokens: last?.truncatedTokens ?? 0,
+        reusedTokens: last?.reusedTokens ?? 0,
+        prefilledTokens: prefilled,
+        prefillMs: performance.now() - started,
+      },
     });
-    if (signal.aborted) return { outcome: 'cancelled', stats: stats(undefined) };
+    if (signal.aborted) return result('cancelled');
+    const name = request.sequence ?? DEFAULT_SEQUENCE;
     const maxNewTokens = Math.max(0, Math.min(request.maxNewTokens, this.decoder.config.max_position_embeddings - 1));
-    const prepared = this.prepare(request.sequence ?? DEFAULT_SEQUENCE, false, this.promptTokens(request.prompt, maxNewTokens), maxNewTokens, true);
-    this.active = prepared.sequence;
+    const own = this.promptTokens(request.prompt, maxNewTokens);
+    const next = this.choosePrompt(name, own, request.quick, maxNewTokens);
+    quick = next.quick;
+    const reads: { prompt: PromptTokens; found?: CachedPrefix }[] = [next];
+    if (next.quick && !request.nextOnly) reads.push({ prompt: own });
     try {
-      const { sequence, tokens } = prepared;
-      const before = sequence.tokens.length;
-      // All but the last token: the request that follows feeds it for its logits (and typing changes it first).
-      const fed = await this.feedChunks(sequence, tokens, before, tokens.length - 1, signal);
-      prefilled = sequence.tokens.length - before;
-      return { outcome: fed === undefined ? 'cancelled' : 'done', stats: stats(prepared) };
+      for (const read of reads) {
+        const prepared = this.prepare(name, false, read.prompt, maxNewTokens, true, read.found);
+        last = prepared;
+        this.active = prepared.sequence;
+        const { sequence, tokens } = prepared;
+        const before = sequence.tokens.length;
+        // All but the last token: the request that follows feeds it for its logits (and typing changes it first).
+        const fed = await this.feedChunks(sequence, tokens, before, tokens.length - 1, signal, this.warmUpChunk);
+        prefilled += sequence.tokens.length - before;
+        if (fed === undefined) return result('cancelled');
+      }
+      return result('done');
     } finally {
       this.active = undefined;
     }
@@ -573,15 +644,11 @@ export class Generator {
     const name = request.sequence ?? DEFAULT_SEQUENCE;
     // A side request (an explanation) is about its prompt's start: it keeps the whole prompt when that fits, and
     // gives up answer tokens instead. A completion is about the prompt's end, whose start goes first.
-    let prompt = this.promptTokens(request.prompt, request.aside ? 1 : maxNewTokens);
+    const prompt = this.promptTokens(request.prompt, request.aside ? 1 : maxNewTokens);
     if (request.aside) maxNewTokens = Math.min(maxNewTokens, maxPositions - prompt.tokens.length);
-    let found = this.cachedPrefix(name, prompt.tokens);
-    if (request.quick && uncachedTokens(found, prompt.tokens) > request.quick.readLimit) {
-      prompt = this.promptTokens(request.quick.prompt, maxNewTokens);
-      found = this.cachedPrefix(name, prompt.tokens);
-      quick = true;
-    }
-    const prepared = this.prepare(name, request.aside ?? false, prompt, maxNewTokens, false, found);
+    const chosen = this.choosePrompt(name, prompt, request.quick, maxNewTokens);
+    quick = chosen.quick;
+    const prepared = this.prepare(name, request.aside ?? false, chosen.prompt, maxNewTokens, false, chosen.found);
     ({ promptTokens, truncatedTokens, reusedTokens, copiedTokens } = prepared);
     const { sequence, tokens } = prepared;
     this.active = sequence;
@@ -618,6 +685,7 @@ export class Generator {
     let draftLength = Math.min(INITIAL_DRAFT_TOKENS, this.maxDraftTokens);
     let ended: FinishReason | undefined = maxNewTokens === 0 ? 'length' : undefined;
     while (!ended) {
+      await eventsFirst();
       if (signal.aborted) {
         ended = 'cancelled';
         break;

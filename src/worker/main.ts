@@ -89,7 +89,7 @@ function generate(request: GenerateRequest): Promise<void> {
 
 function prefill(request: PrefillRequest): Promise<void> {
   return withGenerator(request.id, async (model, signal) => {
-    const result = await model.prefill({ sequence: request.sequence, prompt: request.prompt, maxNewTokens: request.maxNewTokens, signal });
+    const result = await model.prefill({ sequence: request.sequence, prompt: request.prompt, maxNewTokens: request.maxNewTokens, quick: request.quick, nextOnly: request.nextOnly, signal });
     send({ type: 'prefilled', id: request.id, outcome: result.outcome, stats: result.stats });
   });
 }

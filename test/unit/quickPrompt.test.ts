@@ -124,6 +124,83 @@ describe('the quick prompt', () => {
   });
 });
 
+describe('warming for a request with a quick prompt', () => {
+  const warm = (generator: Generator, prompt: string, quickPrompt: string, readLimit: number, nextOnly: boolean) =>
+    generator.prefill({ sequence: SEQUENCE, prompt, maxNewTokens: 12, quick: { prompt: quickPrompt, readLimit }, nextOnly });
+
+  test('while typing reads what the request would read (the quick window), so the request feeds one token; at rest the whole window too', async () => {
+    const quickTokens = tokenizer.encode(QUICK).length;
+    const generator = new Generator(decoder, tokenizer);
+    try {
+      const first = await warm(generator, FULL, QUICK, quickTokens, true);
+      assert.equal(first.outcome, 'done');
+      assert.equal(first.stats.quick, true);
+      assert.equal(first.stats.prefilledTokens, quickTokens - 1, 'the quick prompt, but its last token');
+      assert.equal(generator.sequenceNames.length, 1, 'the full prompt is not read while typing');
+      const answer = await generator.generate(request(FULL, QUICK, quickTokens));
+      assert.equal(answer.stats.quick, true);
+      assert.equal(answer.stats.reusedTokens, quickTokens - 1);
+      assert.deepEqual(answer.tokens, (await cold(QUICK)).tokens);
+
+      // Typing on: the warm-up reads what was typed into the quick window, and the request only its last token.
+      const typed = ' 2 * (width + height)';
+      const typedQuick = tokenizer.encode(QUICK + typed).length;
+      const reading = await warm(generator, FULL + typed, QUICK + typed, quickTokens, true);
+      assert.equal(reading.stats.quick, true);
+      assert.ok(reading.stats.prefilledTokens <= typedQuick - quickTokens + 1, `read ${reading.stats.prefilledTokens} tokens for ${typedQuick - quickTokens} typed`);
+      const next = await generator.generate(request(FULL + typed, QUICK + typed, quickTokens));
+      assert.equal(next.stats.quick, true);
+      assert.equal(next.stats.reusedTokens, typedQuick - 1);
+      assert.deepEqual(next.tokens, (await cold(QUICK + typed)).tokens);
+
+      // The cursor rests: the quick window is current, then the whole window is read; the request uses it.
+      const whole = await warm(generator, FULL + typed, QUICK + typed, quickTokens, false);
+      assert.equal(whole.outcome, 'done');
+      const fullTokens = tokenizer.encode(FULL + typed).length;
+      assert.equal(whole.stats.promptTokens, fullTokens);
+      assert.equal(whole.stats.reusedTokens + whole.stats.prefilledTokens, fullTokens - 1, 'the whole prompt is cached, but its last token');
+      const full = await generator.generate(request(FULL + typed, QUICK + typed, quickTokens));
+      assert.equal(full.stats.quick, false);
+      assert.equal(full.stats.reusedTokens, fullTokens - 1);
+      assert.deepEqual(full.tokens, (await cold(FULL + typed)).tokens);
+    } finally {
+      await generator.dispose();
+    }
+  });
+
+  test('a warm-up gives way to a request that came during a pass before its next pass, and the request reuses what it read', async () => {
+    // A request that arrives while a pass blocks the thread (as ONNX Runtime's do) is handled when the pass ends:
+    // here a timer that falls due during the third pass, which then blocks for 20 ms.
+    let passes = 0;
+    let requested: Promise<GenerationResult> | undefined;
+    const fullTokens = tokenizer.encode(FULL).length;
+    const counting = Object.create(decoder) as PhiDecoder;
+    counting.forward = async (...args) => {
+      const logits = await decoder.forward(...args);
+      if (++passes === 3) {
+        setTimeout(() => {
+          requested = generator.generate(request(FULL, QUICK, fullTokens));
+        }, 0);
+        const until = Date.now() + 20;
+        while (Date.now() < until); // the pass goes on, blocking
+      }
+      return logits;
+    };
+    const generator = new Generator(counting, tokenizer, { warmUpChunk: 4 });
+    try {
+      const warmed = await warm(generator, FULL, QUICK, fullTokens, false);
+      assert.equal(warmed.outcome, 'cancelled');
+      assert.equal(warmed.stats.prefilledTokens, 4 + 8 + 16, 'passes of 4, 8 and 16 tokens, and none after the one the request came during');
+      const answer = await requested!;
+      assert.equal(answer.stats.quick, false);
+      assert.equal(answer.stats.reusedTokens, warmed.stats.prefilledTokens, 'the request reads on from where the warm-up stopped');
+      assert.deepEqual(answer.tokens, (await cold(FULL)).tokens);
+    } finally {
+      await generator.dispose();
+    }
+  });
+});
+
 describe('the prefill rate', () => {
   test('sizes reads by what was measured, ignoring reads too short to say', () => {
     const rate = new PrefillRate();
@@ -134,6 +211,17 @@ describe('the prefill rate', () => {
     assert.equal(rate.tokensWithin(800), 800);
     rate.record(100, 1000);
     assert.equal(rate.tokensWithin(1000), 730, 'a running average: 0.7 × 1 + 0.3 × 0.1 tokens a millisecond');
+  });
+
+  test('a completion request counts when it read its prompt, not when it was cancelled (maybe before reading it)', () => {
+    const rate = new PrefillRate();
+    const read = { promptTokens: 900, truncatedTokens: 100, reusedTokens: 300, prefillMs: 5000 };
+    rate.recordRequest('cancelled', { ...read, prefillMs: 1 });
+    assert.equal(rate.tokensWithin(1000), 100, 'unchanged by a request cancelled at once');
+    rate.recordRequest('length', read);
+    assert.equal(rate.tokensWithin(1000), 100, '500 tokens in 5 s');
+    rate.recordRequest('stop', { ...read, prefillMs: 1000 });
+    assert.equal(rate.tokensWithin(1000), 219, 'a running average: 0.7 × 0.1 + 0.3 × 0.5 tokens a millisecond, rounded down');
   });
 });
 

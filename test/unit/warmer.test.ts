@@ -7,8 +7,10 @@ import { afterEach, describe, test } from 'node:test';
 import type * as vscode from 'vscode';
 import { DEFAULT_SETTINGS, type Settings } from '../../src/config';
 import type { WorkerState } from '../../src/client/workerClient';
-import { CompletionWarmer, completionPromptAt, LOOK_AHEAD_TOKENS, type WarmerWindow, type WarmerWorkspace, type WarmTarget } from '../../src/completion/warmer';
-import type { PrefilledEvent } from '../../src/protocol';
+import { CompletionWarmer, LOOK_AHEAD_TOKENS, type WarmerWindow, type WarmerWorkspace, type WarmTarget } from '../../src/completion/warmer';
+import { PrefillRate } from '../../src/completion/prefillRate';
+import { CompletionPrompts, completionPromptAt } from '../../src/completion/requestPrompts';
+import type { PrefilledEvent, PrefillOptions } from '../../src/protocol';
 import type { PrefillOutcome } from '../../src/inference/generator';
 
 const REST = 30;
@@ -32,15 +34,30 @@ class Emitter<T> {
 
 interface Position { readonly line: number; readonly character: number }
 
+interface FakeDocument { uri: { toString(): string }; version: number; languageId: string; fileName: string; text: string; getText(): string; offsetAt(position: Position): number }
+/** Documents by URI, live as VS Code's are: an editor for a URI shows its one document, whose version counts edits. */
+const documents = new Map<string, FakeDocument>();
+
 function fakeEditor(text: string, at: Position, languageId = 'python', uri = 'file:///work/main.py', selectionEmpty = true): vscode.TextEditor {
-  const lines = text.split('\n');
-  const document = {
-    uri: { toString: () => uri },
-    languageId,
-    fileName: uri.replace('file://', ''),
-    getText: () => text,
-    offsetAt: (position: Position) => lines.slice(0, position.line).reduce((sum, line) => sum + line.length + 1, 0) + position.character,
-  };
+  let document = documents.get(uri);
+  if (!document) {
+    const created: FakeDocument = {
+      uri: { toString: () => uri },
+      version: 1,
+      languageId,
+      fileName: uri.replace('file://', ''),
+      text,
+      getText: () => created.text,
+      offsetAt: (position: Position) => created.text.split('\n').slice(0, position.line).reduce((sum, line) => sum + line.length + 1, 0) + position.character,
+    };
+    document = created;
+    documents.set(uri, document);
+  }
+  if (document.text !== text) {
+    document.text = text;
+    document.version++;
+  }
+  document.languageId = languageId;
   return { document, selection: { isEmpty: selectionEmpty, active: at } } as unknown as vscode.TextEditor;
 }
 
@@ -55,15 +72,24 @@ class Harness {
   };
   settings: Settings = DEFAULT_SETTINGS;
   readonly prefills: { sequence: string; prompt: string; maxNewTokens: number }[] = [];
+  /** Each prefill's options, by index. */
+  readonly options: PrefillOptions[] = [];
   outcome: PrefillOutcome = 'done';
+  /** When set, prefills wait for it before they answer (a warm-up in flight). */
+  hold: Promise<void> | undefined;
   readonly worker: WarmTarget & { state: WorkerState } = {
     state: 'ready',
-    prefill: (sequence: string, prompt: string, maxNewTokens: number): Promise<PrefilledEvent | undefined> => {
+    prefill: async (sequence: string, prompt: string, maxNewTokens: number, options: PrefillOptions = {}): Promise<PrefilledEvent | undefined> => {
       this.prefills.push({ sequence, prompt, maxNewTokens });
-      return Promise.resolve({ type: 'prefilled', id: this.prefills.length, outcome: this.outcome, stats: { promptTokens: 1, truncatedTokens: 0, reusedTokens: 0, prefilledTokens: 0, prefillMs: 1 } });
+      this.options.push(options);
+      const id = this.prefills.length;
+      await this.hold;
+      return { type: 'prefilled', id, outcome: this.outcome, stats: { quick: false, promptTokens: 1, truncatedTokens: 0, reusedTokens: 0, prefilledTokens: 0, prefillMs: 1 } };
     },
   };
-  readonly warmer = new CompletionWarmer(this.window as unknown as WarmerWindow, this.workspace as unknown as WarmerWorkspace, this.worker, () => this.settings, undefined, undefined, REST);
+  /** The extension's prompts (one instance, shared by the warmer and the provider). */
+  readonly prompts = new CompletionPrompts(new PrefillRate());
+  readonly warmer = new CompletionWarmer(this.window as unknown as WarmerWindow, this.workspace as unknown as WarmerWorkspace, this.worker, () => this.settings, this.prompts, undefined, undefined, REST);
 
   activate(editor: vscode.TextEditor): void {
     this.window.activeTextEditor = editor;
@@ -79,7 +105,10 @@ class Harness {
 const rest = (ms = 3 * REST): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 let harness: Harness;
-afterEach(() => harness?.warmer.dispose());
+afterEach(() => {
+  harness?.warmer.dispose();
+  documents.clear();
+});
 
 describe('completion warmer', () => {
   test('an editor that becomes active is warmed after the rest, with the provider\'s prompt for its cursor, once per prompt', async () => {
@@ -100,18 +129,51 @@ describe('completion warmer', () => {
     assert.equal(harness.prefills[1].prompt, 'import os\n\n\ndef main():\n    return ');
   });
 
-  test('while the user types (the selection keeps changing) nothing is warmed; once the cursor rests, once', async () => {
+  test('while the user types, the worker reads along: what the request would read now, one warm-up at a time; the whole window once the cursor rests', async () => {
     harness = new Harness();
     let text = 'import os\n\n\ndef main():\n    ';
-    harness.activate(fakeEditor(text, { line: 4, character: 4 }));
-    for (const typed of 'return os.getcwd()') {
-      await rest(REST / 3);
+    const type = (typed: string): vscode.TextEditor => {
       text += typed;
-      harness.moveTo(fakeEditor(text, { line: 4, character: text.length - text.lastIndexOf('\n') - 1 }));
+      const editor = fakeEditor(text, { line: 4, character: text.length - text.lastIndexOf('\n') - 1 });
+      harness.moveTo(editor);
+      return editor;
+    };
+    harness.activate(fakeEditor(text, { line: 4, character: 4 }));
+    let release: () => void = () => undefined;
+    harness.hold = new Promise((resolve) => (release = resolve));
+    let editor = type('r');
+    assert.equal(harness.prefills.length, 1, 'the first edit is read at once');
+    const expected = harness.prompts.at(editor.document, 'file:///work/main.py', editor.selection.active, DEFAULT_SETTINGS);
+    assert.deepEqual(harness.prefills[0], { sequence: 'file:///work/main.py', prompt: expected.prompt, maxNewTokens: DEFAULT_SETTINGS.completionMaxTokens });
+    assert.deepEqual(harness.options[0], { quick: expected.quick, nextOnly: true });
+    for (const typed of 'eturn os') editor = type(typed);
+    assert.equal(harness.prefills.length, 1, 'while one is in flight, none more');
+    harness.hold = undefined;
+    release();
+    await rest(REST / 3);
+    assert.equal(harness.prefills.length, 2, 'then one for the text typed meanwhile');
+    assert.equal(harness.prefills[1].prompt, text);
+    assert.equal(harness.options[1].nextOnly, true);
+    for (const typed of '.getcwd()') {
+      editor = type(typed);
+      await rest(REST / 3);
     }
-    assert.equal(harness.prefills.length, 0);
+    assert.deepEqual(harness.prefills.slice(2).map((p) => p.prompt), [...'.getcwd()'].map((_, i) => text.slice(0, text.length - 8 + i)), 'each edit read as it is typed');
+    assert.ok(harness.options.every((o) => o.nextOnly), 'no whole window while typing');
     await rest();
-    assert.deepEqual(harness.prefills.map((p) => p.prompt), [text]);
+    assert.equal(harness.prefills.at(-1)?.prompt, text);
+    assert.deepEqual(harness.options.at(-1), { quick: harness.prompts.at(editor.document, 'file:///work/main.py', editor.selection.active, DEFAULT_SETTINGS).quick }, 'at rest, the whole window');
+    const count = harness.prefills.length;
+
+    // Moving the cursor is not typing: nothing until it rests.
+    harness.moveTo(fakeEditor(text, { line: 3, character: 4 }));
+    harness.moveTo(fakeEditor(text, { line: 3, character: 5 }));
+    assert.equal(harness.prefills.length, count);
+    // Completions off: typing reads nothing either.
+    harness.settings = { ...DEFAULT_SETTINGS, enable: false };
+    type('  # done');
+    await rest();
+    assert.equal(harness.prefills.length, count);
   });
 
   test('no background work when completions are off, for other languages, when the model is not ready, out of focus, or with a selection', async () => {

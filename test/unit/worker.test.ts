@@ -131,10 +131,10 @@ describe('worker client', () => {
     const warmA = await client.prefill(a, PROMPT, GREEDY.maxNewTokens);
     assert.equal(warmA?.outcome, 'done');
     // The test before generated from PROMPT on the default sequence: the new sequence copies that prefix.
-    assert.deepEqual({ ...warmA.stats, prefillMs: 0 }, { promptTokens, truncatedTokens: 0, reusedTokens: promptTokens - 1, prefilledTokens: 0, prefillMs: 0 });
+    assert.deepEqual({ ...warmA.stats, prefillMs: 0 }, { quick: false, promptTokens, truncatedTokens: 0, reusedTokens: promptTokens - 1, prefilledTokens: 0, prefillMs: 0 });
     const warmB = await client.prefill(b, PROMPT_B, GREEDY.maxNewTokens);
     assert.equal(warmB?.outcome, 'done');
-    assert.deepEqual({ ...warmB.stats, prefillMs: 0 }, { promptTokens: promptTokensB, truncatedTokens: 0, reusedTokens: 0, prefilledTokens: promptTokensB - 1, prefillMs: 0 });
+    assert.deepEqual({ ...warmB.stats, prefillMs: 0 }, { quick: false, promptTokens: promptTokensB, truncatedTokens: 0, reusedTokens: 0, prefilledTokens: promptTokensB - 1, prefillMs: 0 });
 
     const doneA = await client.generate(PROMPT, GREEDY, undefined, undefined, a);
     assert.equal(doneA.text, expectedText);
@@ -145,6 +145,18 @@ describe('worker client', () => {
     const againA = await client.generate(PROMPT, GREEDY, undefined, undefined, a);
     assert.equal(againA.text, expectedText);
     assert.equal(againA.stats.reusedTokens, promptTokens - 1);
+
+    // Typing in a file never read: the warm-up reads only the quick prompt's window (the request would answer
+    // from it), and the request then reads its last token.
+    const d = 'file:///work/d.py';
+    const quick = { prompt: PROMPT, readLimit: 1 };
+    const typing = await client.prefill(d, PROMPT_B + PROMPT, GREEDY.maxNewTokens, { quick, nextOnly: true });
+    assert.equal(typing?.outcome, 'done');
+    assert.deepEqual({ ...typing.stats, prefillMs: 0 }, { quick: true, promptTokens, truncatedTokens: 0, reusedTokens: promptTokens - 1, prefilledTokens: 0, prefillMs: 0 }, 'copied from a, which shares it');
+    const doneD = await client.generate(PROMPT_B + PROMPT, { ...GREEDY, quick }, undefined, undefined, d);
+    assert.equal(doneD.stats.quick, true);
+    assert.equal(doneD.text, expectedText);
+    assert.equal(doneD.stats.reusedTokens, promptTokens - 1);
 
     // A prefill sent while a generation runs is not run, and does not disturb it.
     let streaming: () => void = () => undefined;
