@@ -19,7 +19,7 @@
  * suggestion) and Enter. Ghost text counts only if none was on screen just before the last key (one left over
  * from an earlier request is dismissed with Escape first). Latencies are measured in the page, by its own clock:
  * performance.now() of the last key's input event to the first change of the page (a MutationObserver) that shows
- * ghost text — not to the poll, so polling seldom keeps the measurement from taking CPU from the editor.
+ * ghost text — not to the poll, so the poll can be rare and take little CPU from the editor.
  *
  * Settings: the product's defaults (the default debounce too), except phiComplete.modelPath, phiComplete.device
  * cpu and phiComplete.completion.maxTokens (--max-tokens, default 8: random weights rarely end a line), plus editor
