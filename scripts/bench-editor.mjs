@@ -719,6 +719,8 @@ async function main() {
     const editingP50 = percentile(editing, 50);
     const editingP95 = percentile(editing, 95);
     const waits = results.map((r) => waitOf(r, completions)).filter(Boolean);
+    /** Each part of the wait at percentile p over the lines. */
+    const waitPercentile = (p) => (waits.length ? Object.fromEntries(Object.keys(waits[0]).map((part) => [part, Math.round(percentile(waits.map((w) => w[part]), p))])) : null);
     const summary = {
       benchmark: 'bench:editor',
       model: modelDir,
@@ -744,8 +746,8 @@ async function main() {
         phases: Object.fromEntries(phases.map((p) => [p, { ...latencySummary(latencies([p])), values: results.filter((r) => r.phase === p).map((r) => (r.outcome === 'ghost' ? r.latencyMs : r.outcome)) }])),
       },
       // Medians over the lines of each part of the wait (see waitOf); they need not add up to the median latency.
-      waitMsP50: waits.length ? Object.fromEntries(Object.keys(waits[0]).map((part) => [part, Math.round(percentile(waits.map((w) => w[part]), 50))])) : null,
-      waitMsP90: waits.length ? Object.fromEntries(Object.keys(waits[0]).map((part) => [part, Math.round(percentile(waits.map((w) => w[part]), 90))])) : null,
+      waitMsP50: waitPercentile(50),
+      waitMsP90: waitPercentile(90),
       firstSuggestionAfterIdleMs,
       lines: {
         measured: results.length,

@@ -44,12 +44,12 @@ function windowOf(document: PromptDocument, prefix: string, suffix: string, toke
 }
 
 /** The completion prompt for the cursor at `position`, with the text before and after it (no quick prompt). */
-export function completionPromptAt(document: PromptDocument, position: vscode.Position, settings: Settings, tokenBudget = settings.contextTokens): { prompt: string; prefix: string; suffix: string } {
+export function completionPromptAt(document: PromptDocument, position: vscode.Position, settings: Settings): { prompt: string; prefix: string; suffix: string } {
   const text = document.getText();
   const offset = document.offsetAt(position);
   const prefix = text.slice(0, offset);
   const suffix = text.slice(offset);
-  return { prompt: windowOf(document, prefix, suffix, tokenBudget), prefix, suffix };
+  return { prompt: windowOf(document, prefix, suffix, settings.contextTokens), prefix, suffix };
 }
 
 export class CompletionPrompts {
