@@ -19,7 +19,7 @@ let client: WorkerClient | undefined;
 
 export function activate(context: vscode.ExtensionContext): void {
   const log = vscode.window.createOutputChannel('phi-complete', { log: true });
-  const worker = new WorkerClient({ workerPath: context.asAbsolutePath('dist/worker.js'), log: (message) => log.info(message) });
+  const worker = new WorkerClient({ workerPath: context.asAbsolutePath('dist/worker.js'), log: (message, level) => (level === 'debug' ? log.debug(message) : log.info(message)) });
   client = worker;
   const status = new StatusBar('phiComplete.menu', 'phiComplete.restartWorker');
   const ui = new VscodeLifecycleUi(context, log, status, () => model.settings);

@@ -9,12 +9,14 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { Disposable, interval } from '../util/disposable';
+import { isRuntimeLogLine, stripTerminalCodes } from '../util/terminalText';
 import type { Device, DoneEvent, GenerationParams, HostMessage, LoadedEvent, LoadRequest, PrefilledEvent, PrefillOptions, WorkerMessage } from '../protocol';
 
 export interface WorkerClientOptions {
   /** The bundled worker script (dist/worker.js). */
   readonly workerPath: string;
-  readonly log?: (message: string) => void;
+  /** Where the client's lines go; `debug` for what only matters when looking into a problem. */
+  readonly log?: (message: string, level: 'debug' | 'info') => void;
   /** A worker silent for this long (no heartbeat on its pipe, no message) is considered hung and killed. */
   readonly heartbeatTimeoutMs?: number;
   /**
@@ -217,7 +219,7 @@ export class WorkerClient extends Disposable {
     this.child = child;
     this.lastSignOfLifeAt = Date.now();
     if (this.cacheBytes !== undefined) this.post({ type: 'configure', cacheBytes: this.cacheBytes });
-    child.stderr?.setEncoding('utf8').on('data', (text: string) => this.log(`worker: ${text.trimEnd()}`));
+    child.stderr?.setEncoding('utf8').on('data', (text: string) => this.logWorkerOutput(text));
     child.stdio[HEARTBEAT_FD]?.on('data', () => (this.lastSignOfLifeAt = Date.now()));
     child.on('message', (message: WorkerMessage) => this.onMessage(message));
     child.on('exit', (code, signal) => this.onExit(child, code, signal));
@@ -295,7 +297,14 @@ export class WorkerClient extends Disposable {
     for (const listener of this.listeners) listener(state, detail);
   }
 
-  private log(message: string): void {
-    this.options.log?.(message);
+  /** The worker's stderr: ONNX Runtime's own lines (e.g. a GPU provider that `auto` passed over) at debug level. */
+  private logWorkerOutput(text: string): void {
+    for (const line of stripTerminalCodes(text).split('\n')) {
+      if (line.trim() !== '') this.log(`worker: ${line.trimEnd()}`, isRuntimeLogLine(line) ? 'debug' : 'info');
+    }
+  }
+
+  private log(message: string, level: 'debug' | 'info' = 'info'): void {
+    this.options.log?.(message, level);
   }
 }

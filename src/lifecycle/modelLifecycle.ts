@@ -24,6 +24,7 @@ export type NoticeSeverity = 'info' | 'warning' | 'error';
 
 /** Where the lifecycle writes its log lines (a vscode.LogOutputChannel fits). */
 export interface LifecycleLog {
+  debug(message: string): void;
   info(message: string): void;
   warn(message: string): void;
   error(message: string): void;
@@ -269,12 +270,17 @@ export class ModelLifecycle extends Disposable {
       this.device = loaded.device;
       this.ui.setDevice(loaded.device);
       this.ui.showStatus('ready', location.dir);
-      for (const fallback of loaded.fallbacks) this.ui.log.warn(`device fallback: ${fallback}`);
+      // `auto` passing over a provider that is not installed is the normal case, not a problem; a device the user chose is.
+      const chosen = settings.device !== 'auto';
+      for (const fallback of loaded.fallbacks) {
+        if (chosen) this.ui.log.warn(`device fallback: ${fallback}`);
+        else this.ui.log.debug(`device fallback: ${fallback}`);
+      }
       if (loaded.advice) {
         this.ui.log.warn(`model and device: ${loaded.advice}`);
         this.notify('info', `phi-complete: ${loaded.advice}.`);
       }
-      if (settings.device !== 'auto' && loaded.device !== settings.device) {
+      if (chosen && loaded.device !== settings.device) {
         this.notify('warning', `phi-complete: ${settings.device} is not available, running on the ${loaded.device.toUpperCase()}. ${loaded.fallbacks.join('; ')}`);
       }
       return true;

@@ -11,6 +11,7 @@ import { deviceCandidates, layoutAdvice, platformObstacle, providerOf } from '..
 import { kvOutputsOf, MANIFEST_FILE, MODEL_FILE, readManifest, TOKENIZER_FILE, type KvOutputs } from '../model/manifest';
 import type { Device } from '../protocol';
 import { PhiTokenizer } from '../tokenizer/tokenizer';
+import { stripTerminalCodes } from '../util/terminalText';
 
 /**
  * Threads for one operator when the setting is 0 (automatic): one per physical core. ONNX Runtime's own choice
@@ -42,7 +43,7 @@ export interface LoadedModel {
 export class ModelInvalidError extends Error {}
 
 function firstLine(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split('\n')[0];
+  return stripTerminalCodes(error instanceof Error ? error.message : String(error)).split('\n')[0];
 }
 
 /**

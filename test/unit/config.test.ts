@@ -144,7 +144,7 @@ class RecordingUi implements SettingsWarningsUi {
   readonly values = new Map<string, unknown>();
   answer: string | undefined = undefined;
   private readonly listeners = new Set<() => void>();
-  readonly log = { info: () => undefined, warn: (message: string) => void this.warnLines.push(message), error: () => undefined };
+  readonly log = { debug: () => undefined, info: () => undefined, warn: (message: string) => void this.warnLines.push(message), error: () => undefined };
 
   readSetting(key: string): unknown {
     return this.values.get(key);

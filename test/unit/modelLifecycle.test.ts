@@ -34,7 +34,7 @@ interface Notice {
 class RecordingUi implements LifecycleUi {
   readonly notices: Notice[] = [];
   readonly statuses: { kind: StatusKind; detail?: string }[] = [];
-  readonly lines: { level: 'info' | 'warn' | 'error'; message: string }[] = [];
+  readonly lines: { level: 'debug' | 'info' | 'warn' | 'error'; message: string }[] = [];
   readonly devices: string[] = [];
   readonly settingsOpened: string[] = [];
   readonly offers: { entry: CatalogueEntry; rebuild: boolean }[] = [];
@@ -50,6 +50,7 @@ class RecordingUi implements LifecycleUi {
   onPickFolder: () => boolean = () => false;
 
   readonly log = {
+    debug: (message: string) => this.lines.push({ level: 'debug', message }),
     info: (message: string) => this.lines.push({ level: 'info', message }),
     warn: (message: string) => this.lines.push({ level: 'warn', message }),
     error: (message: string) => this.lines.push({ level: 'error', message }),
@@ -125,7 +126,7 @@ class RecordingUi implements LifecycleUi {
     return this.notices.filter((n) => n.severity === severity);
   }
 
-  linesOf(level: 'info' | 'warn' | 'error', pattern: RegExp): string[] {
+  linesOf(level: 'debug' | 'info' | 'warn' | 'error', pattern: RegExp): string[] {
     return this.lines.filter((l) => l.level === level && pattern.test(l.message)).map((l) => l.message);
   }
 
@@ -156,7 +157,8 @@ function rig(values: Record<string, unknown>, answer?: RecordingUi['answer']): R
   const storage = scratchDir();
   const ui = new RecordingUi(new Map(Object.entries(values)));
   if (answer) ui.answer = answer;
-  const worker = new WorkerClient({ workerPath: WORKER });
+  // As the extension wires it: the worker's lines into the same log.
+  const worker = new WorkerClient({ workerPath: WORKER, log: (message, level) => ui.log[level](message) });
   const states: WorkerState[] = [];
   worker.onStateChange((state) => states.push(state));
   const lifecycle = new ModelLifecycle(worker, ui, storage);
@@ -314,6 +316,19 @@ describe('loading', () => {
       message: `phi-complete: ${ABSENT_DEVICE} is not available, running on the CPU. ${fallbacks.join('; ')}`,
       actions: [],
     }]);
+  });
+
+  test('auto passing over a GPU provider that is not installed is logged at debug level, without colour codes, and never warned about', async () => {
+    const r = rig(onTinyModel({ device: 'auto' }));
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    assert.deepEqual(r.ui.linesOf('warn', /device fallback/), []);
+    assert.deepEqual(r.ui.notices, []);
+    const passedOver = r.ui.linesOf('debug', /^device fallback: /);
+    // Where a GPU provider works the model runs there and nothing was passed over; here (CI) CUDA is not installed.
+    if (r.ui.devices.at(-1) === 'cpu' && process.platform === 'linux') assert.ok(passedOver.some((line) => line.startsWith('device fallback: cuda: ')), passedOver.join(' | '));
+    const shown = r.ui.lines.filter((line) => line.level !== 'debug');
+    assert.deepEqual(shown.filter((line) => /onnxruntime|\x1b/.test(line.message)), [], 'ONNX Runtime\'s own lines, if any, only at debug level');
+    for (const line of r.ui.lines) assert.doesNotMatch(line.message, /\x1b/, 'escape codes stripped');
   });
 
   test('a GPU-built model on the CPU loads, and the user is told which model suits the CPU', async () => {
