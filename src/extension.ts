@@ -28,7 +28,13 @@ export function activate(context: vscode.ExtensionContext): void {
   const ensureModel = () => model.ensureModel();
   const prefillRate = new PrefillRate();
   const prompts = new CompletionPrompts(prefillRate);
-  const provider = new InlineCompletionProvider(worker, settings, ensureModel, log, (generating) => model.reportActivity(generating), prompts, prefillRate);
+  const warmer = new CompletionWarmer(vscode.window, vscode.workspace, worker, settings, prompts, log, prefillRate);
+  const provider = new InlineCompletionProvider(worker, settings, ensureModel, log, (activity) => {
+    model.reportActivity(activity.generating);
+    if (activity.generating) return;
+    if (activity.context) status.setLastSuggestion(activity.context);
+    warmer.completionEnded();
+  }, prompts, prefillRate);
   const explain = new ExplainPanel(worker, settings, ensureModel);
   context.subscriptions.push(
     log,
@@ -36,7 +42,7 @@ export function activate(context: vscode.ExtensionContext): void {
     status,
     model,
     explain,
-    new CompletionWarmer(vscode.window, vscode.workspace, worker, settings, prompts, log, prefillRate),
+    warmer,
     new SettingsWarnings(ui),
     vscode.languages.registerInlineCompletionItemProvider({ pattern: '**' }, provider),
     vscode.commands.registerCommand('phiComplete.showLog', () => log.show()),

@@ -17,6 +17,20 @@ export interface CompletionLogger {
   warn(message: string): void;
 }
 
+/** How much of the file before the cursor a suggestion was generated from. */
+export interface SuggestionContext {
+  readonly tokens: number;
+  /** Answered from the quick prompt (the window was not read yet), not the whole window. */
+  readonly quick: boolean;
+}
+
+/** A completion request starting, or ending with the context its suggestion used (none when it was cancelled or failed). */
+export type CompletionActivity = { readonly generating: true } | { readonly generating: false; readonly context?: SuggestionContext };
+
+export function describeContext(context: SuggestionContext): string {
+  return `context ${context.tokens} tokens (${context.quick ? 'quick prompt' : 'whole window'})`;
+}
+
 function delay(ms: number, token: vscode.CancellationToken): Promise<boolean> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(true), ms);
@@ -35,7 +49,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     private readonly settings: () => Settings,
     private readonly ensureModel: () => Promise<boolean>,
     private readonly log: CompletionLogger,
-    private readonly onActivity: (generating: boolean) => void,
+    private readonly onActivity: (activity: CompletionActivity) => void,
     private readonly prompts: CompletionPrompts,
     /** Learns from every request how fast the worker reads (quick prompts are sized by it). */
     private readonly prefillRate: PrefillRate,
@@ -79,7 +93,8 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
     const cancelling = token.onCancellationRequested(() => {
       if (!firstLineShown) controller.abort();
     });
-    this.onActivity(true);
+    this.onActivity({ generating: true });
+    let used: SuggestionContext | undefined;
     const sent = performance.now();
     const generation = this.client.generate(prompt, {
       maxNewTokens: settings.completionMaxTokens,
@@ -99,10 +114,14 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
       const { stats } = done;
       this.prefillRate.recordRequest(done.finishReason, stats);
       const text = shape(done.text);
-      if (done.finishReason !== 'cancelled') this.cache.set(prefix, text);
+      if (done.finishReason !== 'cancelled') {
+        this.cache.set(prefix, text);
+        used = { tokens: stats.promptTokens - stats.truncatedTokens, quick: stats.quick };
+      }
       this.log.debug(`completion: ${done.stats.generatedTokens} tokens, first token ${Math.round(done.stats.firstTokenMs)} ms, `
         + `${(done.stats.generatedTokens / Math.max(1e-3, done.stats.decodeMs / 1000)).toFixed(1)} tok/s, reused ${done.stats.reusedTokens}/${done.stats.promptTokens} prompt tokens${stats.quick ? ' (quick prompt)' : ''}, ${done.finishReason}; `
-        + `asked ${Math.round(sent - called)} ms after VS Code asked, answered ${Math.round(performance.now() - sent)} ms later`);
+        + `asked ${Math.round(sent - called)} ms after VS Code asked, answered ${Math.round(performance.now() - sent)} ms later`
+        + `; ${describeContext({ tokens: stats.promptTokens - stats.truncatedTokens, quick: stats.quick })}`);
       resolveFirstLine(text);
       // If the suggestion grew after its first line was shown, and the user is still here, show the rest.
       if (firstLineShown && text.length > 0 && vscode.window.activeTextEditor?.document === document) {
@@ -113,7 +132,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
       resolveFirstLine('');
     }).finally(() => {
       cancelling.dispose();
-      this.onActivity(false);
+      this.onActivity({ generating: false, context: used });
     });
 
     const text = await firstLine;

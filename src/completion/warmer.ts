@@ -5,9 +5,12 @@
  * so the worker reads exactly what the request will. Two kinds of warm-up:
  * - While the user types, the worker reads along: after each edit, what the request sent now would read (its quick
  *   prompt's window when it would answer from that), one warm-up in flight at a time. So when typing stops, the
- *   request finds the text typed already read, and only decodes.
- * - When a text editor becomes active, or its cursor rests (no selection change for REST_MS), that and then the
- *   whole window the request will use once it is read; when the window will move within LOOK_AHEAD_TOKENS of
+ *   request finds the text typed already read, and only decodes. When one ends and nothing was typed meanwhile, the
+ *   whole window is read until the next keystroke (whose warm-up takes over at the worker's next pass).
+ * - Whenever nothing more urgent runs, the whole window the request will use (after what the request sent now would
+ *   read, where that is less): when the model has loaded, when a text editor becomes active, after each completion,
+ *   and when the cursor rests (no selection change for REST_MS), whether or not it moved. A read cut short resumes
+ *   where it stopped (what the worker read stays cached). When the window will move within LOOK_AHEAD_TOKENS of
  *   typing, the window it moves to as well.
  * The worker runs a warm-up only while no generation is in flight or queued, in short passes, and any completion
  * request takes over from it at the next pass; what it read stays cached.
@@ -47,6 +50,7 @@ export type WarmerWorkspace = Pick<typeof vscode.workspace, 'getConfiguration'>;
 /** The parts of the WorkerClient the warmer uses. */
 export interface WarmTarget {
   readonly state: WorkerState;
+  onStateChange(listener: (state: WorkerState) => void): { dispose(): void };
   prefill(sequence: string, prompt: string, maxNewTokens: number, options?: PrefillOptions): Promise<PrefilledEvent | undefined>;
 }
 
@@ -86,11 +90,24 @@ export class CompletionWarmer extends Disposable {
       if (this.edited(event.textEditor.document)) this.follow(event.textEditor);
       this.schedule(event.textEditor);
     }));
+    // The model just loaded: nothing was read yet, and the user may not move the cursor for a while.
+    this.register(worker.onStateChange((state) => {
+      if (state === 'ready' && this.window.activeTextEditor) this.schedule(this.window.activeTextEditor);
+    }));
     this.register({ dispose: () => clearTimeout(this.timer) });
     if (window.activeTextEditor) {
       this.edited(window.activeTextEditor.document);
       this.schedule(window.activeTextEditor);
     }
+  }
+
+  /**
+   * A completion ended (shown, cancelled or failed): the worker is free again, so the window is read once the cursor
+   * rests, whether or not it moved.
+   */
+  completionEnded(): void {
+    const editor = this.window.activeTextEditor;
+    if (editor) this.schedule(editor);
   }
 
   /** Whether `document` changed since the warmer last looked at it (typing, not only moving the cursor); looks at it. */
@@ -139,7 +156,10 @@ export class CompletionWarmer extends Disposable {
     void this.prefill(sequence, undefined, prompt, settings, { quick, nextOnly: true }).finally(() => {
       this.following = false;
       const now = this.window.activeTextEditor;
-      if (this.followAgain && now?.document === editor.document) this.follow(now);
+      if (now?.document !== editor.document) return;
+      // Typed meanwhile: follow that first. Else the worker is free until the next keystroke: read the window.
+      if (this.followAgain) this.follow(now);
+      else void this.warm(now);
     });
   }
 

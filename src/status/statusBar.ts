@@ -1,4 +1,5 @@
 import * as vscode from 'vscode';
+import type { SuggestionContext } from '../completion/provider';
 import { Disposable } from '../util/disposable';
 
 /** `paused`: the inference worker crashed too often and is not restarted until the user asks. */
@@ -21,6 +22,9 @@ const ICONS: Record<StatusKind, string> = {
 export class StatusBar extends Disposable {
   private readonly item = this.register(vscode.window.createStatusBarItem('phiComplete.status', vscode.StatusBarAlignment.Right, 100));
   private device = '';
+  private shown: { kind: StatusKind; detail?: string } = { kind: 'idle' };
+  /** How much of the file the last suggestion read, for the tooltip. */
+  private lastContext = '';
 
   constructor(private readonly menuCommand: string, private readonly restartCommand: string) {
     super();
@@ -38,11 +42,18 @@ export class StatusBar extends Disposable {
     return this.device || 'unknown device';
   }
 
+  /** Says in the tooltip how much of the file the last suggestion was generated from. */
+  setLastSuggestion(context: SuggestionContext): void {
+    this.lastContext = `Last suggestion read ${context.tokens} tokens of the file before the cursor (${context.quick ? 'a quick prompt: the window was not read yet' : 'the whole window'}).`;
+    this.show(this.shown.kind, this.shown.detail);
+  }
+
   show(kind: StatusKind, detail?: string): void {
+    this.shown = { kind, detail };
     // While loading, the detail is short progress text ("downloading 42%") worth showing in the bar itself.
     const label = kind === 'ready' ? this.device || 'ready' : kind === 'idle' ? 'phi' : kind === 'loading' && detail ? detail : kind;
     this.item.text = `${ICONS[kind]} ${label}`;
-    this.item.tooltip = `phi-complete: ${kind}${detail ? ` — ${detail}` : ''}${kind === 'paused' ? '\nClick to restart the inference worker.' : ''}`;
+    this.item.tooltip = `phi-complete: ${kind}${detail ? ` — ${detail}` : ''}${kind === 'paused' ? '\nClick to restart the inference worker.' : ''}${this.lastContext ? `\n${this.lastContext}` : ''}`;
     this.item.command = kind === 'paused' ? this.restartCommand : this.menuCommand;
     this.item.backgroundColor = kind === 'error' || kind === 'paused' ? new vscode.ThemeColor('statusBarItem.errorBackground') : undefined;
   }

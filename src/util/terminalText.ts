@@ -1,7 +1,6 @@
 /** Text that native libraries write for a terminal, made fit for a log. */
 
 // ONNX Runtime colours its own log lines (`ESC[1;31m…ESC[m`); a log view shows the codes as garbage.
-// eslint-disable-next-line no-control-regex
 const ESCAPE_SEQUENCE = /\x1b\[[0-9;]*[A-Za-z]/g;
 
 export function stripTerminalCodes(text: string): string {

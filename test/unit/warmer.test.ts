@@ -77,8 +77,10 @@ class Harness {
   outcome: PrefillOutcome = 'done';
   /** When set, prefills wait for it before they answer (a warm-up in flight). */
   hold: Promise<void> | undefined;
+  readonly workerState = new Emitter<WorkerState>();
   readonly worker: WarmTarget & { state: WorkerState } = {
     state: 'ready',
+    onStateChange: this.workerState.event,
     prefill: async (sequence: string, prompt: string, maxNewTokens: number, options: PrefillOptions = {}): Promise<PrefilledEvent | undefined> => {
       this.prefills.push({ sequence, prompt, maxNewTokens });
       this.options.push(options);
@@ -129,7 +131,7 @@ describe('completion warmer', () => {
     assert.equal(harness.prefills[1].prompt, 'import os\n\n\ndef main():\n    return ');
   });
 
-  test('while the user types, the worker reads along: what the request would read now, one warm-up at a time; the whole window once the cursor rests', async () => {
+  test('while the user types, the worker reads along: what the request would read now, one warm-up at a time, then the whole window until the next keystroke', async () => {
     harness = new Harness();
     let text = 'import os\n\n\ndef main():\n    ';
     const type = (typed: string): vscode.TextEditor => {
@@ -151,19 +153,23 @@ describe('completion warmer', () => {
     harness.hold = undefined;
     release();
     await rest(REST / 3);
-    assert.equal(harness.prefills.length, 2, 'then one for the text typed meanwhile');
-    assert.equal(harness.prefills[1].prompt, text);
+    assert.equal(harness.prefills[1].prompt, text, 'then one for the text typed meanwhile');
     assert.equal(harness.options[1].nextOnly, true);
+    assert.equal(harness.prefills.length, 3, 'and, nothing typed since, the whole window');
+    assert.deepEqual(harness.options[2], { quick: harness.prompts.at(editor.document, 'file:///work/main.py', editor.selection.active, DEFAULT_SETTINGS).quick });
+    assert.equal(harness.prefills[2].prompt, text);
+    const before = harness.options.length;
     for (const typed of '.getcwd()') {
       editor = type(typed);
       await rest(REST / 3);
     }
-    assert.deepEqual(harness.prefills.slice(2).map((p) => p.prompt), [...'.getcwd()'].map((_, i) => text.slice(0, text.length - 8 + i)), 'each edit read as it is typed');
-    assert.ok(harness.options.every((o) => o.nextOnly), 'no whole window while typing');
+    const typing = harness.prefills.slice(before).map((p, i) => ({ prompt: p.prompt, nextOnly: harness.options[before + i].nextOnly === true }));
+    assert.deepEqual(typing.filter((p) => p.nextOnly).map((p) => p.prompt), [...'.getcwd()'].map((_, i) => text.slice(0, text.length - 8 + i)), 'each edit read as it is typed');
+    assert.deepEqual(typing.filter((p) => !p.nextOnly).map((p) => p.prompt), [...'.getcwd()'].map((_, i) => text.slice(0, text.length - 8 + i)), 'and the whole window after each');
     await rest();
     assert.equal(harness.prefills.at(-1)?.prompt, text);
-    assert.deepEqual(harness.options.at(-1), { quick: harness.prompts.at(editor.document, 'file:///work/main.py', editor.selection.active, DEFAULT_SETTINGS).quick }, 'at rest, the whole window');
     const count = harness.prefills.length;
+    assert.equal(typing.length, count - before, 'at rest, nothing more: the whole window was read');
 
     // Moving the cursor is not typing: nothing until it rests.
     harness.moveTo(fakeEditor(text, { line: 3, character: 4 }));
@@ -233,6 +239,44 @@ describe('completion warmer', () => {
     assert.equal(harness.prefills.length, 2, 'and is tried again then');
   });
 
+  test('when the model has loaded, the active editor\'s window is read without the cursor moving', async () => {
+    harness = new Harness();
+    harness.worker.state = 'stopped';
+    const editor = fakeEditor(TEXT, { line: 4, character: 4 });
+    harness.activate(editor);
+    await rest();
+    assert.equal(harness.prefills.length, 0, 'no model yet: nothing to read with');
+    harness.worker.state = 'loading';
+    harness.workerState.fire('loading');
+    await rest();
+    assert.equal(harness.prefills.length, 0);
+    harness.worker.state = 'ready';
+    harness.workerState.fire('ready');
+    await rest();
+    assert.deepEqual(harness.prefills.map((p) => p.prompt), [completionPromptAt(editor.document, editor.selection.active, DEFAULT_SETTINGS).prompt]);
+  });
+
+  test('after a completion ends, a read it cut short resumes while the cursor rests where it was', async () => {
+    harness = new Harness();
+    const editor = fakeEditor(TEXT, { line: 4, character: 4 });
+    harness.outcome = 'cancelled';
+    harness.activate(editor);
+    await rest();
+    assert.equal(harness.prefills.length, 1);
+    // No cursor move: only the completion's end says the worker is free again.
+    harness.outcome = 'done';
+    await rest();
+    assert.equal(harness.prefills.length, 1, 'nothing moved, nothing ended: no retry');
+    harness.warmer.completionEnded();
+    assert.equal(harness.prefills.length, 1, 'not before the rest');
+    await rest();
+    assert.equal(harness.prefills.length, 2);
+    assert.equal(harness.prefills[1].prompt, harness.prefills[0].prompt);
+    harness.warmer.completionEnded();
+    await rest();
+    assert.equal(harness.prefills.length, 2, 'a window read to its end is not read again');
+  });
+
   test('when the window is about to move, the window it moves to is warmed too, and typing on reads from it', async () => {
     harness = new Harness();
     const body = (i: number): string => `def item_${i}(stock):\n    """Count item ${i}."""\n    return stock.count(${i}) + ${i * 7}\n\n\n`;
@@ -267,6 +311,6 @@ describe('completion warmer', () => {
     harness.warmer.dispose();
     await rest();
     assert.equal(harness.prefills.length, 0);
-    assert.equal(harness.activeEditor.size + harness.selection.size, 0);
+    assert.equal(harness.activeEditor.size + harness.selection.size + harness.workerState.size, 0);
   });
 });
