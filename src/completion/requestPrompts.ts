@@ -65,7 +65,9 @@ export class CompletionPrompts {
     const quickTokens = Math.max(MIN_QUICK_TOKENS, this.prefillRate.tokensWithin(QUICK_READ_MS));
     // Only where reading what fits in QUICK_READ_MS leaves out much of the window (a CPU, not a fast GPU).
     if (2 * quickTokens > settings.contextTokens) return { prompt, prefix, suffix };
-    const quickPrompt = this.quickStarts.promptFor(sequence, prefix, quickTokens * CHARS_PER_TOKEN, () => windowOf(document, prefix, suffix, quickTokens));
+    // The model reads LF text (the context builder's too), so the kept start is found in the LF prefix of a CRLF file.
+    const lfPrefix = prefix.includes('\r') ? prefix.replace(/\r\n/g, '\n') : prefix;
+    const quickPrompt = this.quickStarts.promptFor(sequence, lfPrefix, quickTokens * CHARS_PER_TOKEN, () => windowOf(document, prefix, suffix, quickTokens));
     return { prompt, prefix, suffix, quick: { prompt: quickPrompt, readLimit: quickTokens } };
   }
 }

@@ -10,6 +10,8 @@ import { PhiDecoder } from '../../src/inference/decoder';
 import { Generator, type GenerationRequest, type GenerationResult } from '../../src/inference/generator';
 import { PrefillRate } from '../../src/completion/prefillRate';
 import { QUICK_GROWTH, QuickPromptStarts } from '../../src/completion/quickPrompt';
+import { CompletionPrompts, type PromptDocument } from '../../src/completion/requestPrompts';
+import { DEFAULT_SETTINGS } from '../../src/config';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
 import { openTinyDecoder } from '../support/tinyDecoder';
 
@@ -262,5 +264,30 @@ describe('where a quick prompt starts', () => {
     const withHeader = 'import os\n\n' + lines[39] + '\n';
     assert.equal(starts.promptFor('b.py', text, budget, () => withHeader), withHeader);
     assert.equal(starts.promptFor('b.py', text + 'y = 2\n', budget, () => 'fresh'), 'fresh');
+  });
+
+  test('in a CRLF file: the model gets LF text, and typing on keeps the quick window\'s start as in an LF file', () => {
+    const prompts = { lf: new CompletionPrompts(new PrefillRate()), crlf: new CompletionPrompts(new PrefillRate()) };
+    const documentOf = (body: string): PromptDocument => ({
+      getText: () => body,
+      offsetAt: () => body.length,
+      languageId: 'python',
+      fileName: '/work/a.py',
+    });
+    const quickFor = (eol: 'lf' | 'crlf', body: string): string => {
+      const quick = prompts[eol].at(documentOf(eol === 'crlf' ? body.replace(/\n/g, '\r\n') : body), 'file:///work/a.py', { line: 0, character: 0 } as never, DEFAULT_SETTINGS).quick;
+      assert.ok(quick, 'a quick prompt (the window is much larger than what is read in QUICK_READ_MS)');
+      return quick.prompt;
+    };
+    let body = Array.from({ length: 300 }, (_, i) => `value_${i} = compute(${i}, "${'x'.repeat(i % 17)}")`).join('\n') + '\n';
+    const first = quickFor('crlf', body);
+    assert.equal(first, quickFor('lf', body));
+    for (let i = 0; i < 5; i++) {
+      body += `more_${i} = ${i}\n`;
+      const quick = quickFor('crlf', body);
+      assert.ok(!quick.includes('\r'), 'no CR reaches the model');
+      assert.equal(quick, quickFor('lf', body), `line ${i}: the same prompt as the LF file's`);
+      assert.ok(quick.startsWith(first), `line ${i}: the start is kept`);
+    }
   });
 });
