@@ -38,12 +38,12 @@ const INITIAL_DRAFT_TOKENS = 2;
  * thread (ONNX Runtime runs it synchronously), and the next one would start before a cancelling request that came
  * meanwhile is read: that request would wait a whole pass more.
  */
-export function eventsFirst(): Promise<void> {
+function eventsFirst(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** Feeds tokens into the window's cache; returns the logits of the last `logitsFor` of them, [logitsFor, vocab]. */
-export async function feed(decoder: PhiDecoder, window: CacheWindow, tokens: readonly number[], logitsFor = tokens.length): Promise<Float32Array> {
+async function feed(decoder: PhiDecoder, window: CacheWindow, tokens: readonly number[], logitsFor = tokens.length): Promise<Float32Array> {
   const logits = await decoder.forward(tokens, window.cache, logitsFor);
   window.tokens.push(...tokens);
   return logits;

@@ -123,8 +123,7 @@ export class PhiDecoder {
   /**
    * Runs once the kinds of pass a request makes — a prefill chunk of `chunk` tokens, a shorter one, one-token steps,
    * a 3-token verify, and a merge where the graph has a settled part — and fails if the device cannot run them.
-   * On a GPU the first pass of each kind compiles its kernels (a first merge took 37 ms where later ones take 2 ms,
-   * on an H200): better at load than in the user's first completion.
+   * On a GPU the first pass of each kind compiles its kernels: better at load than in the user's first completion.
    */
   async warmUp(tokenId: number, chunk: number): Promise<void> {
     const cache = this.createCache();

@@ -11,7 +11,8 @@
  *                or explanation is held (otherwise it is refused at once), and any later work cancels it.
  *
  * Cancelled work stops at its next step boundary, leaving the cache consistent; cancelled while it waits, it is
- * answered at once and its place in the queue passes without work.
+ * answered at once and its place in the queue passes without work. A new priority is a member of Priority, a row
+ * of RULES, and its name in the `preempts` of the priorities that may cancel it.
  */
 
 export type Priority = 'request' | 'explanation' | 'windowRead';

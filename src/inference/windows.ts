@@ -50,7 +50,7 @@ export interface PreparedWindow {
   readonly copiedTokens: number;
 }
 
-export function commonPrefixLength(a: readonly number[], b: readonly number[]): number {
+function commonPrefixLength(a: readonly number[], b: readonly number[]): number {
   const n = Math.min(a.length, b.length);
   let i = 0;
   while (i < n && a[i] === b[i]) i++;

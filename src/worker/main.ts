@@ -2,7 +2,7 @@
  * Inference worker entry point: runs in its own process (forked with ELECTRON_RUN_AS_NODE=1) so that ONNX
  * Runtime's native code can never take the extension host down. One model, one generator with a KV cache per
  * sequence; the latest generation request wins (but only a newer explanation cancels an explanation), and prefills
- * run only while no generation is in flight or queued. Protocol: src/protocol.ts.
+ * run only while no generation is in flight or queued (src/inference/scheduler.ts). Protocol: src/protocol.ts.
  */
 import { parseArgs } from 'node:util';
 import { Generator } from '../inference/generator';
