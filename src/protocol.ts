@@ -4,18 +4,15 @@
  * one `done` or `error`, a prefill with one `prefilled` or `error`.
  * The worker keeps a KV cache per named sequence (a document's URI; EXPLAIN_SEQUENCE), least recently used out first.
  */
-import type { FinishReason, GenerationStats, PrefillOutcome, PrefillStats, QuickPrompt } from './inference/generator';
+import type { Device, FinishReason, GenerationStats, PrefillOutcome, PrefillStats, QuickPrompt, SamplingParams } from './shared/engineTypes';
 
-/** Where the model runs. `auto` tries the platform's GPU providers, then the CPU. */
-export type Device = 'auto' | 'cpu' | 'cuda' | 'dml' | 'coreml' | 'webgpu';
+// The types of the values the engine reads and reports, defined below both this file and src/inference/.
+export type { Device, FinishReason, GenerationStats, PrefillOutcome, PrefillStats, QuickPrompt, SamplingParams } from './shared/engineTypes';
+
 export const DEVICES: readonly Device[] = ['auto', 'cpu', 'cuda', 'dml', 'coreml', 'webgpu'];
 
-export interface GenerationParams {
+export interface GenerationParams extends SamplingParams {
   readonly maxNewTokens: number;
-  readonly temperature: number;
-  readonly topK: number;
-  readonly topP: number;
-  readonly seed: number;
   readonly stop: readonly string[];
   readonly speculative: boolean;
   /** A shorter prompt to answer from while the prompt's text is not cached yet (see QuickPrompt). */
@@ -41,6 +38,8 @@ export type PrefillOptions = Pick<PrefillRequest, 'quick' | 'nextOnly'>;
 export interface CancelRequest { readonly type: 'cancel'; readonly id: number }
 /** Settings that apply without reloading the model: the bytes all sequences' KV caches may hold together; not answered. */
 export interface ConfigureRequest { readonly type: 'configure'; readonly cacheBytes: number }
+/** The worker's KV cache budget until a `configure` gives one: 768 MiB, the default of the phiComplete.cacheMemoryMB setting. */
+export const DEFAULT_CACHE_BYTES = 768 * 1024 * 1024;
 /** Release the model and exit. */
 export interface ShutdownRequest { readonly type: 'shutdown' }
 export type HostMessage = LoadRequest | GenerateRequest | PrefillRequest | CancelRequest | ConfigureRequest | ShutdownRequest;

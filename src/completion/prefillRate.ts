@@ -3,7 +3,7 @@
  * warmer's), so the provider can size a quick prompt to what can be read in a given time: ~100 tokens a second on
  * a 2-core CPU with phi-1.5, over 1,000 on a GPU, and anything between on the machines users have.
  */
-import type { FinishReason, GenerationStats } from '../inference/generator';
+import type { FinishReason, GenerationStats } from '../protocol';
 
 /** Reads shorter than this are mostly per-pass overhead and say little about the rate. */
 const MIN_MEASURED_TOKENS = 32;

@@ -8,7 +8,7 @@
  */
 import type * as vscode from 'vscode';
 import type { Settings } from '../config';
-import type { QuickPrompt } from '../inference/generator';
+import type { QuickPrompt } from '../protocol';
 import { buildCompletionPrompt } from './context';
 import type { PrefillRate } from './prefillRate';
 import { QuickPromptStarts } from './quickPrompt';

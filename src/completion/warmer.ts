@@ -27,8 +27,7 @@
 import type * as vscode from 'vscode';
 import type { Settings } from '../config';
 import type { WorkerState } from '../client/workerClient';
-import type { PrefillOutcome } from '../inference/generator';
-import type { PrefilledEvent, PrefillOptions } from '../protocol';
+import type { PrefilledEvent, PrefillOptions, PrefillOutcome } from '../protocol';
 import { Disposable } from '../util/disposable';
 import type { PrefillRate } from './prefillRate';
 import { completionPromptAt, type CompletionPrompts } from './requestPrompts';

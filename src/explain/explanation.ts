@@ -3,7 +3,7 @@
  * what the panel says about how it ended, and the request "Continue" sends — the prompt and the text so far,
  * which the worker's cache for Explain Selection already holds, so only the rest is generated.
  */
-import type { FinishReason } from '../inference/generator';
+import type { FinishReason } from '../protocol';
 import { EXPLAIN_CONTEXT_TOKENS, type ExplainPlan } from './explainPrompt';
 
 /** What one request for the explanation asks the worker for. */

@@ -4,19 +4,18 @@
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { headDim, type PhiConfig } from '../model/config';
-import { kvOutputsOf, MODEL_FILE, readManifest, returnsCache, type ModelManifest } from '../model/manifest';
+import { kvOutputsOf, MODEL_FILE, readManifest, returnsCache, type KvOutputs, type ModelManifest } from '../model/manifest';
 import { buildMergeGraph } from '../model/mergeGraph';
-import { floatPlanes, int8Planes, KvCache, type KvArray, type KvPlane } from './kvCache';
+import { floatPlanes, int8Planes, KvCache, type DecoderCache, type KvPlane, type NamedTensors } from './kvCache';
 import { ResidentKvCache, settledPlanes } from './residentKvCache';
+
+export type { DecoderCache } from './kvCache';
 
 export interface DecoderOptions {
   readonly executionProviders?: ort.InferenceSession.SessionOptions['executionProviders'];
   /** CPU threads for one operator; ONNX Runtime picks when undefined. */
   readonly threads?: number;
 }
-
-/** A decoder's cache: host buffers for `present_rows` graphs, the graph's own outputs for `present(_settled)` graphs. */
-export type DecoderCache = KvCache | ResidentKvCache;
 
 /** The KV cache's float type in a float-cache model: the activations'. */
 function floatCacheDtype(manifest: ModelManifest): 'float16' | 'float32' {
@@ -39,12 +38,11 @@ export class PhiDecoder {
   /** The cache tensors of one layer, as the graph's inputs name them. */
   readonly kvPlanes: readonly KvPlane[];
   private readonly hasLogitsToKeep: boolean;
-  /** `present_rows` graphs return the new key/value rows (KvCache); `present` graphs the kept past and new rows (ResidentKvCache). */
-  private readonly hasPresentRows: boolean;
-  /** present_settled graphs also read a settled part of the cache. */
-  private readonly hasSettled: boolean;
-  /** 0, 1, … layers − 1. */
-  private readonly layerIndices: readonly number[];
+  /**
+   * `present_rows` graphs return the new key/value rows (KvCache); `present` graphs the kept past and new rows
+   * (ResidentKvCache); `present_settled` graphs also read a settled part of the cache.
+   */
+  private readonly kvOutputs: KvOutputs;
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -54,11 +52,10 @@ export class PhiDecoder {
     readonly manifest: ModelManifest,
   ) {
     this.kvPlanes = cachePlanes(session, manifest);
-    this.layerIndices = Array.from({ length: config.num_hidden_layers }, (_, i) => i);
     this.hasLogitsToKeep = session.inputNames.includes('logits_to_keep');
-    this.hasPresentRows = session.outputNames.includes('present_rows.0.key');
-    this.hasSettled = session.inputNames.includes('settled_key_values.0.key');
-    if (this.hasSettled !== (mergeSession !== undefined)) throw new Error(`${MODEL_FILE}: its settled_key_values inputs do not match the manifest's kvOutputs (${kvOutputsOf(manifest)}); rebuild the model`);
+    const hasSettled = session.inputNames.includes('settled_key_values.0.key');
+    this.kvOutputs = session.outputNames.includes('present_rows.0.key') ? 'present_rows' : hasSettled ? 'present_settled' : 'present';
+    if (hasSettled !== (mergeSession !== undefined)) throw new Error(`${MODEL_FILE}: its settled_key_values inputs do not match the manifest's kvOutputs (${kvOutputsOf(manifest)}); rebuild the model`);
   }
 
   static async load(modelDir: string, options: DecoderOptions = {}): Promise<PhiDecoder> {
@@ -92,7 +89,8 @@ export class PhiDecoder {
 
   createCache(): DecoderCache {
     const { num_hidden_layers: layers, num_attention_heads: heads, max_position_embeddings: maxLength } = this.config;
-    return this.hasPresentRows ? new KvCache(layers, heads, this.kvPlanes, maxLength) : new ResidentKvCache(layers, heads, this.kvPlanes, maxLength, this.hasSettled ? settledPlanes(this.kvPlanes) : undefined);
+    if (this.kvOutputs === 'present_rows') return new KvCache(layers, heads, this.kvPlanes, maxLength);
+    return new ResidentKvCache(layers, heads, this.kvPlanes, maxLength, this.kvOutputs === 'present_settled' ? settledPlanes(this.kvPlanes) : undefined);
   }
 
   /**
@@ -100,38 +98,24 @@ export class PhiDecoder {
    * Returns logits [n, vocab] (row-major) for the last n = `logitsFor` tokens (default all of them).
    */
   async forward(tokenIds: readonly number[], cache: DecoderCache, logitsFor = tokenIds.length): Promise<Float32Array> {
-    if ((cache instanceof KvCache) !== this.hasPresentRows || (cache instanceof ResidentKvCache && cache.settled !== this.hasSettled)) {
-      throw new Error('PhiDecoder.forward: the cache was not made by this decoder (createCache)');
-    }
+    if (cache.kvOutputs !== this.kvOutputs) throw new Error('PhiDecoder.forward: the cache was not made by this decoder (createCache)');
     const seq = tokenIds.length;
     const filled = cache.length;
     cache.reserve(seq);
-    if (cache instanceof ResidentKvCache && cache.wantsMerge()) await this.merge(cache);
+    const mergeInputs = cache.mergeInputs();
+    if (mergeInputs) cache.takeMerged(await this.merge(mergeInputs));
     const mask = cache.attentionMask(seq);
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(tokenIds, (id) => BigInt(id)), [1, seq]),
       attention_mask: new ort.Tensor('int64', mask, [1, mask.length]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: seq }, (_, i) => BigInt(filled + i)), [1, seq]),
+      ...cache.pastInputs(),
     };
     // Published Optimum exports have no logits_to_keep (they return every position's logits).
     const keep = this.hasLogitsToKeep ? Math.max(1, Math.min(logitsFor, seq)) : seq;
     if (this.hasLogitsToKeep) feeds.logits_to_keep = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), [1]);
-    for (const i of this.layerIndices) {
-      this.kvPlanes.forEach((plane, p) => {
-        if (cache instanceof KvCache) {
-          feeds[`past_key_values.${i}.${plane.name}`] = new ort.Tensor(plane.dtype, cache.buffer(i, p), cache.shape(p, cache.capacity));
-        } else {
-          feeds[`past_key_values.${i}.${plane.name}`] = cache.past(i, p);
-          if (cache.settled) feeds[`settled_key_values.${i}.${plane.name}`] = cache.settledPart(i, p);
-        }
-      });
-    }
     const outputs = await this.session.run(feeds);
-    if (cache instanceof KvCache) {
-      cache.append(this.perLayerAndPlane(outputs, 'present_rows').map((planes) => planes.map((tensor) => tensor.data as KvArray)), seq);
-    } else {
-      cache.replace(this.perLayerAndPlane(outputs, 'present'), seq);
-    }
+    cache.takeOutputs(outputs, seq);
     const logits = outputs.logits.data as Float32Array;
     return keep > Math.min(logitsFor, seq) ? logits.subarray((keep - Math.min(logitsFor, seq)) * this.config.vocab_size) : logits;
   }
@@ -139,8 +123,7 @@ export class PhiDecoder {
   /**
    * Runs once the kinds of pass a request makes — a prefill chunk of `chunk` tokens, a shorter one, one-token steps,
    * a 3-token verify, and a merge where the graph has a settled part — and fails if the device cannot run them.
-   * On a GPU the first pass of each kind compiles its kernels (a first merge took 37 ms where later ones take 2 ms,
-   * on an H200): better at load than in the user's first completion.
+   * On a GPU the first pass of each kind compiles its kernels: better at load than in the user's first completion.
    */
   async warmUp(tokenId: number, chunk: number): Promise<void> {
     const cache = this.createCache();
@@ -154,26 +137,10 @@ export class PhiDecoder {
     }
   }
 
-  /** Merges the cache's past part into its settled part (present_settled graphs), on the device that holds them. */
-  private async merge(cache: ResidentKvCache): Promise<void> {
+  /** Runs the merge graph (present_settled graphs): a cache's past part into its settled part, on the device that holds them. */
+  private async merge(inputs: NamedTensors): Promise<NamedTensors> {
     if (!this.mergeSession) throw new Error('PhiDecoder: this model has no settled cache part to merge into');
-    const [settledKept, pastKept] = cache.mergeCounts();
-    const feeds: Record<string, ort.Tensor> = {
-      settled_kept: new ort.Tensor('int64', BigInt64Array.of(BigInt(settledKept)), [1]),
-      past_kept: new ort.Tensor('int64', BigInt64Array.of(BigInt(pastKept)), [1]),
-    };
-    for (const i of this.layerIndices) {
-      this.kvPlanes.forEach((plane, p) => {
-        feeds[`settled.${i}.${plane.name}`] = cache.settledPart(i, p);
-        feeds[`past.${i}.${plane.name}`] = cache.past(i, p);
-      });
-    }
-    cache.settle(this.perLayerAndPlane(await this.mergeSession.run(feeds), 'merged'));
-  }
-
-  /** The tensors `${prefix}.{layer}.{plane}` of a run's outputs, as [layer][plane]. */
-  private perLayerAndPlane(outputs: ort.InferenceSession.ReturnType, prefix: string): ort.Tensor[][] {
-    return this.layerIndices.map((i) => this.kvPlanes.map((plane) => outputs[`${prefix}.${i}.${plane.name}`]));
+    return this.mergeSession.run(inputs);
   }
 
   async dispose(): Promise<void> {

@@ -4,7 +4,7 @@
  * each one it passed over failed.
  */
 import { returnsCache, type KvOutputs } from '../model/manifest';
-import type { Device } from '../protocol';
+import type { Device } from '../shared/engineTypes';
 
 /** The ONNX Runtime execution provider behind each device. */
 const PROVIDER: Record<Exclude<Device, 'auto'>, string> = { cpu: 'cpu', cuda: 'cuda', dml: 'dml', coreml: 'coreml', webgpu: 'webgpu' };

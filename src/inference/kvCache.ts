@@ -1,3 +1,6 @@
+import * as ort from 'onnxruntime-node';
+import type { KvOutputs } from '../model/manifest';
+
 /** Element types a cache tensor may have (float16 as bit patterns, since JavaScript has no float16 arrays). */
 export type KvDtype = 'float32' | 'float16' | 'int8';
 export type KvArray = Float32Array | Uint16Array | Int8Array;
@@ -43,11 +46,49 @@ export function bytesPerPosition(layers: number, heads: number, planes: readonly
   return layers * heads * planes.reduce((sum, plane) => sum + plane.width * KV_DTYPE_BYTES[plane.dtype], 0);
 }
 
+/** A pass's inputs or outputs by name (`past_key_values.{layer}.{plane}` and the like). */
+export type NamedTensors = Readonly<Record<string, ort.Tensor>>;
+
+/**
+ * A decoder's KV cache, whichever graph outputs it takes: host buffers for `present_rows` graphs (KvCache), the
+ * graph's own outputs for `present(_settled)` graphs (ResidentKvCache, which can stay on a GPU). The decoder and
+ * the generator use a cache through this interface alone.
+ */
+export interface DecoderCache {
+  /** Number of token positions cached. */
+  readonly length: number;
+  /** Bytes the cache holds now. */
+  readonly bytes: number;
+  /** Bytes the cache will hold once `rows` more positions are in it (for a memory budget, before they are). */
+  projectedBytes(rows: number): number;
+  /** Makes room for `rows` more positions (or checks that they fit in the model). */
+  reserve(rows: number): void;
+  /** Forgets every position from `n` on. */
+  rewindTo(n: number): void;
+  /** The attention mask of a pass over `newRows` tokens: 1 at cached positions and new tokens, 0 elsewhere. */
+  attentionMask(newRows: number): BigInt64Array;
+  dispose(): void;
+  /** The graph outputs it takes: a decoder refuses a cache made for another graph. */
+  readonly kvOutputs: KvOutputs;
+  /** Whether copyPrefixFrom can fill it with another cache's rows: host buffers can; a GPU-resident cache cannot (it rewinds in place). */
+  readonly canCopyRows: boolean;
+  /** Fills this empty cache with the first `rows` positions of `source`, a cache of the same kind and shape: copied rather than recomputed. */
+  copyPrefixFrom(source: DecoderCache, rows: number): void;
+  /** The cache's inputs to a pass: `past_key_values.{layer}.{plane}` (and `settled_key_values.*`). */
+  pastInputs(): NamedTensors;
+  /** Takes a pass's cache outputs, which hold its `rows` new positions. */
+  takeOutputs(outputs: NamedTensors, rows: number): void;
+  /** The merge graph's inputs when a merge is due before the next pass (src/model/mergeGraph.ts); undefined when none is. */
+  mergeInputs(): NamedTensors | undefined;
+  /** Takes the merge graph's outputs. */
+  takeMerged(outputs: NamedTensors): void;
+}
+
 /**
  * What every KV cache shares: its shape, how many positions it holds, and forgetting the latest of them
  * (rewindTo: the forgotten rows are masked out until overwritten or dropped).
  */
-export abstract class CachedPositions {
+export abstract class CachedPositions implements DecoderCache {
   protected filled = 0;
 
   constructor(
@@ -86,6 +127,19 @@ export abstract class CachedPositions {
   abstract attentionMask(newRows: number): BigInt64Array;
 
   abstract dispose(): void;
+
+  abstract readonly kvOutputs: KvOutputs;
+  abstract readonly canCopyRows: boolean;
+  abstract copyPrefixFrom(source: DecoderCache, rows: number): void;
+  abstract pastInputs(): NamedTensors;
+  abstract takeOutputs(outputs: NamedTensors, rows: number): void;
+  abstract mergeInputs(): NamedTensors | undefined;
+  abstract takeMerged(outputs: NamedTensors): void;
+
+  /** The tensors `${prefix}.{layer}.{plane}` of a pass's outputs, as [layer][plane]. */
+  protected perLayerAndPlane(outputs: NamedTensors, prefix: string): ort.Tensor[][] {
+    return Array.from({ length: this.layers }, (_, i) => this.planes.map((plane) => outputs[`${prefix}.${i}.${plane.name}`]));
+  }
 
   protected checkRoom(rows: number): void {
     const needed = this.filled + rows;
@@ -173,16 +227,20 @@ export class KvCache extends CachedPositions {
     this.resize(this.slotsFor(needed));
   }
 
+  readonly kvOutputs = 'present_rows';
+  readonly canCopyRows = true;
+
   /**
-   * Fills this empty cache with the first `rows` positions of `source` (same shape): another sequence's prefix,
-   * copied rather than recomputed.
+   * Fills this empty cache with the first `rows` positions of `source` (a KvCache of the same shape): another
+   * window's prefix, copied rather than recomputed.
    */
-  copyPrefix(source: KvCache, rows: number): void {
-    if (this.filled !== 0) throw new Error(`KvCache.copyPrefix: the cache already holds ${this.filled} positions`);
-    if (!Number.isInteger(rows) || rows < 0 || rows > source.length) throw new RangeError(`KvCache.copyPrefix: ${rows} rows, but the source holds ${source.length}`);
+  copyPrefixFrom(source: DecoderCache, rows: number): void {
+    if (!(source instanceof KvCache)) throw new Error('KvCache.copyPrefixFrom: the source cache is not in host buffers');
+    if (this.filled !== 0) throw new Error(`KvCache.copyPrefixFrom: the cache already holds ${this.filled} positions`);
+    if (!Number.isInteger(rows) || rows < 0 || rows > source.length) throw new RangeError(`KvCache.copyPrefixFrom: ${rows} rows, but the source holds ${source.length}`);
     if (source.layers !== this.layers || source.heads !== this.heads || source.planes.length !== this.planes.length
       || source.planes.some((plane, p) => plane.width !== this.planes[p].width || plane.dtype !== this.planes[p].dtype || plane.transposed !== this.planes[p].transposed)) {
-      throw new Error('KvCache.copyPrefix: the source cache has another shape');
+      throw new Error('KvCache.copyPrefixFrom: the source cache has another shape');
     }
     this.reserve(rows);
     for (let layer = 0; layer < this.layers; layer++) {
@@ -197,6 +255,31 @@ export class KvCache extends CachedPositions {
     mask.fill(1n, 0, this.filled);
     mask.fill(1n, this.slots);
     return mask;
+  }
+
+  /** Every layer's buffers, whole: the positions past `length` are masked out (attentionMask). */
+  pastInputs(): NamedTensors {
+    const inputs: Record<string, ort.Tensor> = {};
+    for (let layer = 0; layer < this.layers; layer++) {
+      this.planes.forEach((plane, p) => {
+        inputs[`past_key_values.${layer}.${plane.name}`] = new ort.Tensor(plane.dtype, this.buffers[layer][p], this.shape(p, this.slots));
+      });
+    }
+    return inputs;
+  }
+
+  /** Appends a pass's `present_rows.*` outputs. */
+  takeOutputs(outputs: NamedTensors, rows: number): void {
+    this.append(this.perLayerAndPlane(outputs, 'present_rows').map((planes) => planes.map((tensor) => tensor.data as KvArray)), rows);
+  }
+
+  /** Host buffers never merge: every pass appends its rows in place. */
+  mergeInputs(): undefined {
+    return undefined;
+  }
+
+  takeMerged(): never {
+    throw new Error('KvCache.takeMerged: a host cache has no settled part to merge into');
   }
 
   /** Appends `rows` positions; newRows[layer][plane] holds them in the plane's layout with `rows` positions. */

@@ -17,7 +17,7 @@
  * Dispose it before its decoder: on a GPU its buffers belong to the decoder's sessions.
  */
 import * as ort from 'onnxruntime-node';
-import { CachedPositions, type KvPlane } from './kvCache';
+import { CachedPositions, type KvPlane, type NamedTensors } from './kvCache';
 
 /** Tensors of every layer's planes: [layer][plane], each [1, heads, rows, width] (transposed: [1, heads, width, rows]). */
 export type LayerTensors = readonly (readonly ort.Tensor[])[];
@@ -49,6 +49,58 @@ export class ResidentKvCache extends CachedPositions {
   /** Whether the cache has a settled part (present_settled graphs). */
   get settled(): boolean {
     return this.settledPartPlanes !== undefined;
+  }
+
+  get kvOutputs(): 'present' | 'present_settled' {
+    return this.settled ? 'present_settled' : 'present';
+  }
+
+  /** Its rows are the graph's outputs (on a GPU, in device memory): a new cache starts empty and reads its prompt. */
+  get canCopyRows(): boolean {
+    return false;
+  }
+
+  copyPrefixFrom(): never {
+    throw new Error('ResidentKvCache.copyPrefixFrom: a resident cache cannot copy rows (canCopyRows is false)');
+  }
+
+  /** The past part as it is, and the settled part where there is one. */
+  pastInputs(): NamedTensors {
+    const inputs: Record<string, ort.Tensor> = {};
+    for (let layer = 0; layer < this.layers; layer++) {
+      this.planes.forEach((plane, p) => {
+        inputs[`past_key_values.${layer}.${plane.name}`] = this.past(layer, p);
+        if (this.settled) inputs[`settled_key_values.${layer}.${plane.name}`] = this.settledPart(layer, p);
+      });
+    }
+    return inputs;
+  }
+
+  /** Takes a pass's `present.*` outputs (see replace). */
+  takeOutputs(outputs: NamedTensors, rows: number): void {
+    this.replace(this.perLayerAndPlane(outputs, 'present'), rows);
+  }
+
+  /** Both parts and the rows to keep of each, when wantsMerge says a merge is due. */
+  mergeInputs(): NamedTensors | undefined {
+    if (!this.wantsMerge()) return undefined;
+    const [settledKept, pastKept] = this.mergeCounts();
+    const inputs: Record<string, ort.Tensor> = {
+      settled_kept: new ort.Tensor('int64', BigInt64Array.of(BigInt(settledKept)), [1]),
+      past_kept: new ort.Tensor('int64', BigInt64Array.of(BigInt(pastKept)), [1]),
+    };
+    for (let layer = 0; layer < this.layers; layer++) {
+      this.planes.forEach((plane, p) => {
+        inputs[`settled.${layer}.${plane.name}`] = this.settledPart(layer, p);
+        inputs[`past.${layer}.${plane.name}`] = this.past(layer, p);
+      });
+    }
+    return inputs;
+  }
+
+  /** Takes the merge graph's `merged.*` outputs (see settle). */
+  takeMerged(outputs: NamedTensors): void {
+    this.settle(this.perLayerAndPlane(outputs, 'merged'));
   }
 
   /** Positions the past part's tensors hold: its cached ones, then any forgotten since the last pass. */

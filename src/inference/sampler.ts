@@ -3,16 +3,7 @@
  * then top-p (nucleus) filtering, drawing from a seeded generator so a request with a seed is reproducible.
  */
 import { mulberry32 } from '../model/rng';
-
-export interface SamplingParams {
-  /** 0 = greedy (argmax). */
-  readonly temperature: number;
-  /** Keep the k most likely tokens; 0 = no limit. */
-  readonly topK: number;
-  /** Keep the smallest set of tokens whose probability reaches p; 1 = no limit. */
-  readonly topP: number;
-  readonly seed: number;
-}
+import type { SamplingParams } from '../shared/engineTypes';
 
 export const GREEDY: SamplingParams = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 

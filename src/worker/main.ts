@@ -2,12 +2,11 @@
  * Inference worker entry point: runs in its own process (forked with ELECTRON_RUN_AS_NODE=1) so that ONNX
  * Runtime's native code can never take the extension host down. One model, one generator with a KV cache per
  * sequence; the latest generation request wins (but only a newer explanation cancels an explanation), and prefills
- * run only while no generation is in flight or queued. Protocol: src/protocol.ts.
+ * run only while no generation is in flight or queued (src/inference/scheduler.ts). Protocol: src/protocol.ts.
  */
 import { parseArgs } from 'node:util';
-import { cacheBudgetBytes, DEFAULT_SETTINGS } from '../config';
 import { Generator } from '../inference/generator';
-import { EXPLAIN_SEQUENCE, validateHostMessage, type GenerateRequest, type HostMessage, type LoadRequest, type PrefillRequest, type WorkerMessage } from '../protocol';
+import { DEFAULT_CACHE_BYTES, EXPLAIN_SEQUENCE, validateHostMessage, type GenerateRequest, type HostMessage, type LoadRequest, type PrefillRequest, type WorkerMessage } from '../protocol';
 import { startHeartbeat } from './heartbeat';
 import { loadModel, ModelInvalidError, type LoadedModel } from './session';
 
@@ -20,7 +19,7 @@ let generator: Generator | undefined;
 let loading: Promise<void> = Promise.resolve();
 const cancellers = new Map<number, AbortController>();
 /** The KV caches' memory budget (configure); kept across model loads. */
-let cacheBytes = cacheBudgetBytes(DEFAULT_SETTINGS);
+let cacheBytes = DEFAULT_CACHE_BYTES;
 
 function send(message: WorkerMessage): void {
   if (process.connected) process.send!(message);

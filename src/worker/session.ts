@@ -15,8 +15,8 @@ import { stripTerminalCodes } from '../util/terminalText';
 
 /**
  * Threads for one operator when the setting is 0 (automatic): one per physical core. ONNX Runtime's own choice
- * ran the full-size model 2–4× slower than 2 threads on a 2-core VM (prefill 39 vs 85 tokens/s, decode 6 vs 20),
- * and hyperthreads add little to decoding, which waits on memory.
+ * ran the full-size model several times slower on a 2-core VM (docs/benchmarks.md, Editor), and hyperthreads add
+ * little to decoding, which waits on memory.
  */
 export function automaticThreads(): number {
   const logical = os.availableParallelism();

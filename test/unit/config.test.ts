@@ -8,6 +8,7 @@ import { MAX_USEFUL_EXPLAIN_TOKENS } from '../../src/explain/explainPrompt';
 import { bytesPerPosition, int8Planes } from '../../src/inference/kvCache';
 import type { NoticeSeverity } from '../../src/lifecycle/modelLifecycle';
 import { PHI_1_5 } from '../../src/model/config';
+import { DEFAULT_CACHE_BYTES } from '../../src/protocol';
 import { OPEN_SETTINGS, SettingsWarnings, type SettingsWarningsUi } from '../../src/settingsWarnings';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
 import { buildPhiTokenizerJson } from '../../src/tokenizer/tokenizerJson';
@@ -87,6 +88,7 @@ test('phiComplete.cacheMemoryMB: an integer of MiB from 64, applied without a re
   const perFile = 1152 * perPosition;
   assert.equal(Math.round(perFile / 2 ** 20), 115);
   assert.equal(Math.floor(cacheBudgetBytes(DEFAULT_SETTINGS) / perFile), 6);
+  assert.equal(DEFAULT_CACHE_BYTES, cacheBudgetBytes(DEFAULT_SETTINGS), 'the worker\'s budget until the host configures one is the setting\'s default');
   const contributed = manifest.contributes.configuration.properties['phiComplete.cacheMemoryMB'] as unknown as { markdownDescription: string; minimum: number };
   assert.match(contributed.markdownDescription, /about 115 MiB: the default 768 holds 6 of them/);
   assert.equal(contributed.minimum, 64);

@@ -10,8 +10,7 @@ import type { WorkerState } from '../../src/client/workerClient';
 import { CompletionWarmer, LOOK_AHEAD_TOKENS, type WarmerWindow, type WarmerWorkspace, type WarmTarget } from '../../src/completion/warmer';
 import { PrefillRate } from '../../src/completion/prefillRate';
 import { CompletionPrompts, completionPromptAt } from '../../src/completion/requestPrompts';
-import type { PrefilledEvent, PrefillOptions } from '../../src/protocol';
-import type { PrefillOutcome } from '../../src/inference/generator';
+import type { PrefilledEvent, PrefillOptions, PrefillOutcome } from '../../src/protocol';
 
 const REST = 30;
 const TEXT = 'import os\n\n\ndef main():\n    return os.getcwd()\n';
