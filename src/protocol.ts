@@ -77,7 +77,8 @@ export function validateHostMessage(message: unknown): string | undefined {
   const isNumber = (value: unknown): boolean => typeof value === 'number' && Number.isFinite(value);
   const isSequence = (value: unknown): boolean => typeof value === 'string' && value !== '';
   const isQuickPrompt = (value: unknown): boolean => typeof value === 'object' && value !== null
-    && typeof (value as Record<string, unknown>).prompt === 'string' && isCount((value as Record<string, unknown>).readLimit);
+    && typeof (value as Record<string, unknown>).prompt === 'string' && isCount((value as Record<string, unknown>).readLimit)
+    && ((value as Record<string, unknown>).maxNewTokens === undefined || isCount((value as Record<string, unknown>).maxNewTokens));
   switch (m.type) {
     case 'load':
       if (!isId(m.id)) return 'load: id must be a non-negative integer';
@@ -95,7 +96,7 @@ export function validateHostMessage(message: unknown): string | undefined {
       }
       if (!Array.isArray(p.stop) || !p.stop.every((s) => typeof s === 'string')) return 'generate: params.stop must be an array of strings';
       if (typeof p.speculative !== 'boolean') return 'generate: params.speculative must be a boolean';
-      if (p.quick !== undefined && !isQuickPrompt(p.quick)) return 'generate: params.quick must be { prompt: string, readLimit: non-negative integer } when given';
+      if (p.quick !== undefined && !isQuickPrompt(p.quick)) return 'generate: params.quick must be { prompt: string, readLimit: non-negative integer, maxNewTokens?: non-negative integer } when given';
       if (m.sequence !== undefined && !isSequence(m.sequence)) return 'generate: sequence must be a non-empty string when given';
       return undefined;
     }
@@ -104,7 +105,7 @@ export function validateHostMessage(message: unknown): string | undefined {
       if (!isSequence(m.sequence)) return 'prefill: sequence must be a non-empty string';
       if (typeof m.prompt !== 'string') return 'prefill: prompt must be a string';
       if (!isCount(m.maxNewTokens)) return 'prefill: maxNewTokens must be a non-negative integer';
-      if (m.quick !== undefined && !isQuickPrompt(m.quick)) return 'prefill: quick must be { prompt: string, readLimit: non-negative integer } when given';
+      if (m.quick !== undefined && !isQuickPrompt(m.quick)) return 'prefill: quick must be { prompt: string, readLimit: non-negative integer, maxNewTokens?: non-negative integer } when given';
       if (m.nextOnly !== undefined && typeof m.nextOnly !== 'boolean') return 'prefill: nextOnly must be a boolean when given';
       return undefined;
     case 'configure':

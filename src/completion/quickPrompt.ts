@@ -1,5 +1,5 @@
 /**
- * Where a document's quick prompt starts (see QuickPrompt in src/inference/generator.ts). A quick prompt is a few
+ * Where a document's quick prompt starts (see QuickPrompt in src/protocol.ts). A quick prompt is a few
  * lines, so the context builder's window start, quantised to a quarter of the budget, would move with almost every
  * line typed and the worker would re-read the whole quick window each time. Instead the start is kept while the
  * text from it to the cursor stays within QUICK_GROWTH budgets: typing on extends the quick window (the worker

@@ -131,6 +131,8 @@ export class TokenOutput {
     stop: readonly string[],
     private readonly onText: ((delta: string) => void) | undefined,
     private readonly stats: StatsAccumulator,
+    /** Ends with the first complete line (text, then a line break), as streamed: 'line'. */
+    private readonly firstLineOnly = false,
   ) {
     this.detokenizer = new StreamingDetokenizer(tokenizer);
     this.stops = new StopMatcher(stop);
@@ -149,6 +151,8 @@ export class TokenOutput {
     const { text, stopped } = this.stops.push(this.detokenizer.push(token));
     this.emit(text);
     if (stopped) return 'stop';
+    // The text streamed so far, as the provider reads it: a line of code is complete when a line break follows it.
+    if (this.firstLineOnly && text.includes('\n') && /\S[^\n]*\n/.test(this.text)) return 'line';
     return this.tokensLeft <= 0 ? 'length' : undefined;
   }
 

@@ -317,7 +317,10 @@ export class Generator {
     const prepared = this.prepare(name, request.aside ?? false, chosen.prompt, maxNewTokens, false, chosen.found);
     const { window, tokens } = prepared;
     stats.promptRead(prepared, chosen.quick);
-    const output = new TokenOutput(this.tokenizer, maxNewTokens, request.stop ?? [], request.onText, stats);
+    // A quick answer is short, so that reading the window it left unread comes next (QuickPrompt.maxNewTokens).
+    const quickCap = chosen.quick ? request.quick?.maxNewTokens : undefined;
+    const tokenLimit = quickCap === undefined ? maxNewTokens : Math.min(maxNewTokens, quickCap);
+    const output = new TokenOutput(this.tokenizer, tokenLimit, request.stop ?? [], request.onText, stats, quickCap !== undefined);
     const logits = await feedChunks(this.decoder, window, tokens, prepared.reusedTokens, tokens.length, signal, this.prefillChunk);
     stats.prefillMs = performance.now() - prefillStarted;
     let finishReason: FinishReason = 'cancelled';

@@ -27,9 +27,18 @@ export interface QuickPrompt {
   readonly prompt: string;
   /** Used when the full prompt has more uncached tokens than this (what can be read in the time allowed). */
   readonly readLimit: number;
+  /**
+   * Answering from it: at most this many tokens, and it ends with its first complete line ('line'), so the whole
+   * window is read next instead of waiting for the rest of a suggestion from a few lines (see FinishReason).
+   */
+  readonly maxNewTokens?: number;
 }
 
-export type FinishReason = 'stop' | 'eos' | 'length' | 'cancelled';
+/**
+ * stop: a stop sequence; eos: the model ended; length: maxNewTokens; line: a quick answer's first line is complete
+ * (QuickPrompt.maxNewTokens); cancelled: a newer request took over (or the caller cancelled).
+ */
+export type FinishReason = 'stop' | 'eos' | 'length' | 'line' | 'cancelled';
 
 export interface GenerationStats {
   readonly promptTokens: number;

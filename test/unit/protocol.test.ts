@@ -25,8 +25,10 @@ test('prefill: id, sequence, prompt and maxNewTokens are checked', () => {
   assert.equal(validateHostMessage({ ...valid, maxNewTokens: 1.5 }), 'prefill: maxNewTokens must be a non-negative integer');
   assert.equal(validateHostMessage({ ...valid, maxNewTokens: '64' }), 'prefill: maxNewTokens must be a non-negative integer');
   assert.equal(validateHostMessage({ ...valid, quick: { prompt: 'os\n', readLimit: 48 }, nextOnly: true }), undefined);
-  assert.equal(validateHostMessage({ ...valid, quick: { prompt: 'os\n', readLimit: -1 } }), 'prefill: quick must be { prompt: string, readLimit: non-negative integer } when given');
-  assert.equal(validateHostMessage({ ...valid, quick: 'os' }), 'prefill: quick must be { prompt: string, readLimit: non-negative integer } when given');
+  assert.equal(validateHostMessage({ ...valid, quick: { prompt: 'os\n', readLimit: -1 } }), 'prefill: quick must be { prompt: string, readLimit: non-negative integer, maxNewTokens?: non-negative integer } when given');
+  assert.equal(validateHostMessage({ ...valid, quick: { prompt: 'os\n', readLimit: 48, maxNewTokens: 32 } }), undefined);
+  assert.equal(validateHostMessage({ ...valid, quick: { prompt: 'os\n', readLimit: 48, maxNewTokens: 1.5 } }), 'prefill: quick must be { prompt: string, readLimit: non-negative integer, maxNewTokens?: non-negative integer } when given');
+  assert.equal(validateHostMessage({ ...valid, quick: 'os' }), 'prefill: quick must be { prompt: string, readLimit: non-negative integer, maxNewTokens?: non-negative integer } when given');
   assert.equal(validateHostMessage({ ...valid, nextOnly: 1 }), 'prefill: nextOnly must be a boolean when given');
 });
 

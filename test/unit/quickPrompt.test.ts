@@ -13,7 +13,11 @@ import { QUICK_GROWTH, QuickPromptStarts } from '../../src/completion/quickPromp
 import { CompletionPrompts, type PromptDocument } from '../../src/completion/requestPrompts';
 import { DEFAULT_SETTINGS } from '../../src/config';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
+import * as path from 'node:path';
+import { TOKENIZER_FILE } from '../../src/model/manifest';
+import { buildScriptedModel } from '../support/scriptedModel';
 import { openTinyDecoder } from '../support/tinyDecoder';
+import { scratchDir } from '../support/tinyModels';
 
 /** A module's text before the cursor, and the last lines of it: the quick prompt for the same place. */
 const QUICK = 'def area(width, height):\n    """Return the area."""\n    return width * height\n\n\ndef perimeter(width, height):\n    return';
@@ -120,6 +124,46 @@ describe('the quick prompt', () => {
       assert.equal(whole.stats.reusedTokens, tokenizer.encode(FULL + typed).length - 1);
       assert.deepEqual(whole.tokens, (await cold(FULL + typed)).tokens);
       assert.equal(generator.sequenceNames.filter((name) => name === SEQUENCE).length, 2, 'the quick window and the whole one');
+    } finally {
+      await generator.dispose();
+    }
+  });
+});
+
+describe('an answer from the quick prompt', () => {
+  /** What the scripted model writes after `    return`: a first line, then a second. */
+  const ANSWER = ' width * height\n    print(area)';
+  let scripted: PhiDecoder;
+  let scriptedTokenizer: PhiTokenizer;
+  before(async () => {
+    const dir = path.join(scratchDir(), 'scripted-two-lines');
+    buildScriptedModel(dir, QUICK, ANSWER);
+    scripted = await PhiDecoder.load(dir, { executionProviders: ['cpu'] });
+    scriptedTokenizer = PhiTokenizer.fromFile(path.join(dir, TOKENIZER_FILE));
+  });
+  after(async () => scripted.dispose());
+
+  test('ends with its first line (so the window is read next); once the window is read, the answer runs whole', async () => {
+    const generator = new Generator(scripted, scriptedTokenizer);
+    const ask = (maxQuickTokens: number): GenerationRequest => ({
+      prompt: FULL, maxNewTokens: 64, sequence: SEQUENCE, quick: { prompt: QUICK, readLimit: 8, maxNewTokens: maxQuickTokens },
+    });
+    try {
+      const quick = await generator.generate(ask(32));
+      assert.equal(quick.stats.quick, true);
+      assert.equal(quick.finishReason, 'line');
+      assert.ok(quick.text.startsWith(' width * height\n') && !quick.text.includes('print'), JSON.stringify(quick.text));
+
+      const capped = await generator.generate(ask(2));
+      assert.equal(capped.finishReason, 'length');
+      assert.equal(capped.tokens.length, 2, 'at most the quick answer\'s tokens');
+
+      const warmed = await generator.prefill({ prompt: FULL, maxNewTokens: 64, sequence: SEQUENCE });
+      assert.equal(warmed.outcome, 'done');
+      const whole = await generator.generate(ask(32));
+      assert.equal(whole.stats.quick, false);
+      assert.equal(whole.text, ANSWER, 'from the whole window: every line, up to the request\'s own limit');
+      assert.equal(whole.finishReason, 'eos');
     } finally {
       await generator.dispose();
     }
