@@ -6,7 +6,7 @@
 import { MAX_USEFUL_EXPLAIN_TOKENS } from './explain/explainPrompt';
 import { PHI_1_5 } from './model/config';
 import { DEVICES, type Device } from './protocol';
-import { insecureUrlReason } from './util/secureUrl';
+import { insecureUrlReason, redactUrl } from './util/secureUrl';
 
 export interface Settings {
   /** Inline completions on or off (VS Code resolves per-language overrides before we read it). */
@@ -154,7 +154,9 @@ export function readSettings(get: (key: string) => unknown): { settings: Setting
     if (check(value)) {
       settings[name] = normalise(name, value);
     } else {
-      warnings.push(`phiComplete.${SETTING_KEYS[name]} is ${JSON.stringify(value)}; it must be ${expected}. Using the default, ${JSON.stringify(DEFAULT_SETTINGS[name])}.`);
+      // An endpoint's credentials (https://user:password@host) are not shown: warnings are logged.
+      const shown = name === 'hubEndpoint' && typeof value === 'string' ? redactUrl(value) : value;
+      warnings.push(`phiComplete.${SETTING_KEYS[name]} is ${JSON.stringify(shown)}; it must be ${expected}. Using the default, ${JSON.stringify(DEFAULT_SETTINGS[name])}.`);
     }
   }
   const valid = settings as unknown as Settings;

@@ -26,20 +26,171 @@ export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
-/** Code spans, then bold and italics around escaped text; links and HTML stay text. */
+/*
+ * Parsing is linear in the length of a line: the model's text is re-rendered on every streamed piece, and a
+ * backtracking regex (overlapping quantifiers such as `\s+(.*?)\s*#*\s*$`, or a lazy `(.+?)` tried from every
+ * opening `**`) takes quadratic or cubic time on a long run of spaces, stars or hashes. So lines are scanned by
+ * hand, with the meaning those regexes had: `.` stops at a line terminator, \s and \w are JavaScript's.
+ */
+
+/** Whether the code unit is one of JavaScript's \s (white space and line terminators). */
+function isSpaceCode(c: number): boolean {
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d) || c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a)
+    || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
+}
+
+const isSpace = (text: string, i: number): boolean => i < text.length && isSpaceCode(text.charCodeAt(i));
+
+/** Whether text[i] is a line terminator (what `.` does not match). */
+function isLineTerminator(text: string, i: number): boolean {
+  const c = text.charCodeAt(i);
+  return c === 0x0a || c === 0x0d || c === 0x2028 || c === 0x2029;
+}
+
+const hasLineTerminator = (text: string): boolean => /[\n\r\u2028\u2029]/.test(text);
+
+/** Whether text[i] is \w or `*` (undefined past the end: false). */
+function isWordOrStar(text: string, i: number): boolean {
+  const c = text.charCodeAt(i);
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x5f || c === 0x2a;
+}
+
+/**
+ * The first index at or after `from` where `matches` holds (`length` when none), for positions asked in
+ * increasing order: no index is tested twice, so a whole line's questions cost one pass over it.
+ */
+function forwardSearch(length: number, matches: (i: number) => boolean): (from: number) => number {
+  let found = -1;
+  return (from) => {
+    if (found >= from) return found;
+    let i = from;
+    while (i < length && !matches(i)) i++;
+    found = i;
+    return i;
+  };
+}
+
+/**
+ * `**bold**` as the regex `\*\*(?=\S)(.+?)(?<=\S)\*\*` (global) replaced it: from each `**` before a non-space, to the first `**`
+ * after a non-space on the same line.
+ */
+function renderBold(text: string): string {
+  if (!text.includes('**')) return text;
+  const n = text.length;
+  const closing = forwardSearch(n, (q) => text[q] === '*' && text[q + 1] === '*' && !isSpace(text, q - 1));
+  const lineEnd = forwardSearch(n, (i) => isLineTerminator(text, i));
+  let html = '';
+  let done = 0;
+  for (let p = 0; p + 1 < n; p++) {
+    if (text[p] !== '*' || text[p + 1] !== '*' || p + 2 >= n || isSpace(text, p + 2)) continue;
+    const q = closing(p + 3);
+    if (q >= n || lineEnd(p + 2) < q) continue;
+    html += `${text.slice(done, p)}<strong>${text.slice(p + 2, q)}</strong>`;
+    done = q + 2;
+    p = q + 1;
+  }
+  return html + text.slice(done);
+}
+
+/**
+ * `*italics*` and `_italics_` as `/(^|[^\w*])([*_])(?=\S)(.+?)(?<=\S)\2(?![\w*])/g` replaces them: a delimiter at
+ * the start or after neither a word character nor `*`, before a non-space, to the first same delimiter on the
+ * same line after a non-space and before neither a word character nor `*`.
+ */
+function renderItalics(text: string): string {
+  if (!text.includes('*') && !text.includes('_')) return text;
+  const n = text.length;
+  const closer = (delimiter: string) => forwardSearch(n, (c) => text[c] === delimiter && !isSpace(text, c - 1) && !isWordOrStar(text, c + 1));
+  const closing = { '*': closer('*'), _: closer('_') };
+  const lineEnd = forwardSearch(n, (i) => isLineTerminator(text, i));
+  let html = '';
+  let done = 0;
+  for (let o = 0; o < n; o++) {
+    const delimiter = text[o];
+    if (delimiter !== '*' && delimiter !== '_') continue;
+    // The character before the delimiter is part of the match: not one a previous match took.
+    if (o > 0 && (o - 1 < done || isWordOrStar(text, o - 1))) continue;
+    if (o + 1 >= n || isSpace(text, o + 1)) continue;
+    const c = closing[delimiter](o + 2);
+    if (c >= n || lineEnd(o + 1) < c) continue;
+    html += `${text.slice(done, o)}<em>${text.slice(o + 1, c)}</em>`;
+    done = c + 1;
+    o = c;
+  }
+  return html + text.slice(done);
+}
+
+/** Code spans (`` `code` ``, within a line), then bold and italics around escaped text; links and HTML stay text. */
 function renderInline(text: string): string {
-  return text.split(/(`[^`\n]+`)/).map((part, i) => {
-    if (i % 2 === 1) return `<code>${escapeHtml(part.slice(1, -1))}</code>`;
-    return escapeHtml(part)
-      .replace(/\*\*(?=\S)(.+?)(?<=\S)\*\*/g, '<strong>$1</strong>')
-      .replace(/(^|[^\w*])([*_])(?=\S)(.+?)(?<=\S)\2(?![\w*])/g, '$1<em>$3</em>');
-  }).join('');
+  const emphasis = (part: string): string => renderItalics(renderBold(escapeHtml(part)));
+  let html = '';
+  let done = 0;
+  let open = -1;
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] === '\n') {
+      open = -1;
+    } else if (text[i] === '`') {
+      if (open >= 0 && i > open + 1) {
+        html += `${emphasis(text.slice(done, open))}<code>${escapeHtml(text.slice(open + 1, i))}</code>`;
+        done = i + 1;
+        open = -1;
+      } else {
+        open = i;
+      }
+    }
+  }
+  return html + emphasis(text.slice(done));
 }
 
 const FENCE = /^ {0,3}(`{3,}|~{3,})\s*([^`\s]*)/;
-const HEADING = /^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
-const QUOTE = /^ {0,3}>\s?(.*)$/;
-const LIST_ITEM = /^\s*([-*+]|\d{1,9}[.)])\s+(.*)$/;
+
+/** Up to three spaces: where a heading's or a quote's marker may start. */
+function indentOf(line: string): number {
+  let i = 0;
+  while (i < 3 && line[i] === ' ') i++;
+  return i;
+}
+
+/** `# Heading #` (as `/^ {0,3}(#{1,6})\s+(.*?)\s*#*\s*$/`): its level and text, or undefined. */
+function parseHeading(line: string): { readonly level: number; readonly text: string } | undefined {
+  const start = indentOf(line);
+  let i = start;
+  while (line[i] === '#') i++;
+  const level = i - start;
+  if (level < 1 || level > 6 || !isSpace(line, i)) return undefined;
+  while (isSpace(line, i)) i++;
+  let end = line.length;
+  while (end > i && isSpace(line, end - 1)) end--;
+  while (end > i && line[end - 1] === '#') end--;
+  while (end > i && isSpace(line, end - 1)) end--;
+  const text = line.slice(i, end);
+  return hasLineTerminator(text) ? undefined : { level, text };
+}
+
+/** `> quoted` (as `/^ {0,3}>\s?(.*)$/`): the quoted text, or undefined. */
+function parseQuote(line: string): string | undefined {
+  const i = indentOf(line);
+  if (line[i] !== '>') return undefined;
+  const text = line.slice(isSpace(line, i + 1) ? i + 2 : i + 1);
+  return hasLineTerminator(text) ? undefined : text;
+}
+
+/** `- item` or `1. item` (as `/^\s*([-*+]|\d{1,9}[.)])\s+(.*)$/`): whether it is numbered, and its text. */
+function parseListItem(line: string): { readonly ordered: boolean; readonly text: string } | undefined {
+  let i = 0;
+  while (isSpace(line, i)) i++;
+  const start = i;
+  const ordered = line[i] !== '-' && line[i] !== '*' && line[i] !== '+';
+  if (ordered) {
+    while (line[i] >= '0' && line[i] <= '9') i++;
+    if (i === start || i - start > 9 || (line[i] !== '.' && line[i] !== ')')) return undefined;
+  }
+  i++;
+  if (!isSpace(line, i)) return undefined;
+  while (isSpace(line, i)) i++;
+  const text = line.slice(i);
+  return hasLineTerminator(text) ? undefined : { ordered, text };
+}
 
 /**
  * The Markdown phi writes (paragraphs, fenced code, `code`, **bold**, *italics*, headings, lists, quotes) as HTML
@@ -71,22 +222,22 @@ export function renderMarkdown(markdown: string): string {
       html.push(`<pre><code${language}>${escapeHtml(body.join('\n'))}</code></pre>`);
       continue;
     }
-    const heading = HEADING.exec(line);
-    const quoted = QUOTE.exec(line);
-    const item = LIST_ITEM.exec(line);
+    const heading = parseHeading(line);
+    const quoted = parseQuote(line);
+    const item = parseListItem(line);
     if (line.trim() === '') {
       flush();
     } else if (heading) {
       flush();
-      html.push(`<h${heading[1].length}>${renderInline(heading[2])}</h${heading[1].length}>`);
-    } else if (quoted) {
+      html.push(`<h${heading.level}>${renderInline(heading.text)}</h${heading.level}>`);
+    } else if (quoted !== undefined) {
       if (quote.length === 0) flush();
-      quote.push(quoted[1]);
+      quote.push(quoted);
     } else if (item) {
-      const tag = /\d/.test(item[1]) ? 'ol' : 'ul';
+      const tag = item.ordered ? 'ol' : 'ul';
       if (list?.tag !== tag) flush();
       list ??= { tag, items: [] };
-      list.items.push(item[2]);
+      list.items.push(item.text);
     } else if (list) {
       // A line under a list item continues it.
       list.items[list.items.length - 1] += `\n${line.trim()}`;

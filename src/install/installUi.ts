@@ -6,6 +6,7 @@
 import * as vscode from 'vscode';
 import type { Settings } from '../config';
 import { DownloadError, formatBytes, offlineHelp } from '../model/download';
+import { redactCredentials } from '../util/secureUrl';
 import { catalogueEntry, type CatalogueEntry } from './catalogue';
 import { importLocalFolder, installCatalogueModel, installDamage, installedModelDir, type InstallOptions, type InstallProgress } from './install';
 
@@ -73,7 +74,8 @@ export async function downloadModel(ui: InstallUiContext, entry: CatalogueEntry)
     if (dir) ui.log.info(`installed ${entry.id} into ${dir}`);
     return dir !== undefined;
   } catch (error) {
-    const message = (error as Error).message;
+    // Messages already leave out the endpoint's credentials; anything else that quotes a URL with them does too.
+    const message = redactCredentials((error as Error).message);
     ui.log.error(`installing ${entry.id} failed: ${message}`);
     const choice = await vscode.window.showErrorMessage(`phi-complete: ${message}`, ...failureActions(error instanceof DownloadError ? error.kind : undefined));
     if (choice === 'Set Hub Token') await setHubToken(ui);

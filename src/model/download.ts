@@ -9,14 +9,14 @@
  *
  * The token is only ever put in the Authorization header: it is never logged nor part of an error message, and
  * it never travels in clear: the endpoint must be https (plain http only on loopback), and a redirect from https
- * to http is refused.
+ * to http is refused. Credentials in the endpoint (https://user:password@host) are shown as *** in every message.
  */
 import { createHash, type Hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as path from 'node:path';
-import { insecureUrlReason } from '../util/secureUrl';
+import { insecureUrlReason, redactCredentials, redactUrl, urlCredentials } from '../util/secureUrl';
 
 export interface DownloadFile {
   /** Path of the file in the repository (also its path under the destination). */
@@ -88,7 +88,7 @@ export function checkEndpoint(endpoint: string): void {
   try {
     url = new URL(endpoint);
   } catch {
-    throw new DownloadError('insecure', `the hub endpoint ${JSON.stringify(endpoint)} is not a URL; set phiComplete.hubEndpoint to an https URL`);
+    throw new DownloadError('insecure', `the hub endpoint ${JSON.stringify(redactUrl(endpoint))} is not a URL; set phiComplete.hubEndpoint to an https URL`);
   }
   const reason = insecureUrlReason(url);
   if (reason) throw new DownloadError('insecure', `refusing to download from ${url.origin}: ${reason}; set phiComplete.hubEndpoint to an https URL`);
@@ -108,10 +108,15 @@ export function fileUrl(options: Pick<DownloadOptions, 'endpoint' | 'repo' | 're
   return `${endpoint}/${repo}/resolve/${encodeURIComponent(options.revision)}/${file}`;
 }
 
-/** A manual route for machines that cannot download: the URL of each file and where to put them. */
+/**
+ * A manual route for machines that cannot download: the URL of each file and where to put them (without the
+ * endpoint's user name and password, if it has them: the text is logged).
+ */
 export function offlineHelp(options: Pick<DownloadOptions, 'endpoint' | 'repo' | 'revision' | 'files'>): string {
+  const credentials = urlCredentials(options.endpoint).length > 0;
   const lines = [
-    `To install the model by hand, download these files of ${options.repo} (revision ${options.revision}):`,
+    `To install the model by hand, download these files of ${options.repo} (revision ${options.revision})`
+      + `${credentials ? ', with the user name and password of phiComplete.hubEndpoint in place of ***' : ''}:`,
     '',
   ];
   for (const file of options.files) {
@@ -119,7 +124,7 @@ export function offlineHelp(options: Pick<DownloadOptions, 'endpoint' | 'repo' |
       ...(file.size === undefined ? [] : [formatBytes(file.size)]),
       ...(file.sha256 === undefined ? [] : [`sha256 ${file.sha256.toLowerCase()}`]),
     ];
-    lines.push(`  ${fileUrl(options, file.name)}${details.length > 0 ? `  (${details.join(', ')})` : ''}`);
+    lines.push(`  ${redactUrl(fileUrl(options, file.name))}${details.length > 0 ? `  (${details.join(', ')})` : ''}`);
   }
   lines.push(
     '',
@@ -420,9 +425,16 @@ interface Opened {
   readonly hubHeader: (name: string) => string | undefined;
 }
 
-function describeCause(error: unknown, token: string | undefined): string {
+/**
+ * Why a request failed, as it may be shown: without the token, nor the endpoint's credentials (a transport's
+ * message may quote the URL; a credential of 6 characters or more is hidden in any other form too, a shorter one
+ * would hide parts of words).
+ */
+function describeCause(error: unknown, options: Pick<DownloadOptions, 'endpoint' | 'token'>): string {
   const cause = error instanceof Error ? ((error as NodeJS.ErrnoException).code ?? error.message) : String(error);
-  return token ? cause.split(token).join('***') : cause;
+  const credentials = urlCredentials(options.endpoint).filter((part) => part.length >= 6);
+  const secrets = [...(options.token ? [options.token] : []), ...credentials].sort((a, b) => b.length - a.length);
+  return secrets.reduce((text, secret) => text.split(secret).join('***'), redactCredentials(cause));
 }
 
 /**
@@ -435,6 +447,7 @@ async function open(
   beforeRedirect: (hubHeader: (name: string) => string | undefined) => Promise<void>,
 ): Promise<Opened> {
   const origin = new URL(url).origin;
+  const shown = redactUrl(url);
   let current = new URL(url);
   let sameOrigin = true;
   const hubHeaders: ((name: string) => string | undefined)[] = [];
@@ -450,15 +463,15 @@ async function open(
       if (error instanceof DownloadError) throw error;
       throwIfCancelled(options.signal);
       throw new DownloadError('network',
-        `cannot download ${fileName} from ${hop === 0 ? url : current.origin} (${describeCause(error, options.token)}); ` +
+        `cannot download ${fileName} from ${hop === 0 ? shown : current.origin} (${describeCause(error, options)}); ` +
           `check the network connection and the endpoint setting; ${KEPT}`);
     }
     if (sameOrigin) hubHeaders.push(response.header);
     if (!REDIRECT_STATUSES.has(response.status)) return { response, hubHeader };
     response.close();
     const location = response.header('location');
-    if (!location) throw new DownloadError('http', `${url} answered ${response.status} without a Location header (downloading ${fileName})`);
-    if (hop + 1 > MAX_REDIRECTS) throw new DownloadError('http', `too many redirects (more than ${MAX_REDIRECTS}) downloading ${fileName} from ${url}`);
+    if (!location) throw new DownloadError('http', `${shown} answered ${response.status} without a Location header (downloading ${fileName})`);
+    if (hop + 1 > MAX_REDIRECTS) throw new DownloadError('http', `too many redirects (more than ${MAX_REDIRECTS}) downloading ${fileName} from ${shown}`);
     const next = new URL(location, current);
     checkRedirect(current, next);
     await beforeRedirect(hubHeader);
@@ -531,6 +544,8 @@ async function downloadOne(options: DownloadOptions, destination: string, file: 
   const target = path.join(destination, file.name);
   const partial = target + PARTIAL_SUFFIX;
   const url = fileUrl(options, file.name);
+  /** The URL as messages show it (without the endpoint's credentials). */
+  const shown = redactUrl(url);
   await fs.promises.mkdir(path.dirname(target), { recursive: true });
   if (await isAlreadyComplete(target, file, options.signal)) {
     options.onProgress?.({ file: file.name, receivedBytes: file.size ?? (await sizeOf(target)) ?? 0, ...(file.size === undefined ? {} : { totalBytes: file.size }), bytesPerSecond: 0 });
@@ -560,22 +575,22 @@ async function downloadOne(options: DownloadOptions, destination: string, file: 
         new ProgressReporter(file.name, options.onProgress, offset).report(offset, offset, true);
         return;
       }
-      if (attempt > 0) throw new DownloadError('http', `the server refused to resume ${file.name} (${url} answered 416)`);
+      if (attempt > 0) throw new DownloadError('http', `the server refused to resume ${file.name} (${shown} answered 416)`);
       offset = 0;
       continue;
     }
     if (status === 404) {
       response.close();
-      throw new DownloadError('not-found', `${file.name} was not found on the server (${url} answered 404); check the repository, revision and endpoint settings`);
+      throw new DownloadError('not-found', `${file.name} was not found on the server (${shown} answered 404); check the repository, revision and endpoint settings`);
     }
     if (status === 401 || status === 403) {
       response.close();
       throw new DownloadError('unauthorized',
-        `the server refused access to ${file.name} (${url} answered ${status}); if this is a gated mirror, set a token`);
+        `the server refused access to ${file.name} (${shown} answered ${status}); if this is a gated mirror, set a token`);
     }
     if (status !== 200 && status !== 206) {
       response.close();
-      throw new DownloadError('http', `downloading ${file.name} failed: ${url} answered HTTP ${status}`);
+      throw new DownloadError('http', `downloading ${file.name} failed: ${shown} answered HTTP ${status}`);
     }
 
     let total = declaredSize;
@@ -585,7 +600,7 @@ async function downloadOne(options: DownloadOptions, destination: string, file: 
       if (offset === 0 || range.start !== offset) {
         // Not the range asked for: start over from the beginning.
         response.close();
-        if (attempt > 0) throw new DownloadError('http', `the server sent an unexpected range for ${file.name} (${url})`);
+        if (attempt > 0) throw new DownloadError('http', `the server sent an unexpected range for ${file.name} (${shown})`);
         offset = 0;
         continue;
       }
@@ -640,7 +655,7 @@ async function receive(
       throw new DownloadError('disk-space', `the disk is full while writing ${name}; free some space, ${KEPT}`);
     }
     throw new DownloadError('network',
-      `the connection failed while downloading ${name} (${describeCause(error, options.token)}) after ${formatBytes(received)}; ${KEPT}`);
+      `the connection failed while downloading ${name} (${describeCause(error, options)}) after ${formatBytes(received)}; ${KEPT}`);
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
   }

@@ -75,35 +75,94 @@ export function kvOutputsOf(manifest: ModelManifest): KvOutputs {
   return manifest.kvOutputs ?? 'present_rows';
 }
 
+/** Why a manifest's file name is not a plain relative path inside the model folder, or undefined when it is one. */
+function unsafeFileName(name: string): string | undefined {
+  if (name === '') return 'is empty';
+  if (name.includes('\0')) return 'contains a NUL character';
+  if (path.posix.isAbsolute(name) || path.win32.isAbsolute(name)) return 'is an absolute path';
+  if (/^[a-z]:/i.test(name)) return 'names a drive';
+  const parts = name.split(/[\\/]/);
+  if (parts.includes('..')) return 'leaves the folder (..)';
+  if (parts.some((part) => part === '' || part === '.')) return 'has an empty or "." segment';
+  return undefined;
+}
+
+const shown = (value: unknown): string => {
+  const text = value === undefined ? 'missing' : JSON.stringify(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+};
+
+/**
+ * Checks the manifest's `files` (the manifest is data, as a downloaded or copied folder is: its names must not
+ * reach outside the folder, nor its records be of another shape than the builder writes).
+ */
+function checkFiles(file: string, files: unknown): asserts files is Record<string, FileRecord> {
+  const problem = (what: string): Error => new Error(`${file}: ${what}; rebuild or re-download the model`);
+  if (files === null || typeof files !== 'object' || Array.isArray(files)) {
+    throw problem(`its "files" field must be an object of file names and their { "bytes", "sha256" }, but it is ${shown(files)}`);
+  }
+  for (const [name, record] of Object.entries(files)) {
+    const unsafe = unsafeFileName(name);
+    if (unsafe) throw problem(`its "files" field names ${JSON.stringify(name)}, which ${unsafe}: every file must be a plain relative path inside the model folder`);
+    const { bytes, sha256 } = (record ?? {}) as Partial<Record<keyof FileRecord, unknown>>;
+    if (typeof record !== 'object' || !Number.isSafeInteger(bytes) || (bytes as number) < 0 || typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/i.test(sha256)) {
+      throw problem(`its "files" entry for ${JSON.stringify(name)} must be { "bytes": a whole number, "sha256": 64 hex digits }, but it is ${shown(record)}`);
+    }
+  }
+}
+
 export function readManifest(modelDir: string): ModelManifest {
   const file = path.join(modelDir, MANIFEST_FILE);
-  let manifest: ModelManifest;
+  let manifest: unknown;
   try {
-    manifest = JSON.parse(fs.readFileSync(file, 'utf8')) as ModelManifest;
+    manifest = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (error) {
     throw new Error(`${file}: cannot read the model manifest (${(error as Error).message}); rebuild or re-download the model`);
   }
-  if (manifest.format !== MANIFEST_FORMAT) throw new Error(`${file}: unknown manifest format ${String(manifest.format)}`);
-  return manifest;
+  if (manifest === null || typeof manifest !== 'object' || Array.isArray(manifest)) throw new Error(`${file}: the model manifest is not a JSON object; rebuild or re-download the model`);
+  const { format, files } = manifest as Partial<Record<keyof ModelManifest, unknown>>;
+  if (format !== MANIFEST_FORMAT) throw new Error(`${file}: unknown manifest format ${String(format)}`);
+  checkFiles(file, files);
+  return manifest as ModelManifest;
 }
 
 /**
- * What is wrong with a model folder's files by its manifest's recorded sizes (missing, cut, grown): empty when
- * nothing is. Cheap (no file is read), so it runs before every load.
+ * What is wrong with a model folder's files by its manifest's recorded sizes (missing, cut, grown, not a regular
+ * file): empty when nothing is. Cheap (no file is read), so it runs before every load.
  */
 export function modelFileProblems(modelDir: string, manifest: ModelManifest = readManifest(modelDir)): string[] {
   const problems: string[] = [];
   for (const [name, record] of Object.entries(manifest.files)) {
-    let bytes: number;
+    let stat: fs.Stats;
     try {
-      bytes = fs.statSync(path.join(modelDir, name)).size;
+      stat = fs.statSync(path.join(modelDir, name));
     } catch {
       problems.push(`${name} is missing`);
       continue;
     }
-    if (bytes !== record.bytes) problems.push(`${name} has ${bytes} bytes instead of ${record.bytes}`);
+    if (!stat.isFile()) problems.push(`${name} is not a regular file`);
+    else if (stat.size !== record.bytes) problems.push(`${name} has ${stat.size} bytes instead of ${record.bytes}`);
   }
   return problems;
+}
+
+/** The sha256 of a regular file (undefined for anything else: a device or a FIFO never ends); cancelled by `signal`. */
+async function sha256OfFile(file: string, signal: AbortSignal | undefined): Promise<string | undefined> {
+  // Non-blocking, so that opening a FIFO does not wait for a writer; no effect on a regular file.
+  const handle = await fs.promises.open(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
+  try {
+    if (!(await handle.stat()).isFile()) return undefined;
+    const hash = createHash('sha256');
+    const buffer = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      signal?.throwIfAborted();
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) return hash.digest('hex');
+      hash.update(buffer.subarray(0, bytesRead));
+    }
+  } finally {
+    await handle.close();
+  }
 }
 
 /** As modelFileProblems, and then every file's sha256 against the manifest (reads every byte: for repairs). */
@@ -112,10 +171,9 @@ export async function modelFileHashProblems(modelDir: string, signal?: AbortSign
   const problems = modelFileProblems(modelDir, manifest);
   if (problems.length > 0) return problems;
   for (const [name, record] of Object.entries(manifest.files)) {
-    const hash = createHash('sha256');
-    for await (const chunk of fs.createReadStream(path.join(modelDir, name), signal ? { signal } : {})) hash.update(chunk as Buffer);
-    const actual = hash.digest('hex');
-    if (actual !== record.sha256) problems.push(`${name} has sha256 ${actual} instead of ${record.sha256}`);
+    const actual = await sha256OfFile(path.join(modelDir, name), signal);
+    if (actual === undefined) problems.push(`${name} is not a regular file`);
+    else if (actual !== record.sha256.toLowerCase()) problems.push(`${name} has sha256 ${actual} instead of ${record.sha256}`);
   }
   return problems;
 }

@@ -15,6 +15,7 @@ import { buildModel } from '../../src/model/build';
 import { PHI_TINY } from '../../src/model/config';
 import { checkEndpoint, checkRedirect, DOWNLOAD_RECORD_FILE, DownloadError, downloadFiles, offlineHelp, readDownloadRecord, type DownloadFile, type DownloadOptions, type DownloadProgress } from '../../src/model/download';
 import { RandomWeights } from '../../src/model/weights';
+import { readSettings } from '../../src/config';
 import { PhiDecoder } from '../../src/inference/decoder';
 import { mulberry32 } from '../../src/model/rng';
 import { scratchDir } from '../support/tinyModels';
@@ -540,6 +541,54 @@ describe('downloadFiles from a hub-like server', () => {
     const error = await rejection(downloadFiles({ ...options(scratchDir(), [small], { token: TOKEN }), endpoint: 'http://example.com' }));
     assert.equal(error.kind, 'insecure');
     assert.match(error.message, /refusing to download from http:\/\/example\.com: .*plain http.*set phiComplete\.hubEndpoint to an https URL/);
+  });
+
+  test('an endpoint with a user name and password (https://user:password@host): no message of a failing download shows them', async () => {
+    const user = 'alice-the-user';
+    const password = 'hunter2-the-password';
+    const withCredentials = (endpoint: string): string => endpoint.replace('://', `://${user}:${password}@`);
+    const endpoint = withCredentials(hub.endpoint);
+    const shownEndpoint = hub.endpoint.replace('://', '://***@');
+    /** Every message the download produced (errors and progress), and what installUi logs and notifies from them. */
+    const messages: string[] = [];
+    const onProgress = (p: DownloadProgress): number => messages.push(JSON.stringify(p));
+    const failure = async (request: Partial<DownloadOptions> & { files: DownloadFile[] }): Promise<DownloadError> => {
+      const error = await rejection(downloadFiles({ ...options(scratchDir(), request.files, { onProgress }), endpoint, ...request }));
+      messages.push(error.message);
+      return error;
+    };
+
+    const notFound = await failure({ files: [small, { name: 'missing.bin' }] });
+    assert.equal(notFound.kind, 'not-found');
+    assert.ok(notFound.message.includes(`${shownEndpoint}/${REPO}/resolve/${REV}/missing.bin answered 404`), notFound.message);
+    hub.requireToken = true;
+    try {
+      assert.equal((await failure({ files: [small] })).kind, 'unauthorized');
+    } finally {
+      hub.requireToken = false;
+    }
+    // fetch refuses a URL with credentials, and its error quotes the URL.
+    assert.equal((await failure({ files: [small], fetchImpl: fetch })).kind, 'network');
+    const closed = http.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const unreachable = await failure({ files: [small], endpoint: withCredentials(`http://127.0.0.1:${port}`) });
+    assert.equal(unreachable.kind, 'network');
+    assert.ok(unreachable.message.includes(`from http://***@127.0.0.1:${port}/${REPO}/resolve/`), unreachable.message);
+    assert.equal((await failure({ files: [small], endpoint: withCredentials('http://example.com') })).kind, 'insecure');
+    const notUrl = await failure({ files: [small], endpoint: withCredentials('https://exa mple.com') });
+    assert.match(notUrl.message, /^the hub endpoint "https:\/\/\*\*\*@exa mple\.com" is not a URL/);
+    // Show Manual Steps logs this; a setting that is not a secure URL is warned about.
+    const help = offlineHelp({ endpoint, repo: REPO, revision: REV, files: [small] });
+    assert.ok(help.includes(`${shownEndpoint}/${REPO}/resolve/${REV}/config.json`), help);
+    assert.match(help, /with the user name and password of phiComplete\.hubEndpoint in place of \*\*\*/);
+    messages.push(help, ...readSettings((key) => (key === 'hubEndpoint' ? withCredentials('http://example.com') : undefined)).warnings);
+
+    assert.ok(messages.length >= 9 && messages.some((message) => message.includes('receivedBytes')), `${messages.length} messages`);
+    for (const message of messages) {
+      assert.ok(!message.includes(password) && !message.includes(user), `credentials in: ${message}`);
+    }
   });
 
   test('a redirect from https to http is refused, and the token goes nowhere in clear', async () => {

@@ -124,6 +124,74 @@ describe('the Explanation page', () => {
   });
 });
 
+/** This process's CPU time in milliseconds: unlike the wall clock, it does not count time other processes ran. */
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
+/** CPU milliseconds one rendering of `markdown` takes, over as many renderings as take 10 ms or more. */
+function renderMs(markdown: string): number {
+  const start = cpuMs();
+  let count = 0;
+  let elapsed: number;
+  do {
+    renderMarkdown(markdown);
+    count++;
+  } while ((elapsed = cpuMs() - start) < 10);
+  return elapsed / count;
+}
+
+/**
+ * How many times as long `longer` takes to render as `shorter`: each timed three times, in turn (so that a slower
+ * spell of a shared machine slows both), and the quickest of each compared.
+ */
+function renderTimeRatio(shorter: string, longer: string): number {
+  let short = Infinity;
+  let long = Infinity;
+  for (let round = 0; round < 3; round++) {
+    short = Math.min(short, renderMs(shorter));
+    long = Math.min(long, renderMs(longer));
+  }
+  return long / short;
+}
+
+describe('the Explanation page on pathological lines (the whole text is rendered again on every streamed piece)', () => {
+  const spaces = (n: number): string => ' '.repeat(n);
+  /** A line of about n characters, and what it renders to. */
+  const LINES: Record<string, (n: number) => readonly [string, string]> = {
+    'spaces after a heading marker': (n) => [`#${spaces(n)}x`, '<h1>x</h1>'],
+    'spaces inside a heading': (n) => [`# a${spaces(n)}b`, `<h1>a${spaces(n)}b</h1>`],
+    'spaces, hashes and spaces closing a heading': (n) => [`# a${spaces(n / 4)}${'#'.repeat(n / 2)}${spaces(n / 4)}`, '<h1>a</h1>'],
+    'a run of hashes': (n) => ['#'.repeat(n), `<p>${'#'.repeat(n)}</p>`],
+    'bold never closed': (n) => ['**a '.repeat(n / 4), `<p>${'**a '.repeat(n / 4)}</p>`],
+    'italics never closed': (n) => ['_ab '.repeat(n / 4), `<p>${'_ab '.repeat(n / 4)}</p>`],
+    // Bold first, then italics across it: the tags nest as the regexes this renderer once used nested them.
+    'a run of stars': (n) => ['*'.repeat(n), `<p>${'<strong><em></strong><strong></em></strong>'.repeat(n / 10)}</p>`],
+    'a run of underscores': (n) => ['_'.repeat(n), `<p><em>${'_'.repeat(n - 2)}</em></p>`],
+    'stars and spaces': (n) => ['* '.repeat(n / 2), `<ul><li>${'* '.repeat(n / 2 - 1)}</li></ul>`],
+    'a run of backticks (a fence)': (n) => ['`'.repeat(n), '<pre><code></code></pre>'],
+    'a run of backticks in prose': (n) => [`x ${'`'.repeat(n)}`, `<p>x ${'`'.repeat(n)}</p>`],
+    'spaces in code': (n) => [`\`${spaces(n)}\``, `<p><code>${spaces(n)}</code></p>`],
+    'spaces after a list marker': (n) => [`-${spaces(n)}x`, '<ul><li>x</li></ul>'],
+    'a line separator after a list marker\'s spaces': (n) => [`-${spaces(n)}x\u2028`, `<p>-${spaces(n)}x\u2028</p>`],
+    'spaces after a quote marker': (n) => [`>${spaces(n)}x`, `<blockquote><p>${spaces(n - 1)}x</p></blockquote>`],
+  };
+
+  for (const [name, line] of Object.entries(LINES)) {
+    test(`${name}: rendered in time linear in the line's length, and as before`, () => {
+      // Each step is 4 times longer: linear time is about 4 times slower (less where fixed costs count), quadratic
+      // 16 times, cubic 64. Short steps first, so that a super-linear renderer fails before it takes minutes.
+      for (const n of [1_280, 5_000, 20_000]) {
+        const ratio = renderTimeRatio(line(n / 4)[0], line(n)[0]);
+        assert.ok(ratio < 8, `${n} characters took ${ratio.toFixed(1)} times as long as ${n / 4}`);
+      }
+      const [markdown, html] = line(5_000);
+      assert.equal(renderMarkdown(markdown), html);
+    });
+  }
+});
+
 describe('fitting the selection and the explanation into the model', () => {
   const tokenizer = PhiTokenizer.fromJson(buildPhiTokenizerJson());
   /** Typical code (3.5 characters a token), and code with numbers (2.5): denser code, such as tables of numbers, may not fit (the panel then says so). */
