@@ -79,10 +79,24 @@ function indentWidth(line: string): number {
   return width;
 }
 
-/** A line that opens an indented block: Python's trailing colon (before any comment), or a brace elsewhere. */
-function opensBlock(line: string, python: boolean): boolean {
-  if (!python) return /\{\s*$/.test(line);
-  return !line.trimStart().startsWith('#') && /:\s*(#[^'"]*)?$/.test(line);
+/**
+ * A line that opens an indented block: Python's trailing colon (before a comment: a `#` with no quote after it), or
+ * a brace elsewhere. Scanned, not matched with a backtracking pattern: the cursor line can be thousands of
+ * characters long (minified or generated code), and this runs on every keystroke.
+ */
+export function opensBlock(line: string, python: boolean): boolean {
+  const code = line.trimEnd();
+  if (!python) return code.endsWith('{');
+  if (line.trimStart().startsWith('#')) return false;
+  if (code.endsWith(':')) return true;
+  const lastQuote = Math.max(code.lastIndexOf("'"), code.lastIndexOf('"'));
+  // Each `#` after the last quote may start the comment: a colon, then only whitespace, before it opens a block.
+  for (let hash = code.indexOf('#', lastQuote + 1); hash >= 0; hash = code.indexOf('#', hash + 1)) {
+    let before = hash - 1;
+    while (before >= 0 && /\s/.test(code[before])) before--;
+    if (code[before] === ':') return true;
+  }
+  return false;
 }
 
 /**

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { CompletionCache } from '../../src/completion/cache';
 import { buildCompletionPrompt, type PromptInput } from '../../src/completion/context';
-import { postprocessCompletion, type PostprocessInput } from '../../src/completion/postprocess';
+import { opensBlock, postprocessCompletion, type PostprocessInput } from '../../src/completion/postprocess';
+import { cpuTimeRatio } from '../support/cpuTime';
 
 /** One token per character: budgets in tests are then exact character counts. */
 const perChar = (text: string): number => text.length;
@@ -220,6 +221,32 @@ function expectedWindowStart(prefix: string, notBefore: number, step: number, fi
 function shape(completion: string, prefix: string, suffix = '', overrides: Partial<PostprocessInput> = {}): string {
   return postprocessCompletion({ completion, prefix, suffix, maxLines: 12, eol: '\n', languageId: 'python', ...overrides });
 }
+
+describe('opensBlock on long cursor lines (minified or generated code; it runs on every keystroke)', () => {
+  const LINES: Record<string, (n: number) => readonly [string, boolean, boolean]> = {
+    'colons, then a letter': (n) => [`${':'.repeat(n)}x`, true, false],
+    'a colon, spaces, then a letter': (n) => [`x:${' '.repeat(n)}y`, true, false],
+    'colons and spaces before a comment with a quote': (n) => [`${': '.repeat(n / 2)}# it's`, true, false],
+    'colon-space-hash runs': (n) => [`${':  #'.repeat(n / 4)}'`, true, false],
+    'braces and spaces': (n) => [`${'{ '.repeat(n / 2)}x`, false, false],
+    'a colon after many spaces': (n) => [`if x${' '.repeat(n)}:  # ok`, true, true],
+  };
+  for (const [name, line] of Object.entries(LINES)) {
+    test(name, () => {
+      const [text, python, opens] = line(5000);
+      assert.equal(opensBlock(text, python), opens);
+      const ratio = cpuTimeRatio((t: string) => opensBlock(t, python), line(5000)[0], line(20_000)[0]);
+      assert.ok(ratio < 8, `20,000 characters took ${ratio.toFixed(1)} times as long as 5,000`);
+    });
+  }
+  test('the same answers as the trailing-colon rule it replaces', () => {
+    for (const [line, python, opens] of [
+      ['def f(x):', true, true], ['if x:  # why', true, true], ['x = "a:"', true, false], ["d = {'a': 1}  # x:", true, true],
+      ['# a comment:', true, false], ["s = 'x' # note: y", true, false], ['else :  ', true, true], ['a #x: #y', true, true],
+      ['function f() {', false, true], ['f() { }', false, false], ['x:', false, false],
+    ] as const) assert.equal(opensBlock(line, python), opens, JSON.stringify(line));
+  });
+});
 
 describe('postprocessCompletion: block ends', () => {
   test('after `def f():` and its indentation, the body, up to the dedent to column 0', () => {

@@ -14,6 +14,7 @@ import { EXPLAIN_SEQUENCE } from '../../src/protocol';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
 import { buildPhiTokenizerJson } from '../../src/tokenizer/tokenizerJson';
 import { openTinyDecoder } from '../support/tinyDecoder';
+import { cpuTimeRatio } from '../support/cpuTime';
 
 const SCRIPT = '<script>alert(1)</script>';
 const IMG = '<img src=x onerror=alert(1)>';
@@ -124,38 +125,6 @@ describe('the Explanation page', () => {
   });
 });
 
-/** This process's CPU time in milliseconds: unlike the wall clock, it does not count time other processes ran. */
-function cpuMs(): number {
-  const { user, system } = process.cpuUsage();
-  return (user + system) / 1000;
-}
-
-/** CPU milliseconds one rendering of `markdown` takes, over as many renderings as take 10 ms or more. */
-function renderMs(markdown: string): number {
-  const start = cpuMs();
-  let count = 0;
-  let elapsed: number;
-  do {
-    renderMarkdown(markdown);
-    count++;
-  } while ((elapsed = cpuMs() - start) < 10);
-  return elapsed / count;
-}
-
-/**
- * How many times as long `longer` takes to render as `shorter`: each timed three times, in turn (so that a slower
- * spell of a shared machine slows both), and the quickest of each compared.
- */
-function renderTimeRatio(shorter: string, longer: string): number {
-  let short = Infinity;
-  let long = Infinity;
-  for (let round = 0; round < 3; round++) {
-    short = Math.min(short, renderMs(shorter));
-    long = Math.min(long, renderMs(longer));
-  }
-  return long / short;
-}
-
 describe('the Explanation page on pathological lines (the whole text is rendered again on every streamed piece)', () => {
   const spaces = (n: number): string => ' '.repeat(n);
   /** A line of about n characters, and what it renders to. */
@@ -183,7 +152,7 @@ describe('the Explanation page on pathological lines (the whole text is rendered
       // Each step is 4 times longer: linear time is about 4 times slower (less where fixed costs count), quadratic
       // 16 times, cubic 64. Short steps first, so that a super-linear renderer fails before it takes minutes.
       for (const n of [1_280, 5_000, 20_000]) {
-        const ratio = renderTimeRatio(line(n / 4)[0], line(n)[0]);
+        const ratio = cpuTimeRatio(renderMarkdown, line(n / 4)[0], line(n)[0]);
         assert.ok(ratio < 8, `${n} characters took ${ratio.toFixed(1)} times as long as ${n / 4}`);
       }
       const [markdown, html] = line(5_000);
