@@ -389,3 +389,25 @@ test('the worker exits when the process that started it dies', async () => {
   host.kill('SIGKILL');
   await waitUntil(() => !isAlive(workerPid), 'the orphaned worker to exit');
 });
+
+test('a worker whose main thread is blocked forever exits when the process that started it dies', { timeout: 60_000 }, async (t) => {
+  // The parent checks on the worker's main thread cannot run: its heartbeat thread must end it.
+  const hostScript = path.join(scratchDir(), 'host.js');
+  fs.writeFileSync(hostScript, `
+    const { WorkerClient } = require(${JSON.stringify(path.resolve(__dirname, '../../src/client/workerClient.js'))});
+    const client = new WorkerClient({ workerPath: ${JSON.stringify(WORKER)} });
+    client.load(${JSON.stringify(modelDir)}, 'cpu', 1).catch(() => undefined);
+    console.log(client.pid);
+  `);
+  // The stand-in host preloads the blocking script too; it has no IPC channel, so it never blocks.
+  const host = withMainThreadBlocked('load', undefined, () => spawn(process.execPath, [hostScript], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const workerPid = await new Promise<number>((resolve) => host.stdout.setEncoding('utf8').once('data', (text: string) => resolve(Number(text.trim()))));
+  t.after(() => {
+    if (isAlive(workerPid)) process.kill(workerPid, 'SIGKILL');
+  });
+  // Long enough for the worker to start and block on the load.
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  assert.ok(isAlive(workerPid));
+  host.kill('SIGKILL');
+  await waitUntil(() => !isAlive(workerPid), 'the orphaned, blocked worker to exit', 8000);
+});
