@@ -207,17 +207,21 @@ export class WorkerClient extends Disposable {
       this.pending.set(id, { resolve: resolve as (m: Answer) => void, reject });
     });
     this.post({ ...request, id });
-    return loaded.then(
+    const settled: Promise<LoadedEvent> = loaded.then(
       (event) => {
-        this.setState('ready', event.device);
+        if (this.loaded === settled) this.setState('ready', event.device);
         return event;
       },
       (error: Error) => {
-        this.loaded = undefined;
-        if (this.currentState === 'loading') this.setState('stopped', error.message);
+        // Only the latest load speaks for the worker: an older one failing leaves a newer one in flight alone.
+        if (this.loaded === settled) {
+          this.loaded = undefined;
+          if (this.currentState === 'loading') this.setState('stopped', error.message);
+        }
         throw error;
       },
     );
+    return settled;
   }
 
   private ensureStarted(): void {

@@ -292,6 +292,8 @@ export class ModelLifecycle extends Disposable {
         return false;
       }
       this.ui.log.error(`loading the model failed: ${message}`);
+      // The settings changed while it loaded: the load for the new ones tells the status bar and the callers.
+      if (modelKey(this.current) !== modelKey(settings)) return this.ensureModel();
       // A model that does not load may have damaged files: then say so, and how to repair them.
       const damage = await this.damageOf(location.dir);
       if (damage.length > 0) {

@@ -469,6 +469,22 @@ describe('problems', () => {
     assert.equal(r.ui.logShown, 1);
   });
 
+  test('a load that fails while a newer one is in flight: the newer model loads once, and the old failure is not reported', async () => {
+    const broken = scratchDir();
+    fs.writeFileSync(path.join(broken, 'model.onnx'), 'not a model');
+    const r = rig(onTinyModel({ modelPath: broken }));
+    const first = r.lifecycle.ensureModel();
+    r.ui.change({ modelPath: tinyModelDir('fp32') });
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    assert.equal(await first, true, 'the first caller gets the model now configured');
+    assert.ok((await r.lifecycle.verify())?.startsWith('the model'));
+    assert.equal(r.loads(), 2, `states: ${r.states.join(' → ')}`);
+    assert.ok(!r.states.includes('stopped'), `the older failure stopped nothing: ${r.states.join(' → ')}`);
+    assert.deepEqual(r.ui.noticesOf('error'), []);
+    assert.ok(!r.ui.statuses.some((s) => s.kind === 'error'), JSON.stringify(r.ui.statuses));
+    assert.equal(r.ui.lastStatus?.kind, 'ready');
+  });
+
   test('a catalogue model that is not on this machine is offered once per session', async () => {
     const r = rig({ device: 'cpu', threads: 1 });
     const location = locateModel(r.lifecycle.settings, r.storage);
