@@ -285,6 +285,37 @@ describe('loading', () => {
     assert.equal(r.ui.notices.length, 1);
   });
 
+  test('while paused, Verify Model (a command the user ran) says so with Restart Inference Worker, which brings the model back; an install ending shows "paused" again', async () => {
+    let click: (action: string | undefined) => void = () => undefined;
+    const r = rig(onTinyModel(), (notice) => (notice.actions.includes('Restart Inference Worker') ? new Promise((resolve) => (click = resolve)) : undefined));
+    for (let crash = 0; crash < RESTART_LIMIT; crash++) {
+      assert.equal(await r.lifecycle.ensureModel(), true);
+      const pid = r.worker.pid!;
+      process.kill(pid, 'SIGKILL');
+      await waitUntil(() => r.worker.pid !== pid && r.worker.state !== 'ready', 'the client to notice the crash');
+    }
+    assert.equal(r.worker.state, 'paused');
+    assert.equal(r.ui.notices.length, 1, 'the pause itself');
+    assert.equal(await r.lifecycle.ensureModel(), false);
+    assert.equal(r.ui.notices.length, 1, 'completions stay quiet');
+
+    // A download (Download Model) while paused: its progress, then the bar says "paused" again, not idle.
+    r.lifecycle.installStatus('downloading 42%');
+    assert.deepEqual(r.ui.lastStatus, { kind: 'loading', detail: 'downloading 42%' });
+    r.lifecycle.installStatus(undefined);
+    assert.equal(r.ui.lastStatus?.kind, 'paused');
+
+    assert.equal(await r.lifecycle.verify(), undefined);
+    assert.equal(r.ui.notices.length, 2, r.ui.notices.map((n) => n.message).join('\n'));
+    const told = r.ui.notices[1];
+    assert.equal(told.severity, 'error');
+    assert.match(told.message, /^phi-complete: the inference worker crashed \d+ times in 3 minutes; completions are paused until it is restarted; the last time it was killed \(SIGKILL\)\. Restart it to use the model\.$/);
+    assert.deepEqual(told.actions, ['Restart Inference Worker', 'Show Log']);
+    click('Restart Inference Worker');
+    await waitUntil(() => r.worker.state === 'ready', 'the restart to load the model');
+    assert.ok((await r.lifecycle.verify())?.startsWith('the model'));
+  });
+
   test('Restart Inference Worker replaces a running worker, even one loading, and reloads the model; that is no crash', async () => {
     const r = rig(onTinyModel());
     assert.equal(await r.lifecycle.ensureModel(), true);
