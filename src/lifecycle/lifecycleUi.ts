@@ -62,8 +62,8 @@ export class VscodeLifecycleUi implements LifecycleUi {
     return offerModel(this.install, entry, rebuild);
   }
 
-  downloadModel(entry: CatalogueEntry): Promise<boolean> {
-    return downloadModel(this.install, entry);
+  downloadModel(entry: CatalogueEntry, beforeReplace: (dir: string) => Promise<void>): Promise<boolean> {
+    return downloadModel(this.install, entry, beforeReplace);
   }
 
   useLocalFolder(): Promise<boolean> {

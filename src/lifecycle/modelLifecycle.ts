@@ -51,8 +51,11 @@ export interface LifecycleUi {
    * from its download): resolves true once a model is in place (downloaded, or a local folder set in the settings).
    */
   offerModel(entry: CatalogueEntry, rebuild: boolean): PromiseLike<boolean>;
-  /** Downloads and installs a catalogue model, with progress; true once installed. */
-  downloadModel(entry: CatalogueEntry): PromiseLike<boolean>;
+  /**
+   * Downloads and installs a catalogue model, with progress; true once installed. `beforeReplace` is awaited
+   * before an installed model's folder is replaced (a repair): the worker lets go of its files.
+   */
+  downloadModel(entry: CatalogueEntry, beforeReplace: (dir: string) => Promise<void>): PromiseLike<boolean>;
   /** Lets the user pick a model folder and points phiComplete.modelPath at it; true once set. */
   useLocalFolder(): PromiseLike<boolean>;
 }
@@ -232,7 +235,16 @@ export class ModelLifecycle extends Disposable {
       this.notify('error', `phi-complete: unknown model "${this.current.model}" (setting phiComplete.model).`);
       return;
     }
-    if (await this.ui.downloadModel(entry)) {
+    // A repair replaces the folder of the model loaded now: the worker is stopped first (on Windows its open files
+    // could not be replaced), and the model loaded afresh after.
+    const beforeReplace = async (dir: string): Promise<void> => {
+      if (this.worker.pid === undefined) return;
+      this.ui.log.info(`stopping the inference worker: the model folder ${dir} is being replaced`);
+      this.loadedWith = undefined;
+      this.loading = undefined;
+      await this.worker.shutdown();
+    };
+    if (await this.ui.downloadModel(entry, beforeReplace)) {
       // The download may have repaired the files of the model loaded now: load them afresh.
       this.loadedWith = undefined;
       await this.ensureModel();

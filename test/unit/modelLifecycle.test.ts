@@ -46,7 +46,8 @@ class RecordingUi implements LifecycleUi {
   answer: (notice: Notice) => string | undefined | Promise<string | undefined> = () => undefined;
   /** What the user does when offered the model; true once one is in place. */
   onOffer: (entry: CatalogueEntry, rebuild: boolean) => boolean = () => false;
-  onDownload: (entry: CatalogueEntry) => boolean = () => false;
+  /** `beforeReplace`: what the lifecycle gave the install to call before it replaces an installed model's folder. */
+  onDownload: (entry: CatalogueEntry, beforeReplace?: (dir: string) => Promise<void>) => boolean | Promise<boolean> = () => false;
   onPickFolder: () => boolean = () => false;
 
   readonly log = {
@@ -106,10 +107,10 @@ class RecordingUi implements LifecycleUi {
     return this.onOffer(entry, rebuild);
   }
 
-  async downloadModel(entry: CatalogueEntry): Promise<boolean> {
+  async downloadModel(entry: CatalogueEntry, beforeReplace?: (dir: string) => Promise<void>): Promise<boolean> {
     this.downloads.push(entry);
     await settle();
-    return this.onDownload(entry);
+    return this.onDownload(entry, beforeReplace);
   }
 
   async useLocalFolder(): Promise<boolean> {
@@ -617,6 +618,30 @@ describe('commands', () => {
     assert.equal(r.ui.downloads.length, 2, 'Download Model ran again, from the notification');
     assert.ok((await r.lifecycle.verify())?.startsWith('the model'), 'the repaired model verifies');
     assert.equal(r.ui.noticesOf('error').length, 1);
+  });
+
+  test('Download Model repairing the loaded model stops the worker before its folder is replaced, and loads the model afresh after', async () => {
+    const r = rig({ device: 'cpu', threads: 1 });
+    r.ui.onDownload = (entry) => installTinyModel(r.storage, entry);
+    await r.lifecycle.downloadModel();
+    assert.equal(r.worker.state, 'ready');
+    const pid = r.worker.pid!;
+    let workerAtReplace: number | undefined = -1;
+    r.ui.onDownload = async (entry, beforeReplace) => {
+      const dir = installedModelDir(r.storage, entry.id);
+      await beforeReplace?.(dir);
+      workerAtReplace = r.worker.pid;
+      fs.rmSync(dir, { recursive: true });
+      return installTinyModel(r.storage, entry);
+    };
+    await r.lifecycle.downloadModel();
+    assert.equal(workerAtReplace, undefined, 'no worker (with the model\'s files open) while the folder was replaced');
+    assert.ok(r.ui.linesOf('info', /^stopping the inference worker: the model folder .+ is being replaced$/).length === 1);
+    assert.equal(r.worker.state, 'ready');
+    assert.notEqual(r.worker.pid, pid);
+    assert.equal(r.ui.loadedLines.length, 2);
+    assert.equal(r.ui.lastStatus?.kind, 'ready');
+    assert.deepEqual(r.ui.notices, [], 'stopping the worker for the repair is no crash');
   });
 
   test('a model folder with files missing says which, and how to fix it', async () => {
