@@ -291,7 +291,9 @@ export class ModelLifecycle extends Disposable {
       if (location.message !== this.lastModelProblem) {
         this.lastModelProblem = location.message;
         this.ui.log.error(location.message);
-        this.notify('error', `phi-complete: ${location.message}`, { 'Open Settings': () => void this.ui.openSettings('phiComplete.modelPath') });
+        this.notify('error', `phi-complete: ${location.message}`, location.huggingFace
+          ? { 'Use a Local Model Folder': () => void this.useLocalFolder() }
+          : { 'Open Settings': () => void this.ui.openSettings('phiComplete.modelPath') });
       }
       return false;
     }

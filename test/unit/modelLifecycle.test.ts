@@ -481,6 +481,19 @@ describe('problems', () => {
     assert.equal(r.ui.noticesOf('error').length, 2);
   });
 
+  test('modelPath set to a Hugging Face folder (no manifest.json) says to convert it with Use a Local Model Folder, and offers it', async () => {
+    const hf = scratchDir();
+    fs.writeFileSync(path.join(hf, 'config.json'), '{}');
+    fs.writeFileSync(path.join(hf, 'model.safetensors'), '');
+    const r = rig(onTinyModel({ modelPath: hf }), (notice) => notice.actions[0]);
+    assert.equal(await r.lifecycle.ensureModel(), false);
+    const message = `The model folder ${hf} (setting phiComplete.modelPath) is a Hugging Face folder, which must be converted first: run "phi-complete: Use a Local Model Folder" and pick it (the converted model is then used).`;
+    assert.deepEqual(r.ui.notices, [{ severity: 'error', message: `phi-complete: ${message}`, actions: ['Use a Local Model Folder'] }]);
+    assert.deepEqual(r.ui.lastStatus, { kind: 'error', detail: message });
+    assert.equal(r.worker.pid, undefined, 'no worker for a folder it cannot load');
+    await waitUntil(() => r.ui.folderPicks === 1, 'Use a Local Model Folder to run from the notification');
+  });
+
   test('a model folder the worker cannot load is reported once (logged every time), with the settings and the log', async () => {
     // No manifest.json: nothing to check the files against, so the worker's reason is shown.
     const broken = scratchDir();
