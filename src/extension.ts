@@ -22,7 +22,7 @@ export function activate(context: vscode.ExtensionContext): void {
   const worker = new WorkerClient({ workerPath: context.asAbsolutePath('dist/worker.js'), log: (message, level) => (level === 'debug' ? log.debug(message) : log.info(message)) });
   client = worker;
   const status = new StatusBar('phiComplete.menu', 'phiComplete.restartWorker');
-  const ui = new VscodeLifecycleUi(context, log, status, () => model.settings);
+  const ui = new VscodeLifecycleUi(context, log, status, () => model.settings, (text) => model.installStatus(text));
   const model: ModelLifecycle = new ModelLifecycle(worker, ui, context.globalStorageUri.fsPath);
   const settings = () => model.settings;
   const ensureModel = () => model.ensureModel();
@@ -35,7 +35,8 @@ export function activate(context: vscode.ExtensionContext): void {
     if (activity.context) status.setLastSuggestion(activity.context);
     warmer.completionEnded();
   }, prompts, prefillRate);
-  const explain = new ExplainPanel(worker, settings, ensureModel);
+  // Explain Selection is asked for: while the worker is paused it says so, with Restart Inference Worker.
+  const explain = new ExplainPanel(worker, settings, () => model.ensureModel(true));
   context.subscriptions.push(
     log,
     worker,

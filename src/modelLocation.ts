@@ -11,10 +11,20 @@ import * as path from 'node:path';
 import type { Settings } from './config';
 import { catalogueEntry, type CatalogueEntry } from './install/catalogue';
 import { installDamage, installedModelDir, isBuiltAs, isInstalled } from './install/install';
+import { MANIFEST_FILE } from './model/manifest';
 
 export type ModelLocation =
   | { readonly ok: true; readonly dir: string }
-  | { readonly ok: false; readonly message: string; readonly missing?: CatalogueEntry; readonly rebuild?: boolean };
+  | { readonly ok: false; readonly message: string; readonly missing?: CatalogueEntry; readonly rebuild?: boolean; readonly huggingFace?: boolean };
+
+/** Whether `dir` is a Hugging Face phi folder (config.json and *.safetensors, no manifest.json): it must be converted first. */
+function isHuggingFaceFolder(dir: string): boolean {
+  try {
+    return !fs.existsSync(path.join(dir, MANIFEST_FILE)) && fs.existsSync(path.join(dir, 'config.json')) && fs.readdirSync(dir).some((f) => f.endsWith('.safetensors'));
+  } catch {
+    return false;
+  }
+}
 
 /** The `modelPath` setting as an absolute path (`~` expanded), or undefined when it is relative. */
 export function absoluteModelPath(modelPath: string): string | undefined {
@@ -30,6 +40,13 @@ export function locateModel(settings: Settings, globalStorage: string): ModelLoc
     }
     if (!fs.existsSync(dir)) {
       return { ok: false, message: `The model folder ${dir} (setting phiComplete.modelPath) does not exist. Point the setting at a model folder, or clear it to use ${settings.model}.` };
+    }
+    if (isHuggingFaceFolder(dir)) {
+      return {
+        ok: false,
+        huggingFace: true,
+        message: `The model folder ${dir} (setting phiComplete.modelPath) is a Hugging Face folder, which must be converted first: run "phi-complete: Use a Local Model Folder" and pick it (the converted model is then used).`,
+      };
     }
     return { ok: true, dir };
   }

@@ -4,7 +4,9 @@
  * requests with a clear error and the next request starts a fresh worker (reloading the model), at most
  * RESTART_LIMIT times in RESTART_WINDOW_MS; beyond that the client pauses until `resume()`.
  * Liveness: the worker's heartbeat thread writes to an extra pipe (fd HEARTBEAT_FD) even while its main thread is
- * blocked in a long native call (src/worker/heartbeat.ts); any message on the IPC channel counts too.
+ * blocked in a long native call (src/worker/heartbeat.ts); any message on the IPC channel counts too. Its start-up
+ * (until it says `ready`) sends nothing and is not held to the heartbeat timeout but to a longer start timeout: loading
+ * ONNX Runtime can take long the first time (an antivirus scanning its native files on Windows).
  * Plain Node (no vscode import), so it is tested against a real worker process.
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -19,6 +21,8 @@ export interface WorkerClientOptions {
   readonly log?: (message: string, level: 'debug' | 'info') => void;
   /** A worker silent for this long (no heartbeat on its pipe, no message) is considered hung and killed. */
   readonly heartbeatTimeoutMs?: number;
+  /** A worker not ready this long after it was started is considered stuck and killed. */
+  readonly startTimeoutMs?: number;
   /**
    * How long one call may block the worker's main thread (a model load, a pass) before its heartbeat stops and it
    * is killed as hung: long enough for a large model on a slow disk or a GPU provider's start-up.
@@ -46,6 +50,7 @@ interface Pending {
 export const RESTART_LIMIT = 4;
 export const RESTART_WINDOW_MS = 3 * 60 * 1000;
 const DEFAULT_HEARTBEAT_TIMEOUT_MS = 10_000;
+const DEFAULT_START_TIMEOUT_MS = 120_000;
 const DEFAULT_STALL_LIMIT_MS = 5 * 60 * 1000;
 /** The heartbeat pipe's fd in the worker: after stdin, stdout, stderr and the IPC channel. */
 const HEARTBEAT_FD = 4;
@@ -58,6 +63,11 @@ export class WorkerClient extends Disposable {
   private crashes: number[] = [];
   /** When the worker last showed it is alive: a heartbeat on its pipe or any message. */
   private lastSignOfLifeAt = 0;
+  /** When the worker running now was started, and whether it has said `ready` since. */
+  private startedAt = 0;
+  private childReady = false;
+  /** Why the client killed the worker running now, for its requests' error (undefined: it did not). */
+  private killedFor: string | undefined;
   /** The worker being shut down on purpose: its exit, however it ends, is no crash. */
   private stopping: ChildProcess | undefined;
   private lastLoad: Omit<LoadRequest, 'id'> | undefined;
@@ -70,14 +80,24 @@ export class WorkerClient extends Disposable {
   constructor(private readonly options: WorkerClientOptions) {
     super();
     const timeout = options.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS;
-    const checkEvery = Math.min(1000, timeout / 2);
+    const startTimeout = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+    const checkEvery = Math.min(1000, timeout / 2, startTimeout / 2);
     let lastCheckAt = Date.now();
     this.register(interval(() => {
       const now = Date.now();
       // After this process was itself blocked, timers run before the worker's queued heartbeats are read: wait for them.
       if (now - lastCheckAt > timeout) this.lastSignOfLifeAt = now;
       lastCheckAt = now;
-      if (this.child && now - this.lastSignOfLifeAt > timeout) {
+      if (!this.child || this.killedFor) return;
+      if (!this.childReady) {
+        // Starting: it has no heartbeat yet.
+        if (now - this.startedAt > startTimeout) {
+          this.killedFor = `did not start within ${Math.round(startTimeout / 1000)} s (an antivirus scanning ONNX Runtime's files can slow its start)`;
+          this.log(`worker ${this.killedFor}: killing it`);
+          this.child.kill('SIGKILL');
+        }
+      } else if (now - this.lastSignOfLifeAt > timeout) {
+        this.killedFor = `sent nothing for ${timeout} ms`;
         this.log(`worker sent nothing for ${timeout} ms: killing it`);
         this.child.kill('SIGKILL');
       }
@@ -187,17 +207,21 @@ export class WorkerClient extends Disposable {
       this.pending.set(id, { resolve: resolve as (m: Answer) => void, reject });
     });
     this.post({ ...request, id });
-    return loaded.then(
+    const settled: Promise<LoadedEvent> = loaded.then(
       (event) => {
-        this.setState('ready', event.device);
+        if (this.loaded === settled) this.setState('ready', event.device);
         return event;
       },
       (error: Error) => {
-        this.loaded = undefined;
-        if (this.currentState === 'loading') this.setState('stopped', error.message);
+        // Only the latest load speaks for the worker: an older one failing leaves a newer one in flight alone.
+        if (this.loaded === settled) {
+          this.loaded = undefined;
+          if (this.currentState === 'loading') this.setState('stopped', error.message);
+        }
         throw error;
       },
     );
+    return settled;
   }
 
   private ensureStarted(): void {
@@ -218,6 +242,9 @@ export class WorkerClient extends Disposable {
     });
     this.child = child;
     this.lastSignOfLifeAt = Date.now();
+    this.startedAt = this.lastSignOfLifeAt;
+    this.childReady = false;
+    this.killedFor = undefined;
     if (this.cacheBytes !== undefined) this.post({ type: 'configure', cacheBytes: this.cacheBytes });
     child.stderr?.setEncoding('utf8').on('data', (text: string) => this.logWorkerOutput(text));
     child.stdio[HEARTBEAT_FD]?.on('data', () => (this.lastSignOfLifeAt = Date.now()));
@@ -229,6 +256,9 @@ export class WorkerClient extends Disposable {
   private onMessage(message: WorkerMessage): void {
     this.lastSignOfLifeAt = Date.now();
     switch (message.type) {
+      case 'ready':
+        this.childReady = true;
+        break;
       case 'delta':
         this.pending.get(message.id)?.onDelta?.(message.text);
         break;
@@ -262,7 +292,9 @@ export class WorkerClient extends Disposable {
     const stopped = this.stopping === child;
     this.stopping = undefined;
     const expected = this.isDisposed || code === 0 || stopped;
-    const how = signal ? `was killed (${signal})` : `exited with code ${String(code)}`;
+    const killedFor = this.killedFor;
+    this.killedFor = undefined;
+    const how = killedFor && !this.childReady ? `${killedFor} and was killed` : signal ? `was killed (${signal})` : `exited with code ${String(code)}`;
     if (!expected) {
       this.crashes.push(Date.now());
       this.log(`worker ${how}`);

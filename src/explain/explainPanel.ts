@@ -46,9 +46,12 @@ export class ExplainPanel extends Disposable {
   /** Continues the explanation shown from where it stopped (the panel's Continue button). */
   private async continueExplanation(): Promise<void> {
     const explanation = this.explanation;
-    if (!explanation || explanation.running || !(await this.ensureModel()) || this.explanation !== explanation) return;
-    const request = explanation.continue();
+    if (!explanation || explanation.running) return;
+    // The page hid the button when it was clicked: whenever this does not continue (the model did not load, the
+    // worker is paused: ensureModel told the user why), the view goes back to the page, with Continue offered again.
+    const request = (await this.ensureModel()) && this.explanation === explanation ? explanation.continue() : undefined;
     if (request) await this.generate(explanation, request);
+    else await this.post(explanation);
   }
 
   private async generate(explanation: Explanation, request: ExplainRequest): Promise<void> {

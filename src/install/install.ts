@@ -31,6 +31,11 @@ export interface InstallOptions {
   /** The bundled conversion entry point (dist/convert.js). */
   readonly convertScript: string;
   readonly onProgress?: (progress: InstallProgress) => void;
+  /**
+   * Called with the model folder just before it is replaced (converted again): whatever has its files open (the
+   * worker's loaded model) must let go of them first — on Windows an open file cannot be replaced.
+   */
+  readonly beforeReplace?: (dir: string) => Promise<void>;
   /** Bytes free in a folder (default: statfs). */
   readonly freeSpace?: FreeSpaceProbe;
 }
@@ -171,6 +176,7 @@ export async function installCatalogueModel(entry: CatalogueEntry, options: Inst
         options.onProgress?.({ stage: 'download', message: `${p.file}: ${formatBytes(p.receivedBytes)}${total} at ${formatBytes(p.bytesPerSecond)}/s${eta}`, fraction });
       },
     });
+    if (fs.existsSync(target)) await options.beforeReplace?.(target);
     await convert(downloads, target, entry.build, entry.modelBytes, options);
     return target;
   }));

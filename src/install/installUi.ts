@@ -20,8 +20,9 @@ export interface InstallUiContext {
   readonly onStatus: (text: string | undefined) => void;
 }
 
-function installOptions(ui: InstallUiContext, token: string | undefined, signal: AbortSignal, report: (p: InstallProgress) => void): InstallOptions {
+function installOptions(ui: InstallUiContext, token: string | undefined, signal: AbortSignal, report: (p: InstallProgress) => void, beforeReplace?: (dir: string) => Promise<void>): InstallOptions {
   return {
+    ...(beforeReplace ? { beforeReplace } : {}),
     storageDir: ui.extension.globalStorageUri.fsPath,
     endpoint: ui.settings().hubEndpoint,
     token,
@@ -67,10 +68,11 @@ async function withInstallProgress(ui: InstallUiContext, title: string, run: (si
   });
 }
 
-export async function downloadModel(ui: InstallUiContext, entry: CatalogueEntry): Promise<boolean> {
+/** `beforeReplace`: see InstallOptions (a repair replaces the folder of the model loaded now). */
+export async function downloadModel(ui: InstallUiContext, entry: CatalogueEntry, beforeReplace?: (dir: string) => Promise<void>): Promise<boolean> {
   const token = await ui.extension.secrets.get(TOKEN_SECRET);
   try {
-    const dir = await withInstallProgress(ui, `Getting ${entry.title}`, (signal, report) => installCatalogueModel(entry, installOptions(ui, token, signal, report)));
+    const dir = await withInstallProgress(ui, `Getting ${entry.title}`, (signal, report) => installCatalogueModel(entry, installOptions(ui, token, signal, report, beforeReplace)));
     if (dir) ui.log.info(`installed ${entry.id} into ${dir}`);
     return dir !== undefined;
   } catch (error) {

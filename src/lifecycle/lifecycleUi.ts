@@ -13,13 +13,16 @@ import type { LifecycleUi, NoticeSeverity } from './modelLifecycle';
 export class VscodeLifecycleUi implements LifecycleUi {
   private readonly install: InstallUiContext;
 
-  /** `settings`: the current settings snapshot (the lifecycle's), read when an install step needs them. */
-  constructor(context: vscode.ExtensionContext, readonly log: vscode.LogOutputChannel, private readonly status: StatusBar, private readonly settings: () => Settings) {
+  /**
+   * `settings`: the current settings snapshot (the lifecycle's), read when an install step needs them;
+   * `installStatus`: an install's progress text for the status bar, undefined when it ends (ModelLifecycle.installStatus).
+   */
+  constructor(context: vscode.ExtensionContext, readonly log: vscode.LogOutputChannel, private readonly status: StatusBar, private readonly settings: () => Settings, installStatus: (text: string | undefined) => void) {
     this.install = {
       extension: context,
       settings,
       log,
-      onStatus: (text) => (text ? status.show('loading', text) : status.show('idle')),
+      onStatus: installStatus,
     };
   }
 
@@ -59,8 +62,8 @@ export class VscodeLifecycleUi implements LifecycleUi {
     return offerModel(this.install, entry, rebuild);
   }
 
-  downloadModel(entry: CatalogueEntry): Promise<boolean> {
-    return downloadModel(this.install, entry);
+  downloadModel(entry: CatalogueEntry, beforeReplace: (dir: string) => Promise<void>): Promise<boolean> {
+    return downloadModel(this.install, entry, beforeReplace);
   }
 
   useLocalFolder(): Promise<boolean> {

@@ -51,8 +51,11 @@ export interface LifecycleUi {
    * from its download): resolves true once a model is in place (downloaded, or a local folder set in the settings).
    */
   offerModel(entry: CatalogueEntry, rebuild: boolean): PromiseLike<boolean>;
-  /** Downloads and installs a catalogue model, with progress; true once installed. */
-  downloadModel(entry: CatalogueEntry): PromiseLike<boolean>;
+  /**
+   * Downloads and installs a catalogue model, with progress; true once installed. `beforeReplace` is awaited
+   * before an installed model's folder is replaced (a repair): the worker lets go of its files.
+   */
+  downloadModel(entry: CatalogueEntry, beforeReplace: (dir: string) => Promise<void>): PromiseLike<boolean>;
   /** Lets the user pick a model folder and points phiComplete.modelPath at it; true once set. */
   useLocalFolder(): PromiseLike<boolean>;
 }
@@ -79,6 +82,10 @@ export class ModelLifecycle extends Disposable {
   /** The last problem the user was told about, so that it is told once. */
   private lastModelProblem = '';
   private device = '';
+  /** Why the worker is paused, while it is. */
+  private pausedDetail: string | undefined;
+  /** What the lifecycle last showed in the status bar: an install's progress, once it ends, gives way to it again. */
+  private shownStatus: { readonly kind: StatusKind; readonly detail?: string } = { kind: 'idle' };
   private readonly settingsListeners = new Set<(settings: Settings, changed: readonly (keyof Settings)[]) => void>();
 
   /** `storageDir`: the extension's global storage, where catalogue models are installed. */
@@ -89,7 +96,7 @@ export class ModelLifecycle extends Disposable {
     worker.setCacheBudget(cacheBudgetBytes(this.current));
     this.register(worker.onStateChange((state, detail) => this.onWorkerState(state, detail)));
     this.register(ui.onDidChangeSettings(() => this.settingsChanged()));
-    if (!this.current.enable) ui.showStatus('off');
+    if (!this.current.enable) this.showStatus('off');
   }
 
   /** The current settings snapshot. */
@@ -111,11 +118,22 @@ export class ModelLifecycle extends Disposable {
     return this.device.toUpperCase() || 'unknown device';
   }
 
-  /** Makes sure the configured model is loaded; tells the user what to do when it cannot be. */
-  ensureModel(): Promise<boolean> {
+  /**
+   * Makes sure the configured model is loaded; tells the user what to do when it cannot be. `asked`: for a command
+   * the user ran (Explain Selection, Verify Model), which is told while the worker is paused rather than failing quietly.
+   */
+  ensureModel(asked = false): Promise<boolean> {
     this.modelWanted = true;
-    // Paused: the user was told once (onWorkerState); until they try again, requests fail quietly.
-    if (this.worker.state === 'paused') return Promise.resolve(false);
+    // Paused: the user was told once (onWorkerState); until they try again, completions fail quietly.
+    if (this.worker.state === 'paused') {
+      if (asked) {
+        this.notify('error', `phi-complete: ${this.pausedDetail ?? 'the inference worker keeps crashing'}. Restart it to use the model.`, {
+          'Restart Inference Worker': () => void this.restartWorker(),
+          'Show Log': () => this.ui.showLog(),
+        });
+      }
+      return Promise.resolve(false);
+    }
     const key = modelKey(this.current);
     if (this.loadedWith === key && this.worker.state === 'ready') return Promise.resolve(true);
     if (this.loading?.key === key) return this.loading.done;
@@ -141,24 +159,24 @@ export class ModelLifecycle extends Disposable {
     this.ui.log.info(`settings changed: ${changed.join(', ')}`);
     if (changed.includes('cacheMemoryMB')) this.worker.setCacheBudget(cacheBudgetBytes(next));
     if (!next.enable) {
-      this.ui.showStatus('off');
+      this.showStatus('off');
     } else if (needsReload(changed) && this.modelWanted) {
       // Reload now (not on the next cache miss), so the status bar reflects the new model at once.
       this.loadedWith = undefined;
       void this.ensureModel();
     } else if (this.worker.state === 'ready') {
-      this.ui.showStatus('ready');
+      this.showStatus('ready');
     } else if (changed.includes('enable')) {
       // Completions were turned back on while no model is ready: the bar must not keep saying "off".
       const state = this.worker.state;
-      this.ui.showStatus(state === 'starting' || state === 'loading' ? 'loading' : state === 'paused' ? 'paused' : 'idle');
+      this.showStatus(state === 'starting' || state === 'loading' ? 'loading' : state === 'paused' ? 'paused' : 'idle');
     }
     for (const listener of [...this.settingsListeners]) listener(next, changed);
   }
 
   /** Completions report when they start and stop generating; the status bar shows it while the model is ready. */
   reportActivity(generating: boolean): void {
-    if (this.worker.state === 'ready') this.ui.showStatus(generating ? 'generating' : 'ready');
+    if (this.worker.state === 'ready') this.showStatus(generating ? 'generating' : 'ready');
   }
 
   /**
@@ -175,7 +193,7 @@ export class ModelLifecycle extends Disposable {
         return undefined;
       }
     }
-    if (!(await this.ensureModel())) return undefined;
+    if (!(await this.ensureModel(true))) return undefined;
     const done = await this.worker.generate(VERIFY_PROMPT, VERIFY_PARAMS);
     const rate = done.stats.generatedTokens / Math.max(1e-3, done.stats.decodeMs / 1000);
     const sane = done.text.trim() !== '' && !done.text.includes('\uFFFD');
@@ -201,6 +219,15 @@ export class ModelLifecycle extends Disposable {
     return this.ensureModel();
   }
 
+  /**
+   * An install's progress for the status bar (`text`), and its end (undefined): then the bar shows again what it
+   * showed before (paused, off, an error), not idle.
+   */
+  installStatus(text: string | undefined): void {
+    if (text) this.ui.showStatus('loading', text);
+    else this.ui.showStatus(this.shownStatus.kind === 'generating' ? 'ready' : this.shownStatus.kind, this.shownStatus.detail);
+  }
+
   /** The Download Model command: installs the configured catalogue model, then loads it. */
   async downloadModel(): Promise<void> {
     const entry = catalogueEntry(this.current.model);
@@ -208,7 +235,16 @@ export class ModelLifecycle extends Disposable {
       this.notify('error', `phi-complete: unknown model "${this.current.model}" (setting phiComplete.model).`);
       return;
     }
-    if (await this.ui.downloadModel(entry)) {
+    // A repair replaces the folder of the model loaded now: the worker is stopped first (on Windows its open files
+    // could not be replaced), and the model loaded afresh after.
+    const beforeReplace = async (dir: string): Promise<void> => {
+      if (this.worker.pid === undefined) return;
+      this.ui.log.info(`stopping the inference worker: the model folder ${dir} is being replaced`);
+      this.loadedWith = undefined;
+      this.loading = undefined;
+      await this.worker.shutdown();
+    };
+    if (await this.ui.downloadModel(entry, beforeReplace)) {
       // The download may have repaired the files of the model loaded now: load them afresh.
       this.loadedWith = undefined;
       await this.ensureModel();
@@ -238,7 +274,7 @@ export class ModelLifecycle extends Disposable {
     const settings = this.current;
     const location = locateModel(settings, this.storageDir);
     if (!location.ok && location.missing) {
-      this.ui.showStatus('off', location.message);
+      this.showStatus('off', location.message);
       // Ask once per session: completions must not nag on every keystroke.
       if (this.modelOffered) return false;
       this.modelOffered = true;
@@ -251,11 +287,13 @@ export class ModelLifecycle extends Disposable {
       return this.loadModel();
     }
     if (!location.ok) {
-      this.ui.showStatus('error', location.message);
+      this.showStatus('error', location.message);
       if (location.message !== this.lastModelProblem) {
         this.lastModelProblem = location.message;
         this.ui.log.error(location.message);
-        this.notify('error', `phi-complete: ${location.message}`, { 'Open Settings': () => void this.ui.openSettings('phiComplete.modelPath') });
+        this.notify('error', `phi-complete: ${location.message}`, location.huggingFace
+          ? { 'Use a Local Model Folder': () => void this.useLocalFolder() }
+          : { 'Open Settings': () => void this.ui.openSettings('phiComplete.modelPath') });
       }
       return false;
     }
@@ -269,7 +307,7 @@ export class ModelLifecycle extends Disposable {
       this.lastModelProblem = '';
       this.device = loaded.device;
       this.ui.setDevice(loaded.device);
-      this.ui.showStatus('ready', location.dir);
+      this.showStatus('ready', location.dir);
       // `auto` passing over a provider that is not installed is the normal case, not a problem; a device the user chose is.
       const chosen = settings.device !== 'auto';
       for (const fallback of loaded.fallbacks) {
@@ -292,13 +330,15 @@ export class ModelLifecycle extends Disposable {
         return false;
       }
       this.ui.log.error(`loading the model failed: ${message}`);
+      // The settings changed while it loaded: the load for the new ones tells the status bar and the callers.
+      if (modelKey(this.current) !== modelKey(settings)) return this.ensureModel();
       // A model that does not load may have damaged files: then say so, and how to repair them.
       const damage = await this.damageOf(location.dir);
       if (damage.length > 0) {
         this.reportDamage(location.dir, damage);
         return false;
       }
-      this.ui.showStatus('error', message);
+      this.showStatus('error', message);
       if (message !== this.lastModelProblem) {
         this.lastModelProblem = message;
         this.notify('error', `phi-complete: the model could not be loaded: ${message}`, {
@@ -323,7 +363,7 @@ export class ModelLifecycle extends Disposable {
   /** Reports damaged model files (once while the same): a catalogue model gets Download Model, which repairs it. */
   private reportDamage(dir: string, problems: readonly string[]): void {
     const message = `the model in ${dir} is damaged (${problems.join('; ')})`;
-    this.ui.showStatus('error', message);
+    this.showStatus('error', message);
     this.ui.log.error(message);
     if (message === this.lastModelProblem) return;
     this.lastModelProblem = message;
@@ -332,13 +372,19 @@ export class ModelLifecycle extends Disposable {
       repairable ? { 'Download Model': () => void this.downloadModel() } : { 'Show Log': () => this.ui.showLog() });
   }
 
+  private showStatus(kind: StatusKind, detail?: string): void {
+    this.shownStatus = detail === undefined ? { kind } : { kind, detail };
+    this.ui.showStatus(kind, detail);
+  }
+
   private onWorkerState(state: WorkerState, detail: string | undefined): void {
-    if (state === 'starting' || state === 'loading') this.ui.showStatus('loading');
+    this.pausedDetail = state === 'paused' ? detail : undefined;
+    if (state === 'starting' || state === 'loading') this.showStatus('loading');
     // A worker that stopped with a reason (a crash, a failed load) has no model: the next ensureModel reloads.
     if (state === 'stopped' && detail) this.loadedWith = undefined;
     // The client reports a pause once, when it happens.
     if (state === 'paused') {
-      this.ui.showStatus('paused', detail);
+      this.showStatus('paused', detail);
       this.ui.log.error(`completions paused: ${detail ?? 'the inference worker keeps crashing'}`);
       this.notify('error', `phi-complete: ${detail ?? 'the inference worker keeps crashing'}`, {
         'Try Again': () => void this.restartWorker(),

@@ -5,6 +5,9 @@
  * writes a byte to a pipe to the host every HEARTBEAT_MS; it stops when the process is frozen or dead, or when the
  * main thread has made no progress for `stallLimitMs` (a native call that never returns). The main thread still
  * sends IPC heartbeats: they keep the worker alive where the pipe is missing (the host then knows no better).
+ * The thread also ends the process when the host is gone (its pid is gone or the worker was re-parented, or the
+ * pipe is broken): the main thread's own checks (src/worker/main.ts) wait while a native call blocks it, maybe
+ * forever, and an orphaned worker would keep its model's memory.
  */
 import * as fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
@@ -13,6 +16,8 @@ import { HEARTBEAT_MS } from '../protocol';
 export interface HeartbeatOptions {
   /** The pipe to the host the thread writes to (undefined: none was given; only IPC heartbeats are sent). */
   readonly pipeFd: number | undefined;
+  /** The host's pid: when it is gone the thread kills the process. */
+  readonly parentPid: number;
   /** How long the main thread may stay blocked (no tick) before the thread stops beating. */
   readonly stallLimitMs: number;
   /** Sends the IPC heartbeat. */
@@ -28,12 +33,28 @@ export interface HeartbeatOptions {
 const THREAD_SOURCE = `
 const fs = require('node:fs');
 const { workerData } = require('node:worker_threads');
-const { fd, intervalMs, stallLimitMs, ticks } = workerData;
+const { fd, parentPid, intervalMs, stallLimitMs, ticks } = workerData;
 const mainTicks = new Int32Array(ticks);
 let seen = Atomics.load(mainTicks, 0);
 let progressAt = Date.now();
 let reported = false;
+// process.exit in a thread ends only the thread: the process is killed instead (nothing in it is worth saving).
+function orphaned(why) {
+  try { fs.writeSync(2, 'the extension host is gone (' + why + '): exiting\\n'); } catch {}
+  process.kill(process.pid, 'SIGKILL');
+}
+function parentGone() {
+  // An orphan is re-parented (its ppid changes); kill(pid, 0) checks that the pid still exists.
+  if (process.ppid !== parentPid) return true;
+  try {
+    process.kill(parentPid, 0);
+    return false;
+  } catch (error) {
+    return error.code === 'ESRCH';
+  }
+}
 setInterval(() => {
+  if (parentGone()) return orphaned('its process ' + parentPid + ' has ended');
   const now = Date.now();
   const tick = Atomics.load(mainTicks, 0);
   if (tick !== seen) {
@@ -48,8 +69,13 @@ setInterval(() => {
     }
     return;
   }
-  // A failed write (the host is gone, or not reading for now) is left to the parent watchdog and the next beat.
-  try { fs.writeSync(fd, '.'); } catch {}
+  if (fd === undefined) return;
+  try {
+    fs.writeSync(fd, '.');
+  } catch (error) {
+    // The reading end closed: the host is gone. Any other failure (not reading for now) is left to the next beat.
+    if (error.code === 'EPIPE' || error.code === 'EOF') orphaned('its heartbeat pipe is closed');
+  }
 }, intervalMs);
 `;
 
@@ -72,14 +98,15 @@ export function startHeartbeat(options: HeartbeatOptions): void {
     Atomics.add(mainTicks, 0, 1);
     options.send();
   }, HEARTBEAT_MS);
-  if (options.pipeFd === undefined) return;
-  if (!isPipe(options.pipeFd)) {
-    options.warn(`heartbeat: fd ${options.pipeFd} is not a pipe; liveness relies on IPC heartbeats, which a long native call delays`);
-    return;
+  let fd = options.pipeFd;
+  if (fd !== undefined && !isPipe(fd)) {
+    options.warn(`heartbeat: fd ${fd} is not a pipe; liveness relies on IPC heartbeats, which a long native call delays`);
+    fd = undefined;
   }
+  // Started without a pipe too: it still watches the host.
   const thread = new Worker(THREAD_SOURCE, {
     eval: true,
-    workerData: { fd: options.pipeFd, intervalMs: HEARTBEAT_MS, stallLimitMs: options.stallLimitMs, ticks },
+    workerData: { fd, parentPid: options.parentPid, intervalMs: HEARTBEAT_MS, stallLimitMs: options.stallLimitMs, ticks },
   });
   thread.on('error', (error) => options.warn(`heartbeat thread failed: ${error.message}; liveness relies on IPC heartbeats`));
   // The heartbeat never keeps the worker alive on its own.

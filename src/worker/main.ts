@@ -133,7 +133,8 @@ process.on('message', (raw: unknown) => {
   handle(raw as HostMessage);
 });
 
-// Never outlive the extension host: it may die without a chance to say goodbye.
+// Never outlive the extension host: it may die without a chance to say goodbye. These checks wait while a native call
+// blocks the main thread: the heartbeat thread makes the same ones meanwhile.
 process.on('disconnect', () => process.exit(0));
 const parentPid = process.ppid;
 setInterval(() => {
@@ -150,6 +151,7 @@ const { values: launch } = parseArgs({ options: { 'heartbeat-fd': { type: 'strin
 const pipeFd = Number(launch['heartbeat-fd']);
 const stallLimitMs = Number(launch['stall-limit-ms']);
 startHeartbeat({
+  parentPid,
   pipeFd: Number.isInteger(pipeFd) && pipeFd > 2 ? pipeFd : undefined,
   stallLimitMs: stallLimitMs > 0 ? stallLimitMs : Infinity,
   send: () => send({ type: 'heartbeat' }),

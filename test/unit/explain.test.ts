@@ -4,7 +4,11 @@
  * an explanation ends and continues — on the tiny model, through the real generator, token for token.
  */
 import assert from 'node:assert/strict';
+import Module from 'node:module';
 import { after, before, describe, test } from 'node:test';
+import type * as vscode from 'vscode';
+import type { WorkerClient } from '../../src/client/workerClient';
+import { DEFAULT_SETTINGS } from '../../src/config';
 import { buildExplainPrompt, EXPLAIN_CONTEXT_TOKENS, EXPLAIN_STOPS, MAX_USEFUL_EXPLAIN_TOKENS, planExplanation, type ExplainPlan } from '../../src/explain/explainPrompt';
 import { Explanation } from '../../src/explain/explanation';
 import { explainPageHtml, parsePageMessage, renderMarkdown, viewMessage } from '../../src/explain/explainView';
@@ -285,5 +289,79 @@ describe('continuing on the tiny model', () => {
     const cold = new Generator(decoder, tokenizer);
     assert.deepEqual(continued.tokens, (await cold.generate({ ...request, stop: EXPLAIN_STOPS })).tokens);
     await cold.dispose();
+  });
+});
+
+describe('the panel', () => {
+  /** What the page was sent, and how it talks back: a webview panel as far as ExplainPanel uses one. */
+  const posted: { canContinue: boolean }[] = [];
+  let fromPage: (message: unknown) => void = () => undefined;
+  const fakeVscode = {
+    ViewColumn: { Beside: -2 },
+    window: {
+      showInformationMessage: () => Promise.resolve(undefined),
+      createWebviewPanel: () => ({
+        webview: {
+          html: '',
+          postMessage: (message: { canContinue: boolean }) => {
+            posted.push(message);
+            return Promise.resolve(true);
+          },
+          onDidReceiveMessage: (listener: (message: unknown) => void) => {
+            fromPage = listener;
+            return { dispose: () => undefined };
+          },
+        },
+        reveal: () => undefined,
+        onDidDispose: () => ({ dispose: () => undefined }),
+        dispose: () => undefined,
+      }),
+    },
+  };
+  const resolver = Module as unknown as { _resolveFilename: (request: string, ...rest: unknown[]) => string };
+  const resolve = resolver._resolveFilename;
+  before(() => {
+    // 'vscode' exists only inside the editor: this test's stands in for it.
+    resolver._resolveFilename = (request, ...rest) => (request === 'vscode' ? 'vscode' : resolve.call(Module, request, ...rest));
+    require.cache.vscode = { id: 'vscode', filename: 'vscode', loaded: true, exports: fakeVscode } as unknown as NodeJS.Module;
+  });
+  after(() => {
+    resolver._resolveFilename = resolve;
+    delete require.cache.vscode;
+  });
+
+  test('Continue is offered again when the model cannot be loaded for it (the page hid the button when clicked)', async () => {
+    // Loaded now, so that its import of 'vscode' finds the stand-in.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { ExplainPanel } = require('../../src/explain/explainPanel') as typeof import('../../src/explain/explainPanel');
+    let modelLoads = true;
+    const generated: string[] = [];
+    const client = {
+      generate: (prompt: string) => {
+        generated.push(prompt);
+        return Promise.reject(new Error('the inference worker was killed (SIGKILL); it restarts on the next request'));
+      },
+    } as unknown as WorkerClient;
+    const panel = new ExplainPanel(client, () => DEFAULT_SETTINGS, () => Promise.resolve(modelLoads));
+    const editor = { selection: { isEmpty: false }, document: { getText: () => 'def f(x):\n    return x + 1\n', languageId: 'python' } } as unknown as vscode.TextEditor;
+    await panel.explain(editor);
+    assert.equal(generated.length, 1);
+    assert.equal(posted.at(-1)?.canContinue, true, 'interrupted: Continue is offered');
+
+    // The load fails (or the worker is paused): ensureModel has told the user why; the panel offers Continue again.
+    modelLoads = false;
+    const sent = posted.length;
+    fromPage({ type: 'continue' });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(generated.length, 1, 'nothing generated');
+    assert.equal(posted.length, sent + 1, 'the view went back to the page');
+    assert.equal(posted.at(-1)?.canContinue, true);
+
+    // Once the model loads, Continue continues.
+    modelLoads = true;
+    fromPage({ type: 'continue' });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(generated.length, 2);
+    panel.dispose();
   });
 });

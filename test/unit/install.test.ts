@@ -272,7 +272,15 @@ test('a damaged install is noticed (sizes on every load, sha256 on Download Mode
   assert.equal(isInstalled(dir), true);
   assert.equal((await modelFileHashProblems(dir)).length, 1);
   const stages = new Set<InstallProgress['stage']>();
-  await installCatalogueModel(phi, { storageDir, endpoint, convertScript: CONVERT, onProgress: (p) => stages.add(p.stage) });
+  // The loaded model lets go of its files before they are replaced: the folder still holds the damaged ones then.
+  const replaced: string[] = [];
+  const beforeReplace = (folder: string): Promise<void> => {
+    assert.ok(!stages.has('convert') && !fs.readFileSync(data).equals(original), 'called before the folder is replaced');
+    replaced.push(folder);
+    return Promise.resolve();
+  };
+  await installCatalogueModel(phi, { storageDir, endpoint, convertScript: CONVERT, onProgress: (p) => stages.add(p.stage), beforeReplace });
+  assert.deepEqual(replaced, [dir]);
   assert.ok(stages.has('convert'));
   assert.equal(weightRequests() - before, 1, 'nothing downloaded again');
   assert.ok(fs.readFileSync(data).equals(original));

@@ -46,7 +46,8 @@ class RecordingUi implements LifecycleUi {
   answer: (notice: Notice) => string | undefined | Promise<string | undefined> = () => undefined;
   /** What the user does when offered the model; true once one is in place. */
   onOffer: (entry: CatalogueEntry, rebuild: boolean) => boolean = () => false;
-  onDownload: (entry: CatalogueEntry) => boolean = () => false;
+  /** `beforeReplace`: what the lifecycle gave the install to call before it replaces an installed model's folder. */
+  onDownload: (entry: CatalogueEntry, beforeReplace?: (dir: string) => Promise<void>) => boolean | Promise<boolean> = () => false;
   onPickFolder: () => boolean = () => false;
 
   readonly log = {
@@ -106,10 +107,10 @@ class RecordingUi implements LifecycleUi {
     return this.onOffer(entry, rebuild);
   }
 
-  async downloadModel(entry: CatalogueEntry): Promise<boolean> {
+  async downloadModel(entry: CatalogueEntry, beforeReplace?: (dir: string) => Promise<void>): Promise<boolean> {
     this.downloads.push(entry);
     await settle();
-    return this.onDownload(entry);
+    return this.onDownload(entry, beforeReplace);
   }
 
   async useLocalFolder(): Promise<boolean> {
@@ -285,6 +286,37 @@ describe('loading', () => {
     assert.equal(r.ui.notices.length, 1);
   });
 
+  test('while paused, Verify Model (a command the user ran) says so with Restart Inference Worker, which brings the model back; an install ending shows "paused" again', async () => {
+    let click: (action: string | undefined) => void = () => undefined;
+    const r = rig(onTinyModel(), (notice) => (notice.actions.includes('Restart Inference Worker') ? new Promise((resolve) => (click = resolve)) : undefined));
+    for (let crash = 0; crash < RESTART_LIMIT; crash++) {
+      assert.equal(await r.lifecycle.ensureModel(), true);
+      const pid = r.worker.pid!;
+      process.kill(pid, 'SIGKILL');
+      await waitUntil(() => r.worker.pid !== pid && r.worker.state !== 'ready', 'the client to notice the crash');
+    }
+    assert.equal(r.worker.state, 'paused');
+    assert.equal(r.ui.notices.length, 1, 'the pause itself');
+    assert.equal(await r.lifecycle.ensureModel(), false);
+    assert.equal(r.ui.notices.length, 1, 'completions stay quiet');
+
+    // A download (Download Model) while paused: its progress, then the bar says "paused" again, not idle.
+    r.lifecycle.installStatus('downloading 42%');
+    assert.deepEqual(r.ui.lastStatus, { kind: 'loading', detail: 'downloading 42%' });
+    r.lifecycle.installStatus(undefined);
+    assert.equal(r.ui.lastStatus?.kind, 'paused');
+
+    assert.equal(await r.lifecycle.verify(), undefined);
+    assert.equal(r.ui.notices.length, 2, r.ui.notices.map((n) => n.message).join('\n'));
+    const told = r.ui.notices[1];
+    assert.equal(told.severity, 'error');
+    assert.match(told.message, /^phi-complete: the inference worker crashed \d+ times in 3 minutes; completions are paused until it is restarted; the last time it was killed \(SIGKILL\)\. Restart it to use the model\.$/);
+    assert.deepEqual(told.actions, ['Restart Inference Worker', 'Show Log']);
+    click('Restart Inference Worker');
+    await waitUntil(() => r.worker.state === 'ready', 'the restart to load the model');
+    assert.ok((await r.lifecycle.verify())?.startsWith('the model'));
+  });
+
   test('Restart Inference Worker replaces a running worker, even one loading, and reloads the model; that is no crash', async () => {
     const r = rig(onTinyModel());
     assert.equal(await r.lifecycle.ensureModel(), true);
@@ -449,6 +481,19 @@ describe('problems', () => {
     assert.equal(r.ui.noticesOf('error').length, 2);
   });
 
+  test('modelPath set to a Hugging Face folder (no manifest.json) says to convert it with Use a Local Model Folder, and offers it', async () => {
+    const hf = scratchDir();
+    fs.writeFileSync(path.join(hf, 'config.json'), '{}');
+    fs.writeFileSync(path.join(hf, 'model.safetensors'), '');
+    const r = rig(onTinyModel({ modelPath: hf }), (notice) => notice.actions[0]);
+    assert.equal(await r.lifecycle.ensureModel(), false);
+    const message = `The model folder ${hf} (setting phiComplete.modelPath) is a Hugging Face folder, which must be converted first: run "phi-complete: Use a Local Model Folder" and pick it (the converted model is then used).`;
+    assert.deepEqual(r.ui.notices, [{ severity: 'error', message: `phi-complete: ${message}`, actions: ['Use a Local Model Folder'] }]);
+    assert.deepEqual(r.ui.lastStatus, { kind: 'error', detail: message });
+    assert.equal(r.worker.pid, undefined, 'no worker for a folder it cannot load');
+    await waitUntil(() => r.ui.folderPicks === 1, 'Use a Local Model Folder to run from the notification');
+  });
+
   test('a model folder the worker cannot load is reported once (logged every time), with the settings and the log', async () => {
     // No manifest.json: nothing to check the files against, so the worker's reason is shown.
     const broken = scratchDir();
@@ -467,6 +512,22 @@ describe('problems', () => {
     assert.equal(r.loads(), 2, 'each call tries again');
     await settle();
     assert.equal(r.ui.logShown, 1);
+  });
+
+  test('a load that fails while a newer one is in flight: the newer model loads once, and the old failure is not reported', async () => {
+    const broken = scratchDir();
+    fs.writeFileSync(path.join(broken, 'model.onnx'), 'not a model');
+    const r = rig(onTinyModel({ modelPath: broken }));
+    const first = r.lifecycle.ensureModel();
+    r.ui.change({ modelPath: tinyModelDir('fp32') });
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    assert.equal(await first, true, 'the first caller gets the model now configured');
+    assert.ok((await r.lifecycle.verify())?.startsWith('the model'));
+    assert.equal(r.loads(), 2, `states: ${r.states.join(' → ')}`);
+    assert.ok(!r.states.includes('stopped'), `the older failure stopped nothing: ${r.states.join(' → ')}`);
+    assert.deepEqual(r.ui.noticesOf('error'), []);
+    assert.ok(!r.ui.statuses.some((s) => s.kind === 'error'), JSON.stringify(r.ui.statuses));
+    assert.equal(r.ui.lastStatus?.kind, 'ready');
   });
 
   test('a catalogue model that is not on this machine is offered once per session', async () => {
@@ -570,6 +631,30 @@ describe('commands', () => {
     assert.equal(r.ui.downloads.length, 2, 'Download Model ran again, from the notification');
     assert.ok((await r.lifecycle.verify())?.startsWith('the model'), 'the repaired model verifies');
     assert.equal(r.ui.noticesOf('error').length, 1);
+  });
+
+  test('Download Model repairing the loaded model stops the worker before its folder is replaced, and loads the model afresh after', async () => {
+    const r = rig({ device: 'cpu', threads: 1 });
+    r.ui.onDownload = (entry) => installTinyModel(r.storage, entry);
+    await r.lifecycle.downloadModel();
+    assert.equal(r.worker.state, 'ready');
+    const pid = r.worker.pid!;
+    let workerAtReplace: number | undefined = -1;
+    r.ui.onDownload = async (entry, beforeReplace) => {
+      const dir = installedModelDir(r.storage, entry.id);
+      await beforeReplace?.(dir);
+      workerAtReplace = r.worker.pid;
+      fs.rmSync(dir, { recursive: true });
+      return installTinyModel(r.storage, entry);
+    };
+    await r.lifecycle.downloadModel();
+    assert.equal(workerAtReplace, undefined, 'no worker (with the model\'s files open) while the folder was replaced');
+    assert.ok(r.ui.linesOf('info', /^stopping the inference worker: the model folder .+ is being replaced$/).length === 1);
+    assert.equal(r.worker.state, 'ready');
+    assert.notEqual(r.worker.pid, pid);
+    assert.equal(r.ui.loadedLines.length, 2);
+    assert.equal(r.ui.lastStatus?.kind, 'ready');
+    assert.deepEqual(r.ui.notices, [], 'stopping the worker for the repair is no crash');
   });
 
   test('a model folder with files missing says which, and how to fix it', async () => {

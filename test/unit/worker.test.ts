@@ -317,6 +317,44 @@ test('a call that blocks the worker\'s main thread past the stall limit is a han
   assert.notEqual(client.pid, pid);
 });
 
+/** A worker entry point that blocks for `delayMs` (forever when undefined) before it loads dist/worker.js: a slow start. */
+function slowStartingWorker(delayMs: number | undefined): string {
+  const script = path.join(scratchDir(), 'slow-start.js');
+  fs.writeFileSync(script, `
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0${delayMs === undefined ? '' : `, ${delayMs}`});
+    require(${JSON.stringify(WORKER)});
+  `);
+  return script;
+}
+
+test('a worker that takes longer than the heartbeat timeout to start is not taken for a hang', async (t) => {
+  const logged: string[] = [];
+  const client = new WorkerClient({ workerPath: slowStartingWorker(4000), heartbeatTimeoutMs: 1000, log: (line) => logged.push(line) });
+  t.after(async () => {
+    await client.shutdown();
+    client.dispose();
+  });
+  const started = Date.now();
+  assert.equal((await client.load(modelDir, 'cpu', 1)).device, 'cpu');
+  assert.ok(Date.now() - started >= 4000, 'the start was slow');
+  assert.equal((await client.generate(PROMPT, GREEDY)).text, expectedText);
+  assert.deepEqual(logged, [], 'no kill, no crash');
+});
+
+test('a worker that never starts is killed after the start timeout, with a message that says so', async (t) => {
+  const logged: string[] = [];
+  const client = new WorkerClient({ workerPath: slowStartingWorker(undefined), heartbeatTimeoutMs: 500, startTimeoutMs: 2000, log: (line) => logged.push(line) });
+  t.after(async () => {
+    await client.shutdown();
+    client.dispose();
+  });
+  const started = Date.now();
+  await assert.rejects(client.load(modelDir, 'cpu', 1), (error: WorkerError) => error.code === 'worker-crashed'
+    && error.message === 'the inference worker did not start within 2 s (an antivirus scanning ONNX Runtime\'s files can slow its start) and was killed; it restarts on the next request');
+  assert.ok(Date.now() - started >= 2000, 'held to the start timeout, not the heartbeat timeout');
+  assert.ok(logged.includes('worker did not start within 2 s (an antivirus scanning ONNX Runtime\'s files can slow its start): killing it'), logged.join('\n'));
+});
+
 test('a host that was itself blocked longer than the heartbeat timeout does not kill a live worker for it', async (t) => {
   const logged: string[] = [];
   const client = clientFor(t, { heartbeatTimeoutMs: 2000, log: (line) => logged.push(line) });
@@ -388,4 +426,26 @@ test('the worker exits when the process that started it dies', async () => {
   assert.ok(isAlive(workerPid));
   host.kill('SIGKILL');
   await waitUntil(() => !isAlive(workerPid), 'the orphaned worker to exit');
+});
+
+test('a worker whose main thread is blocked forever exits when the process that started it dies', { timeout: 60_000 }, async (t) => {
+  // The parent checks on the worker's main thread cannot run: its heartbeat thread must end it.
+  const hostScript = path.join(scratchDir(), 'host.js');
+  fs.writeFileSync(hostScript, `
+    const { WorkerClient } = require(${JSON.stringify(path.resolve(__dirname, '../../src/client/workerClient.js'))});
+    const client = new WorkerClient({ workerPath: ${JSON.stringify(WORKER)} });
+    client.load(${JSON.stringify(modelDir)}, 'cpu', 1).catch(() => undefined);
+    console.log(client.pid);
+  `);
+  // The stand-in host preloads the blocking script too; it has no IPC channel, so it never blocks.
+  const host = withMainThreadBlocked('load', undefined, () => spawn(process.execPath, [hostScript], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const workerPid = await new Promise<number>((resolve) => host.stdout.setEncoding('utf8').once('data', (text: string) => resolve(Number(text.trim()))));
+  t.after(() => {
+    if (isAlive(workerPid)) process.kill(workerPid, 'SIGKILL');
+  });
+  // Long enough for the worker to start and block on the load.
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  assert.ok(isAlive(workerPid));
+  host.kill('SIGKILL');
+  await waitUntil(() => !isAlive(workerPid), 'the orphaned, blocked worker to exit', 8000);
 });
