@@ -34,8 +34,9 @@ const MAX_TARGET_CHARS = 120;
  * `count` cursors, deterministic for a seed: files are drawn in turn (one cursor each per round, so that no
  * single large file dominates), a line at random among the file's non-blank lines past its first, alternating
  * line-start and mid-line. Mid-line cursors sit strictly inside the line's code (at least one character typed, one left).
+ * `minPrefixChars`: only lines starting that far or further into their file (files too short for one are left out).
  */
-export function sampleCursors(files: readonly HeldOutFile[], count: number, seed: number): Cursor[] {
+export function sampleCursors(files: readonly HeldOutFile[], count: number, seed: number, minPrefixChars = 0): Cursor[] {
   const random = mulberry32(seed);
   const candidates = files.map((file) => {
     const text = file.text.replace(/\r\n/g, '\n');
@@ -44,7 +45,7 @@ export function sampleCursors(files: readonly HeldOutFile[], count: number, seed
     const lines = starts.map((start, i) => ({ start, end: i + 1 < starts.length ? starts[i + 1] - 1 : text.length }));
     const usable = lines.map((line, i) => ({ ...line, index: i })).filter(({ start, end, index }) => {
       const content = text.slice(start, end).trim();
-      return index > 0 && content.length >= 2 && content.length < MAX_TARGET_CHARS;
+      return index > 0 && start >= minPrefixChars && content.length >= 2 && content.length < MAX_TARGET_CHARS;
     });
     return { path: file.path, text, usable, used: new Set<number>() };
   }).filter((file) => file.usable.length > 0);

@@ -4,12 +4,14 @@
  * Scores a model through the extension's real path and prints one JSON summary on stdout (progress on stderr):
  * held-out perplexity through the engine, line completion as the provider asks for it, and optionally the build
  * variants of the same weights with llama.cpp's Q4_0 beside them, prompt-lookup speculation on edited code, and
- * prompt variants (context budget, header kept or not). See docs/eval.md.
+ * context length (perplexity and line completion with the last N tokens as context; header kept or not). See
+ * docs/eval.md.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { CHARS_PER_TOKEN } from '../../src/completion/requestPrompts';
 import { cacheBudgetBytes, DEFAULT_SETTINGS, type Settings } from '../../src/config';
 import { Generator } from '../../src/inference/generator';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
@@ -18,6 +20,7 @@ import { ensureNodeLlamaCpp } from '../peers/llamaCpp';
 import { runJsonChild } from '../support/child';
 import { engineCompletions, scoreCompletions, summarizeCompletions, type CompletionSummary, type ScoredCompletion } from './completion';
 import { sampleCursors, type Cursor, type HeldOutFile } from './cursors';
+import { contextNll, contextSamples, pairedDifference, SCORED_TOKENS, summarizeContextNll, type ContextPerplexityRow } from './contextLength';
 import { cutAtStops, promptFor } from './extensionPath';
 import { defaultDataFor, readHeldOutFiles } from './heldOut';
 import type { EvalRequest, EvalResult } from './llamaCppEvalRunner';
@@ -34,7 +37,10 @@ const USAGE = `usage: npm run eval -- --model <model folder or Hugging Face phi 
   --cursors N (200) --max-tokens N (${DEFAULT_SETTINGS.completionMaxTokens}) --context-tokens N (${DEFAULT_SETTINGS.contextTokens})   line completion
   --variants                         build and score the variant set (a Hugging Face folder only) and llama.cpp's Q4_0
   --speculation-cases N (12)         functions for the speculation cases (0: skip)
-  --budgets 128,256,512,1024         context budgets for the prompt variants (empty: skip), plus header off
+  --contexts 128,256,512,1024        context lengths (empty: skip): perplexity with exactly the last N tokens read,
+                                     line completion with contextTokens N (plus the header off at --context-tokens)
+  --context-samples N (200)          perplexity points for the context lengths (${SCORED_TOKENS} tokens scored after each)
+  --context-cursors N (--cursors)    cursors for the context lengths (each with more text before it than the largest budget)
   --threads N (2) --seed N (1)
   --details <file.jsonl>             also write every scored suggestion (variant, cursor, target, suggestion, scores)`;
 
@@ -134,28 +140,87 @@ async function scoreLlamaCpp(ggufPath: string, name: string, inputs: Inputs): Pr
   return { variant: `${name} (${result.llamaCppRelease})`, engine: 'llama.cpp', perplexity, completion, completionMs: Math.round((1000 * result.completionSeconds) / Math.max(1, prompts.length)) };
 }
 
-interface PromptVariantResult {
+interface ContextCompletionRow {
   readonly contextTokens: number;
   readonly header: boolean;
+  /** Mean prompt length in the model's tokens (the budget is counted at CHARS_PER_TOKEN characters a token). */
   readonly meanPromptTokens: number;
   readonly completion: CompletionSummary;
+  /** Against the largest budget with the header kept, on the same cursors: differences in points, with their 95% interval. */
+  readonly vsLongest: { readonly exactMatch: readonly [number, number, number]; readonly editSimilarity: readonly [number, number, number] };
 }
 
-async function promptVariants(model: LoadedModel, inputs: Inputs, budgets: readonly number[]): Promise<PromptVariantResult[]> {
-  const settingsList = [...budgets.map((budget) => ({ budget, header: true })), { budget: inputs.settings.contextTokens, header: false }];
-  const results: PromptVariantResult[] = [];
-  for (const { budget, header } of settingsList) {
+interface ContextLengthResult {
+  readonly perplexity: { readonly samples: number; readonly scoredTokensPerSample: number; readonly rows: readonly ContextPerplexityRow[]; readonly seconds: number };
+  readonly completion: { readonly cursors: number; readonly minPrefixChars: number; readonly rows: readonly ContextCompletionRow[]; readonly seconds: number };
+}
+
+const points = (d: { mean: number; low: number; high: number }): [number, number, number] => [d.mean, d.low, d.high].map((v) => Math.round(1000 * v) / 10) as [number, number, number];
+
+/**
+ * The context-length section (./contextLength.ts): perplexity of the same tokens after exactly N tokens, and line
+ * completion at cursors with more text before them than the largest budget, with contextTokens N; plus the
+ * header not kept, at the settings' budget.
+ */
+async function contextLength(model: LoadedModel, inputs: Inputs, contexts: readonly number[], sampleCount: number, cursorCount: number, seed: number): Promise<ContextLengthResult> {
+  const largest = contexts[contexts.length - 1];
+  const fileTokens = inputs.files.map((file) => ({ path: file.path, tokens: inputs.tokenizer.encode(file.text) }));
+  const samples = contextSamples(fileTokens, sampleCount, largest, SCORED_TOKENS);
+  log(`context lengths ${contexts.join('/')}: perplexity at ${samples.length} points (${SCORED_TOKENS} tokens each)`);
+  let started = Date.now();
+  const nll = await contextNll(model.decoder, samples, contexts, SCORED_TOKENS, (done) => { if (done % 25 === 0) log(`context lengths: ${done}/${samples.length} points`); });
+  const perplexityRows = summarizeContextNll(contexts, nll, SCORED_TOKENS);
+  const perplexitySeconds = (Date.now() - started) / 1000;
+  for (const row of perplexityRows) log(`context ${row.contextTokens}: perplexity ${row.perplexity} (×${row.vsLongest.ratio} [${row.vsLongest.low}, ${row.vsLongest.high}] vs ${largest})`);
+
+  // More text before each cursor than the largest budget holds, so every budget cuts its prompt.
+  const minPrefixChars = largest * CHARS_PER_TOKEN;
+  const cursors = sampleCursors(inputs.files, cursorCount, seed, minPrefixChars);
+  log(`context lengths: line completion at ${cursors.length} cursors with ${minPrefixChars}+ characters before them`);
+  started = Date.now();
+  const variants = [...contexts.map((budget) => ({ budget, header: true })), { budget: inputs.settings.contextTokens, header: false }];
+  const scoredRuns: { budget: number; header: boolean; meanPromptTokens: number; scored: ScoredCompletion[] }[] = [];
+  for (const { budget, header } of variants) {
     const settings = { ...inputs.settings, contextTokens: budget };
-    const prompts = inputs.cursors.map((cursor) => promptFor(cursor, { settings, keepHeader: header }));
+    const prompts = cursors.map((cursor) => promptFor(cursor, { settings, keepHeader: header }));
     const generator = newGenerator(model);
-    const { raws } = await engineCompletions(generator, inputs.cursors, prompts, { maxTokens: inputs.maxTokens, speculative: settings.speculative });
+    const { raws } = await engineCompletions(generator, cursors, prompts, {
+      maxTokens: inputs.maxTokens, speculative: settings.speculative,
+      onDone: (done) => { if (done % 100 === 0) log(`context ${budget}${header ? '' : ' no header'}: ${done}/${cursors.length} completions`); },
+    });
     await generator.dispose();
-    const completion = writeDetails(inputs, `prompt ${budget}${header ? '' : ' no header'}`, scoreCompletions(inputs.cursors, raws, inputs.syntax));
+    const scored = scoreCompletions(cursors, raws, inputs.syntax);
     const meanPromptTokens = Math.round(prompts.reduce((sum, prompt) => sum + inputs.tokenizer.encode(prompt).length, 0) / Math.max(1, prompts.length));
-    log(`prompt ${budget} tokens${header ? '' : ', no header'}: exact match ${completion.exactMatch}%, edit similarity ${completion.editSimilarity}% (mean prompt ${meanPromptTokens} tokens)`);
-    results.push({ contextTokens: budget, header, meanPromptTokens, completion });
+    scoredRuns.push({ budget, header, meanPromptTokens, scored });
   }
-  return results;
+  const longest = scoredRuns.find((run) => run.budget === largest && run.header)!.scored;
+  const rows = scoredRuns.map(({ budget, header, meanPromptTokens, scored }): ContextCompletionRow => {
+    const completion = writeDetails(inputs, `context ${budget}${header ? '' : ' no header'}`, scored);
+    const exact = (entries: readonly ScoredCompletion[]) => entries.map((e) => (e.exact ? 1 : 0));
+    const similarity = (entries: readonly ScoredCompletion[]) => entries.map((e) => e.editSimilarity);
+    const vsLongest = { exactMatch: points(pairedDifference(exact(scored), exact(longest))), editSimilarity: points(pairedDifference(similarity(scored), similarity(longest))) };
+    log(`context ${budget} tokens${header ? '' : ', no header'}: exact match ${completion.exactMatch}%, edit similarity ${completion.editSimilarity}% (${vsLongest.editSimilarity[0]} [${vsLongest.editSimilarity[1]}, ${vsLongest.editSimilarity[2]}] vs ${largest}; mean prompt ${meanPromptTokens} tokens)`);
+    return { contextTokens: budget, header, meanPromptTokens, completion, vsLongest };
+  });
+  return {
+    perplexity: { samples: samples.length, scoredTokensPerSample: SCORED_TOKENS, rows: perplexityRows, seconds: Math.round(perplexitySeconds) },
+    completion: { cursors: cursors.length, minPrefixChars, rows, seconds: Math.round((Date.now() - started) / 1000) },
+  };
+}
+
+/** The context-length section as a Markdown table (for docs/eval.md), on stderr. */
+function contextTable(result: ContextLengthResult): string {
+  const byBudget = new Map(result.perplexity.rows.map((row) => [row.contextTokens, row]));
+  const lines = [
+    `| context (tokens) | perplexity (${result.perplexity.samples} × ${result.perplexity.scoredTokensPerSample} tokens) | vs longest [95%] | mean prompt tokens | exact match % | vs longest, points [95%] | edit similarity % | vs longest, points [95%] | empty % | syntax broken % |`,
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const row of result.completion.rows) {
+    const ppl = row.header ? byBudget.get(row.contextTokens) : undefined;
+    const interval = ([mean, low, high]: readonly [number, number, number]) => `${mean} [${low}, ${high}]`;
+    lines.push(`| ${row.contextTokens}${row.header ? '' : ', header not kept'} | ${ppl ? ppl.perplexity : '–'} | ${ppl ? `×${ppl.vsLongest.ratio} [${ppl.vsLongest.low}, ${ppl.vsLongest.high}]` : '–'} | ${row.meanPromptTokens} | ${row.completion.exactMatch} | ${interval(row.vsLongest.exactMatch)} | ${row.completion.editSimilarity} | ${interval(row.vsLongest.editSimilarity)} | ${row.completion.empty} | ${row.completion.syntaxBroken} |`);
+  }
+  return lines.join('\n');
 }
 
 async function main(): Promise<void> {
@@ -174,7 +239,9 @@ async function main(): Promise<void> {
         'context-tokens': { type: 'string', default: String(DEFAULT_SETTINGS.contextTokens) },
         variants: { type: 'boolean', default: false },
         'speculation-cases': { type: 'string', default: '12' },
-        budgets: { type: 'string', default: '128,256,512,1024' },
+        contexts: { type: 'string', default: '128,256,512,1024' },
+        'context-samples': { type: 'string', default: '200' },
+        'context-cursors': { type: 'string' },
         threads: { type: 'string', default: '2' },
         seed: { type: 'string', default: '1' },
         details: { type: 'string' },
@@ -192,7 +259,7 @@ async function main(): Promise<void> {
   const format = values.format;
   if (format !== 'int4' && format !== 'fp16' && format !== 'fp32') fail(`--format must be int4, fp16 or fp32 (got "${format}")`);
   const data = values.data ?? defaultDataFor(modelDir) ?? fail(`${modelDir} has no data/eval_files.txt: give the held-out files with --data`);
-  const budgets = values.budgets.split(',').filter((b) => b !== '').map((b) => positive(b, '--budgets', 16));
+  const contexts = values.contexts.split(',').filter((b) => b !== '').map((b) => positive(b, '--contexts', 16)).sort((a, b) => a - b);
 
   const files = readHeldOutFiles(data, values['data-root']);
   // The main model: the given build, or the default build of these weights (the download's conversion path).
@@ -231,7 +298,7 @@ async function main(): Promise<void> {
     const dir = ensureBuild(modelDir, variant, log);
     const scored = await scoreBuilt(dir, variant.name, inputs, variant);
     results.push(scored.result);
-    // Speculation and prompt variants run on the default build (the extension's): keep it, release the others.
+    // Speculation and context lengths run on the default build (the extension's): keep it, release the others.
     if (dir === mainDir) mainModel = scored.model;
     else await scored.model.decoder.dispose();
   }
@@ -245,7 +312,9 @@ async function main(): Promise<void> {
     const model = mainModel;
     speculation = await measureSpeculation(model.decoder, (adaptive) => newGenerator(model, adaptive), cases, inputs.maxTokens);
   }
-  const prompts = budgets.length > 0 ? await promptVariants(mainModel, inputs, budgets) : undefined;
+  const contextResult = contexts.length > 0
+    ? await contextLength(mainModel, inputs, contexts, positive(values['context-samples'], '--context-samples'), positive(values['context-cursors'] ?? values.cursors, '--context-cursors'), positive(values.seed, '--seed', 0))
+    : undefined;
   await mainModel.decoder.dispose();
 
   const summary = {
@@ -259,8 +328,9 @@ async function main(): Promise<void> {
     syntaxCheck: syntax?.method ?? 'not measured (python3 not found)',
     results,
     speculation,
-    promptVariants: prompts,
+    contextLength: contextResult,
   };
+  if (contextResult) log(`context length:\n${contextTable(contextResult)}`);
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
 }
 

@@ -6,6 +6,7 @@ import * as assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PhiDecoder } from '../../src/inference/decoder';
 import { PHI_TINY } from '../../src/model/config';
+import { contextNll, contextSamples, pairedDifference, summarizeContextNll } from '../../bench/eval/contextLength';
 import { enginePerplexity, evenlySpacedWindows, negativeLogLikelihood } from '../../bench/eval/perplexity';
 import { passCost } from '../../bench/eval/speculation';
 import { referenceLogits } from '../support/referenceForward';
@@ -44,6 +45,49 @@ describe('eval perplexity', () => {
       assert.equal(result.scoredTokens, 2 * 69);
       assert.ok(Math.abs(result.meanNll - referenceNll) < 1e-4, `engine ${result.meanNll}, reference ${referenceNll}`);
       assert.ok(result.prefillPerplexity > 1 && result.decodePerplexity > 1);
+    } finally {
+      await decoder.dispose();
+    }
+  });
+});
+
+describe('eval context length', () => {
+  it('samples points inside single files, with the largest context before and the scored tokens after', () => {
+    const files = [{ path: 'a', tokens: Array.from({ length: 12 }, (_, i) => i) }, { path: 'short', tokens: [1, 2, 3] }, { path: 'b', tokens: Array.from({ length: 10 }, (_, i) => 100 + i) }];
+    // Points: a at 4..10 (7 points), b at 4..8 (5 points); 4 samples take the midpoints of 4 equal parts of the 12.
+    const samples = contextSamples(files, 4, 4, 2);
+    assert.deepEqual(samples.map((s) => [s.file, s.at]), [['a', 5], ['a', 8], ['b', 4], ['b', 7]]);
+    assert.deepEqual(samples[2].tokens, [100, 101, 102, 103, 104, 105]);
+    assert.equal(contextSamples(files, 100, 4, 2).length, 12, 'no more samples than points');
+  });
+
+  it('gives a paired difference with its 95% interval', () => {
+    assert.deepEqual(pairedDifference([1, 2, 3], [1, 2, 3]), { mean: 0, low: 0, high: 0 });
+    const { mean, low, high } = pairedDifference([2, 3, 5, 4], [1, 1, 1, 1]);
+    assert.equal(mean, 2.5);
+    const half = 1.96 * Math.sqrt(((1.5 ** 2 + 0.5 ** 2) * 2) / 3 / 4);
+    assert.ok(Math.abs(low - (mean - half)) < 1e-12 && Math.abs(high - (mean + half)) < 1e-12);
+  });
+
+  it('scores the same tokens after exactly the last N tokens, as the reference forward pass does', async () => {
+    const weights = tinyWeights('bigram');
+    const tokens = Array.from({ length: 80 }, (_, i) => (i * 7919 + 13) % 50000);
+    const [sample] = contextSamples([{ path: 'f', tokens }], 1, 40, 33);
+    const decoder = await PhiDecoder.load(tinyModelDir('fp32', 'bigram'));
+    try {
+      const contexts = [5, 40];
+      const nll = await contextNll(decoder, [sample], contexts, 33);
+      for (const [c, context] of contexts.entries()) {
+        const input = sample.tokens.slice(40 - context);
+        const logits = referenceLogits(PHI_TINY, (name) => weights.tensor(name), input.slice(0, -1));
+        let reference = 0;
+        for (let t = context - 1; t < input.length - 1; t++) reference += negativeLogLikelihood(Float32Array.from(logits[t]), 0, PHI_TINY.vocab_size, input[t + 1]);
+        assert.ok(Math.abs(nll[c][0] - reference / 33) < 1e-4, `context ${context}: engine ${nll[c][0]}, reference ${reference / 33}`);
+      }
+      const rows = summarizeContextNll(contexts, nll, 33);
+      assert.equal(rows[1].vsLongest.ratio, 1);
+      assert.equal(rows[0].scoredTokens, 33);
+      assert.ok(Math.abs(rows[0].vsLongest.ratio - Math.exp(nll[0][0] - nll[1][0])) < 1e-4);
     } finally {
       await decoder.dispose();
     }

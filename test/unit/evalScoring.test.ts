@@ -74,6 +74,13 @@ describe('eval cursors', () => {
     assert.equal(sampleCursors(files, 100, 1).length, 10, 'five usable lines a file (not the first, not blank)');
   });
 
+  it('keeps to lines far enough into their file when asked', () => {
+    const minPrefixChars = text.indexOf('class C:');
+    const cursors = sampleCursors(files, 100, 1, minPrefixChars);
+    assert.equal(cursors.length, 3, 'a.py: "class C:" and the line after it; b.py (2 characters shorter above it): the line after it');
+    for (const cursor of cursors) assert.ok(cursor.prefix.length >= minPrefixChars);
+  });
+
   it('scores suggestions after the provider\'s post-processing', () => {
     const cursors: Cursor[] = [
       { file: 'a.py', kind: 'line-start', line: 4, prefix: 'def f(a, b):\n    total = a + b\n    ', target: 'return total', suffix: '\n' },
