@@ -33,7 +33,7 @@ export function activate(context: vscode.ExtensionContext): void {
     model.reportActivity(activity.generating);
     if (activity.generating) return;
     if (activity.context) status.setLastSuggestion(activity.context);
-    warmer.completionEnded();
+    warmer.completionEnded(activity.context !== undefined);
   }, prompts, prefillRate);
   // Explain Selection is asked for: while the worker is paused it says so, with Restart Inference Worker.
   const explain = new ExplainPanel(worker, settings, () => model.ensureModel(true));

@@ -11,7 +11,7 @@
  *   read, where that is less): when the model has loaded, when a text editor becomes active, after each completion,
  *   and when the cursor rests (no selection change for REST_MS), whether or not it moved. A read cut short resumes
  *   where it stopped (what the worker read stays cached). When the window will move within LOOK_AHEAD_TOKENS of
- *   typing, the window it moves to as well.
+ *   typing, the window it moves to first (what was read of the one it leaves is lost), then the current one.
  * The worker runs a warm-up only while no generation is in flight or queued, in short passes, and any completion
  * request takes over from it at the next pass; what it read stays cached.
  *
@@ -52,6 +52,9 @@ export interface WarmTarget {
   onStateChange(listener: (state: WorkerState) => void): { dispose(): void };
   prefill(sequence: string, prompt: string, maxNewTokens: number, options?: PrefillOptions): Promise<PrefilledEvent | undefined>;
 }
+
+/** A rest's warm-ups: the window requests use now, and the one it moves to within LOOK_AHEAD_TOKENS of typing. */
+type WarmUpKind = 'window' | 'ahead';
 
 export interface WarmerLogger {
   debug(message: string): void;
@@ -101,12 +104,13 @@ export class CompletionWarmer extends Disposable {
   }
 
   /**
-   * A completion ended (shown, cancelled or failed): the worker is free again, so the window is read once the cursor
-   * rests, whether or not it moved.
+   * A completion ended: the worker is free again, so the window is read, whether or not the cursor moved. At once
+   * when it finished (the cursor has rested since it was asked for); after a rest when it was cancelled or failed
+   * (the user typed on, and that keystroke's own warm-up comes first).
    */
-  completionEnded(): void {
+  completionEnded(finished: boolean): void {
     const editor = this.window.activeTextEditor;
-    if (editor) this.schedule(editor);
+    if (editor) this.schedule(editor, finished ? 0 : this.restMs);
   }
 
   /** Whether `document` changed since the warmer last looked at it (typing, not only moving the cursor); looks at it. */
@@ -116,14 +120,14 @@ export class CompletionWarmer extends Disposable {
     return before?.document === document && before.version !== document.version;
   }
 
-  /** Warms `editor` once it and its cursor have rested for restMs (every change starts the wait again). */
-  private schedule(editor: vscode.TextEditor): void {
+  /** Warms `editor` once it and its cursor have rested for `delayMs` (every change starts the wait again). */
+  private schedule(editor: vscode.TextEditor, delayMs = this.restMs): void {
     clearTimeout(this.timer);
     if (this.isDisposed) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (this.window.activeTextEditor === editor) void this.warm(editor);
-    }, this.restMs);
+    }, delayMs);
   }
 
   /** Whether completions in `editor` would be asked for now, so that warming it is worth it. */
@@ -169,16 +173,18 @@ export class CompletionWarmer extends Disposable {
     const sequence = document.uri.toString();
     const position = editor.selection.active;
     const { prompt, quick } = this.prompts.at(document, sequence, position, settings);
-    const warmed = await this.prefill(sequence, 'window', prompt, settings, { quick });
-    // A completion was in flight: try again once it is likely done, if the cursor still rests there.
-    if (warmed === 'busy' && this.stillAt(editor, position)) this.schedule(editor);
-    if (warmed !== 'done') return;
     // The window the prompt moves to once the user has typed LOOK_AHEAD_TOKENS more (what a smaller budget gives
-    // now): warmed too, into a window of its own in the worker, so the move re-reads nothing either.
+    // now), into a window of its own in the worker. Read first: typing is about to make it the window requests use,
+    // and what was read of the one they use now is lost when it moves (a window is re-read from its start).
     const lookAheadBudget = settings.contextTokens - LOOK_AHEAD_TOKENS;
-    if (lookAheadBudget < LOOK_AHEAD_TOKENS || !this.stillAt(editor, position)) return;
-    const { prompt: ahead } = completionPromptAt(document, position, { ...settings, contextTokens: lookAheadBudget });
-    if (ahead !== prompt && (await this.prefill(sequence, 'ahead', ahead, settings)) === 'busy' && this.stillAt(editor, position)) this.schedule(editor);
+    const ahead = lookAheadBudget >= LOOK_AHEAD_TOKENS ? completionPromptAt(document, position, { ...settings, contextTokens: lookAheadBudget }).prompt : prompt;
+    const reads: [WarmUpKind, string, PrefillOptions][] = ahead === prompt ? [['window', prompt, { quick }]] : [['ahead', ahead, {}], ['window', prompt, { quick }]];
+    for (const [kind, text, options] of reads) {
+      const warmed = await this.prefill(sequence, kind, text, settings, options);
+      // A completion was in flight: try again once it is likely done, if the cursor still rests there.
+      if (warmed === 'busy' && this.stillAt(editor, position)) this.schedule(editor);
+      if (warmed !== 'done' || !this.stillAt(editor, position)) return;
+    }
   }
 
   private stillAt(editor: vscode.TextEditor, position: vscode.Position): boolean {
@@ -190,7 +196,7 @@ export class CompletionWarmer extends Disposable {
    * Asks the worker to prefill `prompt`. A rest's warm-up (`kind`) is skipped when its prompt was the last one
    * warmed for this document's `kind` (then 'done'), and remembered only once it finished.
    */
-  private async prefill(sequence: string, kind: 'window' | 'ahead' | undefined, prompt: string, settings: Settings, options: PrefillOptions = {}): Promise<PrefillOutcome | 'failed'> {
+  private async prefill(sequence: string, kind: WarmUpKind | undefined, prompt: string, settings: Settings, options: PrefillOptions = {}): Promise<PrefillOutcome | 'failed'> {
     const key = `${kind} ${sequence}`;
     if (kind) {
       if (this.warmed.get(key) === prompt) return 'done';

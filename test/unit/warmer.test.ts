@@ -266,17 +266,23 @@ describe('completion warmer', () => {
     harness.outcome = 'done';
     await rest();
     assert.equal(harness.prefills.length, 1, 'nothing moved, nothing ended: no retry');
-    harness.warmer.completionEnded();
-    assert.equal(harness.prefills.length, 1, 'not before the rest');
+    harness.warmer.completionEnded(false);
+    assert.equal(harness.prefills.length, 1, 'a cancelled one: not before the rest');
+    await rest(REST / 2);
+    assert.equal(harness.prefills.length, 1);
     await rest();
     assert.equal(harness.prefills.length, 2);
     assert.equal(harness.prefills[1].prompt, harness.prefills[0].prompt);
-    harness.warmer.completionEnded();
+    harness.warmer.completionEnded(true);
     await rest();
     assert.equal(harness.prefills.length, 2, 'a window read to its end is not read again');
+    harness.moveTo(fakeEditor(TEXT, { line: 4, character: 11 }));
+    harness.warmer.completionEnded(true);
+    await rest(REST / 3);
+    assert.equal(harness.prefills.length, 3, 'after a finished completion: at once, not after a rest');
   });
 
-  test('when the window is about to move, the window it moves to is warmed too, and typing on reads from it', async () => {
+  test('when the window is about to move, the window it moves to is read first, then the current one, and typing on reads from it', async () => {
     harness = new Harness();
     const body = (i: number): string => `def item_${i}(stock):\n    """Count item ${i}."""\n    return stock.count(${i}) + ${i * 7}\n\n\n`;
     let text = '';
@@ -293,8 +299,8 @@ describe('completion warmer', () => {
     text += Array.from({ length: typed + 1 }, (_, i) => body(200 + i)).join('');
     harness.activate(fakeEditor(text, cursorAtEnd(text)));
     await rest();
-    assert.equal(harness.prefills.length, 2, 'the window, then the one it moves to');
-    const [current, next] = harness.prefills.map((p) => p.prompt);
+    assert.equal(harness.prefills.length, 2, 'the window it moves to (what a read of the current one would lose at the move), then the current one');
+    const [next, current] = harness.prefills.map((p) => p.prompt);
     assert.equal(current, promptOf(text));
     assert.notEqual(next, current);
     // The user types on until the window moves: the provider's prompt then starts with the warmed next window.
