@@ -245,10 +245,12 @@ function readExtensionLog(userData) {
   return extensionLogFiles(userData).map((f) => fs.readFileSync(f, 'utf8')).join('');
 }
 
-const COMPLETION_LINE = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) .*completion: (\d+) tokens, first token (\d+) ms, ([\d.]+) tok\/s, reused (\d+)\/(\d+) prompt tokens( \(quick prompt\))?, (\w+)(?:; asked (\d+) ms after VS Code asked, answered (\d+) ms later)?/;
-
-/** The end of a completion line, where the extension logs it: the file's tokens before the cursor its prompt held. */
-const CONTEXT_PART = /; context (\d+) tokens \((whole window|quick prompt)\)\s*$/;
+/**
+ * The extension's completion line (COMPLETION_LINE), its end (CONTEXT_PART: the file's tokens before the cursor its
+ * prompt held) and a cache hit's line (CACHE_LINE), from the module that writes them (src/completion/outcome.ts,
+ * compiled to out/ by `npm run compile`; its unit test checks the two agree).
+ */
+const { COMPLETION_LINE, CONTEXT_PART, CACHE_LINE } = createRequire(import.meta.url)(path.join(repo, 'out/src/completion/outcome.js'));
 
 /** The log's local time (the log writes local time) as epoch ms. */
 const logTime = (stamp) => new Date(stamp.replace(' ', 'T')).getTime();
@@ -652,7 +654,7 @@ async function main() {
           if (text.length !== logLength) {
             logLength = text.length;
             const fresh = text.slice(logBefore.length);
-            const finished = parseCompletions(fresh).some((c) => c.finishReason !== 'cancelled') || /completion served from cache/.test(fresh);
+            const finished = parseCompletions(fresh).some((c) => c.finishReason !== 'cancelled') || CACHE_LINE.test(fresh);
             settledSince = finished ? Date.now() : undefined;
           } else if (settledSince !== undefined && !seen.spinning && Date.now() - settledSince >= NO_SUGGESTION_SETTLE_MS) {
             return { outcome: 'no-suggestion', latencyMs: null };
@@ -948,7 +950,7 @@ async function main() {
         // Finished requests answered from the whole window, and how many lines logged their context (0: an extension without it).
         finishedFromWholeWindow: counted.filter((c) => c.finishReason !== 'cancelled' && c.contextKind === 'whole window').length,
         contextLogged: counted.filter((c) => c.contextTokens !== null).length,
-        servedFromCache: [...text.matchAll(/^(\S+ \S+) .*completion served from cache/gm)].filter((m) => readingFrom === undefined || logTime(m[1]) >= readingFrom).length,
+        servedFromCache: [...text.matchAll(new RegExp(`^(\\S+ \\S+) .*${CACHE_LINE.source}`, 'gm'))].filter((m) => readingFrom === undefined || logTime(m[1]) >= readingFrom).length,
         finishReasons: counted.reduce((counts, c) => ({ ...counts, [c.finishReason]: (counts[c.finishReason] ?? 0) + 1 }), {}),
         firstTokenMsP50: percentile(counted.filter((c) => c.finishReason !== 'cancelled').map((c) => c.firstTokenMs), 50),
       },

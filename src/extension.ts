@@ -5,6 +5,8 @@
  */
 import * as vscode from 'vscode';
 import { WorkerClient } from './client/workerClient';
+import { suggestionContext } from './completion/outcome';
+import { CompletionPipeline } from './completion/pipeline';
 import { InlineCompletionProvider } from './completion/provider';
 import { PrefillRate } from './completion/prefillRate';
 import { CompletionPrompts } from './completion/requestPrompts';
@@ -29,12 +31,16 @@ export function activate(context: vscode.ExtensionContext): void {
   const prefillRate = new PrefillRate();
   const prompts = new CompletionPrompts(prefillRate);
   const warmer = new CompletionWarmer(vscode.window, vscode.workspace, worker, settings, prompts, log, prefillRate);
-  const provider = new InlineCompletionProvider(worker, settings, ensureModel, log, (activity) => {
-    model.reportActivity(activity.generating);
-    if (activity.generating) return;
-    if (activity.context) status.setLastSuggestion(activity.context);
-    warmer.completionEnded(activity.context !== undefined);
-  }, prompts, prefillRate);
+  const pipeline = new CompletionPipeline({
+    backend: worker, settings, configuration: vscode.workspace, prompts, prefillRate, ensureModel, log, onActivity: (activity) => {
+      model.reportActivity(activity.generating);
+      if (activity.generating) return;
+      const context = suggestionContext(activity.outcome);
+      if (context) status.setLastSuggestion(context);
+      warmer.completionEnded(context !== undefined);
+    },
+  });
+  const provider = new InlineCompletionProvider(pipeline);
   // Explain Selection is asked for: while the worker is paused it says so, with Restart Inference Worker.
   const explain = new ExplainPanel(worker, settings, () => model.ensureModel(true));
   context.subscriptions.push(

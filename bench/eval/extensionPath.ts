@@ -1,10 +1,11 @@
 /**
- * What the extension does around the engine for one inline completion, outside VS Code: the prompt as the provider
- * and the warmer build it (completionPromptAt), the provider's stop sequences and line limit, and its
- * post-processing.
+ * What the extension does around the engine for one inline completion, outside VS Code: the completion pipeline's
+ * stages (src/completion/pipeline.ts): the prompt as the provider and the warmer build it (completionPromptAt), the
+ * stop sequences it asks for, and its post-processing (shapeSuggestion).
  */
 import type { Settings } from '../../src/config';
-import { COMPLETION_STOPS, MAX_SUGGESTION_LINES, postprocessCompletion } from '../../src/completion/postprocess';
+import { shapeSuggestion } from '../../src/completion/pipeline';
+import { COMPLETION_STOPS } from '../../src/completion/postprocess';
 import { completionPromptAt, type PromptDocument } from '../../src/completion/requestPrompts';
 import type { Cursor } from './cursors';
 
@@ -45,5 +46,5 @@ export function cutAtStops(raw: string): string {
 
 /** The suggestion the provider shows for the model's raw text ('' for none). */
 export function suggestionFor(cursor: Cursor, raw: string): string {
-  return postprocessCompletion({ completion: raw, prefix: cursor.prefix, suffix: cursor.suffix, maxLines: MAX_SUGGESTION_LINES, eol: '\n', languageId: 'python' });
+  return shapeSuggestion(raw, { prefix: cursor.prefix, suffix: cursor.suffix, eol: '\n', languageId: 'python' });
 }

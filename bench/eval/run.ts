@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { CHARS_PER_TOKEN } from '../../src/completion/requestPrompts';
+import { CHARS_PER_TOKEN } from '../../src/completion/tokenEstimate';
 import { cacheBudgetBytes, DEFAULT_SETTINGS, type Settings } from '../../src/config';
 import { Generator } from '../../src/inference/generator';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';

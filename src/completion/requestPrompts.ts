@@ -12,9 +12,8 @@ import type { QuickPrompt } from '../protocol';
 import { buildCompletionPrompt } from './context';
 import type { PrefillRate } from './prefillRate';
 import { QuickPromptStarts } from './quickPrompt';
+import { CHARS_PER_TOKEN, estimateTokens } from './tokenEstimate';
 
-/** Code is roughly this many characters per token; the worker keeps the tail if a prompt is still too long. */
-export const CHARS_PER_TOKEN = 3;
 /**
  * A quick prompt holds what the worker reads in this time, and is answered from when the window has more text
  * not read yet than that: a place in a file never completed in gets its first suggestion in about a second, not
@@ -46,7 +45,7 @@ export interface RequestPrompts {
 function windowOf(document: PromptDocument, prefix: string, suffix: string, tokenBudget: number): string {
   return buildCompletionPrompt({
     prefix, suffix, languageId: document.languageId, fileName: document.fileName,
-    tokenBudget, countTokens: (part) => Math.ceil(part.length / CHARS_PER_TOKEN),
+    tokenBudget, countTokens: estimateTokens,
   }).prompt;
 }
 

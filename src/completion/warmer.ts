@@ -15,8 +15,8 @@
  * The worker runs a warm-up only while no generation is in flight or queued, in short passes, and any completion
  * request takes over from it at the next pass; what it read stays cached.
  *
- * Nothing is done while completions are off (globally or for the document's language), for languages not in
- * phiComplete.languages, while the window is not focused, with a selection, when the model is not loaded and
+ * Nothing is done where the completion pipeline's prefilter says no (completionsWanted, ./pipeline.ts: completions
+ * off globally or for the document's language, languages not in phiComplete.languages), while the window is not focused, with a selection, when the model is not loaded and
  * ready (a warm-up never starts the worker or loads a model), or when the prompt is the one last warmed for that
  * document. VS Code gives extensions no battery-saver or power-source API, so the warmer cannot back off on
  * battery; what bounds its work is the above: only while typing or on a rest, only for a changed prompt, only
@@ -29,6 +29,7 @@ import type { Settings } from '../config';
 import type { WorkerState } from '../client/workerClient';
 import type { PrefilledEvent, PrefillOptions, PrefillOutcome } from '../protocol';
 import { Disposable } from '../util/disposable';
+import { completionsWanted, type ScopedConfiguration } from './pipeline';
 import type { PrefillRate } from './prefillRate';
 import { completionPromptAt, type CompletionPrompts } from './requestPrompts';
 
@@ -45,7 +46,7 @@ export const LOOK_AHEAD_TOKENS = 64;
 /** The parts of vscode.window the warmer uses. */
 export type WarmerWindow = Pick<typeof vscode.window, 'activeTextEditor' | 'state' | 'onDidChangeActiveTextEditor' | 'onDidChangeTextEditorSelection'>;
 /** The parts of vscode.workspace the warmer uses (the per-language `enable` override). */
-export type WarmerWorkspace = Pick<typeof vscode.workspace, 'getConfiguration'>;
+export type WarmerWorkspace = ScopedConfiguration;
 /** The parts of the WorkerClient the warmer uses. */
 export interface WarmTarget {
   readonly state: WorkerState;
@@ -135,9 +136,8 @@ export class CompletionWarmer extends Disposable {
     const { document } = editor;
     const settings = this.settings();
     if (this.isDisposed || !this.window.state.focused || !editor.selection.isEmpty || this.worker.state !== 'ready') return false;
-    if (!settings.languages.includes(document.languageId)) return false;
-    // `enable` may be overridden per language ("[python]": {...}), as the provider reads it.
-    return this.workspace.getConfiguration('phiComplete', { languageId: document.languageId }).get<boolean>('enable', settings.enable);
+    // What the completion pipeline asks first: the language, and `enable` as overridden for it.
+    return completionsWanted(document.languageId, settings, this.workspace);
   }
 
   /**

@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import type { SuggestionContext } from '../completion/provider';
+import type { SuggestionContext } from '../completion/outcome';
 import { Disposable } from '../util/disposable';
 
 /** `paused`: the inference worker crashed too often and is not restarted until the user asks. */

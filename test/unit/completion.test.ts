@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import { CompletionCache } from '../../src/completion/cache';
 import { buildCompletionPrompt, type PromptInput } from '../../src/completion/context';
 import { opensBlock, postprocessCompletion, type PostprocessInput } from '../../src/completion/postprocess';
+import { CHARS_PER_TOKEN, estimateTokens } from '../../src/completion/tokenEstimate';
 import { cpuTimeRatio } from '../support/cpuTime';
 
 /** One token per character: budgets in tests are then exact character counts. */
@@ -172,18 +173,19 @@ describe('buildCompletionPrompt', () => {
     }
     assert.ok(starts.size <= Math.ceil(typed.length / 60) + 1, `${starts.size} starts for ${typed.length} characters typed`);
 
-    // A long file with the default step: few token counts, the budget kept, header in front.
+    // A long file with the default step and the provider's count: few token counts, the budget kept, header in front.
     const prefix = `${HEADER}\n\n${functions(2500)}def last(stock):\n    return item_2499(`;
     let calls = 0;
     const countTokens = (text: string): number => {
       calls++;
-      return Math.ceil(text.length / 3);
+      return estimateTokens(text);
     };
     const result = buildCompletionPrompt({ prefix, suffix: '', languageId: 'python', fileName: 'inventory.py', tokenBudget: 1024, countTokens });
     assert.ok(calls <= 20, `${calls} token counts`);
     assert.ok(result.headerIncluded && result.prompt.startsWith(headerPart));
     const tokens = countTokens(result.prompt);
-    assert.ok(tokens <= 1024 && tokens > 1024 - 768 / 3 - 10, `${tokens} tokens`); // the step is 768 characters
+    const stepChars = (1024 * CHARS_PER_TOKEN) / 4; // a quarter of the budget's characters
+    assert.ok(tokens <= 1024 && tokens > 1024 - stepChars / CHARS_PER_TOKEN - 10, `${tokens} tokens`);
   });
 });
 

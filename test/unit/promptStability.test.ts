@@ -11,14 +11,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { buildCompletionPrompt, type Prompt, type PromptInput } from '../../src/completion/context';
+import { CHARS_PER_TOKEN, estimateTokens } from '../../src/completion/tokenEstimate';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
 import { buildPhiTokenizerJson } from '../../src/tokenizer/tokenizerJson';
 
-/** The provider's defaults: `phiComplete.contextTokens` and its estimate, ceil(chars / 3). */
+/** The provider's defaults: `phiComplete.contextTokens` and its estimate (src/completion/tokenEstimate.ts). */
 const BUDGET = 1024;
-const providerCount = (text: string): number => Math.ceil(text.length / 3);
-/** The default step of the window's start, in characters: a quarter of the budget at 3 characters a token. */
-const STEP_CHARS = (BUDGET * 3) / 4;
+const providerCount = estimateTokens;
+/** The default step of the window's start, in characters: a quarter of the budget at CHARS_PER_TOKEN characters a token. */
+const STEP_CHARS = (BUDGET * CHARS_PER_TOKEN) / 4;
 /** Re-read tokens at the 90th percentile of requests must stay under this (a few words' worth). */
 const P90_BOUND = 32;
 
@@ -160,7 +161,7 @@ function assertWellFormed(result: Prompt, prefix: string, scenario: Scenario, co
 /** The fewest tokens a prompt may hold by the provider's count: budget − step − the longest line, in tokens. */
 function minProviderTokens(text: string): number {
   const longestLine = Math.max(...text.split('\n').map((line) => line.length));
-  return BUDGET - Math.ceil(STEP_CHARS / 3) - Math.ceil((longestLine + 1) / 3) - 1;
+  return BUDGET - Math.ceil(STEP_CHARS / CHARS_PER_TOKEN) - Math.ceil((longestLine + 1) / CHARS_PER_TOKEN) - 1;
 }
 
 /** The first `def` at or after the middle of the module, its body's first line (inside the function). */

@@ -12,19 +12,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
-import { buildCompletionPrompt } from '../../../src/completion/context';
-import { postprocessCompletion } from '../../../src/completion/postprocess';
+import { inProcessBackend } from '../../../src/completion/backend';
+import { completionParams, shapeSuggestion } from '../../../src/completion/pipeline';
+import { completionPromptAt, type PromptDocument } from '../../../src/completion/requestPrompts';
 import { readSettings, type Settings } from '../../../src/config';
 import { buildExplainPrompt, EXPLAIN_STOPS } from '../../../src/explain/explainPrompt';
 import { PhiDecoder } from '../../../src/inference/decoder';
-import { Generator } from '../../../src/inference/generator';
+import { DEFAULT_SEQUENCE, Generator } from '../../../src/inference/generator';
 import { MODEL_FILE, TOKENIZER_FILE } from '../../../src/model/manifest';
 import { PhiTokenizer } from '../../../src/tokenizer/tokenizer';
-
-// Mirrors src/completion/provider.ts (not exported there): what the provider asks the worker for.
-const MAX_LINES = 12;
-const CHARS_PER_TOKEN = 3;
-const COMPLETION_STOPS = ['\n\n\n', '\nclass ', '\ndef ', '\nif __name__', '\n# ', '\n```', '<|endoftext|>'];
 
 export const EXTENSION_ID = 'phi-complete.phi-complete';
 
@@ -80,22 +76,16 @@ export class Engine {
     return new Engine(new Generator(decoder, tokenizer), decoder);
   }
 
-  /** What the provider should show for the document's text split at `offset`. */
+  /**
+   * What the provider should show for the document's text split at `offset`, from the whole window: the completion
+   * pipeline's stages (src/completion/pipeline.ts) with this process's engine as the backend.
+   */
   async expected(text: string, offset: number, fileName: string, settings: Settings): Promise<string> {
-    const prefix = text.slice(0, offset);
-    const suffix = text.slice(offset);
-    const { prompt } = buildCompletionPrompt({
-      prefix, suffix, languageId: 'python', fileName, tokenBudget: settings.contextTokens,
-      countTokens: (t) => Math.ceil(t.length / CHARS_PER_TOKEN),
-    });
-    const result = await this.generator.generate({
-      prompt,
-      maxNewTokens: settings.completionMaxTokens,
-      sampling: { temperature: settings.temperature, topK: 0, topP: settings.topP, seed: 0 },
-      stop: COMPLETION_STOPS,
-      speculative: settings.speculative,
-    });
-    return postprocessCompletion({ completion: result.text, prefix, suffix, maxLines: MAX_LINES, eol: '\n', languageId: 'python' });
+    const document: PromptDocument = { getText: () => text, offsetAt: () => offset, languageId: 'python', fileName };
+    // The position is only passed on to document.offsetAt, which knows the cursor already.
+    const { prompt, prefix, suffix } = completionPromptAt(document, new vscode.Position(0, 0), settings);
+    const result = await inProcessBackend(this.generator).generate(prompt, completionParams(settings), () => undefined, new AbortController().signal, DEFAULT_SEQUENCE);
+    return shapeSuggestion(result.text, { prefix, suffix, eol: '\n', languageId: 'python' });
   }
 
   /** The explanation the Explain Selection panel should show for `code` (before Markdown rendering). */
