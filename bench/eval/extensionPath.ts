@@ -3,9 +3,9 @@
  * and the warmer build it (completionPromptAt), the provider's stop sequences and line limit, and its
  * post-processing.
  */
-import type { Settings } from '../../src/config';
 import { COMPLETION_STOPS, MAX_SUGGESTION_LINES, postprocessCompletion } from '../../src/completion/postprocess';
 import { completionPromptAt, type PromptDocument } from '../../src/completion/requestPrompts';
+import type { Settings } from '../../src/settings/settings';
 import type { Cursor } from './cursors';
 
 

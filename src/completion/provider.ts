@@ -5,7 +5,7 @@
  * so the suggestion grows. No model work happens while completions are off for the document's language.
  */
 import * as vscode from 'vscode';
-import type { Settings } from '../config';
+import type { SettingsReader } from '../settings/settings';
 import { WorkerError, type WorkerClient } from '../client/workerClient';
 import { CompletionCache } from './cache';
 import { COMPLETION_STOPS, MAX_SUGGESTION_LINES, postprocessCompletion } from './postprocess';
@@ -46,7 +46,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
 
   constructor(
     private readonly client: WorkerClient,
-    private readonly settings: () => Settings,
+    private readonly settings: SettingsReader,
     private readonly ensureModel: () => Promise<boolean>,
     private readonly log: CompletionLogger,
     private readonly onActivity: (activity: CompletionActivity) => void,

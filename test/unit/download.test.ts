@@ -15,9 +15,9 @@ import { buildModel } from '../../src/model/build';
 import { PHI_TINY } from '../../src/model/config';
 import { checkEndpoint, checkRedirect, DOWNLOAD_RECORD_FILE, DownloadError, downloadFiles, offlineHelp, readDownloadRecord, type DownloadFile, type DownloadOptions, type DownloadProgress } from '../../src/model/download';
 import { RandomWeights } from '../../src/model/weights';
-import { readSettings } from '../../src/config';
 import { PhiDecoder } from '../../src/inference/decoder';
 import { mulberry32 } from '../../src/model/rng';
+import { readSettings } from '../../src/settings/settings';
 import { scratchDir } from '../support/tinyModels';
 
 const REPO = 'acme/tiny-phi';

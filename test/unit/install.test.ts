@@ -16,7 +16,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { PhiDecoder } from '../../src/inference/decoder';
 import { KvCache } from '../../src/inference/kvCache';
 import { ResidentKvCache } from '../../src/inference/residentKvCache';
-import { DEFAULT_SETTINGS } from '../../src/config';
 import { CATALOGUE, type CatalogueEntry } from '../../src/install/catalogue';
 import { importLocalFolder, installCatalogueModel, installedModelDir, isBuiltAs, isInstalled, type InstallProgress } from '../../src/install/install';
 import { DownloadError } from '../../src/model/download';
@@ -24,6 +23,7 @@ import { defaultKvCache, modelFileHashProblems, readManifest, returnsCache } fro
 import { locateModel } from '../../src/modelLocation';
 import { PHI_TINY } from '../../src/model/config';
 import { writeSafetensors } from '../../src/model/safetensors';
+import { DEFAULT_SETTINGS } from '../../src/settings/settings';
 import { buildPhiTokenizerJson } from '../../src/tokenizer/tokenizerJson';
 import { phiTensorShapes } from '../../src/model/weights';
 import { scratchDir, tinyWeights } from '../support/tinyModels';

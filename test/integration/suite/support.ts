@@ -14,11 +14,11 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { buildCompletionPrompt } from '../../../src/completion/context';
 import { postprocessCompletion } from '../../../src/completion/postprocess';
-import { readSettings, type Settings } from '../../../src/config';
 import { buildExplainPrompt, EXPLAIN_STOPS } from '../../../src/explain/explainPrompt';
 import { PhiDecoder } from '../../../src/inference/decoder';
 import { Generator } from '../../../src/inference/generator';
 import { MODEL_FILE, TOKENIZER_FILE } from '../../../src/model/manifest';
+import { readSettings, type Settings } from '../../../src/settings/settings';
 import { PhiTokenizer } from '../../../src/tokenizer/tokenizer';
 
 // Mirrors src/completion/provider.ts (not exported there): what the provider asks the worker for.
