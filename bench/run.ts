@@ -59,7 +59,7 @@ function option<T extends string>(value: string, allowed: readonly T[], name: st
 }
 
 function ensureGguf(cacheDir: string, tokenizerPath: string): string {
-  const key = benchKey([path.join(__dirname, 'peers/gguf.js'), path.join(__dirname, '../src/model/weights.js'), path.join(__dirname, '../src/model/rng.js')]);
+  const key = benchKey([path.join(__dirname, 'peers/gguf.js'), path.join(__dirname, '../src/model/weights.js'), path.join(__dirname, '../src/util/rng.js')]);
   const file = path.join(cacheDir, `phi-1_5-random-q4_0-${key}.gguf`);
   if (!fs.existsSync(file)) {
     log(`writing the same weights as a Q4_0 GGUF for llama.cpp: ${file}`);

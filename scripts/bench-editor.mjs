@@ -466,7 +466,7 @@ async function main() {
   const started = Date.now();
   const seconds = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
 
-  const required = [['dist/extension.js', 'npm run build'], ['dist/worker.js', 'npm run build'], ['out/src/model/rng.js', 'npm run compile']];
+  const required = [['dist/extension.js', 'npm run build'], ['dist/worker.js', 'npm run build'], ['out/src/util/rng.js', 'npm run compile']];
   if (!options.model) required.push(['out/bench/support/benchModel.js', 'npm run compile']);
   const found = findTools(required);
   if (found.problems.length) throw new Error(`cannot run:\n  - ${found.problems.join('\n  - ')}`);
@@ -568,7 +568,7 @@ async function main() {
     log(`workbench open, extension active after ${seconds()}`);
 
     // The model builder's seeded generator, so every run types at the same pace.
-    const { mulberry32 } = createRequire(import.meta.url)(path.join(repo, 'out/src/model/rng.js'));
+    const { mulberry32 } = createRequire(import.meta.url)(path.join(repo, 'out/src/util/rng.js'));
     const rng = mulberry32(17);
     const pace = () => 40 + Math.floor(rng() * 21);
     // The pauses of read-and-pause have a generator of their own, so the keys' pace is the same in both sessions.

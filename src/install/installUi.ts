@@ -4,10 +4,10 @@
  * user chooses Download.
  */
 import * as vscode from 'vscode';
-import { DownloadError, formatBytes, offlineHelp } from '../model/download';
 import type { SettingsReader } from '../settings/settings';
 import { redactCredentials } from '../util/secureUrl';
 import { catalogueEntry, type CatalogueEntry } from './catalogue';
+import { DownloadError, formatBytes, offlineHelp } from './download';
 import { importLocalFolder, installCatalogueModel, installDamage, installedModelDir, type InstallOptions, type InstallProgress } from './install';
 
 export const TOKEN_SECRET = 'phiComplete.hubToken';
