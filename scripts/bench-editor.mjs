@@ -452,6 +452,7 @@ function statusbarTexts() {
 
 // ---------------------------------------------------------------------------------------------------------------
 
+// Long (about 520 lines) on purpose for now: the session's steps share one editor page, server and clock in one scope; split it with a run of `npm run bench:editor` to check it.
 async function main() {
   const options = parseArgs(process.argv.slice(2), {
     '--session': 'string', '--model': 'path', '--lines': 'number', '--idle-seconds': 'number', '--max-tokens': 'number', '--screenshots': 'path',
