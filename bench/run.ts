@@ -59,7 +59,7 @@ function option<T extends string>(value: string, allowed: readonly T[], name: st
 }
 
 function ensureGguf(cacheDir: string, tokenizerPath: string): string {
-  const key = benchKey([path.join(__dirname, 'peers/gguf.js'), path.join(__dirname, '../src/model/weights.js'), path.join(__dirname, '../src/model/rng.js')]);
+  const key = benchKey([path.join(__dirname, 'peers/gguf.js'), path.join(__dirname, '../src/model/weights.js'), path.join(__dirname, '../src/util/rng.js')]);
   const file = path.join(cacheDir, `phi-1_5-random-q4_0-${key}.gguf`);
   if (!fs.existsSync(file)) {
     log(`writing the same weights as a Q4_0 GGUF for llama.cpp: ${file}`);
@@ -141,9 +141,15 @@ async function measureHeadToHead(
       peer: { context128: fractions(peerRounds, bytesPerToken.peer, 'context128'), context1024: fractions(peerRounds, bytesPerToken.peer, 'context1024') },
     },
   };
+  return { decode, prefill: prefillHeadToHead(prefills, oursPrefills, peerPrefills, computes) };
+}
 
-  // Prefill: tokens/s per round and their ratio; each engine's operations a second (tokens/s × operations a token)
-  // as a fraction of the round's measured int8 limit (MatMulInteger), and of our own kernel's at a chunk's 32 rows.
+/**
+ * The head-to-head prefill figures: tokens/s per round and their ratio; each engine's operations a second (tokens/s
+ * × operations a token) as a fraction of the round's measured int8 limit (MatMulInteger), and of our own kernel's at
+ * a chunk's 32 rows. `oursPrefills[i]`, `peerPrefills[i]`: the runs of `prefills[i]`, one a round.
+ */
+function prefillHeadToHead(prefills: readonly PrefillPlan[], oursPrefills: PrefillRun[][], peerPrefills: PrefillRun[][], computes: readonly Int8Throughput[]): object {
   const key = (plan: PrefillPlan): string => `prompt${plan.prompt.length}`;
   const perPrompt = <T>(value: (i: number, plan: PrefillPlan) => T): Record<string, T> => Object.fromEntries(prefills.map((plan, i) => [key(plan), value(i, plan)]));
   const speedsOf = (runs: PrefillRun[]): number[] => runs.map((run) => Math.round(run.tokensPerSecond * 10) / 10);
@@ -151,7 +157,7 @@ async function measureHeadToHead(
   const opsPerToken = (plan: PrefillPlan): number => prefillOpsPerToken(PHI_1_5, plan.prompt.length);
   const ofLimit = (runs: PrefillRun[], plan: PrefillPlan, limit: (c: Int8Throughput) => number): number =>
     median(runs.map((run, r) => (run.tokensPerSecond * opsPerToken(plan)) / (limit(computes[r]) * 1e9)));
-  const prefill = {
+  return {
     roundsPerPrompt: perPrompt((i) => oursPrefills[i].length),
     gigaOpsPerToken: perPrompt((_, plan) => opsPerToken(plan) / 1e9),
     int8GopsPerRound: {
@@ -169,7 +175,6 @@ async function measureHeadToHead(
     },
     phiCompleteMedianFractionOfMatMulNBits32Rows: perPrompt((i, plan) => ofLimit(oursPrefills[i], plan, (c) => c.matMulNBits.rows32)),
   };
-  return { decode, prefill };
 }
 
 const EDITING_PROMPT = `import json
@@ -236,7 +241,21 @@ function ratiosTo(ours: EngineRun, peer: EngineRun | Skipped): object | null {
   };
 }
 
-async function main(): Promise<void> {
+/** The command line, checked. */
+interface BenchOptions {
+  readonly threads: number;
+  readonly decodeTokens: number;
+  readonly rounds: number;
+  readonly longPrefillRounds: number;
+  readonly chunkRepeats: number;
+  readonly noPeer: boolean;
+  readonly device: Exclude<Device, 'auto'>;
+  readonly format: WeightFormat;
+  readonly kvCache: KvCacheFormat | undefined;
+  readonly kvOutputs: KvOutputs;
+}
+
+function readOptions(): BenchOptions {
   const { values } = parseArgs({
     options: {
       threads: { type: 'string', default: '2' },
@@ -267,6 +286,56 @@ async function main(): Promise<void> {
   const kvCache = values['kv-cache'] === undefined ? undefined : option<KvCacheFormat>(values['kv-cache'], KV_CACHE_FORMATS, '--kv-cache');
   const kvOutputs = option<KvOutputs>(values['kv-outputs'], KV_OUTPUTS, '--kv-outputs');
   if (kvOutputsNeedFloatCache(format, kvCache, kvOutputs)) throw new Error(`--kv-outputs ${kvOutputs} needs a float KV cache (add --kv-cache float)`);
+  return { threads, decodeTokens, rounds, longPrefillRounds, chunkRepeats, noPeer: values['no-peer'] === true, device, format, kvCache, kvOutputs };
+}
+
+/** Our decode speed against what the CPU's memory bandwidth allows for the bytes a token reads, and llama.cpp's. */
+function physicalLimit(device: string, bandwidthGBps: number, ours: EngineRun, weightBytesPerToken: number, llamaCpp: EngineRun | Skipped): object {
+  // The CPU's memory bandwidth bounds decoding only when the weights are read by the CPU.
+  if (device !== 'cpu') return { skipped: `the CPU's bandwidth does not bound decoding on ${device}` };
+  const decodeLimit = (bandwidthGBps * 1e9) / weightBytesPerToken;
+  const peerBytesPerToken = ggufBytesReadPerToken(PHI_1_5, 'Q4_0');
+  const peerDecodeLimit = (bandwidthGBps * 1e9) / peerBytesPerToken;
+  return {
+    weightMiBReadPerToken: mib(weightBytesPerToken),
+    decodeTokensPerSecondLimit: Math.round(decodeLimit * 10) / 10,
+    fractionOfLimit: { context128: ratio(ours.prompt128.decodeTokensPerSecond, decodeLimit), context1024: ratio(ours.prompt1024.decodeTokensPerSecond, decodeLimit) },
+    llamaCpp: 'skipped' in llamaCpp ? llamaCpp : {
+      weightMiBReadPerToken: mib(peerBytesPerToken),
+      decodeTokensPerSecondLimit: Math.round(peerDecodeLimit * 10) / 10,
+      fractionOfLimit: { context128: ratio(llamaCpp.prompt128.decodeTokensPerSecond, peerDecodeLimit), context1024: ratio(llamaCpp.prompt1024.decodeTokensPerSecond, peerDecodeLimit) },
+    },
+  };
+}
+
+/** Prefill's limit: operations a token × tokens/s against the int8 throughput measured at the start, ours and llama.cpp's. */
+function prefillComputeLimit(device: string, threads: number, int8: Int8Throughput, ours: EngineRun, llamaCpp: EngineRun | Skipped): object {
+  if (device !== 'cpu') return { skipped: `the CPU's int8 throughput does not bound prefill on ${device}` };
+  const fraction = (run: PromptRunResult): number => (run.promptTokensPerSecond * prefillOpsPerToken(PHI_1_5, run.promptTokens)) / (int8.matMulInteger * 1e9);
+  return {
+    int8GopsMeasured: Math.round(int8.matMulInteger),
+    theoreticalPeak: theoreticalInt8Peak(threads),
+    gigaOpsPerToken: { prompt128: prefillOpsPerToken(PHI_1_5, 128) / 1e9, prompt1024: prefillOpsPerToken(PHI_1_5, 1024) / 1e9 },
+    fractionOfLimit: {
+      phiComplete: { prompt128: fraction(ours.prompt128), prompt1024: fraction(ours.prompt1024) },
+      llamaCpp: 'skipped' in llamaCpp ? llamaCpp : { prompt128: fraction(llamaCpp.prompt128), prompt1024: fraction(llamaCpp.prompt1024) },
+    },
+  };
+}
+
+/** Whether our figures meet the targets the project set itself. */
+function targets(ours: EngineBenchResult): Record<string, boolean> {
+  return {
+    decode128AtLeast15: ours.prompt128.decodeTokensPerSecond >= 15,
+    decode1024AtLeast12: ours.prompt1024.decodeTokensPerSecond >= 12,
+    append8FirstTokenAtMost400ms: ours.append8ToCached1024.timeToFirstTokenMs <= 400,
+    speculativeAtLeast1_8x: ours.speculative.speedup >= 1.8,
+    peakRssAtMost1_5GB: ours.peakRssBytes <= 1.5e9,
+  };
+}
+
+async function main(): Promise<void> {
+  const { threads, decodeTokens, rounds, longPrefillRounds, chunkRepeats, noPeer, device, format, kvCache, kvOutputs } = readOptions();
   const cacheDir = benchCacheDir();
   fs.mkdirSync(cacheDir, { recursive: true });
 
@@ -289,7 +358,7 @@ async function main(): Promise<void> {
     ...(chunkRepeats > 0 ? { chunkComparison: { prompt: prompt256, chunks: [32, 64, 128, 256], repeats: chunkRepeats } } : {}),
   });
 
-  const skipPeers = values['no-peer'] ? '--no-peer' : undefined;
+  const skipPeers = noPeer ? '--no-peer' : undefined;
   const llamaCpp = await measurePeer<LlamaCppResult>('llama.cpp', skipPeers, () =>
     benchLlamaCpp({ ggufPath: ensureGguf(cacheDir, tokenizerPath), threads, prompt128, prompt1024, decodeTokens }));
   const transformersJs = await measurePeer<TransformersJsResult>('transformers.js', skipPeers, () =>
@@ -297,10 +366,6 @@ async function main(): Promise<void> {
 
   // Bytes read per decoded token: every weight but the embedding table, of which one row is read.
   const weightBytesPerToken = fs.statSync(path.join(modelDir, DATA_FILE)).size - embeddingBytes(format);
-  // The CPU's memory bandwidth bounds decoding only when the weights are read by the CPU.
-  const decodeLimit = device === 'cpu' ? (bandwidthGBps * 1e9) / weightBytesPerToken : NaN;
-  const peerBytesPerToken = ggufBytesReadPerToken(PHI_1_5, 'Q4_0');
-  const peerDecodeLimit = (bandwidthGBps * 1e9) / peerBytesPerToken;
 
   const prompts = { prompt128, prompt1024, decodeTokens };
   const skipHeadToHead = skipPeers ?? ('skipped' in llamaCpp ? 'llama.cpp did not run'
@@ -312,11 +377,9 @@ async function main(): Promise<void> {
     measureHeadToHead(
       roundsRequest({ modelDir, device, threads }, prompts, rounds, prefillPrompts),
       () => startLlamaCppRounds({ ggufPath: ensureGguf(cacheDir, tokenizerPath), threads, ...prompts, rounds, prefillPrompts }),
-      { ours: weightBytesPerToken, peer: peerBytesPerToken },
+      { ours: weightBytesPerToken, peer: ggufBytesReadPerToken(PHI_1_5, 'Q4_0') },
       prefills,
     ));
-  // Prefill's limit: operations a token × tokens/s against the int8 throughput measured at the start.
-  const prefillFraction = (run: PromptRunResult): number => (run.promptTokensPerSecond * prefillOpsPerToken(PHI_1_5, run.promptTokens)) / (int8.matMulInteger * 1e9);
 
   const weights = format === 'int4' ? `int4 (MatMulNBits 4-bit blocks of ${INT4_LAYOUT.blockSize}; 4-bit embedding; ${INT4_LAYOUT.lmHeadBits}-bit lm_head)` : format;
   const summary = {
@@ -333,25 +396,8 @@ async function main(): Promise<void> {
       loadSeconds: ours.loadSeconds,
       prefillByChunk: ours.prefillByChunk ?? { skipped: '--chunk-repeats 0' },
     },
-    physicalLimit: device !== 'cpu' ? { skipped: `the CPU's bandwidth does not bound decoding on ${device}` } : {
-      weightMiBReadPerToken: mib(weightBytesPerToken),
-      decodeTokensPerSecondLimit: Math.round(decodeLimit * 10) / 10,
-      fractionOfLimit: { context128: ratio(ours.prompt128.decodeTokensPerSecond, decodeLimit), context1024: ratio(ours.prompt1024.decodeTokensPerSecond, decodeLimit) },
-      llamaCpp: 'skipped' in llamaCpp ? llamaCpp : {
-        weightMiBReadPerToken: mib(peerBytesPerToken),
-        decodeTokensPerSecondLimit: Math.round(peerDecodeLimit * 10) / 10,
-        fractionOfLimit: { context128: ratio(llamaCpp.prompt128.decodeTokensPerSecond, peerDecodeLimit), context1024: ratio(llamaCpp.prompt1024.decodeTokensPerSecond, peerDecodeLimit) },
-      },
-    },
-    prefillComputeLimit: device !== 'cpu' ? { skipped: `the CPU's int8 throughput does not bound prefill on ${device}` } : {
-      int8GopsMeasured: Math.round(int8.matMulInteger),
-      theoreticalPeak: theoreticalInt8Peak(threads),
-      gigaOpsPerToken: { prompt128: prefillOpsPerToken(PHI_1_5, 128) / 1e9, prompt1024: prefillOpsPerToken(PHI_1_5, 1024) / 1e9 },
-      fractionOfLimit: {
-        phiComplete: { prompt128: prefillFraction(ours.prompt128), prompt1024: prefillFraction(ours.prompt1024) },
-        llamaCpp: 'skipped' in llamaCpp ? llamaCpp : { prompt128: prefillFraction(llamaCpp.prompt128), prompt1024: prefillFraction(llamaCpp.prompt1024) },
-      },
-    },
+    physicalLimit: physicalLimit(device, bandwidthGBps, ours, weightBytesPerToken, llamaCpp),
+    prefillComputeLimit: prefillComputeLimit(device, threads, int8, ours, llamaCpp),
     llamaCpp: 'skipped' in llamaCpp ? llamaCpp : { release: llamaCpp.llamaCppRelease, weights: 'Q4_0 GGUF of the same weights', ...speeds(llamaCpp) },
     ratiosToLlamaCpp: ratiosTo(ours, llamaCpp),
     decodeHeadToHeadWithLlamaCpp: 'skipped' in headToHead ? headToHead : headToHead.decode,
@@ -363,13 +409,7 @@ async function main(): Promise<void> {
       ...speeds(transformersJs),
     },
     ratiosToTransformersJs: ratiosTo(ours, transformersJs),
-    targets: {
-      decode128AtLeast15: ours.prompt128.decodeTokensPerSecond >= 15,
-      decode1024AtLeast12: ours.prompt1024.decodeTokensPerSecond >= 12,
-      append8FirstTokenAtMost400ms: ours.append8ToCached1024.timeToFirstTokenMs <= 400,
-      speculativeAtLeast1_8x: ours.speculative.speedup >= 1.8,
-      peakRssAtMost1_5GB: ours.peakRssBytes <= 1.5e9,
-    },
+    targets: targets(ours),
   };
   process.stdout.write(`${JSON.stringify(summary, (_, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? Math.round(v * 100) / 100 : v), 2)}\n`);
 }

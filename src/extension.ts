@@ -1,5 +1,5 @@
 /**
- * Extension entry point: wires settings, the inference worker (started lazily, on the first completion or
+ * Extension entry point: wires the settings store, the inference worker (started lazily, on the first completion or
  * command), the model's lifecycle, inline completions, Explain Selection and the status bar. Everything is
  * disposed with the extension.
  */
@@ -14,19 +14,30 @@ import { CompletionWarmer } from './completion/warmer';
 import { ExplainPanel } from './explain/explainPanel';
 import { VscodeLifecycleUi } from './lifecycle/lifecycleUi';
 import { ModelLifecycle } from './lifecycle/modelLifecycle';
-import { SettingsWarnings } from './settingsWarnings';
+import { SettingsStore, type SettingsSource } from './settings/store';
+import { SettingsWarnings } from './settings/warnings';
 import { StatusBar } from './status/statusBar';
 
 let client: WorkerClient | undefined;
+
+/** The `phiComplete.*` settings as VS Code has them (per-language overrides aside: the provider reads `enable` per language). */
+const vscodeSettings: SettingsSource = {
+  readSetting: (key) => vscode.workspace.getConfiguration('phiComplete').get(key),
+  onDidChangeSettings: (listener) => vscode.workspace.onDidChangeConfiguration((event) => {
+    if (event.affectsConfiguration('phiComplete')) listener();
+  }),
+};
 
 export function activate(context: vscode.ExtensionContext): void {
   const log = vscode.window.createOutputChannel('phi-complete', { log: true });
   const worker = new WorkerClient({ workerPath: context.asAbsolutePath('dist/worker.js'), log: (message, level) => (level === 'debug' ? log.debug(message) : log.info(message)) });
   client = worker;
   const status = new StatusBar('phiComplete.menu', 'phiComplete.restartWorker');
-  const ui = new VscodeLifecycleUi(context, log, status, () => model.settings, (text) => model.installStatus(text));
-  const model: ModelLifecycle = new ModelLifecycle(worker, ui, context.globalStorageUri.fsPath);
-  const settings = () => model.settings;
+  // The one snapshot every part reads; the lifecycle, the first to listen, acts on a change before the rest hear of it.
+  const store = new SettingsStore(vscodeSettings);
+  const settings = store.read;
+  const ui = new VscodeLifecycleUi(context, log, status, settings, (text) => model.installStatus(text));
+  const model: ModelLifecycle = new ModelLifecycle(worker, store, ui, context.globalStorageUri.fsPath);
   const ensureModel = () => model.ensureModel();
   const prefillRate = new PrefillRate();
   const prompts = new CompletionPrompts(prefillRate);
@@ -47,10 +58,11 @@ export function activate(context: vscode.ExtensionContext): void {
     log,
     worker,
     status,
+    store,
     model,
     explain,
     warmer,
-    new SettingsWarnings(ui),
+    new SettingsWarnings(store, ui),
     vscode.languages.registerInlineCompletionItemProvider({ pattern: '**' }, provider),
     vscode.commands.registerCommand('phiComplete.showLog', () => log.show()),
     vscode.commands.registerCommand('phiComplete.restartWorker', () => model.restartWorker()),

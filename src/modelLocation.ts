@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Settings } from './config';
+import type { Settings } from './settings/settings';
 import { catalogueEntry, type CatalogueEntry } from './install/catalogue';
 import { installDamage, installedModelDir, isBuiltAs, isInstalled } from './install/install';
 import { MANIFEST_FILE } from './model/manifest';

@@ -4,7 +4,7 @@
  * type (the target), and the lines below already exist (the suffix). Half the cursors sit at a line's start, after
  * its indentation (where the editor leaves the cursor after Enter), half in the middle of the line's code.
  */
-import { mulberry32 } from '../../src/model/rng';
+import { mulberry32 } from '../../src/util/rng';
 
 export type CursorKind = 'line-start' | 'mid-line';
 

@@ -3,10 +3,10 @@
  * stages (src/completion/pipeline.ts): the prompt as the provider and the warmer build it (completionPromptAt), the
  * stop sequences it asks for, and its post-processing (shapeSuggestion).
  */
-import type { Settings } from '../../src/config';
 import { shapeSuggestion } from '../../src/completion/pipeline';
 import { COMPLETION_STOPS } from '../../src/completion/postprocess';
 import { completionPromptAt, type PromptDocument } from '../../src/completion/requestPrompts';
+import type { Settings } from '../../src/settings/settings';
 import type { Cursor } from './cursors';
 
 

@@ -12,8 +12,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CHARS_PER_TOKEN } from '../../src/completion/tokenEstimate';
-import { cacheBudgetBytes, DEFAULT_SETTINGS, type Settings } from '../../src/config';
 import { Generator } from '../../src/inference/generator';
+import { cacheBudgetBytes, DEFAULT_SETTINGS, type Settings } from '../../src/settings/settings';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
 import { loadModel, type LoadedModel } from '../../src/worker/session';
 import { ensureNodeLlamaCpp } from '../peers/llamaCpp';
@@ -223,10 +223,10 @@ function contextTable(result: ContextLengthResult): string {
   return lines.join('\n');
 }
 
-async function main(): Promise<void> {
-  let values;
+/** The command line (exits with the usage error when it does not parse). */
+function readArgs() {
   try {
-    ({ values } = parseArgs({
+    return parseArgs({
       options: {
         model: { type: 'string' },
         data: { type: 'string' },
@@ -247,10 +247,41 @@ async function main(): Promise<void> {
         details: { type: 'string' },
       },
       strict: true,
-    }));
+    }).values;
   } catch (error) {
     fail((error as Error).message);
   }
+}
+
+/**
+ * Scores the given build (no `selected` variants) or each variant, and keeps the default build (the extension's)
+ * loaded for the measurements after: loaded here when no variant was it.
+ */
+async function scoreVariants(selected: readonly Variant[], modelDir: string, mainDir: string, mainName: string, inputs: Inputs): Promise<{ results: VariantResult[]; mainModel: LoadedModel }> {
+  const results: VariantResult[] = [];
+  let mainModel: LoadedModel | undefined;
+  if (selected.length === 0) {
+    const scored = await scoreBuilt(mainDir, mainName, inputs);
+    results.push(scored.result);
+    mainModel = scored.model;
+  }
+  for (const variant of selected) {
+    if (variant.engine === 'llama.cpp') {
+      results.push(await scoreLlamaCpp(ensureGguf(modelDir, tokenizerOf(mainDir), log), variant.name, inputs));
+      continue;
+    }
+    const dir = ensureBuild(modelDir, variant, log);
+    const scored = await scoreBuilt(dir, variant.name, inputs, variant);
+    results.push(scored.result);
+    // Speculation and context lengths run on the default build (the extension's): keep it, release the others.
+    if (dir === mainDir) mainModel = scored.model;
+    else await scored.model.decoder.dispose();
+  }
+  return { results, mainModel: mainModel ?? await loadModel(mainDir, 'cpu', inputs.threads) };
+}
+
+async function main(): Promise<void> {
+  const values = readArgs();
   if (!values.model) fail('--model is required');
   const modelDir = path.resolve(values.model);
   if (!fs.existsSync(modelDir)) fail(`${modelDir} does not exist`);
@@ -282,27 +313,8 @@ async function main(): Promise<void> {
   if (inputs.details) fs.writeFileSync(inputs.details, '');
   log(`${files.length} held-out files, ${stream.length} tokens; ${inputs.windows.length} windows, ${inputs.cursors.length} cursors; syntax check: ${syntax?.method ?? 'not measured (no python3)'}`);
 
-  const results: VariantResult[] = [];
   const selected: readonly Variant[] = values.variants ? VARIANTS : [];
-  let mainModel: LoadedModel | undefined;
-  if (selected.length === 0) {
-    const scored = await scoreBuilt(mainDir, builtGiven ? path.basename(modelDir) : format, inputs);
-    results.push(scored.result);
-    mainModel = scored.model;
-  }
-  for (const variant of selected) {
-    if (variant.engine === 'llama.cpp') {
-      results.push(await scoreLlamaCpp(ensureGguf(modelDir, tokenizerOf(mainDir), log), variant.name, inputs));
-      continue;
-    }
-    const dir = ensureBuild(modelDir, variant, log);
-    const scored = await scoreBuilt(dir, variant.name, inputs, variant);
-    results.push(scored.result);
-    // Speculation and context lengths run on the default build (the extension's): keep it, release the others.
-    if (dir === mainDir) mainModel = scored.model;
-    else await scored.model.decoder.dispose();
-  }
-  mainModel ??= await loadModel(mainDir, 'cpu', inputs.threads);
+  const { results, mainModel } = await scoreVariants(selected, modelDir, mainDir, builtGiven ? path.basename(modelDir) : format, inputs);
 
   const speculationCases = positive(values['speculation-cases'], '--speculation-cases', 0);
   let speculation: SpeculationSummary | undefined;

@@ -15,7 +15,10 @@ export function benchWeights(): RandomWeights {
 }
 
 /** The compiled builder modules that write our ONNX model from the weights. */
-export const MODEL_WRITER = ['build', 'phiGraph', 'quantize', 'weights', 'rng', 'float16', 'config', 'onnx/graphBuilder'].map((name) => path.join(__dirname, `../../src/model/${name}.js`));
+export const MODEL_WRITER = [
+  ...['build', 'phiGraph', 'quantize', 'weights', 'float16', 'config', 'onnx/graphBuilder'].map((name) => path.join(__dirname, `../../src/model/${name}.js`)),
+  path.join(__dirname, '../../src/util/rng.js'),
+];
 
 /** A key that changes whenever `writers` (the compiled code that writes an artefact) or the weights change. */
 export function benchKey(writers: readonly string[]): string {

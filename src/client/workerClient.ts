@@ -9,8 +9,9 @@
  * ONNX Runtime can take long the first time (an antivirus scanning its native files on Windows).
  * Plain Node (no vscode import), so it is tested against a real worker process.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Disposable, interval } from '../util/disposable';
+import { FIRST_EXTRA_FD, forkNodeProcess } from '../util/fork';
 import { isRuntimeLogLine, stripTerminalCodes } from '../util/terminalText';
 import type { Device, DoneEvent, GenerationParams, HostMessage, LoadedEvent, LoadRequest, PrefilledEvent, PrefillOptions, WorkerMessage } from '../protocol';
 
@@ -53,7 +54,7 @@ const DEFAULT_HEARTBEAT_TIMEOUT_MS = 10_000;
 const DEFAULT_START_TIMEOUT_MS = 120_000;
 const DEFAULT_STALL_LIMIT_MS = 5 * 60 * 1000;
 /** The heartbeat pipe's fd in the worker: after stdin, stdout, stderr and the IPC channel. */
-const HEARTBEAT_FD = 4;
+const HEARTBEAT_FD = FIRST_EXTRA_FD;
 const SHUTDOWN_GRACE_MS = 1000;
 
 export class WorkerClient extends Disposable {
@@ -234,12 +235,7 @@ export class WorkerClient extends Disposable {
     }
     this.setState('starting');
     const heartbeatArgs = [`--heartbeat-fd=${HEARTBEAT_FD}`, `--stall-limit-ms=${this.options.stallLimitMs ?? DEFAULT_STALL_LIMIT_MS}`];
-    const child = fork(this.options.workerPath, heartbeatArgs, {
-      // Inside VS Code the host is Electron: run the worker as plain Node.
-      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
-      execArgv: [],
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc', 'pipe'],
-    });
+    const child = forkNodeProcess(this.options.workerPath, heartbeatArgs, { extraPipes: 1 });
     this.child = child;
     this.lastSignOfLifeAt = Date.now();
     this.startedAt = this.lastSignOfLifeAt;

@@ -14,7 +14,7 @@
  * the cancellation token) are given to it, so it runs in unit tests as it does in the editor.
  */
 import type * as vscode from 'vscode';
-import type { Settings } from '../config';
+import type { Settings } from '../settings/settings';
 import type { GenerationParams, QuickPrompt } from '../protocol';
 import type { CompletionBackend } from './backend';
 import { CompletionCache } from './cache';

@@ -7,7 +7,7 @@
  * Uses no runtime import of 'vscode'.
  */
 import type * as vscode from 'vscode';
-import type { Settings } from '../config';
+import type { Settings } from '../settings/settings';
 import type { QuickPrompt } from '../protocol';
 import { buildCompletionPrompt } from './context';
 import type { PrefillRate } from './prefillRate';

@@ -25,7 +25,7 @@
  * Uses only the vscode API objects its constructor is given (no runtime import of 'vscode').
  */
 import type * as vscode from 'vscode';
-import type { Settings } from '../config';
+import type { Settings, SettingsReader } from '../settings/settings';
 import type { WorkerState } from '../client/workerClient';
 import type { PrefilledEvent, PrefillOptions, PrefillOutcome } from '../protocol';
 import { Disposable } from '../util/disposable';
@@ -75,7 +75,7 @@ export class CompletionWarmer extends Disposable {
     private readonly window: WarmerWindow,
     private readonly workspace: WarmerWorkspace,
     private readonly worker: WarmTarget,
-    private readonly settings: () => Settings,
+    private readonly settings: SettingsReader,
     private readonly prompts: CompletionPrompts,
     private readonly log?: WarmerLogger,
     /** Learns from every warm-up how fast the worker reads (quick prompts are sized by it). */

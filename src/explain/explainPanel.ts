@@ -6,7 +6,6 @@
  * or stops at its length limit, the panel says so and offers to continue.
  */
 import * as vscode from 'vscode';
-import type { Settings } from '../config';
 import type { WorkerClient } from '../client/workerClient';
 import { EXPLAIN_SEQUENCE } from '../protocol';
 import { Disposable } from '../util/disposable';
@@ -14,13 +13,20 @@ import { EXPLAIN_STOPS, planExplanation } from './explainPrompt';
 import { Explanation, type ExplainRequest } from './explanation';
 import { explainPageHtml, parsePageMessage, viewMessage } from './explainView';
 
+/** The settings an explanation reads (a Settings snapshot fits). */
+export interface ExplainSettings {
+  readonly explainMaxTokens: number;
+  readonly temperature: number;
+  readonly topP: number;
+}
+
 export class ExplainPanel extends Disposable {
   private panel: vscode.WebviewPanel | undefined;
   /** The explanation shown, and the request for it in flight. */
   private explanation: Explanation | undefined;
   private inFlight: AbortController | undefined;
 
-  constructor(private readonly client: WorkerClient, private readonly settings: () => Settings, private readonly ensureModel: () => Promise<boolean>) {
+  constructor(private readonly client: WorkerClient, private readonly settings: () => ExplainSettings, private readonly ensureModel: () => Promise<boolean>) {
     super();
     this.register({ dispose: () => { this.panel?.dispose(); } });
   }
@@ -35,7 +41,7 @@ export class ExplainPanel extends Disposable {
     if (!(await this.ensureModel())) return;
     const { explainMaxTokens } = this.settings();
     const plan = planExplanation(editor.document.getText(selection), editor.document.languageId, explainMaxTokens);
-    // An explain.maxTokens that leaves the selection no room is reported once, when settings change (src/settingsWarnings.ts).
+    // An explain.maxTokens that leaves the selection no room is reported once, when settings change (src/settings/warnings.ts).
     const explanation = new Explanation(plan);
     this.explanation = explanation;
     // A new page (and nonce) for every explanation.

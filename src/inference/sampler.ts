@@ -2,7 +2,7 @@
  * Picks the next token from a row of logits: greedy when temperature is 0, otherwise temperature, then top-k,
  * then top-p (nucleus) filtering, drawing from a seeded generator so a request with a seed is reproducible.
  */
-import { mulberry32 } from '../model/rng';
+import { mulberry32 } from '../util/rng';
 import type { SamplingParams } from '../shared/engineTypes';
 
 export const GREEDY: SamplingParams = { temperature: 0, topK: 0, topP: 1, seed: 0 };

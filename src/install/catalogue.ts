@@ -2,8 +2,8 @@
 import phi15Fp16 from '../../models/phi-1_5-fp16.json';
 import phi15Int4 from '../../models/phi-1_5-int4.json';
 import phi15Int4Gpu from '../../models/phi-1_5-int4-gpu.json';
-import type { DownloadFile } from '../model/download';
 import type { KvCacheFormat, KvOutputs, WeightFormat } from '../model/manifest';
+import type { DownloadFile } from './download';
 
 /** How a model's downloaded weights are converted (the builder's options a catalogue entry may set). */
 export interface ModelBuild {

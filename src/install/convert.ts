@@ -1,5 +1,5 @@
 /** Runs a conversion (src/install/convertMain.ts) in a child process, with progress and cancellation. */
-import { fork } from 'node:child_process';
+import { forkNodeProcess } from '../util/fork';
 import type { ConvertMessage, ConvertRequest } from './convertMain';
 
 export function convertInChildProcess(script: string, request: ConvertRequest, onProgress?: (fraction: number) => void, signal?: AbortSignal): Promise<void> {
@@ -8,11 +8,7 @@ export function convertInChildProcess(script: string, request: ConvertRequest, o
       reject(new Error('conversion cancelled'));
       return;
     }
-    const child = fork(script, [JSON.stringify(request)], {
-      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
-      execArgv: [],
-      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-    });
+    const child = forkNodeProcess(script, [JSON.stringify(request)]);
     let failure = '';
     let stderr = '';
     child.stderr?.setEncoding('utf8').on('data', (text: string) => (stderr = (stderr + text).slice(-2000)));

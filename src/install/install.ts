@@ -7,11 +7,11 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parsePhiConfig } from '../model/config';
-import { checkDiskSpace, downloadedBytes, downloadFiles, formatBytes, type FreeSpaceProbe } from '../model/download';
 import { defaultKvCache, kvCacheOf, kvOutputsOf, MANIFEST_FILE, modelFileHashProblems, modelFileProblems, readManifest, returnsCache, type WeightFormat } from '../model/manifest';
 import { phiTensorShapes } from '../model/weights';
 import type { CatalogueEntry, ModelBuild } from './catalogue';
 import { convertInChildProcess } from './convert';
+import { checkDiskSpace, downloadedBytes, downloadFiles, formatBytes, type FreeSpaceProbe } from './download';
 import { withFolderLock, type LockOptions } from './folderLock';
 
 export interface InstallProgress {

@@ -4,17 +4,17 @@
  * user chooses Download.
  */
 import * as vscode from 'vscode';
-import type { Settings } from '../config';
-import { DownloadError, formatBytes, offlineHelp } from '../model/download';
+import type { SettingsReader } from '../settings/settings';
 import { redactCredentials } from '../util/secureUrl';
 import { catalogueEntry, type CatalogueEntry } from './catalogue';
+import { DownloadError, formatBytes, offlineHelp } from './download';
 import { importLocalFolder, installCatalogueModel, installDamage, installedModelDir, type InstallOptions, type InstallProgress } from './install';
 
 export const TOKEN_SECRET = 'phiComplete.hubToken';
 
 export interface InstallUiContext {
   readonly extension: vscode.ExtensionContext;
-  readonly settings: () => Settings;
+  readonly settings: SettingsReader;
   readonly log: vscode.LogOutputChannel;
   /** Mirrors install progress in the status bar ("downloading 42%"); undefined when it ends. */
   readonly onStatus: (text: string | undefined) => void;

@@ -4,9 +4,9 @@
  */
 import * as vscode from 'vscode';
 import type { WorkerState } from '../client/workerClient';
-import type { Settings } from '../config';
 import type { CatalogueEntry } from '../install/catalogue';
 import { downloadModel, offerModel, setHubToken, useLocalFolder, type InstallUiContext } from '../install/installUi';
+import type { SettingsReader } from '../settings/settings';
 import type { StatusBar, StatusKind } from '../status/statusBar';
 import type { LifecycleUi, NoticeSeverity } from './modelLifecycle';
 
@@ -14,26 +14,16 @@ export class VscodeLifecycleUi implements LifecycleUi {
   private readonly install: InstallUiContext;
 
   /**
-   * `settings`: the current settings snapshot (the lifecycle's), read when an install step needs them;
+   * `settings`: the current settings snapshot (the store's), read when an install step needs them;
    * `installStatus`: an install's progress text for the status bar, undefined when it ends (ModelLifecycle.installStatus).
    */
-  constructor(context: vscode.ExtensionContext, readonly log: vscode.LogOutputChannel, private readonly status: StatusBar, private readonly settings: () => Settings, installStatus: (text: string | undefined) => void) {
+  constructor(context: vscode.ExtensionContext, readonly log: vscode.LogOutputChannel, private readonly status: StatusBar, private readonly settings: SettingsReader, installStatus: (text: string | undefined) => void) {
     this.install = {
       extension: context,
       settings,
       log,
       onStatus: installStatus,
     };
-  }
-
-  readSetting(key: string): unknown {
-    return vscode.workspace.getConfiguration('phiComplete').get(key);
-  }
-
-  onDidChangeSettings(listener: () => void): vscode.Disposable {
-    return vscode.workspace.onDidChangeConfiguration((event) => {
-      if (event.affectsConfiguration('phiComplete')) listener();
-    });
   }
 
   notify(severity: NoticeSeverity, message: string, ...actions: string[]): Thenable<string | undefined> {

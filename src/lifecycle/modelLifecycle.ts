@@ -1,9 +1,10 @@
 /**
- * The model's lifecycle in the extension host: the settings it is loaded with, locating it (and offering to get
- * it once per session when it is not on this machine), loading it in the worker (concurrent callers share one
- * load), reloading it when a setting that needs it changes, noticing a crashed worker, verifying it with a real
- * generation, and telling the user about problems — each one once, not on every keystroke. A worker that crashed
- * too often pauses: the user is told once, requests fail quietly, and restartWorker (Try Again) brings it back.
+ * The model's lifecycle in the extension host: locating it (and offering to get it once per session when it is
+ * not on this machine), loading it in the worker with the settings store's snapshot (concurrent callers share one
+ * load), reloading it when the store says a change needs it (src/settings/), noticing a crashed worker, verifying
+ * it with a real generation, and telling the user about problems — each one once, not on every keystroke. A worker
+ * that crashed too often pauses: the user is told once, requests fail quietly, and restartWorker (Try Again) brings
+ * it back.
  *
  * Plain Node: everything VS Code does for it (notifications, the status bar, opening the settings, the install
  * flow) goes through `LifecycleUi`, which the extension implements with the vscode API (lifecycleUi.ts) and the
@@ -12,13 +13,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WorkerError, type WorkerClient, type WorkerState } from '../client/workerClient';
-import { cacheBudgetBytes, changedSettings, needsReload, readSettings, type Settings } from '../config';
 import { catalogueEntry, type CatalogueEntry } from '../install/catalogue';
 import { MANIFEST_FILE, modelFileHashProblems } from '../model/manifest';
 import { locateModel } from '../modelLocation';
 import type { GenerationParams } from '../protocol';
+import { cacheBudgetBytes, sameModel, type Settings } from '../settings/settings';
+import type { SettingsChange, SettingsStore } from '../settings/store';
 import type { StatusKind } from '../status/statusBar';
-import { Disposable, type DisposableLike } from '../util/disposable';
+import { Disposable } from '../util/disposable';
 
 export type NoticeSeverity = 'info' | 'warning' | 'error';
 
@@ -33,10 +35,6 @@ export interface LifecycleLog {
 /** What the lifecycle needs from the editor. */
 export interface LifecycleUi {
   readonly log: LifecycleLog;
-  /** The raw value of the setting `phiComplete.<key>` (undefined when unset). */
-  readSetting(key: string): unknown;
-  /** Calls `listener` whenever a `phiComplete.*` setting changes. */
-  onDidChangeSettings(listener: () => void): DisposableLike;
   /** Shows a notification with action buttons; resolves to the action chosen, or undefined when dismissed. */
   notify(severity: NoticeSeverity, message: string, ...actions: string[]): PromiseLike<string | undefined>;
   /** The status bar: what the model is doing; `detail` goes to the tooltip (while loading, into the bar). */
@@ -64,17 +62,11 @@ export interface LifecycleUi {
 export const VERIFY_PROMPT = 'def add(a, b):\n    return';
 export const VERIFY_PARAMS: GenerationParams = { maxNewTokens: 16, temperature: 0, topK: 0, topP: 1, seed: 0, stop: ['\n'], speculative: false };
 
-/** The settings that decide what the worker loads: a different key means a (re)load. */
-function modelKey(s: Settings): string {
-  return JSON.stringify([s.model, s.modelPath, s.device, s.threads]);
-}
-
 export class ModelLifecycle extends Disposable {
-  private current: Settings;
-  /** The key of the settings the loaded model was loaded with; undefined when a (re)load is due. */
-  private loadedWith: string | undefined;
+  /** The settings the loaded model was loaded with; undefined when a (re)load is due. */
+  private loadedWith: Settings | undefined;
   /** The load in progress and the settings it was started for: concurrent callers share it. */
-  private loading: { readonly key: string; done: Promise<boolean> } | undefined;
+  private loading: { readonly settings: Settings; done: Promise<boolean> } | undefined;
   /** Whether the missing model was offered this session: completions must not nag on every keystroke. */
   private modelOffered = false;
   /** Whether anything has asked for the model yet: until then, nothing is loaded (the worker starts lazily). */
@@ -86,31 +78,21 @@ export class ModelLifecycle extends Disposable {
   private pausedDetail: string | undefined;
   /** What the lifecycle last showed in the status bar: an install's progress, once it ends, gives way to it again. */
   private shownStatus: { readonly kind: StatusKind; readonly detail?: string } = { kind: 'idle' };
-  private readonly settingsListeners = new Set<(settings: Settings, changed: readonly (keyof Settings)[]) => void>();
-
-  /** `storageDir`: the extension's global storage, where catalogue models are installed. */
-  constructor(private readonly worker: WorkerClient, private readonly ui: LifecycleUi, private readonly storageDir: string) {
-    super();
-    this.register({ dispose: () => this.settingsListeners.clear() });
-    this.current = this.read();
-    worker.setCacheBudget(cacheBudgetBytes(this.current));
-    this.register(worker.onStateChange((state, detail) => this.onWorkerState(state, detail)));
-    this.register(ui.onDidChangeSettings(() => this.settingsChanged()));
-    if (!this.current.enable) this.showStatus('off');
-  }
-
-  /** The current settings snapshot. */
-  get settings(): Settings {
-    return this.current;
-  }
 
   /**
-   * Calls `listener` after each change of the settings, once the lifecycle has acted on it (a reload started):
-   * for parts that apply settings themselves (e.g. the worker's KV cache budget).
+   * `store`: the settings; made before the other parts that listen to it, the lifecycle acts on a change first;
+   * `storageDir`: the extension's global storage, where catalogue models are installed.
    */
-  onDidChangeSettings(listener: (settings: Settings, changed: readonly (keyof Settings)[]) => void): DisposableLike {
-    this.settingsListeners.add(listener);
-    return { dispose: () => this.settingsListeners.delete(listener) };
+  constructor(private readonly worker: WorkerClient, private readonly store: SettingsStore, private readonly ui: LifecycleUi, private readonly storageDir: string) {
+    super();
+    worker.setCacheBudget(cacheBudgetBytes(store.current));
+    this.register(worker.onStateChange((state, detail) => this.onWorkerState(state, detail)));
+    this.register(store.onDidChange((change) => this.settingsChanged(change)));
+    if (!store.current.enable) this.showStatus('off');
+  }
+
+  private get current(): Settings {
+    return this.store.current;
   }
 
   /** The device the model runs on, as the status bar shows it ("CPU"), or "unknown device" before a load. */
@@ -134,12 +116,12 @@ export class ModelLifecycle extends Disposable {
       }
       return Promise.resolve(false);
     }
-    const key = modelKey(this.current);
-    if (this.loadedWith === key && this.worker.state === 'ready') return Promise.resolve(true);
-    if (this.loading?.key === key) return this.loading.done;
+    const settings = this.current;
+    if (this.loadedWith && sameModel(this.loadedWith, settings) && this.worker.state === 'ready') return Promise.resolve(true);
+    if (this.loading && sameModel(this.loading.settings, settings)) return this.loading.done;
     // Registered before it starts: what runs synchronously in loadModel (a settings change the install flow makes
     // while offering the model) may start a newer load, which must not be overwritten by this one.
-    const loading = { key, done: Promise.resolve(false) };
+    const loading = { settings, done: Promise.resolve(false) };
     this.loading = loading;
     loading.done = this.loadModel().finally(() => {
       if (this.loading === loading) this.loading = undefined;
@@ -148,19 +130,15 @@ export class ModelLifecycle extends Disposable {
   }
 
   /**
-   * Re-reads the settings after a change: reloads the model at once when a setting it was loaded with changed
-   * (only once something has wanted the model), and updates the status bar.
+   * Acts on a change of the settings: reloads the model at once when the change needs it (only once something has
+   * wanted the model), applies the KV cache budget, and updates the status bar.
    */
-  settingsChanged(): void {
-    const next = this.read();
-    const changed = changedSettings(this.current, next);
-    this.current = next;
-    if (changed.length === 0) return;
+  private settingsChanged({ settings: next, changed, reload }: SettingsChange): void {
     this.ui.log.info(`settings changed: ${changed.join(', ')}`);
     if (changed.includes('cacheMemoryMB')) this.worker.setCacheBudget(cacheBudgetBytes(next));
     if (!next.enable) {
       this.showStatus('off');
-    } else if (needsReload(changed) && this.modelWanted) {
+    } else if (reload && this.modelWanted) {
       // Reload now (not on the next cache miss), so the status bar reflects the new model at once.
       this.loadedWith = undefined;
       void this.ensureModel();
@@ -171,7 +149,6 @@ export class ModelLifecycle extends Disposable {
       const state = this.worker.state;
       this.showStatus(state === 'starting' || state === 'loading' ? 'loading' : state === 'paused' ? 'paused' : 'idle');
     }
-    for (const listener of [...this.settingsListeners]) listener(next, changed);
   }
 
   /** Completions report when they start and stop generating; the status bar shows it while the model is ready. */
@@ -254,19 +231,10 @@ export class ModelLifecycle extends Disposable {
   /** The Use a Local Model Folder command: points phiComplete.modelPath at a folder the user picks, then loads it. */
   async useLocalFolder(): Promise<void> {
     if (await this.ui.useLocalFolder()) {
-      this.current = this.read();
+      // The folder is set: read it now, whether or not the editor has told the store yet.
+      this.store.refresh();
       await this.ensureModel();
     }
-  }
-
-  /** Reads the settings; an invalid value is reported (log and notification) and replaced by its default. */
-  private read(): Settings {
-    const { settings, warnings } = readSettings((key) => this.ui.readSetting(key));
-    for (const warning of warnings) {
-      this.ui.log.warn(warning);
-      this.notify('warning', `phi-complete: ${warning}`, { 'Open Settings': () => void this.ui.openSettings('phiComplete') });
-    }
-    return settings;
   }
 
   private async loadModel(): Promise<boolean> {
@@ -279,11 +247,11 @@ export class ModelLifecycle extends Disposable {
       if (this.modelOffered) return false;
       this.modelOffered = true;
       if (!(await this.ui.offerModel(location.missing, location.rebuild ?? false))) return false;
-      this.current = this.read();
+      this.store.refresh();
       // Choosing a local folder changed phiComplete.modelPath, and that change may have started the load of the
       // new folder already (settingsChanged): share it rather than loading the same model twice.
-      const key = modelKey(this.current);
-      if (key !== modelKey(settings) && this.loading?.key === key) return this.loading.done;
+      const now = this.current;
+      if (!sameModel(now, settings) && this.loading && sameModel(this.loading.settings, now)) return this.loading.done;
       return this.loadModel();
     }
     if (!location.ok) {
@@ -298,12 +266,11 @@ export class ModelLifecycle extends Disposable {
       return false;
     }
     try {
-      const key = modelKey(settings);
       const loaded = await this.worker.load(location.dir, settings.device, settings.threads);
-      this.loadedWith = key;
+      this.loadedWith = settings;
       this.ui.log.info(`model ${location.dir} loaded on ${loaded.device} in ${loaded.loadMs} ms`);
       // The settings changed while it loaded: the load (or offer) for the new ones tells the status bar and the callers.
-      if (modelKey(this.current) !== key) return this.ensureModel();
+      if (!sameModel(this.current, settings)) return this.ensureModel();
       this.lastModelProblem = '';
       this.device = loaded.device;
       this.ui.setDevice(loaded.device);
@@ -331,7 +298,7 @@ export class ModelLifecycle extends Disposable {
       }
       this.ui.log.error(`loading the model failed: ${message}`);
       // The settings changed while it loaded: the load for the new ones tells the status bar and the callers.
-      if (modelKey(this.current) !== modelKey(settings)) return this.ensureModel();
+      if (!sameModel(this.current, settings)) return this.ensureModel();
       // A model that does not load may have damaged files: then say so, and how to repair them.
       const damage = await this.damageOf(location.dir);
       if (damage.length > 0) {

@@ -5,8 +5,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { mulberry32, seededUniform } from '../util/rng';
 import { parsePhiConfig, type PhiConfig } from './config';
-import { mulberry32, seededUniform } from './rng';
 import { SafetensorsFile } from './safetensors';
 
 export interface WeightSource {

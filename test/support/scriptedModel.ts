@@ -12,10 +12,10 @@
  */
 import { PHI_TINY } from '../../src/model/config';
 import { buildModel } from '../../src/model/build';
-import { seededUniform } from '../../src/model/rng';
 import { phiTensorShapes, type WeightSource } from '../../src/model/weights';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
 import { buildPhiTokenizerJson } from '../../src/tokenizer/tokenizerJson';
+import { seededUniform } from '../../src/util/rng';
 
 const SEED = 4321;
 const EMBEDDING_STD = 0.05;

@@ -11,13 +11,13 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { checkEndpoint, checkRedirect, DOWNLOAD_RECORD_FILE, DownloadError, downloadFiles, offlineHelp, readDownloadRecord, type DownloadFile, type DownloadOptions, type DownloadProgress } from '../../src/install/download';
 import { buildModel } from '../../src/model/build';
 import { PHI_TINY } from '../../src/model/config';
-import { checkEndpoint, checkRedirect, DOWNLOAD_RECORD_FILE, DownloadError, downloadFiles, offlineHelp, readDownloadRecord, type DownloadFile, type DownloadOptions, type DownloadProgress } from '../../src/model/download';
 import { RandomWeights } from '../../src/model/weights';
-import { readSettings } from '../../src/config';
 import { PhiDecoder } from '../../src/inference/decoder';
-import { mulberry32 } from '../../src/model/rng';
+import { readSettings } from '../../src/settings/settings';
+import { mulberry32 } from '../../src/util/rng';
 import { scratchDir } from '../support/tinyModels';
 
 const REPO = 'acme/tiny-phi';

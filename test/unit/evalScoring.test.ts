@@ -1,7 +1,7 @@
 /** The eval's scoring pieces (bench/eval): exact match, edit similarity, the syntax check, cursors, the extension path. */
 import * as assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEFAULT_SETTINGS } from '../../src/config';
+import { DEFAULT_SETTINGS } from '../../src/settings/settings';
 import { scoreCompletions, summarizeCompletions } from '../../bench/eval/completion';
 import { sampleCursors, type Cursor } from '../../bench/eval/cursors';
 import { cutAtStops, promptFor } from '../../bench/eval/extensionPath';

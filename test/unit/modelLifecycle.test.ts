@@ -9,11 +9,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { RESTART_LIMIT, WorkerClient, type WorkerState } from '../../src/client/workerClient';
-import { readSettings } from '../../src/config';
 import { catalogueEntry, type CatalogueEntry } from '../../src/install/catalogue';
 import { installedModelDir } from '../../src/install/install';
 import { ModelLifecycle, VERIFY_PARAMS, VERIFY_PROMPT, type LifecycleUi, type NoticeSeverity } from '../../src/lifecycle/modelLifecycle';
 import { locateModel } from '../../src/modelLocation';
+import { readSettings } from '../../src/settings/settings';
+import { SettingsStore, type SettingsChange, type SettingsSource } from '../../src/settings/store';
+import { SettingsWarnings } from '../../src/settings/warnings';
 import type { StatusKind } from '../../src/status/statusBar';
 import type { DisposableLike } from '../../src/util/disposable';
 import { scratchDir, tinyModelDir } from '../support/tinyModels';
@@ -30,8 +32,8 @@ interface Notice {
   readonly actions: readonly string[];
 }
 
-/** The editor as the lifecycle sees it, recording everything it is asked to show. */
-class RecordingUi implements LifecycleUi {
+/** The editor as the lifecycle and the settings store see it, recording everything it is asked to show. */
+class RecordingUi implements LifecycleUi, SettingsSource {
   readonly notices: Notice[] = [];
   readonly statuses: { kind: StatusKind; detail?: string }[] = [];
   readonly lines: { level: 'debug' | 'info' | 'warn' | 'error'; message: string }[] = [];
@@ -139,6 +141,8 @@ class RecordingUi implements LifecycleUi {
 
 interface Rig {
   readonly ui: RecordingUi;
+  readonly store: SettingsStore;
+  readonly warnings: SettingsWarnings;
   readonly worker: WorkerClient;
   readonly lifecycle: ModelLifecycle;
   readonly storage: string;
@@ -162,8 +166,10 @@ function rig(values: Record<string, unknown>, answer?: RecordingUi['answer']): R
   const worker = new WorkerClient({ workerPath: WORKER, log: (message, level) => ui.log[level](message) });
   const states: WorkerState[] = [];
   worker.onStateChange((state) => states.push(state));
-  const lifecycle = new ModelLifecycle(worker, ui, storage);
-  const made: Rig = { ui, worker, lifecycle, storage, states, loads: () => states.filter((s) => s === 'loading').length };
+  const store = new SettingsStore(ui);
+  const warnings = new SettingsWarnings(store, ui);
+  const lifecycle = new ModelLifecycle(worker, store, ui, storage);
+  const made: Rig = { ui, store, warnings, worker, lifecycle, storage, states, loads: () => states.filter((s) => s === 'loading').length };
   rigs.push(made);
   return made;
 }
@@ -193,8 +199,10 @@ async function waitUntil(condition: () => boolean, what: string, limitMs = 15_00
 }
 
 afterEach(async () => {
-  for (const { lifecycle, worker } of rigs.splice(0)) {
+  for (const { lifecycle, warnings, store, worker } of rigs.splice(0)) {
     lifecycle.dispose();
+    warnings.dispose();
+    store.dispose();
     await worker.shutdown();
     worker.dispose();
   }
@@ -379,13 +387,13 @@ describe('settings', () => {
     r.ui.change({ threads: 2 });
     assert.deepEqual(r.ui.linesOf('info', /^settings changed/), ['settings changed: threads']);
     assert.equal(r.worker.pid, undefined, 'nothing wanted the model yet: no load');
-    assert.equal(r.lifecycle.settings.threads, 2);
+    assert.equal(r.store.current.threads, 2);
 
     assert.equal(await r.lifecycle.ensureModel(), true);
     assert.equal(r.loads(), 1);
 
     r.ui.change({ temperature: 0.5 });
-    assert.equal(r.lifecycle.settings.temperature, 0.5);
+    assert.equal(r.store.current.temperature, 0.5);
     assert.equal(r.worker.state, 'ready', 'sampling settings apply to the next request');
     assert.equal(r.ui.lastStatus?.kind, 'ready');
 
@@ -405,14 +413,14 @@ describe('settings', () => {
     assert.equal(r.ui.linesOf('info', /^settings changed/).length, 4, 'an event that changed nothing is not a change');
   });
 
-  test('parts that apply settings themselves hear of each change, after the lifecycle acted on it', async () => {
+  test('parts that listen to the settings store hear of each change after the lifecycle acted on it', async () => {
     const r = rig(onTinyModel());
     assert.equal(await r.lifecycle.ensureModel(), true);
-    const heard: { changed: readonly string[]; temperature: number; state: WorkerState }[] = [];
-    const listening = r.lifecycle.onDidChangeSettings((settings, changed) => heard.push({ changed, temperature: settings.temperature, state: r.worker.state }));
+    const heard: (Pick<SettingsChange, 'changed' | 'reload'> & { temperature: number; state: WorkerState })[] = [];
+    const listening = r.store.onDidChange(({ settings, changed, reload }) => heard.push({ changed, reload, temperature: settings.temperature, state: r.worker.state }));
     r.ui.change({ temperature: 0.5, threads: 2 });
     r.ui.change({});
-    assert.deepEqual(heard, [{ changed: ['threads', 'temperature'], temperature: 0.5, state: 'loading' }]);
+    assert.deepEqual(heard, [{ changed: ['threads', 'temperature'], reload: true, temperature: 0.5, state: 'loading' }]);
     assert.equal(await r.lifecycle.ensureModel(), true);
     listening.dispose();
     r.ui.change({ temperature: 0.25 });
@@ -435,7 +443,7 @@ describe('settings', () => {
     const r = rig(onTinyModel({ threads: -1 }), () => 'Open Settings');
     const expected = readSettings((key) => (key === 'threads' ? -1 : undefined)).warnings;
     assert.equal(expected.length, 1);
-    assert.equal(r.lifecycle.settings.threads, 0);
+    assert.equal(r.store.current.threads, 0);
     assert.deepEqual(r.ui.notices, [{ severity: 'warning', message: `phi-complete: ${expected[0]}`, actions: ['Open Settings'] }]);
     assert.deepEqual(r.ui.linesOf('warn', /./), expected);
     await settle();
@@ -446,7 +454,10 @@ describe('settings', () => {
     const r = rig(onTinyModel());
     assert.equal(await r.lifecycle.ensureModel(), true);
     r.lifecycle.dispose();
-    assert.equal(r.ui.listeners.size, 0);
+    const lines = r.ui.lines.length;
+    r.ui.change({ threads: 2, enable: false });
+    assert.equal(r.ui.lines.length, lines, 'a change is not acted on');
+    assert.equal(r.worker.state, 'ready');
     const shown = r.ui.statuses.length;
     const pid = r.worker.pid!;
     process.kill(pid, 'SIGKILL');
@@ -460,7 +471,7 @@ describe('problems', () => {
     const missing = path.join(scratchDir(), 'no-such-model');
     const r = rig(onTinyModel({ modelPath: missing }));
     r.ui.answer = () => 'Open Settings';
-    const location = locateModel(r.lifecycle.settings, r.storage);
+    const location = locateModel(r.store.current, r.storage);
     assert.ok(!location.ok && location.message.includes(missing));
 
     assert.deepEqual(await Promise.all([r.lifecycle.ensureModel(), r.lifecycle.ensureModel()]), [false, false]);
@@ -532,7 +543,7 @@ describe('problems', () => {
 
   test('a catalogue model that is not on this machine is offered once per session', async () => {
     const r = rig({ device: 'cpu', threads: 1 });
-    const location = locateModel(r.lifecycle.settings, r.storage);
+    const location = locateModel(r.store.current, r.storage);
     assert.ok(!location.ok && location.missing);
     assert.deepEqual(await Promise.all([r.lifecycle.ensureModel(), r.lifecycle.ensureModel()]), [false, false]);
     assert.equal(await r.lifecycle.ensureModel(), false);
@@ -716,7 +727,7 @@ describe('commands', () => {
       return true;
     };
     await r.lifecycle.useLocalFolder();
-    assert.equal(r.lifecycle.settings.modelPath, tinyModelDir('fp32'));
+    assert.equal(r.store.current.modelPath, tinyModelDir('fp32'));
     assert.equal(r.worker.state, 'ready');
     assert.equal(r.loads(), 1);
     assert.deepEqual(r.ui.offers, [], 'a model in place is not offered');

@@ -17,7 +17,7 @@ import { CompletionPipeline, completionsWanted, firstLineText, type Cancellation
 import { COMPLETION_STOPS } from '../../src/completion/postprocess';
 import { PrefillRate } from '../../src/completion/prefillRate';
 import { CompletionPrompts, type PromptDocument } from '../../src/completion/requestPrompts';
-import { DEFAULT_SETTINGS, type Settings } from '../../src/config';
+import { DEFAULT_SETTINGS, type Settings } from '../../src/settings/settings';
 import { PhiDecoder } from '../../src/inference/decoder';
 import { Generator } from '../../src/inference/generator';
 import { TOKENIZER_FILE } from '../../src/model/manifest';

@@ -11,7 +11,7 @@ import { Generator, type GenerationRequest, type GenerationResult } from '../../
 import { PrefillRate } from '../../src/completion/prefillRate';
 import { QUICK_GROWTH, QuickPromptStarts } from '../../src/completion/quickPrompt';
 import { CompletionPrompts, type PromptDocument } from '../../src/completion/requestPrompts';
-import { DEFAULT_SETTINGS } from '../../src/config';
+import { DEFAULT_SETTINGS } from '../../src/settings/settings';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
 import * as path from 'node:path';
 import { TOKENIZER_FILE } from '../../src/model/manifest';

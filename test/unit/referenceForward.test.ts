@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PhiConfig, PHI_TINY } from '../../src/model/config';
-import { mulberry32 } from '../../src/model/rng';
+import { mulberry32 } from '../../src/util/rng';
 import { gelu_new, referenceLogits, WeightLookup } from '../support/referenceForward';
 
 

@@ -5,12 +5,12 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
 import type * as vscode from 'vscode';
-import { DEFAULT_SETTINGS, type Settings } from '../../src/config';
 import type { WorkerState } from '../../src/client/workerClient';
 import { CompletionWarmer, LOOK_AHEAD_TOKENS, type WarmerWindow, type WarmerWorkspace, type WarmTarget } from '../../src/completion/warmer';
 import { PrefillRate } from '../../src/completion/prefillRate';
 import { CompletionPrompts, completionPromptAt } from '../../src/completion/requestPrompts';
 import type { PrefilledEvent, PrefillOptions, PrefillOutcome } from '../../src/protocol';
+import { DEFAULT_SETTINGS, type Settings } from '../../src/settings/settings';
 
 const REST = 30;
 const TEXT = 'import os\n\n\ndef main():\n    return os.getcwd()\n';

@@ -15,11 +15,11 @@ import * as vscode from 'vscode';
 import { inProcessBackend } from '../../../src/completion/backend';
 import { completionParams, shapeSuggestion } from '../../../src/completion/pipeline';
 import { completionPromptAt, type PromptDocument } from '../../../src/completion/requestPrompts';
-import { readSettings, type Settings } from '../../../src/config';
 import { buildExplainPrompt, EXPLAIN_STOPS } from '../../../src/explain/explainPrompt';
 import { PhiDecoder } from '../../../src/inference/decoder';
 import { DEFAULT_SEQUENCE, Generator } from '../../../src/inference/generator';
 import { MODEL_FILE, TOKENIZER_FILE } from '../../../src/model/manifest';
+import { readSettings, type Settings } from '../../../src/settings/settings';
 import { PhiTokenizer } from '../../../src/tokenizer/tokenizer';
 
 export const EXTENSION_ID = 'phi-complete.phi-complete';

@@ -1,12 +1,13 @@
 /**
  * The extension's settings as one typed, readonly snapshot. Invalid values are replaced by their defaults, with
  * a warning naming the setting; settings that are valid alone but cannot work together are reported as problems
- * and fitted to the model (see settingsProblems); consumers compare snapshots to react to changes.
+ * and fitted to the model (see settingsProblems). Snapshots are compared (changedSettings), and which changes
+ * reload the model is said here, once (MODEL_SETTINGS). The store that holds the current snapshot: ./store.ts.
  */
-import { MAX_USEFUL_EXPLAIN_TOKENS } from './explain/explainPrompt';
-import { PHI_1_5 } from './model/config';
-import { DEVICES, type Device } from './protocol';
-import { insecureUrlReason, redactUrl } from './util/secureUrl';
+import { MAX_USEFUL_EXPLAIN_TOKENS } from '../explain/explainPrompt';
+import { PHI_1_5 } from '../model/config';
+import { DEVICES, type Device } from '../protocol';
+import { insecureUrlReason, redactUrl } from '../util/secureUrl';
 
 export interface Settings {
   /** Inline completions on or off (VS Code resolves per-language overrides before we read it). */
@@ -138,13 +139,25 @@ function completionContextTokens(settings: Settings): number {
   return Math.min(settings.contextTokens, MODEL_POSITIONS - settings.completionMaxTokens);
 }
 
+/** A read-only view of the settings store (SettingsStore.read) for parts that only read: the current snapshot, at each call. */
+export type SettingsReader = () => Settings;
+
+/** One reading of the settings: the snapshot, and what the user is told about the values read. */
+export interface SettingsRead {
+  readonly settings: Settings;
+  /** One per invalid value (replaced in the snapshot by its default). */
+  readonly warnings: readonly string[];
+  /** Valid settings that cannot work together (settingsProblems), already fitted to the model in the snapshot. */
+  readonly problems: readonly string[];
+}
+
 /**
  * Reads every setting through `get` (the raw value, undefined when unset) and validates it.
  * Returns the snapshot, one warning per invalid value, and the problems of valid settings that cannot work
  * together (settingsProblems), which the snapshot has already fitted to the model: the completion's context is
  * clipped to the room its tokens leave (otherwise the worker would cut the prompt's start, header first, mid-line).
  */
-export function readSettings(get: (key: string) => unknown): { settings: Settings; warnings: string[]; problems: string[] } {
+export function readSettings(get: (key: string) => unknown): SettingsRead {
   const warnings: string[] = [];
   const settings = { ...DEFAULT_SETTINGS } as Record<keyof Settings, unknown>;
   for (const name of Object.keys(DEFAULT_SETTINGS) as (keyof Settings)[]) {
@@ -174,7 +187,18 @@ export function cacheBudgetBytes(settings: Settings): number {
   return settings.cacheMemoryMB * 1024 * 1024;
 }
 
-/** Whether a change needs the worker to reload the model (others apply to the next request; cacheMemoryMB through WorkerClient.setCacheBudget). */
+/**
+ * The settings the worker loads the model with: a change of any of them reloads it. The others apply to the next
+ * request (cacheMemoryMB through WorkerClient.setCacheBudget).
+ */
+export const MODEL_SETTINGS: readonly (keyof Settings)[] = ['model', 'modelPath', 'device', 'threads'];
+
+/** Whether a change needs the worker to reload the model (it changed one of MODEL_SETTINGS). */
 export function needsReload(changed: readonly (keyof Settings)[]): boolean {
-  return changed.some((key) => key === 'model' || key === 'modelPath' || key === 'device' || key === 'threads');
+  return changed.some((key) => MODEL_SETTINGS.includes(key));
+}
+
+/** Whether two snapshots load the same model: nothing that differs between them needs a reload. */
+export function sameModel(a: Settings, b: Settings): boolean {
+  return !needsReload(changedSettings(a, b));
 }

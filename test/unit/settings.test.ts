@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import { buildCompletionPrompt } from '../../src/completion/context';
-import { cacheBudgetBytes, changedSettings, DEFAULT_SETTINGS, MODEL_POSITIONS, needsReload, readSettings, SETTING_KEYS, settingsProblems } from '../../src/config';
 import { MAX_USEFUL_EXPLAIN_TOKENS } from '../../src/explain/explainPrompt';
 import { bytesPerPosition, int8Planes } from '../../src/inference/kvCache';
 import type { NoticeSeverity } from '../../src/lifecycle/modelLifecycle';
 import { PHI_1_5 } from '../../src/model/config';
 import { DEFAULT_CACHE_BYTES } from '../../src/protocol';
-import { OPEN_SETTINGS, SettingsWarnings, type SettingsWarningsUi } from '../../src/settingsWarnings';
+import { cacheBudgetBytes, changedSettings, DEFAULT_SETTINGS, MODEL_POSITIONS, MODEL_SETTINGS, needsReload, readSettings, sameModel, SETTING_KEYS, settingsProblems, type Settings } from '../../src/settings/settings';
+import { SettingsStore, type SettingsChange, type SettingsSource } from '../../src/settings/store';
+import { OPEN_SETTINGS, SettingsWarnings, type SettingsWarningsUi } from '../../src/settings/warnings';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
 import { buildPhiTokenizerJson } from '../../src/tokenizer/tokenizerJson';
 
@@ -65,6 +66,17 @@ test('snapshots are compared to find what changed and whether the model must rel
   assert.equal(needsReload(['temperature']), false);
   assert.equal(needsReload(['temperature', 'device']), true);
   assert.deepEqual(changedSettings(DEFAULT_SETTINGS, { ...DEFAULT_SETTINGS, languages: ['python'] }), []);
+});
+
+test('which changes reload the model is said once: a change of a setting the worker loads the model with, and only that', () => {
+  const other: Partial<Record<keyof Settings, unknown>> = { model: 'phi-1_5-fp16', modelPath: '/models/phi', device: 'cpu', threads: 2 };
+  for (const key of Object.keys(DEFAULT_SETTINGS) as (keyof Settings)[]) {
+    const reloads = MODEL_SETTINGS.includes(key);
+    assert.equal(needsReload([key]), reloads, key);
+    if (reloads) assert.equal(sameModel(DEFAULT_SETTINGS, { ...DEFAULT_SETTINGS, [key]: other[key] }), false, key);
+  }
+  assert.deepEqual([...MODEL_SETTINGS].sort(), ['device', 'model', 'modelPath', 'threads']);
+  assert.equal(sameModel(DEFAULT_SETTINGS, { ...DEFAULT_SETTINGS, temperature: 0.5, cacheMemoryMB: 256, contextTokens: 512 }), true);
 });
 
 test('phiComplete.cacheMemoryMB: an integer of MiB from 64, applied without a reload; the default holds 4 full-size 1,024-token files', () => {
@@ -138,14 +150,14 @@ test('with the fitted snapshot a long file\'s prompt keeps its header and leaves
   assert.ok(promptTokens > 700, `the prompt still reads most of the room (${promptTokens} tokens)`);
 });
 
-/** The editor as SettingsWarnings sees it: settings the test sets, notifications recorded and answered. */
-class RecordingUi implements SettingsWarningsUi {
+/** The editor as the store and SettingsWarnings see it: settings the test sets, notifications recorded and answered. */
+class RecordingUi implements SettingsSource, SettingsWarningsUi {
   readonly notices: { severity: NoticeSeverity; message: string; actions: string[] }[] = [];
   readonly warnLines: string[] = [];
   readonly opened: string[] = [];
   readonly values = new Map<string, unknown>();
   answer: string | undefined = undefined;
-  private readonly listeners = new Set<() => void>();
+  readonly listeners = new Set<() => void>();
   readonly log = { debug: () => undefined, info: () => undefined, warn: (message: string) => void this.warnLines.push(message), error: () => undefined };
 
   readSetting(key: string): unknown {
@@ -179,7 +191,8 @@ test('each settings problem is shown once while it lasts, at start and on a chan
   ui.values.set('contextTokens', 1920);
   ui.values.set('completion.maxTokens', 1024);
   ui.answer = OPEN_SETTINGS;
-  const warnings = new SettingsWarnings(ui);
+  const store = new SettingsStore(ui);
+  const warnings = new SettingsWarnings(store, ui);
   const completionProblem = settingsProblems({ ...DEFAULT_SETTINGS, contextTokens: 1920, completionMaxTokens: 1024 })[0];
   assert.deepEqual(ui.notices, [{ severity: 'warning', message: `phi-complete: ${completionProblem}`, actions: [OPEN_SETTINGS] }]);
   assert.deepEqual(ui.warnLines, [completionProblem]);
@@ -198,7 +211,81 @@ test('each settings problem is shown once while it lasts, at start and on a chan
   assert.equal(ui.notices.length, 2, 'fixing a problem shows nothing');
   ui.set('completion.maxTokens', 1024);
   assert.equal(ui.notices.length, 3, 'a problem that comes back is shown again');
+  ui.set('contextTokens', 1900);
+  assert.equal(ui.notices.length, 4, 'a problem that reads otherwise is shown, though the fitted snapshot did not change');
+  assert.match(ui.notices[3].message, /contextTokens \(1900\)/);
   warnings.dispose();
   ui.set('explain.maxTokens', 2048);
-  assert.equal(ui.notices.length, 3, 'nothing after dispose');
+  assert.equal(ui.notices.length, 4, 'nothing after dispose');
+  store.dispose();
+});
+
+test('an invalid value is shown once while it lasts, with Open Settings; another invalid value is shown again', () => {
+  const ui = new RecordingUi();
+  ui.values.set('threads', -1);
+  const store = new SettingsStore(ui);
+  const warnings = new SettingsWarnings(store, ui);
+  const expected = (threads: unknown): string => readSettings((key) => (key === 'threads' ? threads : undefined)).warnings[0];
+  assert.deepEqual(ui.notices, [{ severity: 'warning', message: `phi-complete: ${expected(-1)}`, actions: [OPEN_SETTINGS] }]);
+  assert.deepEqual(ui.warnLines, [expected(-1)]);
+  ui.set('temperature', 0.5);
+  assert.equal(ui.notices.length, 1, 'not again on an unrelated change');
+  ui.set('threads', -2);
+  assert.deepEqual(ui.notices.map((n) => n.message), [`phi-complete: ${expected(-1)}`, `phi-complete: ${expected(-2)}`]);
+  assert.equal(store.current.threads, DEFAULT_SETTINGS.threads);
+  warnings.dispose();
+  store.dispose();
+});
+
+describe('the settings store', () => {
+  test('holds the snapshot as read; a change event fires only when the snapshot changed, with what changed and whether it reloads', () => {
+    const ui = new RecordingUi();
+    ui.values.set('threads', 2);
+    const store = new SettingsStore(ui);
+    assert.equal(store.current.threads, 2);
+    assert.equal(store.read(), store.current, 'the reader gives the current snapshot');
+    assert.ok(Object.isFrozen(store.current));
+    const changes: SettingsChange[] = [];
+    store.onDidChange((change) => changes.push(change));
+
+    ui.set('temperature', 0.5);
+    assert.deepEqual(changes, [{ settings: store.current, changed: ['temperature'], reload: false }]);
+    ui.set('temperature', 0.5);
+    ui.set('languages', ['python']);
+    ui.set('threads', 'two');
+    ui.set('threads', 0);
+    ui.set('threads', 'zero');
+    assert.equal(changes.length, 2, 'an event that changed nothing (the same value again, the default set explicitly, the default for an invalid value read as it) is no change');
+    assert.deepEqual(changes[1], { settings: store.current, changed: ['threads'], reload: true });
+    ui.set('contextTokens', 1920);
+    ui.set('completion.maxTokens', 1024);
+    ui.set('contextTokens', 1900);
+    assert.deepEqual(changes.slice(2).map((c) => c.changed), [['contextTokens'], ['completionMaxTokens', 'contextTokens']],
+      'the snapshot is compared as fitted to the model: 1,900 and 1,920 both read as 1,024 tokens of context');
+    assert.equal(store.refresh(), undefined);
+    store.dispose();
+  });
+
+  test('refresh reads at once and returns the change; listeners hear in the order they subscribed; disposed, it stops listening', () => {
+    const ui = new RecordingUi();
+    const store = new SettingsStore(ui);
+    const heard: string[] = [];
+    store.onDidChange(() => heard.push('first'));
+    const second = store.onDidChange(() => heard.push('second'));
+    const reads: number[] = [];
+    store.onDidRead((read) => reads.push(read.settings.debounceMs));
+    ui.values.set('debounceMs', 10);
+    assert.deepEqual(store.refresh(), { settings: store.current, changed: ['debounceMs'], reload: false });
+    assert.deepEqual(heard, ['first', 'second']);
+    ui.set('debounceMs', 10);
+    assert.deepEqual(reads, [10, 10], 'every reading is heard, changed or not');
+    second.dispose();
+    ui.set('model', 'phi-1_5-fp16');
+    assert.deepEqual(heard, ['first', 'second', 'first']);
+    store.dispose();
+    assert.equal(ui.listeners.size, 0);
+    ui.set('model', 'phi-1_5-int4');
+    assert.equal(heard.length, 3);
+    assert.equal(store.current.model, 'phi-1_5-fp16', 'the last snapshot read');
+  });
 });

@@ -540,89 +540,128 @@ async function isAlreadyComplete(target: string, file: DownloadFile, signal: Abo
   return true;
 }
 
+/** One file's download: what is fetched, how, and where it goes. */
+interface FileJob {
+  readonly options: DownloadOptions;
+  readonly destination: string;
+  readonly file: DownloadFile;
+  readonly probe: FreeSpaceProbe;
+  readonly transport: Transport;
+  readonly url: string;
+  /** The URL as messages show it (without the endpoint's credentials). */
+  readonly shown: string;
+  readonly target: string;
+  /** Where the bytes are written until the file is verified (kept when cancelled or cut: the next call resumes it). */
+  readonly partial: string;
+}
+
+/** One file: nothing to do when it is complete on disk already; else fetched (resuming its partial) and verified into place. */
 async function downloadOne(options: DownloadOptions, destination: string, file: DownloadFile, probe: FreeSpaceProbe): Promise<void> {
   const target = path.join(destination, file.name);
-  const partial = target + PARTIAL_SUFFIX;
   const url = fileUrl(options, file.name);
-  /** The URL as messages show it (without the endpoint's credentials). */
-  const shown = redactUrl(url);
+  const transport = options.fetchImpl ? fetchTransport(options.fetchImpl) : nodeTransport(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  const job: FileJob = { options, destination, file, probe, transport, url, shown: redactUrl(url), target, partial: target + PARTIAL_SUFFIX };
   await fs.promises.mkdir(path.dirname(target), { recursive: true });
   if (await isAlreadyComplete(target, file, options.signal)) {
     options.onProgress?.({ file: file.name, receivedBytes: file.size ?? (await sizeOf(target)) ?? 0, ...(file.size === undefined ? {} : { totalBytes: file.size }), bytesPerSecond: 0 });
     return;
   }
-  const transport = options.fetchImpl ? fetchTransport(options.fetchImpl) : nodeTransport(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-  const verified = { destination, file, partial, target, signal: options.signal };
+  const kept = (await sizeOf(job.partial)) ?? 0;
+  const offset = file.size !== undefined && kept > file.size ? 0 : kept;
+  // A server that will not resume where the partial ends is asked once more, for the whole file (retried: it must send it).
+  if ((await fetchFrom(job, offset, false)) === 'restart') await fetchFrom(job, 0, true);
+}
 
-  let offset = (await sizeOf(partial)) ?? 0;
-  if (file.size !== undefined && offset > file.size) offset = 0;
-  for (let attempt = 0; ; attempt++) {
-    const { response, hubHeader } = await open(options, transport, url, file.name, offset, async (hubHeader) => {
-      // Known before the bytes are requested: checked then (the file's size was not known up front).
-      const declared = numberHeader(hubHeader('x-linked-size'));
-      if (file.size === undefined && declared !== undefined) await checkDiskSpace(destination, declared - offset, probe, file.name);
-    });
-    const expected = expectedHash(file, hubHeader);
-    const declaredSize = file.size ?? numberHeader(hubHeader('x-linked-size'));
-    const status = response.status;
+/** One request for the file from `offset` (0: all of it), written and verified into place; 'restart' when the server would not resume there. */
+async function fetchFrom(job: FileJob, offset: number, retried: boolean): Promise<'done' | 'restart'> {
+  const { options, file } = job;
+  const { response, hubHeader } = await open(options, job.transport, job.url, file.name, offset, (hubHeader) => checkDeclaredSpace(job, hubHeader, offset));
+  const expected = expectedHash(file, hubHeader);
+  const declaredSize = file.size ?? numberHeader(hubHeader('x-linked-size'));
+  const resume = resumeAt(job, response, offset, declaredSize, retried);
+  if (resume.kind === 'restart') return 'restart';
+  if (resume.kind === 'complete') {
+    // The partial already holds every byte: verify it as it is.
+    await finish(job, expected, declaredSize);
+    new ProgressReporter(file.name, options.onProgress, offset).report(offset, offset, true);
+    return 'done';
+  }
+  if (declaredSize === undefined) await checkResponseSpace(job, response, resume);
+  const progress = new ProgressReporter(file.name, options.onProgress, resume.offset);
+  const received = await receive(options, file.name, job.partial, response, progress, resume.offset, resume.total, resume.length);
+  await finish(job, expected, resume.total);
+  progress.report(received, resume.total, true);
+  return 'done';
+}
 
-    if (status === 416 && offset > 0) {
-      response.close();
-      const { total } = parseContentRange(response.header('content-range'));
-      if (total === offset && (declaredSize === undefined || declaredSize === offset)) {
-        // The partial already holds every byte: verify it as it is.
-        await finish(verified, expected, declaredSize);
-        new ProgressReporter(file.name, options.onProgress, offset).report(offset, offset, true);
-        return;
-      }
-      if (attempt > 0) throw new DownloadError('http', `the server refused to resume ${file.name} (${shown} answered 416)`);
-      offset = 0;
-      continue;
-    }
-    if (status === 404) {
-      response.close();
-      throw new DownloadError('not-found', `${file.name} was not found on the server (${shown} answered 404); check the repository, revision and endpoint settings`);
-    }
-    if (status === 401 || status === 403) {
-      response.close();
-      throw new DownloadError('unauthorized',
-        `the server refused access to ${file.name} (${shown} answered ${status}); if this is a gated mirror, set a token`);
-    }
-    if (status !== 200 && status !== 206) {
-      response.close();
-      throw new DownloadError('http', `downloading ${file.name} failed: ${shown} answered HTTP ${status}`);
-    }
+/** A response whose body is written into the partial file from `offset`. */
+interface ResponseBody {
+  readonly kind: 'body';
+  readonly offset: number;
+  /** The file's size, when known. */
+  readonly total: number | undefined;
+  /** The body's Content-Length, when sent. */
+  readonly length: number | undefined;
+}
 
-    let total = declaredSize;
-    const length = numberHeader(response.header('content-length'));
-    if (status === 206) {
-      const range = parseContentRange(response.header('content-range'));
-      if (offset === 0 || range.start !== offset) {
-        // Not the range asked for: start over from the beginning.
-        response.close();
-        if (attempt > 0) throw new DownloadError('http', `the server sent an unexpected range for ${file.name} (${shown})`);
-        offset = 0;
-        continue;
-      }
-      total ??= range.total ?? (length === undefined ? undefined : offset + length);
-    } else {
-      offset = 0; // 200: the whole file again, so the partial is replaced.
-      total ??= length;
-    }
-    if (declaredSize === undefined && total !== undefined) {
-      // Neither known up front nor declared by the hub: checked with the response's length.
-      try {
-        await checkDiskSpace(destination, total - offset, probe, file.name);
-      } catch (error) {
-        response.close();
-        throw error;
-      }
-    }
-    const progress = new ProgressReporter(file.name, options.onProgress, offset);
-    const received = await receive(options, file.name, partial, response, progress, offset, total, length);
-    await finish(verified, expected, total);
-    progress.report(received, total, true);
-    return;
+/** What a response means for the partial file: write its body, the partial is complete already, or ask again from the start. */
+type Resume = ResponseBody | { readonly kind: 'complete' } | { readonly kind: 'restart' };
+
+/**
+ * What the response to a request from `offset` means for the partial file: a 200 replaces it, a 206 of the range
+ * asked for goes on from it, a 416 says it is complete (or, like a 206 of another range, that the request must
+ * start over, which a `retried` one may not). Fails on a refusal. A response whose body is not used is closed.
+ */
+function resumeAt({ file, shown }: FileJob, response: RawResponse, offset: number, declaredSize: number | undefined, retried: boolean): Resume {
+  if (response.status === 416 && offset > 0) {
+    response.close();
+    const { total } = parseContentRange(response.header('content-range'));
+    if (total === offset && (declaredSize === undefined || declaredSize === offset)) return { kind: 'complete' };
+    if (retried) throw new DownloadError('http', `the server refused to resume ${file.name} (${shown} answered 416)`);
+    return { kind: 'restart' };
+  }
+  refuseFailedStatus(response, file.name, shown);
+  const length = numberHeader(response.header('content-length'));
+  // 200: the whole file again, so the partial is replaced.
+  if (response.status === 200) return { kind: 'body', offset: 0, total: declaredSize ?? length, length };
+  const range = parseContentRange(response.header('content-range'));
+  if (offset === 0 || range.start !== offset) {
+    // Not the range asked for: start over from the beginning.
+    response.close();
+    if (retried) throw new DownloadError('http', `the server sent an unexpected range for ${file.name} (${shown})`);
+    return { kind: 'restart' };
+  }
+  return { kind: 'body', offset, total: declaredSize ?? range.total ?? (length === undefined ? undefined : offset + length), length };
+}
+
+/** Fails on a response that brings none of the file's bytes (neither 200 nor 206), saying why; closes it. */
+function refuseFailedStatus(response: RawResponse, name: string, shown: string): void {
+  const status = response.status;
+  if (status === 200 || status === 206) return;
+  response.close();
+  if (status === 404) {
+    throw new DownloadError('not-found', `${name} was not found on the server (${shown} answered 404); check the repository, revision and endpoint settings`);
+  }
+  if (status === 401 || status === 403) {
+    throw new DownloadError('unauthorized', `the server refused access to ${name} (${shown} answered ${status}); if this is a gated mirror, set a token`);
+  }
+  throw new DownloadError('http', `downloading ${name} failed: ${shown} answered HTTP ${status}`);
+}
+
+/** Before the bytes are requested, where the file's size was not known up front: the size the hub declares (X-Linked-Size). */
+async function checkDeclaredSpace({ file, destination, probe }: FileJob, hubHeader: (name: string) => string | undefined, offset: number): Promise<void> {
+  const declared = numberHeader(hubHeader('x-linked-size'));
+  if (file.size === undefined && declared !== undefined) await checkDiskSpace(destination, declared - offset, probe, file.name);
+}
+
+/** Neither known up front nor declared by the hub: the size is checked with the response's length (closed when it does not fit). */
+async function checkResponseSpace({ file, destination, probe }: FileJob, response: RawResponse, body: ResponseBody): Promise<void> {
+  if (body.total === undefined) return;
+  try {
+    await checkDiskSpace(destination, body.total - body.offset, probe, file.name);
+  } catch (error) {
+    response.close();
+    throw error;
   }
 }
 
@@ -666,19 +705,18 @@ async function receive(
   return received;
 }
 
-interface Verified {
-  readonly destination: string;
-  readonly file: DownloadFile;
-  readonly partial: string;
-  readonly target: string;
-  readonly signal: AbortSignal | undefined;
-}
-
 /**
  * Verifies the partial file as it is on disk (not the bytes this call received: those are not the whole story
  * when the file was resumed, or written to by anything else), renames it into place and records it.
  */
-async function finish({ destination, file, partial, target, signal }: Verified, expected: Expected | undefined, total: number | undefined): Promise<void> {
+async function finish(job: FileJob, expected: Expected | undefined, total: number | undefined): Promise<void> {
+  const { size, sha256 } = await verifyPartial(job, expected, total);
+  await fs.promises.rename(job.partial, job.target);
+  await recordFile(job.destination, job.file.name, size, sha256);
+}
+
+/** The partial file's size and sha256, once it has the size `total` and the hash `expected`; else it is deleted. */
+async function verifyPartial({ file, partial, options }: FileJob, expected: Expected | undefined, total: number | undefined): Promise<{ size: number; sha256: string }> {
   const size = (await sizeOf(partial)) ?? 0;
   if (total !== undefined && size !== total) {
     await fs.promises.rm(partial, { force: true });
@@ -688,7 +726,7 @@ async function finish({ destination, file, partial, target, signal }: Verified, 
   const sha256 = createHash('sha256');
   // A git blob id is the SHA-1 of "blob <size>\0" and the content.
   const blob = expected?.algorithm === 'git blob SHA-1' ? createHash('sha1').update(`blob ${size}\0`) : undefined;
-  await hashFile(partial, blob ? [sha256, blob] : [sha256], signal);
+  await hashFile(partial, blob ? [sha256, blob] : [sha256], options.signal);
   const actual = sha256.digest('hex');
   const checked = blob ? blob.digest('hex') : actual;
   if (expected !== undefined && checked !== expected.hex) {
@@ -697,6 +735,5 @@ async function finish({ destination, file, partial, target, signal }: Verified, 
       `${file.name} is corrupt: its ${expected.algorithm} should be ${expected.hex} (${expected.source}), the downloaded file's is ${checked}; ` +
         'the download was deleted, try again');
   }
-  await fs.promises.rename(partial, target);
-  await recordFile(destination, file.name, size, actual);
+  return { size, sha256: actual };
 }
