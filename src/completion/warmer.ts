@@ -16,9 +16,9 @@
  * request takes over from it at the next pass; what it read stays cached.
  *
  * Nothing is done where the completion pipeline's prefilter says no (completionsWanted, ./pipeline.ts: completions
- * off globally or for the document's language, languages not in phiComplete.languages), while the window is not focused, with a selection, when the model is not loaded and
- * ready (a warm-up never starts the worker or loads a model), or when the prompt is the one last warmed for that
- * document. VS Code gives extensions no battery-saver or power-source API, so the warmer cannot back off on
+ * off globally or for the document's language, languages not in phiComplete.languages), while the window is not
+ * focused, with a selection, when the model is not loaded and ready (a warm-up never starts the worker or loads a
+ * model), or when the prompt is the one last warmed for that document. VS Code gives extensions no battery-saver or power-source API, so the warmer cannot back off on
  * battery; what bounds its work is the above: only while typing or on a rest, only for a changed prompt, only
  * while the model is idle.
  *
