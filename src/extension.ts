@@ -19,6 +19,8 @@ import { SettingsWarnings } from './settings/warnings';
 import { StatusBar } from './status/statusBar';
 
 let client: WorkerClient | undefined;
+/** How long a one-line message stays in the status bar. */
+const NOTICE_MS = 10_000;
 
 /** The `phiComplete.*` settings as VS Code has them (per-language overrides aside: the provider reads `enable` per language). */
 const vscodeSettings: SettingsSource = {
@@ -50,6 +52,7 @@ export function activate(context: vscode.ExtensionContext): void {
       if (context) status.setLastSuggestion(context);
       warmer.completionEnded(context !== undefined);
     },
+    onNotice: (message) => void vscode.window.setStatusBarMessage(message, NOTICE_MS),
   });
   const provider = new InlineCompletionProvider(pipeline);
   // Explain Selection is asked for: while the worker is paused it says so, with Restart Inference Worker.

@@ -4,7 +4,7 @@
  * suggestion grows after its first line was shown, and the user is still in that document, VS Code is asked again.
  */
 import * as vscode from 'vscode';
-import type { CompletionPipeline } from './pipeline';
+import { documentLength, type CompletionPipeline } from './pipeline';
 
 export class InlineCompletionProvider implements vscode.InlineCompletionItemProvider {
   constructor(private readonly pipeline: CompletionPipeline) {}
@@ -19,6 +19,7 @@ export class InlineCompletionProvider implements vscode.InlineCompletionItemProv
       document,
       sequence: document.uri.toString(),
       position,
+      length: documentLength(document),
       eol: document.eol === vscode.EndOfLine.CRLF ? '\r\n' : '\n',
       automatic: context.triggerKind === vscode.InlineCompletionTriggerKind.Automatic,
       showAgain: () => {

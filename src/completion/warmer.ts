@@ -29,7 +29,7 @@ import type { Settings, SettingsReader } from '../settings/settings';
 import type { WorkerState } from '../client/workerClient';
 import type { PrefilledEvent, PrefillOptions, PrefillOutcome } from '../protocol';
 import { Disposable } from '../util/disposable';
-import { completionsWanted, type ScopedConfiguration } from './pipeline';
+import { completionsWanted, documentLength, tooLargeForCompletions, type ScopedConfiguration } from './pipeline';
 import type { PrefillRate } from './prefillRate';
 import { completionPromptAt, type CompletionPrompts } from './requestPrompts';
 
@@ -136,8 +136,8 @@ export class CompletionWarmer extends Disposable {
     const { document } = editor;
     const settings = this.settings();
     if (this.isDisposed || !this.window.state.focused || !editor.selection.isEmpty || this.worker.state !== 'ready') return false;
-    // What the completion pipeline asks first: the language, and `enable` as overridden for it.
-    return completionsWanted(document.languageId, settings, this.workspace);
+    // What the completion pipeline asks first: the language, `enable` as overridden for it, and the size.
+    return completionsWanted(document.languageId, settings, this.workspace) && tooLargeForCompletions(documentLength(document)) === undefined;
   }
 
   /**

@@ -13,7 +13,7 @@ import { inProcessBackend, type BackendAnswer, type CompletionBackend } from '..
 import {
   CACHE_LINE, COMPLETION_LINE, CONTEXT_PART, describeOutcome, suggestionContext, type CompletionActivity, type CompletionOutcome, type GeneratedOutcome,
 } from '../../src/completion/outcome';
-import { CompletionPipeline, completionsWanted, firstLineText, type CancellationSignal, type CompletionRequest, type ScopedConfiguration } from '../../src/completion/pipeline';
+import { CompletionPipeline, completionsWanted, firstLineText, MAX_DOCUMENT_CHARS, type CancellationSignal, type CompletionRequest, type ScopedConfiguration } from '../../src/completion/pipeline';
 import { COMPLETION_STOPS } from '../../src/completion/postprocess';
 import { PrefillRate } from '../../src/completion/prefillRate';
 import { CompletionPrompts, type PromptDocument } from '../../src/completion/requestPrompts';
@@ -95,7 +95,7 @@ function pipelineWith(backend: CompletionBackend, recorder: Recorder, settings: 
 
 function requestAt(text: string, recorder: Recorder, options: { languageId?: string; automatic?: boolean; eol?: '\n' | '\r\n' } = {}): CompletionRequest {
   const { document, position } = documentOf(text, options.languageId);
-  return { document, sequence: 'file:///work/main.py', position, eol: options.eol ?? '\n', automatic: options.automatic ?? false, showAgain: () => recorder.shownAgain.push(Date.now()) };
+  return { document, sequence: 'file:///work/main.py', position, length: text.length, eol: options.eol ?? '\n', automatic: options.automatic ?? false, showAgain: () => recorder.shownAgain.push(Date.now()) };
 }
 
 const STATS: GenerationStats = {
@@ -191,6 +191,30 @@ describe('completion pipeline stages', () => {
     assert.equal(firstLineText('\n   \n'), undefined, 'blank lines are not a first line');
     assert.equal(firstLineText('\n  x = 1\n  y'), '\n  x = 1');
     assert.equal(firstLineText('x = 1\ny = 2\nz'), 'x = 1\ny = 2');
+  });
+
+  test('a document over MAX_DOCUMENT_CHARS: its text is not read, nothing is asked, and the user is told once', async () => {
+    const recorder = new Recorder();
+    const notices: string[] = [];
+    const backend = new StreamingBackend(['x\n']);
+    const prefillRate = new PrefillRate();
+    const pipeline = new CompletionPipeline({
+      backend, settings: () => DEFAULT_SETTINGS, configuration: configurationWith(), prompts: new CompletionPrompts(prefillRate), prefillRate,
+      ensureModel: () => Promise.resolve(true), log: recorder.log, onNotice: (message) => notices.push(message),
+    });
+    const huge = requestAt('x = ', recorder);
+    const request: CompletionRequest = {
+      ...huge,
+      length: MAX_DOCUMENT_CHARS + 1,
+      document: { ...huge.document, getText: () => assert.fail('the text of a document too large is not read') },
+    };
+    assert.equal(await pipeline.complete(request, new Cancellation()), undefined);
+    assert.equal(await pipeline.complete(request, new Cancellation()), undefined);
+    assert.equal(backend.asked.length, 0);
+    assert.deepEqual(notices, ['phi-complete: no completions in this file: it has 1.0 million characters (the limit is 1 million)']);
+    // At the limit, completions as usual.
+    assert.equal(await pipeline.complete({ ...huge, length: MAX_DOCUMENT_CHARS }, new Cancellation()), 'x');
+    assert.equal(backend.asked.length, 1);
   });
 
   test('nothing is asked of the backend where completions are not wanted', async () => {

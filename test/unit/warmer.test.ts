@@ -9,6 +9,7 @@ import type { WorkerState } from '../../src/client/workerClient';
 import { CompletionWarmer, LOOK_AHEAD_TOKENS, type WarmerWindow, type WarmerWorkspace, type WarmTarget } from '../../src/completion/warmer';
 import { PrefillRate } from '../../src/completion/prefillRate';
 import { CompletionPrompts, completionPromptAt } from '../../src/completion/requestPrompts';
+import { MAX_DOCUMENT_CHARS } from '../../src/completion/pipeline';
 import type { PrefilledEvent, PrefillOptions, PrefillOutcome } from '../../src/protocol';
 import { DEFAULT_SETTINGS, type Settings } from '../../src/settings/settings';
 
@@ -33,7 +34,12 @@ class Emitter<T> {
 
 interface Position { readonly line: number; readonly character: number }
 
-interface FakeDocument { uri: { toString(): string }; version: number; languageId: string; fileName: string; text: string; getText(): string; offsetAt(position: Position): number }
+interface FakeDocument {
+  uri: { toString(): string }; version: number; languageId: string; fileName: string; text: string; getText(): string; offsetAt(position: Position): number;
+  readonly lineCount: number; lineAt(line: number): { range: { end: Position } };
+  /** When set, the length VS Code would report (a document too large to build here). */
+  length?: number;
+}
 /** Documents by URI, live as VS Code's are: an editor for a URI shows its one document, whose version counts edits. */
 const documents = new Map<string, FakeDocument>();
 
@@ -47,7 +53,11 @@ function fakeEditor(text: string, at: Position, languageId = 'python', uri = 'fi
       fileName: uri.replace('file://', ''),
       text,
       getText: () => created.text,
-      offsetAt: (position: Position) => created.text.split('\n').slice(0, position.line).reduce((sum, line) => sum + line.length + 1, 0) + position.character,
+      offsetAt: (position: Position) => (position.line === Infinity && created.length !== undefined ? created.length : created.text.split('\n').slice(0, position.line).reduce((sum, line) => sum + line.length + 1, 0) + position.character),
+      get lineCount() {
+        return created.text.split('\n').length;
+      },
+      lineAt: (line: number) => ({ range: { end: created.length !== undefined ? { line: Infinity, character: 0 } : { line, character: created.text.split('\n')[line].length } } }),
     };
     document = created;
     documents.set(uri, document);
@@ -308,6 +318,19 @@ describe('completion warmer', () => {
     for (let i = 0; promptOf(later).startsWith(current.slice(0, 200)) && i < 20; i++) later += body(400 + i);
     assert.ok(!promptOf(later).startsWith(current.slice(0, 200)), 'the window moved');
     assert.ok(promptOf(later).startsWith(next), 'the moved window is the one warmed ahead');
+  });
+
+  test('no warm-up for a document too large for completions (MAX_DOCUMENT_CHARS)', async () => {
+    harness = new Harness();
+    const editor = fakeEditor(TEXT, { line: 4, character: 4 });
+    (editor.document as unknown as FakeDocument).length = MAX_DOCUMENT_CHARS + 1;
+    harness.activate(editor);
+    await rest();
+    assert.equal(harness.prefills.length, 0);
+    (editor.document as unknown as FakeDocument).length = MAX_DOCUMENT_CHARS;
+    harness.moveTo(editor);
+    await rest();
+    assert.equal(harness.prefills.length, 1, 'at the limit, as usual');
   });
 
   test('disposed: no more warm-ups, and its listeners are gone', async () => {
