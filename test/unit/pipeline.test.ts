@@ -6,7 +6,6 @@
  * bench:editor` parses it with.
  */
 import assert from 'node:assert/strict';
-import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type * as vscode from 'vscode';
 import { inProcessBackend, type BackendAnswer, type CompletionBackend } from '../../src/completion/backend';
@@ -20,11 +19,8 @@ import { CompletionPrompts, type PromptDocument } from '../../src/completion/req
 import { DEFAULT_SETTINGS, type Settings } from '../../src/settings/settings';
 import { PhiDecoder } from '../../src/inference/decoder';
 import { Generator } from '../../src/inference/generator';
-import { TOKENIZER_FILE } from '../../src/model/manifest';
 import type { GenerationParams, GenerationStats } from '../../src/protocol';
-import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
-import { buildScriptedModel } from '../support/scriptedModel';
-import { scratchDir } from '../support/tinyModels';
+import { openScriptedDecoder } from '../support/tinyDecoder';
 
 /** A document of `text` with the cursor at its end, as the pipeline reads a vscode.TextDocument. */
 function documentOf(text: string, languageId = 'python'): { document: PromptDocument; position: vscode.Position } {
@@ -132,10 +128,9 @@ describe('completion pipeline, with the engine over a scripted model', () => {
   let generator: Generator;
 
   before(async () => {
-    const dir = path.join(scratchDir(), 'scripted');
-    buildScriptedModel(dir, PREFIX, MODEL_TEXT);
-    decoder = await PhiDecoder.load(dir, { executionProviders: ['cpu'] });
-    generator = new Generator(decoder, PhiTokenizer.fromFile(path.join(dir, TOKENIZER_FILE)));
+    const scripted = await openScriptedDecoder('scripted', PREFIX, MODEL_TEXT);
+    decoder = scripted.decoder;
+    generator = new Generator(decoder, scripted.tokenizer);
   });
   after(async () => {
     await generator.dispose();

@@ -13,11 +13,7 @@ import { QUICK_GROWTH, QuickPromptStarts } from '../../src/completion/quickPromp
 import { CompletionPrompts, type PromptDocument } from '../../src/completion/requestPrompts';
 import { DEFAULT_SETTINGS } from '../../src/settings/settings';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
-import * as path from 'node:path';
-import { TOKENIZER_FILE } from '../../src/model/manifest';
-import { buildScriptedModel } from '../support/scriptedModel';
-import { openTinyDecoder } from '../support/tinyDecoder';
-import { scratchDir } from '../support/tinyModels';
+import { openScriptedDecoder, openTinyDecoder } from '../support/tinyDecoder';
 
 /** A module's text before the cursor, and the last lines of it: the quick prompt for the same place. */
 const QUICK = 'def area(width, height):\n    """Return the area."""\n    return width * height\n\n\ndef perimeter(width, height):\n    return';
@@ -135,12 +131,7 @@ describe('an answer from the quick prompt', () => {
   const ANSWER = ' width * height\n    print(area)';
   let scripted: PhiDecoder;
   let scriptedTokenizer: PhiTokenizer;
-  before(async () => {
-    const dir = path.join(scratchDir(), 'scripted-two-lines');
-    buildScriptedModel(dir, QUICK, ANSWER);
-    scripted = await PhiDecoder.load(dir, { executionProviders: ['cpu'] });
-    scriptedTokenizer = PhiTokenizer.fromFile(path.join(dir, TOKENIZER_FILE));
-  });
+  before(async () => ({ decoder: scripted, tokenizer: scriptedTokenizer } = await openScriptedDecoder('scripted-two-lines', QUICK, ANSWER)));
   after(async () => scripted.dispose());
 
   test('ends with its first line (so the window is read next); once the window is read, the answer runs whole', async () => {

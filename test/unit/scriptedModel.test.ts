@@ -3,22 +3,17 @@
  * generator, after an Explain Selection prompt: what the in-editor test of the Explain panel relies on.
  */
 import assert from 'node:assert/strict';
-import * as path from 'node:path';
 import { test } from 'node:test';
 import { buildExplainPrompt, EXPLAIN_STOPS } from '../../src/explain/explainPrompt';
-import { PhiDecoder } from '../../src/inference/decoder';
 import { Generator } from '../../src/inference/generator';
-import { TOKENIZER_FILE } from '../../src/model/manifest';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
 import { buildPhiTokenizerJson } from '../../src/tokenizer/tokenizerJson';
-import { buildScriptedModel, HOSTILE_TEXT, scriptedChain } from '../support/scriptedModel';
-import { scratchDir } from '../support/tinyModels';
+import { HOSTILE_TEXT, scriptedChain } from '../support/scriptedModel';
+import { openScriptedDecoder } from '../support/tinyDecoder';
 
 test('a scripted model answers an explain prompt with exactly its text, then ends', async () => {
-  const dir = path.join(scratchDir(), 'scripted');
-  buildScriptedModel(dir, 'Answer:', HOSTILE_TEXT);
-  const decoder = await PhiDecoder.load(dir, { executionProviders: ['cpu'] });
-  const generator = new Generator(decoder, PhiTokenizer.fromFile(path.join(dir, TOKENIZER_FILE)));
+  const { decoder, tokenizer } = await openScriptedDecoder('scripted', 'Answer:', HOSTILE_TEXT);
+  const generator = new Generator(decoder, tokenizer);
   try {
     for (const code of ['def f(x):\n    return x + 1\n', 'print("hello")']) {
       const { prompt } = buildExplainPrompt(code, 'python');
