@@ -16,6 +16,7 @@
 import type * as vscode from 'vscode';
 import type { Settings } from '../settings/settings';
 import type { GenerationParams, QuickPrompt } from '../protocol';
+import { holdsCompleteLine } from '../shared/firstLine';
 import type { CompletionBackend } from './backend';
 import { CompletionCache } from './cache';
 import { describeOutcome, type CompletionActivity, type CompletionOutcome, type GeneratedOutcome } from './outcome';
@@ -71,7 +72,7 @@ export function completionParams(settings: Settings, quick?: QuickPrompt): Gener
 
 /** 5. The raw text so far up to its last newline, once it holds a complete non-blank line (to be shaped and shown); undefined before. */
 export function firstLineText(raw: string): string | undefined {
-  return /\S[^\n]*\n/.test(raw) ? raw.slice(0, raw.lastIndexOf('\n')) : undefined;
+  return holdsCompleteLine(raw) ? raw.slice(0, raw.lastIndexOf('\n')) : undefined;
 }
 
 /** Where a suggestion goes: the document's text around the cursor, its line ending and language. */

@@ -12,6 +12,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { FinishReason, GenerationStats, SamplingParams } from '../shared/engineTypes';
+import { holdsCompleteLine } from '../shared/firstLine';
 import { StreamingDetokenizer } from '../tokenizer/detokenizer';
 import type { PhiTokenizer } from '../tokenizer/tokenizer';
 import type { PhiDecoder } from './decoder';
@@ -151,8 +152,8 @@ export class TokenOutput {
     const { text, stopped } = this.stops.push(this.detokenizer.push(token));
     this.emit(text);
     if (stopped) return 'stop';
-    // The text streamed so far, as the provider reads it: a line of code is complete when a line break follows it.
-    if (this.firstLineOnly && text.includes('\n') && /\S[^\n]*\n/.test(this.text)) return 'line';
+    // The text streamed so far, as the provider reads it (only a piece with a line break can complete a line).
+    if (this.firstLineOnly && text.includes('\n') && holdsCompleteLine(this.text)) return 'line';
     return this.tokensLeft <= 0 ? 'length' : undefined;
   }
 
