@@ -17,6 +17,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as path from 'node:path';
 import { insecureUrlReason, redactCredentials, redactUrl, urlCredentials } from '../util/secureUrl';
+import type { ContentCheck } from './knownContent';
 
 export interface DownloadFile {
   /** Path of the file in the repository (also its path under the destination). */
@@ -25,6 +26,8 @@ export interface DownloadFile {
   readonly size?: number;
   /** Expected sha256 (hex), when known; otherwise the hub's X-Linked-Etag is used when it is one. */
   readonly sha256?: string;
+  /** Where no sha256 is pinned: what the file must say (checked before it is renamed into place, and again when found complete). */
+  readonly content?: ContentCheck;
 }
 
 export interface DownloadProgress {
@@ -535,9 +538,9 @@ async function isAlreadyComplete(target: string, file: DownloadFile, signal: Abo
   if (file.sha256 !== undefined) {
     const hash = createHash('sha256');
     await hashFile(target, [hash], signal);
-    return hash.digest('hex') === file.sha256.toLowerCase();
+    if (hash.digest('hex') !== file.sha256.toLowerCase()) return false;
   }
-  return true;
+  return file.content?.(target) === undefined;
 }
 
 /** One file's download: what is fetched, how, and where it goes. */
@@ -734,6 +737,13 @@ async function verifyPartial({ file, partial, options }: FileJob, expected: Expe
     throw new DownloadError('hash-mismatch',
       `${file.name} is corrupt: its ${expected.algorithm} should be ${expected.hex} (${expected.source}), the downloaded file's is ${checked}; ` +
         'the download was deleted, try again');
+  }
+  const problem = file.content?.(partial);
+  if (problem !== undefined) {
+    await fs.promises.rm(partial, { force: true });
+    throw new DownloadError('hash-mismatch',
+      `${file.name} from ${redactUrl(options.endpoint)} is not the file this model needs: ${problem}; the download was deleted. ` +
+        'If you use a mirror (phiComplete.hubEndpoint), check that it serves this model\'s files, then try again');
   }
   return { size, sha256: actual };
 }

@@ -21,7 +21,8 @@ import { DownloadError } from '../../src/install/download';
 import { importLocalFolder, installCatalogueModel, installedModelDir, isBuiltAs, isInstalled, type InstallProgress } from '../../src/install/install';
 import { defaultKvCache, modelFileHashProblems, readManifest, returnsCache } from '../../src/model/manifest';
 import { locateModel } from '../../src/modelLocation';
-import { PHI_TINY } from '../../src/model/config';
+import { PHI_1_5, PHI_TINY } from '../../src/model/config';
+import { phiConfigCheck, phiTokenizerCheck } from '../../src/install/knownContent';
 import { writeSafetensors } from '../../src/model/safetensors';
 import { DEFAULT_SETTINGS } from '../../src/settings/settings';
 import { buildPhiTokenizerJson } from '../../src/tokenizer/tokenizerJson';
@@ -82,7 +83,12 @@ after(() => server.close());
 const entry: CatalogueEntry = {
   id: 'tiny-int4',
   title: 'tiny phi, int4',
-  source: { repo: 'tiny/phi', revision: REVISION, files: [{ name: 'config.json' }, { name: 'model.safetensors' }, { name: 'tokenizer.json' }] },
+  source: {
+    repo: 'tiny/phi',
+    revision: REVISION,
+    // As the catalogue's: the small files checked by content, the weights by the hub's X-Linked-Etag here.
+    files: [{ name: 'config.json', content: phiConfigCheck(PHI_TINY) }, { name: 'model.safetensors' }, { name: 'tokenizer.json', content: phiTokenizerCheck() }],
+  },
   build: { format: 'int4' },
   downloadBytes: 0,
   modelBytes: 0,
@@ -284,6 +290,76 @@ test('a damaged install is noticed (sizes on every load, sha256 on Download Mode
   assert.ok(stages.has('convert'));
   assert.equal(weightRequests() - before, 1, 'nothing downloaded again');
   assert.ok(fs.readFileSync(data).equals(original));
+});
+
+test('a mirror serving another config.json or tokenizer.json is refused, with what differs; the file is deleted and the next try, once it serves the right one, installs', async () => {
+  const storageDir = scratchDir();
+  const downloads = path.join(storageDir, 'downloads', `tiny--phi@${REVISION}`);
+  const served = (name: string): string => path.join(checkpoint, name);
+  const original = { config: fs.readFileSync(served('config.json')), tokenizer: fs.readFileSync(served('tokenizer.json')) };
+  const refused = async (pattern: RegExp, name: string): Promise<void> => {
+    await assert.rejects(installCatalogueModel(entry, { storageDir, endpoint, convertScript: CONVERT }), (error: unknown) => {
+      assert.ok(error instanceof DownloadError && error.kind === 'hash-mismatch', String(error));
+      assert.match(error.message, pattern);
+      assert.match(error.message, /the download was deleted/);
+      return true;
+    });
+    assert.equal(fs.existsSync(path.join(downloads, name)), false, `${name} is not kept`);
+    assert.equal(fs.existsSync(installedModelDir(storageDir, entry.id)), false, 'nothing was converted');
+  };
+  try {
+    fs.writeFileSync(served('config.json'), JSON.stringify({ model_type: 'phi', ...PHI_TINY, hidden_size: 256, rope_theta: 500 }));
+    await refused(/^config\.json from http:\/\/127\.0\.0\.1:\d+ is not the file this model needs: .*hidden_size is 256, expected 128; rope_theta is 500, expected 10000/, 'config.json');
+    fs.writeFileSync(served('config.json'), original.config);
+
+    // Two tokens' ids swapped: the same vocabulary, other ids (a different tokenizer).
+    const tokenizer = JSON.parse(original.tokenizer.toString('utf8')) as { model: { vocab: Record<string, number> } };
+    [tokenizer.model.vocab.def, tokenizer.model.vocab.class] = [tokenizer.model.vocab.class, tokenizer.model.vocab.def];
+    fs.writeFileSync(served('tokenizer.json'), JSON.stringify(tokenizer));
+    await refused(/^tokenizer\.json from .* is not the file this model needs: token "def" is id \d+, phi-1\.5's is id \d+/, 'tokenizer.json');
+  } finally {
+    fs.writeFileSync(served('config.json'), original.config);
+    fs.writeFileSync(served('tokenizer.json'), original.tokenizer);
+  }
+  assert.ok(isInstalled(await installCatalogueModel(entry, { storageDir, endpoint, convertScript: CONVERT })));
+
+  // A file already in the download folder is checked too: a changed one is fetched again, not trusted.
+  fs.writeFileSync(path.join(downloads, 'config.json'), JSON.stringify({ model_type: 'phi', ...PHI_TINY, num_hidden_layers: 3 }));
+  fs.rmSync(installedModelDir(storageDir, entry.id), { recursive: true });
+  const before = requests.filter((url) => url.endsWith('/config.json')).length;
+  assert.ok(isInstalled(await installCatalogueModel(entry, { storageDir, endpoint, convertScript: CONVERT })));
+  assert.equal(requests.filter((url) => url.endsWith('/config.json')).length - before, 1);
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(downloads, 'config.json'), 'utf8')), JSON.parse(original.config.toString('utf8')));
+});
+
+test("the catalogue's content checks accept phi-1.5's files as the hub writes them (nulls, merges as pairs) and refuse others", () => {
+  const files = scratchDir();
+  const write = (name: string, json: unknown): string => {
+    fs.writeFileSync(path.join(files, name), JSON.stringify(json));
+    return path.join(files, name);
+  };
+  const checks = Object.fromEntries(CATALOGUE[0].source.files.map((file) => [file.name, file.content]));
+  for (const entry of CATALOGUE) {
+    assert.deepEqual(entry.source.files.map((file) => [file.name, file.content !== undefined || file.sha256 !== undefined]),
+      [['config.json', true], ['model.safetensors', true], ['tokenizer.json', true]], `${entry.id}: every file is pinned by hash or content`);
+  }
+  const configCheck = checks['config.json']!;
+  const tokenizerCheck = checks['tokenizer.json']!;
+  // transformers' phi config leaves these null; the conversion reads its defaults, which are phi-1.5's.
+  assert.equal(configCheck(write('config.json', { architectures: ['PhiForCausalLM'], model_type: 'phi', ...PHI_1_5, bos_token_id: null, eos_token_id: null, num_key_value_heads: null, torch_dtype: 'float16' })), undefined);
+  assert.match(configCheck(write('config.json', { ...PHI_1_5, num_hidden_layers: 32 }))!, /num_hidden_layers is 32, expected 24/);
+  assert.match(configCheck(write('config.json', { ...PHI_1_5, model_type: 'llama' }))!, /model_type is "llama"/);
+  assert.match(configCheck(path.join(files, 'missing.json')) ?? '', /.+/, 'an unreadable file is a problem, not a crash');
+
+  const tokenizer = buildPhiTokenizerJson() as { model: { merges: string[]; vocab: Record<string, number> } };
+  assert.equal(tokenizerCheck(write('tokenizer.json', tokenizer)), undefined);
+  assert.equal(tokenizerCheck(write('tokenizer.json', { ...tokenizer, model: { ...tokenizer.model, merges: tokenizer.model.merges.map((merge) => merge.split(' ')) } })), undefined);
+  const reordered = [...tokenizer.model.merges];
+  [reordered[7], reordered[8]] = [reordered[8], reordered[7]];
+  assert.match(tokenizerCheck(write('tokenizer.json', { ...tokenizer, model: { ...tokenizer.model, merges: reordered } }))!, /^merge 7 is /);
+  assert.match(tokenizerCheck(write('tokenizer.json', { ...tokenizer, model: { ...tokenizer.model, vocab: { ...tokenizer.model.vocab, '<|not phi|>': 60000 } } }))!, /has 50296 tokens, phi-1\.5 has 50295/);
+  fs.writeFileSync(path.join(files, 'tokenizer.json'), '{"model": ');
+  assert.match(tokenizerCheck(path.join(files, 'tokenizer.json'))!, /cannot be read as JSON/);
 });
 
 test('not enough disk space is reported before the download and before a conversion, with how much is needed', async () => {
