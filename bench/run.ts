@@ -24,7 +24,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { PHI_1_5 } from '../src/model/config';
-import { INT4_LAYOUT } from '../src/model/phiGraph';
+import { INT4_LAYOUT } from '../src/model/manifest';
 import { DATA_FILE, KV_CACHE_FORMATS, KV_OUTPUTS, kvCacheOf, kvOutputsNeedFloatCache, kvOutputsOf, readManifest, TOKENIZER_FILE, type KvCacheFormat, type KvOutputs, type WeightFormat } from '../src/model/manifest';
 import { DEVICES, type Device } from '../src/protocol';
 import { PhiTokenizer } from '../src/tokenizer/tokenizer';

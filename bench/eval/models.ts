@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildModel } from '../../src/model/build';
 import { MANIFEST_FILE, TOKENIZER_FILE, type KvCacheFormat, type WeightFormat } from '../../src/model/manifest';
-import type { Int4Layout } from '../../src/model/phiGraph';
+import type { Int4Layout } from '../../src/model/manifest';
 import { HuggingFaceWeights } from '../../src/model/weights';
 import { writePhiGguf } from '../peers/gguf';
 import { defaultCacheDir } from '../support/cache';

@@ -28,12 +28,13 @@ export function ensureModel(
   kvCache: KvCacheFormat | undefined,
   kvOutputs: KvOutputs,
   log: (message: string) => void = (message) => process.stderr.write(`[bench] ${message}\n`),
+  blockSize?: number,
 ): string {
-  const variant = `${kvCache ? `${format}-${kvCache}` : format}${kvOutputs === 'present_rows' ? '' : `-${kvOutputs}`}`;
+  const variant = `${kvCache ? `${format}-${kvCache}` : format}${kvOutputs === 'present_rows' ? '' : `-${kvOutputs}`}${blockSize === undefined ? '' : `-b${blockSize}`}`;
   const dir = path.join(cacheDir, `phi-1_5-random-${variant}-${benchKey(MODEL_WRITER)}`);
   if (!fs.existsSync(path.join(dir, MANIFEST_FILE))) {
     log(`building the full-size random ${variant} model into ${dir} (a few minutes, once)`);
-    buildModel(benchWeights(), dir, { format, kvCache, kvOutputs, overwrite: true });
+    buildModel(benchWeights(), dir, { format, kvCache, kvOutputs, overwrite: true, ...(blockSize === undefined ? {} : { int4Layout: { blockSize } }) });
   }
   return dir;
 }
@@ -42,15 +43,17 @@ function main(argv: readonly string[]): void {
   let format: WeightFormat = 'int4';
   let kvCache: KvCacheFormat | undefined;
   let kvOutputs: KvOutputs = 'present_rows';
+  let blockSize: number | undefined;
   for (let i = 0; i < argv.length; i += 2) {
     const [name, value] = [argv[i], argv[i + 1]];
     if (value === undefined) throw new Error(`${name} needs a value`);
     if (name === '--format' && (value === 'int4' || value === 'fp16')) format = value;
     else if (name === '--kv-cache' && (KV_CACHE_FORMATS as readonly string[]).includes(value)) kvCache = value as KvCacheFormat;
     else if (name === '--kv-outputs' && (KV_OUTPUTS as readonly string[]).includes(value)) kvOutputs = value as KvOutputs;
+    else if (name === '--block-size' && /^(16|32|64|128|256)$/.test(value)) blockSize = Number(value);
     else throw new Error(`unknown argument ${name} ${value}`);
   }
-  process.stdout.write(`${ensureModel(benchCacheDir(), format, kvCache, kvOutputs)}\n`);
+  process.stdout.write(`${ensureModel(benchCacheDir(), format, kvCache, kvOutputs, undefined, blockSize)}\n`);
 }
 
 if (require.main === module) {

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parsePhiConfig } from '../model/config';
-import { defaultKvCache, kvCacheOf, kvOutputsOf, MANIFEST_FILE, modelFileHashProblems, modelFileProblems, readManifest, returnsCache, type WeightFormat } from '../model/manifest';
+import { defaultKvCache, INT4_LAYOUT, int4LayoutOf, kvCacheOf, kvOutputsOf, MANIFEST_FILE, modelFileHashProblems, modelFileProblems, readManifest, returnsCache, sameInt4Layout, type WeightFormat } from '../model/manifest';
 import { phiTensorShapes } from '../model/weights';
 import type { CatalogueEntry, ModelBuild } from './catalogue';
 import { convertInChildProcess } from './convert';
@@ -78,8 +78,11 @@ async function isIntact(dir: string, signal: AbortSignal | undefined): Promise<b
 export function isBuiltAs(dir: string, build: ModelBuild): boolean {
   try {
     const manifest = readManifest(dir);
+    const layout = int4LayoutOf(manifest);
     return manifest.weights === build.format && kvCacheOf(manifest) === (build.kvCache ?? defaultKvCache(build.format))
-      && kvOutputsOf(manifest) === (build.kvOutputs ?? 'present_rows');
+      && kvOutputsOf(manifest) === (build.kvOutputs ?? 'present_rows')
+      // The builder's int4 layout changed since (blocks of 128 since 2026-12-05): rebuilt from the kept download.
+      && (layout === undefined || sameInt4Layout(layout, INT4_LAYOUT));
   } catch {
     return false;
   }
@@ -98,8 +101,8 @@ function removeStaleStaging(target: string): void {
   }
 }
 
-/** Bytes per weight of a converted model, measured on phi-1.5 (int4: 885 MB for 1.42 billion weights). */
-const BYTES_PER_WEIGHT: Record<WeightFormat, number> = { int4: 0.625, fp16: 2, fp32: 4 };
+/** Bytes per weight of a converted model, on phi-1.5 (int4 in blocks of 128: ≈843 MB for 1.42 billion weights). */
+const BYTES_PER_WEIGHT: Record<WeightFormat, number> = { int4: 0.595, fp16: 2, fp32: 4 };
 
 /** About how many bytes the model converted from a Hugging Face folder takes (from its config.json's shapes). */
 function estimateModelBytes(folder: string, format: WeightFormat): number {

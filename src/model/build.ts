@@ -8,8 +8,8 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ExternalDataFile, GraphBuilder } from './onnx/graphBuilder';
-import { buildPhiGraph, OPSETS, type Int4Layout } from './phiGraph';
-import { DATA_FILE, defaultKvCache, MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, TOKENIZER_FILE, type FileRecord, type KvCacheFormat, type KvOutputs, type ModelManifest, type WeightFormat } from './manifest';
+import { buildPhiGraph, OPSETS } from './phiGraph';
+import { DATA_FILE, defaultKvCache, INT4_LAYOUT, type Int4Layout, MANIFEST_FILE, MANIFEST_FORMAT, MODEL_FILE, TOKENIZER_FILE, type FileRecord, type KvCacheFormat, type KvOutputs, type ModelManifest, type WeightFormat } from './manifest';
 import type { WeightSource } from './weights';
 import { buildPhiTokenizerJson } from '../tokenizer/tokenizerJson';
 
@@ -66,6 +66,7 @@ export function buildModel(weights: WeightSource, outDir: string, options: Build
       accuracyLevel,
       kvCache,
       kvOutputs: options.kvOutputs ?? 'present_rows',
+      ...(options.format === 'int4' ? { int4Layout: { ...INT4_LAYOUT, ...options.int4Layout } } : {}),
       source: weights.description,
       files: {
         [MODEL_FILE]: recordOf(modelBytes),

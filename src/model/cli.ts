@@ -7,7 +7,7 @@
 import { parseArgs } from 'node:util';
 import { SHAPES, type ShapeName } from './config';
 import { buildModel } from './build';
-import { INT4_LAYOUT, type Int4Layout } from './phiGraph';
+import { INT4_LAYOUT, type Int4Layout } from './manifest';
 import { KV_CACHE_FORMATS, KV_OUTPUTS, kvOutputsNeedFloatCache, WEIGHT_FORMATS, type KvCacheFormat, type KvOutputs, type WeightFormat } from './manifest';
 import { HuggingFaceWeights, RandomWeights, type RandomInit, type WeightSource } from './weights';
 

@@ -39,6 +39,29 @@ export function kvOutputsNeedFloatCache(format: WeightFormat, kvCache: KvCacheFo
   return returnsCache(kvOutputs) && (kvCache ?? defaultKvCache(format)) !== 'float';
 }
 
+/** How an int4 model stores its weights (INT4_LAYOUT by default; `npm run eval` measures the alternatives). */
+export interface Int4Layout {
+  /** The blocks' matrices: weights per scale along the input (MatMulNBits block_size: a power of 2, ≥ 16). */
+  readonly blockSize: number;
+  /** lm_head's bits (blocks of 32 for 8 bits, `blockSize` for 4). */
+  readonly lmHeadBits: 4 | 8;
+  /** The embedding table: 4-bit blocks (GatherBlockQuantized) or float16 (Gather, then Cast to float32). */
+  readonly embedding: 'int4' | 'fp16';
+  readonly embeddingBlockSize: number;
+}
+
+/**
+ * int4 layout: the blocks' matrices in 4 bits, blocks of 128 along the input (with fp32 scales and 4-bit zero
+ * points: 4.28 bits a weight, against Q4_0's 4.5). Blocks of 128 prefill faster than 64 (the kernel converts to float
+ * once a block: docs/benchmarks.md) at a perplexity cost within the eval's rule on both trained fixtures
+ * (docs/eval.md). lm_head in 8 bits, the embedding table in 4 bits with blocks of 32 (GatherBlockQuantized reads
+ * one row).
+ */
+export const INT4_LAYOUT: Int4Layout = { blockSize: 128, lmHeadBits: 8, embedding: 'int4', embeddingBlockSize: 32 };
+
+/** What int4 models were built with before manifests recorded it. */
+const INT4_LAYOUT_BEFORE_RECORDED: Int4Layout = { blockSize: 64, lmHeadBits: 8, embedding: 'int4', embeddingBlockSize: 32 };
+
 export const MANIFEST_FILE = 'manifest.json';
 export const MODEL_FILE = 'model.onnx';
 export const DATA_FILE = 'model.onnx.data';
@@ -60,6 +83,8 @@ export interface ModelManifest {
   readonly kvCache?: KvCacheFormat;
   /** Absent in manifests written before `present` graphs were offered: present_rows. */
   readonly kvOutputs?: KvOutputs;
+  /** int4 models: how the weights are stored (absent in manifests written before it was recorded: blocks of 64). */
+  readonly int4Layout?: Int4Layout;
   readonly source: Record<string, unknown>;
   readonly files: Record<string, FileRecord>;
   readonly createdAt: string;
@@ -68,6 +93,15 @@ export interface ModelManifest {
 /** The model's KV cache format (manifests written before int8 caches existed name none: float). */
 export function kvCacheOf(manifest: ModelManifest): KvCacheFormat {
   return manifest.kvCache ?? 'float';
+}
+
+/** An int4 model's weight layout (manifests written before it was recorded name none: blocks of 64); undefined for float models. */
+export function int4LayoutOf(manifest: ModelManifest): Int4Layout | undefined {
+  return manifest.weights === 'int4' ? manifest.int4Layout ?? INT4_LAYOUT_BEFORE_RECORDED : undefined;
+}
+
+export function sameInt4Layout(a: Int4Layout, b: Int4Layout): boolean {
+  return a.blockSize === b.blockSize && a.lmHeadBits === b.lmHeadBits && a.embedding === b.embedding && a.embeddingBlockSize === b.embeddingBlockSize;
 }
 
 /** The graph's cache outputs (manifests written before `present` graphs were offered name none: present_rows). */

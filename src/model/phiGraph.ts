@@ -33,7 +33,7 @@ import { headDim, rotaryDim, type PhiConfig } from './config';
 import { float32ToFloat16 } from './float16';
 import { DataType, type GraphBuilder } from './onnx/graphBuilder';
 import { quantizeMatrix } from './quantize';
-import { returnsCache, type KvCacheFormat, type KvOutputs, type WeightFormat } from './manifest';
+import { INT4_LAYOUT, returnsCache, type Int4Layout, type KvCacheFormat, type KvOutputs, type WeightFormat } from './manifest';
 import type { WeightSource } from './weights';
 
 /**
@@ -65,24 +65,6 @@ export interface PhiGraphOptions {
 const MS = 'com.microsoft';
 
 export const OPSETS = { '': 17, [MS]: 1 };
-
-/**
- * int4 layout: the blocks' matrices in 4 bits, blocks of 64 along the input (with fp32 scales and 4-bit zero
- * points: 4.56 bits a weight, about Q4_0's 4.5; blocks of 32 cost 12% more bytes to read at every token),
- * lm_head in 8 bits, the embedding table in 4 bits with blocks of 32 (GatherBlockQuantized reads one row).
- */
-export const INT4_LAYOUT: Int4Layout = { blockSize: 64, lmHeadBits: 8, embedding: 'int4', embeddingBlockSize: 32 };
-
-/** How an int4 graph stores its weights (INT4_LAYOUT by default; `npm run eval` measures the alternatives). */
-export interface Int4Layout {
-  /** The blocks' matrices: weights per scale along the input (MatMulNBits block_size: a power of 2, ≥ 16). */
-  readonly blockSize: number;
-  /** lm_head's bits (blocks of 32 for 8 bits, `blockSize` for 4). */
-  readonly lmHeadBits: 4 | 8;
-  /** The embedding table: 4-bit blocks (GatherBlockQuantized) or float16 (Gather, then Cast to float32). */
-  readonly embedding: 'int4' | 'fp16';
-  readonly embeddingBlockSize: number;
-}
 
 /** The largest int8 code of a cached key or value (see int8Attention). */
 const CACHE_CODE_MAX = 64;

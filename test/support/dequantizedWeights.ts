@@ -3,7 +3,7 @@
  * quantised and dequantised with the builder's own choices (INT4_LAYOUT). An fp32 model built from it must compute what the int4 model computes, which
  * checks the MatMulNBits packing against ONNX Runtime's kernel independently of quantisation error.
  */
-import { INT4_LAYOUT } from '../../src/model/phiGraph';
+import { INT4_LAYOUT } from '../../src/model/manifest';
 import { dequantizeMatrix, quantizeMatrix } from '../../src/model/quantize';
 import { phiTensorShapes, type WeightSource } from '../../src/model/weights';
 

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PHI_TINY } from '../../src/model/config';
 import { buildModel } from '../../src/model/build';
-import type { KvCacheFormat, KvOutputs, WeightFormat } from '../../src/model/manifest';
+import type { Int4Layout, KvCacheFormat, KvOutputs, WeightFormat } from '../../src/model/manifest';
 import { RandomWeights, type RandomInit } from '../../src/model/weights';
 
 export const TINY_SEED = 1234;
@@ -31,8 +31,8 @@ export function tinyWeights(init: RandomInit = 'flat'): RandomWeights {
 const built = new Map<string, string>();
 
 /** Builds (once per process) the tiny random model and returns its folder; options left out take the builder's defaults. */
-export function tinyModelDir(format: WeightFormat, init: RandomInit = 'flat', options: { accuracyLevel?: number; kvCache?: KvCacheFormat; kvOutputs?: KvOutputs } = {}): string {
-  const key = `${format}-${init}-${options.accuracyLevel ?? 'default'}-${options.kvCache ?? 'default'}${options.kvOutputs ? `-${options.kvOutputs}` : ''}`;
+export function tinyModelDir(format: WeightFormat, init: RandomInit = 'flat', options: { accuracyLevel?: number; kvCache?: KvCacheFormat; kvOutputs?: KvOutputs; int4Layout?: Partial<Int4Layout> } = {}): string {
+  const key = `${format}-${init}-${options.accuracyLevel ?? 'default'}-${options.kvCache ?? 'default'}${options.kvOutputs ? `-${options.kvOutputs}` : ''}${options.int4Layout ? `-${JSON.stringify(options.int4Layout)}` : ''}`;
   let dir = built.get(key);
   if (!dir) {
     dir = path.join(scratchDir(), key);

@@ -19,7 +19,7 @@ import { ResidentKvCache } from '../../src/inference/residentKvCache';
 import { CATALOGUE, type CatalogueEntry } from '../../src/install/catalogue';
 import { DownloadError } from '../../src/install/download';
 import { importLocalFolder, installCatalogueModel, installedModelDir, isBuiltAs, isInstalled, type InstallProgress } from '../../src/install/install';
-import { defaultKvCache, modelFileHashProblems, readManifest, returnsCache } from '../../src/model/manifest';
+import { defaultKvCache, INT4_LAYOUT, modelFileHashProblems, readManifest, returnsCache } from '../../src/model/manifest';
 import { locateModel } from '../../src/modelLocation';
 import { PHI_1_5, PHI_TINY } from '../../src/model/config';
 import { phiConfigCheck, phiTokenizerCheck } from '../../src/install/knownContent';
@@ -137,6 +137,19 @@ test('a model built otherwise than its catalogue entry now says is rebuilt from 
   const gpuDecoder = await PhiDecoder.load(dir);
   assert.ok(gpuDecoder.createCache() instanceof ResidentKvCache);
   await gpuDecoder.dispose();
+
+  // A model converted before manifests recorded the int4 layout (then blocks of 64) is rebuilt in today's layout.
+  assert.equal(await installCatalogueModel(entry, { storageDir, endpoint, convertScript: CONVERT }), dir);
+  assert.deepEqual(readManifest(dir).int4Layout, INT4_LAYOUT);
+  const manifestPath = path.join(dir, 'manifest.json');
+  const older = JSON.parse(fs.readFileSync(manifestPath, 'utf8')) as Record<string, unknown>;
+  delete older.int4Layout;
+  fs.writeFileSync(manifestPath, JSON.stringify(older));
+  assert.equal(isBuiltAs(dir, entry.build), false, 'blocks of 64 then, not today\'s layout');
+  assert.equal(await installCatalogueModel(entry, { storageDir, endpoint, convertScript: CONVERT }), dir);
+  assert.equal(weightRequests(), before, 'the weights are not downloaded again');
+  assert.deepEqual(readManifest(dir).int4Layout, INT4_LAYOUT);
+  assert.equal(isBuiltAs(dir, entry.build), true);
 });
 
 test('the model setting offers every catalogue entry, and each entry asks for a build the builder can make', () => {
