@@ -29,9 +29,11 @@ import type { Settings, SettingsReader } from '../settings/settings';
 import type { WorkerState } from '../client/workerClient';
 import type { PrefilledEvent, PrefillOptions, PrefillOutcome } from '../protocol';
 import { Disposable } from '../util/disposable';
-import { completionsWanted, documentLength, tooLargeForCompletions, type ScopedConfiguration } from './pipeline';
+import type { CursorText } from './cursorText';
+import { binaryLooking, completionsWanted, documentLength, tooLargeForCompletions, type ScopedConfiguration } from './pipeline';
 import type { PrefillRate } from './prefillRate';
-import { completionPromptAt, type CompletionPrompts } from './requestPrompts';
+import { promptText, windowOf, type CompletionPrompts, type RequestPrompts } from './requestPrompts';
+import { estimateTokens } from './tokenEstimate';
 
 /** How long the cursor must rest (no selection change, so no typing) before its file is warmed. */
 export const REST_MS = 400;
@@ -59,6 +61,14 @@ type WarmUpKind = 'window' | 'ahead';
 
 export interface WarmerLogger {
   debug(message: string): void;
+}
+
+/** What a request at the cursor would send, read at one version of the document. */
+interface CursorPrompts {
+  readonly version: number;
+  readonly position: vscode.Position;
+  readonly text: CursorText;
+  readonly prompts: RequestPrompts;
 }
 
 export class CompletionWarmer extends Disposable {
@@ -131,13 +141,21 @@ export class CompletionWarmer extends Disposable {
     }, delayMs);
   }
 
-  /** Whether completions in `editor` would be asked for now, so that warming it is worth it. */
-  private wanted(editor: vscode.TextEditor): boolean {
+  /**
+   * What a request at `editor`'s cursor would send now, or undefined when completions would not be asked for there
+   * (so warming is not worth it). `known`: what was found before, reused while the document and cursor are the same.
+   */
+  private promptsAt(editor: vscode.TextEditor, known?: CursorPrompts): CursorPrompts | undefined {
     const { document } = editor;
     const settings = this.settings();
-    if (this.isDisposed || !this.window.state.focused || !editor.selection.isEmpty || this.worker.state !== 'ready') return false;
+    if (this.isDisposed || !this.window.state.focused || !editor.selection.isEmpty || this.worker.state !== 'ready') return undefined;
     // What the completion pipeline asks first: the language, `enable` as overridden for it, and the size.
-    return completionsWanted(document.languageId, settings, this.workspace) && tooLargeForCompletions(documentLength(document)) === undefined;
+    if (!completionsWanted(document.languageId, settings, this.workspace) || tooLargeForCompletions(documentLength(document)) !== undefined) return undefined;
+    const position = editor.selection.active;
+    if (known?.version === document.version && samePosition(known.position, position)) return known;
+    const text = promptText(document, position, settings);
+    if (binaryLooking(text) !== undefined) return undefined;
+    return { version: document.version, position, text, prompts: this.prompts.at(text, document.uri.toString(), settings) };
   }
 
   /**
@@ -150,34 +168,37 @@ export class CompletionWarmer extends Disposable {
       this.followAgain = true;
       return;
     }
-    if (this.window.activeTextEditor !== editor || !this.wanted(editor)) return;
+    const followed = this.window.activeTextEditor === editor ? this.promptsAt(editor) : undefined;
+    if (followed === undefined) return;
     const settings = this.settings();
     const sequence = editor.document.uri.toString();
-    const { prompt, quick } = this.prompts.at(editor.document, sequence, editor.selection.active, settings);
+    const { prompt, quick } = followed.prompts;
     this.following = true;
     this.followAgain = false;
     void this.prefill(sequence, undefined, prompt, settings, { quick, nextOnly: true }).finally(() => {
       this.following = false;
       const now = this.window.activeTextEditor;
       if (now?.document !== editor.document) return;
-      // Typed meanwhile: follow that first. Else the worker is free until the next keystroke: read the window.
+      // Typed meanwhile: follow that first. Else the worker is free until the next keystroke: read the window
+      // (from the prompts just followed, when nothing changed since).
       if (this.followAgain) this.follow(now);
-      else void this.warm(now);
+      else void this.warm(now, followed);
     });
   }
 
-  private async warm(editor: vscode.TextEditor): Promise<void> {
-    if (!this.wanted(editor)) return;
-    const document = editor.document;
+  private async warm(editor: vscode.TextEditor, known?: CursorPrompts): Promise<void> {
+    const found = this.promptsAt(editor, known);
+    if (found === undefined) return;
+    const { text, position, prompts: { prompt, quick } } = found;
     const settings = this.settings();
-    const sequence = document.uri.toString();
-    const position = editor.selection.active;
-    const { prompt, quick } = this.prompts.at(document, sequence, position, settings);
+    const sequence = editor.document.uri.toString();
     // The window the prompt moves to once the user has typed LOOK_AHEAD_TOKENS more (what a smaller budget gives
     // now), into a window of its own in the worker. Read first: typing is about to make it the window requests use,
-    // and what was read of the one they use now is lost when it moves (a window is re-read from its start).
+    // and what was read of the one they use now is lost when it moves (a window is re-read from its start). None
+    // while all the text before the cursor fits that smaller budget: the window is that text either way.
     const lookAheadBudget = settings.contextTokens - LOOK_AHEAD_TOKENS;
-    const ahead = lookAheadBudget >= LOOK_AHEAD_TOKENS ? completionPromptAt(document, position, { ...settings, contextTokens: lookAheadBudget }).prompt : prompt;
+    const fitsWhole = text.beforeStart === 0 && estimateTokens(text.before) <= lookAheadBudget;
+    const ahead = lookAheadBudget >= LOOK_AHEAD_TOKENS && !fitsWhole ? windowOf(text, lookAheadBudget) : prompt;
     const reads: [WarmUpKind, string, PrefillOptions][] = ahead === prompt ? [['window', prompt, { quick }]] : [['ahead', ahead, {}], ['window', prompt, { quick }]];
     for (const [kind, text, options] of reads) {
       const warmed = await this.prefill(sequence, kind, text, settings, options);
@@ -188,8 +209,7 @@ export class CompletionWarmer extends Disposable {
   }
 
   private stillAt(editor: vscode.TextEditor, position: vscode.Position): boolean {
-    const now = editor.selection.active;
-    return this.window.activeTextEditor === editor && now.line === position.line && now.character === position.character;
+    return this.window.activeTextEditor === editor && samePosition(editor.selection.active, position);
   }
 
   /**
@@ -221,4 +241,8 @@ export class CompletionWarmer extends Disposable {
     if (kind && this.warmed.get(key) === prompt) this.warmed.delete(key);
     return answer?.outcome ?? 'failed';
   }
+}
+
+function samePosition(a: vscode.Position, b: vscode.Position): boolean {
+  return a.line === b.line && a.character === b.character;
 }

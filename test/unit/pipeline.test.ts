@@ -15,24 +15,18 @@ import {
 import { CompletionPipeline, completionsWanted, firstLineText, MAX_DOCUMENT_CHARS, type CancellationSignal, type CompletionRequest, type ScopedConfiguration } from '../../src/completion/pipeline';
 import { COMPLETION_STOPS } from '../../src/completion/postprocess';
 import { PrefillRate } from '../../src/completion/prefillRate';
-import { CompletionPrompts, type PromptDocument } from '../../src/completion/requestPrompts';
+import { CompletionPrompts } from '../../src/completion/requestPrompts';
 import { DEFAULT_SETTINGS, type Settings } from '../../src/settings/settings';
 import { PhiDecoder } from '../../src/inference/decoder';
 import { Generator } from '../../src/inference/generator';
 import type { GenerationParams, GenerationStats } from '../../src/protocol';
+import { TextDocumentModel } from '../support/textDocument';
 import { openScriptedDecoder } from '../support/tinyDecoder';
 
 /** A document of `text` with the cursor at its end, as the pipeline reads a vscode.TextDocument. */
-function documentOf(text: string, languageId = 'python'): { document: PromptDocument; position: vscode.Position } {
-  const lines = text.split('\n');
-  const position = { line: lines.length - 1, character: lines[lines.length - 1].length } as vscode.Position;
-  const document: PromptDocument = {
-    getText: () => text,
-    offsetAt: (at: vscode.Position) => lines.slice(0, at.line).reduce((sum, line) => sum + line.length + 1, 0) + at.character,
-    languageId,
-    fileName: '/work/main.py',
-  };
-  return { document, position };
+function documentOf(text: string, languageId = 'python'): { document: TextDocumentModel; position: vscode.Position } {
+  const document = new TextDocumentModel(text, languageId);
+  return { document, position: document.end };
 }
 
 /** VS Code's cancellation token, cancelled by `cancel()`. */
@@ -201,7 +195,7 @@ describe('completion pipeline stages', () => {
     const request: CompletionRequest = {
       ...huge,
       length: MAX_DOCUMENT_CHARS + 1,
-      document: { ...huge.document, getText: () => assert.fail('the text of a document too large is not read') },
+      document: { languageId: 'python', fileName: '/work/main.py', lineCount: 1, lineAt: () => assert.fail('the text of a document too large is not read'), offsetAt: () => assert.fail('not read either') },
     };
     assert.equal(await pipeline.complete(request, new Cancellation()), undefined);
     assert.equal(await pipeline.complete(request, new Cancellation()), undefined);

@@ -8,7 +8,7 @@ import type * as vscode from 'vscode';
 import type { WorkerState } from '../../src/client/workerClient';
 import { CompletionWarmer, LOOK_AHEAD_TOKENS, type WarmerWindow, type WarmerWorkspace, type WarmTarget } from '../../src/completion/warmer';
 import { PrefillRate } from '../../src/completion/prefillRate';
-import { CompletionPrompts, completionPromptAt } from '../../src/completion/requestPrompts';
+import { CompletionPrompts, completionPromptAt, promptText } from '../../src/completion/requestPrompts';
 import { MAX_DOCUMENT_CHARS } from '../../src/completion/pipeline';
 import type { PrefilledEvent, PrefillOptions, PrefillOutcome } from '../../src/protocol';
 import { DEFAULT_SETTINGS, type Settings } from '../../src/settings/settings';
@@ -36,7 +36,7 @@ interface Position { readonly line: number; readonly character: number }
 
 interface FakeDocument {
   uri: { toString(): string }; version: number; languageId: string; fileName: string; text: string; getText(): string; offsetAt(position: Position): number;
-  readonly lineCount: number; lineAt(line: number): { range: { end: Position } };
+  readonly lineCount: number; lineAt(line: number): { text: string; range: { start: Position; end: Position } };
   /** When set, the length VS Code would report (a document too large to build here). */
   length?: number;
 }
@@ -57,7 +57,10 @@ function fakeEditor(text: string, at: Position, languageId = 'python', uri = 'fi
       get lineCount() {
         return created.text.split('\n').length;
       },
-      lineAt: (line: number) => ({ range: { end: created.length !== undefined ? { line: Infinity, character: 0 } : { line, character: created.text.split('\n')[line].length } } }),
+      lineAt: (line: number) => {
+        const lineText = created.text.split('\n')[line];
+        return { text: lineText, range: { start: { line, character: 0 }, end: created.length !== undefined ? { line: Infinity, character: 0 } : { line, character: lineText.length } } };
+      },
     };
     document = created;
     documents.set(uri, document);
@@ -154,7 +157,7 @@ describe('completion warmer', () => {
     harness.hold = new Promise((resolve) => (release = resolve));
     let editor = type('r');
     assert.equal(harness.prefills.length, 1, 'the first edit is read at once');
-    const expected = harness.prompts.at(editor.document, 'file:///work/main.py', editor.selection.active, DEFAULT_SETTINGS);
+    const expected = harness.prompts.at(promptText(editor.document, editor.selection.active, DEFAULT_SETTINGS), 'file:///work/main.py', DEFAULT_SETTINGS);
     assert.deepEqual(harness.prefills[0], { sequence: 'file:///work/main.py', prompt: expected.prompt, maxNewTokens: DEFAULT_SETTINGS.completionMaxTokens });
     assert.deepEqual(harness.options[0], { quick: expected.quick, nextOnly: true });
     for (const typed of 'eturn os') editor = type(typed);
@@ -165,7 +168,7 @@ describe('completion warmer', () => {
     assert.equal(harness.prefills[1].prompt, text, 'then one for the text typed meanwhile');
     assert.equal(harness.options[1].nextOnly, true);
     assert.equal(harness.prefills.length, 3, 'and, nothing typed since, the whole window');
-    assert.deepEqual(harness.options[2], { quick: harness.prompts.at(editor.document, 'file:///work/main.py', editor.selection.active, DEFAULT_SETTINGS).quick });
+    assert.deepEqual(harness.options[2], { quick: harness.prompts.at(promptText(editor.document, editor.selection.active, DEFAULT_SETTINGS), 'file:///work/main.py', DEFAULT_SETTINGS).quick });
     assert.equal(harness.prefills[2].prompt, text);
     const before = harness.options.length;
     for (const typed of '.getcwd()') {
