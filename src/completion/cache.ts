@@ -7,7 +7,7 @@
  * before it, a bounded neighbourhood, and where that starts). An entry keeps only the end of it verbatim, plus the
  * cursor's offset and a 64-bit hash of the {@link HASHED_LENGTH} characters before that end. A wrong match needs the
  * same offset, the same last {@link TAIL_LENGTH} characters and a hash collision, or an edit further above (more
- * than 10 KB before the cursor) that kept the offset.
+ * than 4 KB before the cursor) that kept the offset.
  */
 import type { CursorText } from './cursorText';
 
@@ -15,9 +15,9 @@ import type { CursorText } from './cursorText';
 export type CachePrefix = Pick<CursorText, 'before' | 'beforeStart'>;
 
 /** Characters at the end of a prefix kept verbatim: where edits near the cursor show up first. */
-const TAIL_LENGTH = 2048;
+export const TAIL_LENGTH = 2048;
 /** Characters before the tail that are hashed: completions read more than both (MIN_CHARS_READ_BEFORE_CURSOR in ./cursorText.ts). */
-export const HASHED_LENGTH = 8192;
+export const HASHED_LENGTH = 2048;
 
 interface Entry {
   /** The cursor's offset in the document (the length of the whole prefix). */

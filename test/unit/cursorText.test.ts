@@ -27,7 +27,7 @@ function wholeTextWindow(document: TextDocumentModel, position: vscode.Position,
 /** Reads around `position`, checks that what was read is bounded, and returns it. */
 function readBounded(document: TextDocumentModel, position: vscode.Position, tokenBudget: number): CursorText {
   const text = readCursorText(document, position, tokenBudget);
-  assert.ok(text.before.length <= Math.max(MIN_CHARS_READ_BEFORE_CURSOR, charsReadBeforeCursor(tokenBudget)), `read ${text.before.length} characters before the cursor`);
+  assert.ok(text.before.length <= Math.max(MIN_CHARS_READ_BEFORE_CURSOR, charsReadBeforeCursor(tokenBudget, CHARS_PER_TOKEN)), `read ${text.before.length} characters before the cursor`);
   assert.ok(text.after.length <= CHARS_READ_AFTER_CURSOR, `read ${text.after.length} characters after it`);
   return text;
 }
@@ -111,7 +111,7 @@ describe('what completions read around the cursor (issue #28)', () => {
   test('a long header (a long docstring, imports) above a large module: kept or left out as with the whole text', () => {
     const long = '"""' + 'Module notes. '.repeat(600) + '"""\nimport os\n\n';
     const short = '#!/usr/bin/env python\n# comment\nimport sys\nfrom os import (\n    path,\n    sep,\n)\n\n\n\n';
-    for (const header of [long, short, short + '\n'.repeat(3_000), '\n'.repeat(30_000) + short]) {
+    for (const header of [long, short, short + '\n'.repeat(500), '\n'.repeat(30_000) + short]) {
       const document = new TextDocumentModel(header + source.split('\n').slice(3).join('\n'));
       for (const position of positions(document, 20, 11)) assertSameWindow(document, position, 1024);
       assertSameWindow(document, document.end, 1024);

@@ -336,6 +336,21 @@ describe('completion warmer', () => {
     assert.equal(harness.prefills.length, 1, 'at the limit, as usual');
   });
 
+  test('no warm-up, resting or typing, for a binary-looking document (NUL bytes)', async () => {
+    harness = new Harness();
+    const binary = 'PK\u0003\u0004\u0000\u0000\u0000\n\u0000\u0001x = ';
+    const uri = 'file:///work/archive.py';
+    harness.activate(fakeEditor(binary, { line: 1, character: 6 }, 'python', uri));
+    await rest();
+    harness.moveTo(fakeEditor(binary + '1', { line: 1, character: 7 }, 'python', uri)); // typed
+    await rest();
+    assert.equal(harness.prefills.length, 0);
+    // The same document as text: warmed as usual.
+    harness.moveTo(fakeEditor('import os\nx = 1', { line: 1, character: 5 }, 'python', uri));
+    await rest();
+    assert.ok(harness.prefills.length > 0);
+  });
+
   test('disposed: no more warm-ups, and its listeners are gone', async () => {
     harness = new Harness();
     harness.activate(fakeEditor(TEXT, { line: 4, character: 4 }));
