@@ -6,10 +6,12 @@
  * warmer following the edit (its prompts, the window read ahead) and a completion request without the debounce
  * (prompts, request, first line, post-processing, cache), against a backend and a worker that answer at once, so
  * that only the host's own work is timed. Applying the edit to the document (VS Code's work) is not timed.
- * Prints one JSON summary on stdout: per file size, the milliseconds per keystroke (p50, p95, max).
+ * Prints one JSON summary on stdout: per file size, the milliseconds per keystroke (p50, p95, max), in wall time
+ * and in this process's CPU time (which other processes on a loaded machine do not inflate), and the load average.
  *
  *   npm run bench:host -- [--sizes 20000000,900000] [--keystrokes 400]
  */
+import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import type * as vscode from 'vscode';
 import type { BackendAnswer, CompletionBackend } from '../src/completion/backend';
@@ -41,8 +43,13 @@ function percentile(sorted: readonly number[], share: number): number {
 
 const round = (ms: number): number => Math.round(ms * 1000) / 1000;
 
+function summary(values: readonly number[]): { p50: number; p95: number; max: number } {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { p50: round(percentile(sorted, 0.5)), p95: round(percentile(sorted, 0.95)), max: round(sorted[sorted.length - 1]) };
+}
+
 /** Milliseconds of host work for each of `keystrokes` keystrokes typed into a generated module of `chars` characters. */
-async function keystrokeCosts(chars: number, keystrokes: number): Promise<{ lines: number; chars: number; ms: number[] }> {
+async function keystrokeCosts(chars: number, keystrokes: number): Promise<{ lines: number; chars: number; ms: number[]; cpuMs: number[] }> {
   const document = new TextDocumentModel(generatedPython(chars, 28));
   const settings = DEFAULT_SETTINGS;
   const backend: CompletionBackend = {
@@ -79,17 +86,21 @@ async function keystrokeCosts(chars: number, keystrokes: number): Promise<{ line
   const warmer = new CompletionWarmer(window, workspace, worker, () => settings, prompts, undefined, prefillRate, 3_600_000);
 
   const ms: number[] = [];
+  const cpuMs: number[] = [];
   for (let index = 0; index < keystrokes; index++) {
     position = document.insert(position, TYPED[index % TYPED.length]);
     editor.selection = { isEmpty: true, active: position };
     const started = performance.now();
+    const cpu = process.cpuUsage();
     for (const listener of selectionListeners) listener({ textEditor: editor });
     await pipeline.complete({ document, sequence: document.uri.toString(), position, length: documentLength(document), eol: '\n', automatic: false }, NEVER);
     await new Promise((resolve) => setImmediate(resolve)); // the warm-ups that the edit started, to their end
     ms.push(performance.now() - started);
+    const used = process.cpuUsage(cpu);
+    cpuMs.push((used.user + used.system) / 1000);
   }
   warmer.dispose();
-  return { lines: document.lineCount, chars: documentLength(document), ms };
+  return { lines: document.lineCount, chars: documentLength(document), ms, cpuMs };
 }
 
 async function main(): Promise<void> {
@@ -98,11 +109,10 @@ async function main(): Promise<void> {
   const results = [];
   for (const size of values.sizes.split(',').map(Number)) {
     log(`${size} characters: ${keystrokes} keystrokes`);
-    const { lines, chars, ms } = await keystrokeCosts(size, keystrokes);
-    const sorted = [...ms].sort((a, b) => a - b);
-    results.push({ chars, lines, completions: chars <= MAX_DOCUMENT_CHARS, keystrokes, msPerKeystroke: { p50: round(percentile(sorted, 0.5)), p95: round(percentile(sorted, 0.95)), max: round(sorted[sorted.length - 1]) } });
+    const { lines, chars, ms, cpuMs } = await keystrokeCosts(size, keystrokes);
+    results.push({ chars, lines, completions: chars <= MAX_DOCUMENT_CHARS, keystrokes, msPerKeystroke: summary(ms), cpuMsPerKeystroke: summary(cpuMs) });
   }
-  process.stdout.write(JSON.stringify({ bench: 'host', limitChars: MAX_DOCUMENT_CHARS, node: process.version, results }, null, 2) + '\n');
+  process.stdout.write(JSON.stringify({ bench: 'host', limitChars: MAX_DOCUMENT_CHARS, node: process.version, loadAverage: os.loadavg().map(round), results }, null, 2) + '\n');
 }
 
 main().catch((error: unknown) => {
