@@ -37,8 +37,8 @@ export type ScopedConfiguration = Pick<typeof vscode.workspace, 'getConfiguratio
  * Documents longer than this get no completions and no warm-ups, and none of their text is read. Completions read
  * only the cursor's neighbourhood (./cursorText.ts), so what grows with the file is only this check's own cost:
  * VS Code's line offsets, which an edit leaves to be recomputed up to the line asked for, here the last (`npm run
- * bench:host`: ≈1 ms a keystroke at p50 for 20 MB, ≈3–4 ms at 49 MB). A file that large is generated rather than
- * typed. The user is told once per document (PipelineOptions.onNotice).
+ * bench:host`: ≈1 ms a keystroke at p50 for 20 MB, p95 ≈5 ms at 49 MB). A file that large is generated rather
+ * than typed. The user is told once per document (PipelineOptions.onNotice).
  */
 export const MAX_DOCUMENT_CHARS = 25_000_000;
 
