@@ -119,7 +119,7 @@ function readHead(document: PromptDocument, cursorLine: number, limit: number): 
  * Where `line` starts in the document's LF text: its offset less one character for each CRLF before it (VS Code
  * gives a document one line ending, and each line's range ends before it).
  */
-function lfOffsetOfLine(document: PromptDocument, line: number): number {
+export function lfOffsetOfLine(document: PromptDocument, line: number): number {
   const offset = document.offsetAt(document.lineAt(line).range.start);
   if (line === 0) return offset;
   const eolLength = offset - document.offsetAt(document.lineAt(line - 1).range.end);

@@ -30,6 +30,7 @@ import type { WorkerState } from '../client/workerClient';
 import type { PrefilledEvent, PrefillOptions, PrefillOutcome } from '../protocol';
 import { Disposable } from '../util/disposable';
 import type { CursorText } from './cursorText';
+import { completionSource, type NotebookWorkspace } from './notebookText';
 import { binaryLooking, completionsWanted, documentLength, tooLargeForCompletions, type ScopedConfiguration } from './pipeline';
 import type { PrefillRate } from './prefillRate';
 import { promptText, windowOf, type CompletionPrompts, type RequestPrompts } from './requestPrompts';
@@ -47,8 +48,8 @@ export const LOOK_AHEAD_TOKENS = 64;
 
 /** The parts of vscode.window the warmer uses. */
 export type WarmerWindow = Pick<typeof vscode.window, 'activeTextEditor' | 'state' | 'onDidChangeActiveTextEditor' | 'onDidChangeTextEditorSelection'>;
-/** The parts of vscode.workspace the warmer uses (the per-language `enable` override). */
-export type WarmerWorkspace = ScopedConfiguration;
+/** The parts of vscode.workspace the warmer uses (the per-language `enable` override, the open notebooks). */
+export type WarmerWorkspace = ScopedConfiguration & NotebookWorkspace;
 /** The parts of the WorkerClient the warmer uses. */
 export interface WarmTarget {
   readonly state: WorkerState;
@@ -67,6 +68,8 @@ export interface WarmerLogger {
 interface CursorPrompts {
   readonly version: number;
   readonly position: vscode.Position;
+  /** The worker's sequence (the document's, or its notebook's). */
+  readonly sequence: string;
   readonly text: CursorText;
   readonly prompts: RequestPrompts;
 }
@@ -150,12 +153,15 @@ export class CompletionWarmer extends Disposable {
     const settings = this.settings();
     if (this.isDisposed || !this.window.state.focused || !editor.selection.isEmpty || this.worker.state !== 'ready') return undefined;
     // What the completion pipeline asks first: the language, `enable` as overridden for it, and the size.
-    if (!completionsWanted(document.languageId, settings, this.workspace) || tooLargeForCompletions(documentLength(document)) !== undefined) return undefined;
+    if (!completionsWanted(document.languageId, settings, this.workspace)) return undefined;
     const position = editor.selection.active;
     if (known?.version === document.version && samePosition(known.position, position)) return known;
-    const text = promptText(document, position, settings);
+    // What the provider reads: a notebook cell with the code cells above it.
+    const source = completionSource(this.workspace, document, position);
+    if (tooLargeForCompletions(documentLength(source.document)) !== undefined) return undefined;
+    const text = promptText(source.document, source.position, settings);
     if (binaryLooking(text) !== undefined) return undefined;
-    return { version: document.version, position, text, prompts: this.prompts.at(text, document.uri.toString(), settings) };
+    return { version: document.version, position, sequence: source.sequence, text, prompts: this.prompts.at(text, source.sequence, settings) };
   }
 
   /**
@@ -171,8 +177,7 @@ export class CompletionWarmer extends Disposable {
     const followed = this.window.activeTextEditor === editor ? this.promptsAt(editor) : undefined;
     if (followed === undefined) return;
     const settings = this.settings();
-    const sequence = editor.document.uri.toString();
-    const { prompt, quick } = followed.prompts;
+    const { sequence, prompts: { prompt, quick } } = followed;
     this.following = true;
     this.followAgain = false;
     void this.prefill(sequence, undefined, prompt, settings, { quick, nextOnly: true }).finally(() => {
@@ -189,9 +194,8 @@ export class CompletionWarmer extends Disposable {
   private async warm(editor: vscode.TextEditor, known?: CursorPrompts): Promise<void> {
     const found = this.promptsAt(editor, known);
     if (found === undefined) return;
-    const { text, position, prompts: { prompt, quick } } = found;
+    const { text, position, sequence, prompts: { prompt, quick } } = found;
     const settings = this.settings();
-    const sequence = editor.document.uri.toString();
     // The window the prompt moves to once the user has typed LOOK_AHEAD_TOKENS more (what a smaller budget gives
     // now), into a window of its own in the worker. Read first: typing is about to make it the window requests use,
     // and what was read of the one they use now is lost when it moves (a window is re-read from its start). None

@@ -19,7 +19,7 @@ export class TextDocumentModel implements PromptDocument {
   private starts: Uint32Array;
   private validUpTo = 0;
   version = 1;
-  readonly uri: { toString(): string };
+  readonly uri: { readonly scheme: string; toString(): string };
 
   constructor(
     text: string,
@@ -29,7 +29,7 @@ export class TextDocumentModel implements PromptDocument {
   ) {
     this.lines = text.split(/\r?\n/);
     this.starts = new Uint32Array(this.lines.length);
-    this.uri = { toString: () => `file://${fileName}` };
+    this.uri = { scheme: 'file', toString: () => `file://${fileName}` };
   }
 
   get lineCount(): number {

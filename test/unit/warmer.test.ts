@@ -8,10 +8,12 @@ import type * as vscode from 'vscode';
 import type { WorkerState } from '../../src/client/workerClient';
 import { CompletionWarmer, LOOK_AHEAD_TOKENS, type WarmerWindow, type WarmerWorkspace, type WarmTarget } from '../../src/completion/warmer';
 import { PrefillRate } from '../../src/completion/prefillRate';
+import type { NotebookWorkspace } from '../../src/completion/notebookText';
 import { CompletionPrompts, completionPromptAt, promptText } from '../../src/completion/requestPrompts';
 import { MAX_DOCUMENT_CHARS } from '../../src/completion/pipeline';
 import type { PrefilledEvent, PrefillOptions, PrefillOutcome } from '../../src/protocol';
 import { DEFAULT_SETTINGS, type Settings } from '../../src/settings/settings';
+import { TextDocumentModel } from '../support/textDocument';
 
 const REST = 30;
 const TEXT = 'import os\n\n\ndef main():\n    return os.getcwd()\n';
@@ -35,7 +37,7 @@ class Emitter<T> {
 interface Position { readonly line: number; readonly character: number }
 
 interface FakeDocument {
-  uri: { toString(): string }; version: number; languageId: string; fileName: string; text: string; getText(): string; offsetAt(position: Position): number;
+  uri: { scheme: string; toString(): string }; version: number; languageId: string; fileName: string; text: string; getText(): string; offsetAt(position: Position): number;
   readonly lineCount: number; lineAt(line: number): { text: string; range: { start: Position; end: Position } };
   /** When set, the length VS Code would report (a document too large to build here). */
   length?: number;
@@ -47,7 +49,7 @@ function fakeEditor(text: string, at: Position, languageId = 'python', uri = 'fi
   let document = documents.get(uri);
   if (!document) {
     const created: FakeDocument = {
-      uri: { toString: () => uri },
+      uri: { scheme: uri.slice(0, uri.indexOf(':')), toString: () => uri },
       version: 1,
       languageId,
       fileName: uri.replace('file://', ''),
@@ -81,6 +83,7 @@ class Harness {
   readonly enableFor = new Map<string, boolean>();
   readonly workspace = {
     getConfiguration: (_section: string, scope: { languageId: string }) => ({ get: <T>(key: string, fallback: T): T => (key === 'enable' && this.enableFor.has(scope.languageId) ? this.enableFor.get(scope.languageId) as T : fallback) }),
+    notebookDocuments: [] as NotebookWorkspace['notebookDocuments'][number][],
   };
   settings: Settings = DEFAULT_SETTINGS;
   readonly prefills: { sequence: string; prompt: string; maxNewTokens: number }[] = [];
@@ -349,6 +352,17 @@ describe('completion warmer', () => {
     harness.moveTo(fakeEditor('import os\nx = 1', { line: 1, character: 5 }, 'python', uri));
     await rest();
     assert.ok(harness.prefills.length > 0);
+  });
+
+  test('in a notebook cell: the warm-up reads the code cells above it, in the notebook\'s sequence', async () => {
+    harness = new Harness();
+    const notebook = 'file:///work/analysis.ipynb';
+    const above = new TextDocumentModel('import os\nroot = os.getcwd()', 'python', '/work/analysis.ipynb');
+    const editor = fakeEditor('print(ro', { line: 0, character: 8 }, 'python', 'vscode-notebook-cell:/work/analysis.ipynb#cell1');
+    harness.workspace.notebookDocuments.push({ uri: { toString: () => notebook }, getCells: () => [{ document: above }, { document: editor.document }] });
+    harness.activate(editor);
+    await rest();
+    assert.deepEqual(harness.prefills.map((p) => [p.sequence, p.prompt]), [[notebook, 'import os\nroot = os.getcwd()\n\nprint(ro']]);
   });
 
   test('disposed: no more warm-ups, and its listeners are gone', async () => {
