@@ -2,7 +2,8 @@
  * Background prefill: warms the worker's KV cache for the file in front of the user before a completion is asked
  * for, so a completion reads only the last few tokens typed instead of the file (~8 s for 800 tokens with the
  * full-size model on a 2-core CPU). The prompts are the provider's own (CompletionPrompts, ./requestPrompts.ts),
- * so the worker reads exactly what the request will. Two kinds of warm-up:
+ * so the worker reads exactly what the request will (read from the same text around the cursor, ./cursorText.ts:
+ * its neighbourhood, not the whole file; in a notebook cell, with the cells above it). Two kinds of warm-up:
  * - While the user types, the worker reads along: after each edit, what the request sent now would read (its quick
  *   prompt's window when it would answer from that), one warm-up in flight at a time. So when typing stops, the
  *   request finds the text typed already read, and only decodes. When one ends and nothing was typed meanwhile, the
@@ -16,7 +17,8 @@
  * request takes over from it at the next pass; what it read stays cached.
  *
  * Nothing is done where the completion pipeline's prefilter says no (completionsWanted, ./pipeline.ts: completions
- * off globally or for the document's language, languages not in phiComplete.languages), while the window is not
+ * off globally or for the document's language, languages not in phiComplete.languages; documents too large or that
+ * look binary, where the pipeline asks nothing either), while the window is not
  * focused, with a selection, when the model is not loaded and ready (a warm-up never starts the worker or loads a
  * model), or when the prompt is the one last warmed for that document. VS Code gives extensions no battery-saver or power-source API, so the warmer cannot back off on
  * battery; what bounds its work is the above: only while typing or on a rest, only for a changed prompt, only

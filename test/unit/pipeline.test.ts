@@ -78,11 +78,11 @@ class Recorder {
   }
 }
 
-function pipelineWith(backend: CompletionBackend, recorder: Recorder, settings: Settings = DEFAULT_SETTINGS, configuration = configurationWith()): CompletionPipeline {
+function pipelineWith(backend: CompletionBackend, recorder: Recorder, settings: Settings = DEFAULT_SETTINGS, configuration = configurationWith(), onNotice?: (message: string) => void): CompletionPipeline {
   const prefillRate = new PrefillRate();
   return new CompletionPipeline({
     backend, settings: () => settings, configuration, prompts: new CompletionPrompts(prefillRate), prefillRate,
-    ensureModel: () => Promise.resolve(true), log: recorder.log, onActivity: (activity) => recorder.activity.push(activity),
+    ensureModel: () => Promise.resolve(true), log: recorder.log, onActivity: (activity) => recorder.activity.push(activity), onNotice,
   });
 }
 
@@ -189,11 +189,7 @@ describe('completion pipeline stages', () => {
     const recorder = new Recorder();
     const notices: string[] = [];
     const backend = new StreamingBackend(['x\n']);
-    const prefillRate = new PrefillRate();
-    const pipeline = new CompletionPipeline({
-      backend, settings: () => DEFAULT_SETTINGS, configuration: configurationWith(), prompts: new CompletionPrompts(prefillRate), prefillRate,
-      ensureModel: () => Promise.resolve(true), log: recorder.log, onNotice: (message) => notices.push(message),
-    });
+    const pipeline = pipelineWith(backend, recorder, DEFAULT_SETTINGS, configurationWith(), (message) => notices.push(message));
     const huge = requestAt('x = ', recorder);
     const request: CompletionRequest = {
       ...huge,
@@ -213,11 +209,7 @@ describe('completion pipeline stages', () => {
     const recorder = new Recorder();
     const notices: string[] = [];
     const backend = new StreamingBackend(['x\n']);
-    const prefillRate = new PrefillRate();
-    const pipeline = new CompletionPipeline({
-      backend, settings: () => DEFAULT_SETTINGS, configuration: configurationWith(), prompts: new CompletionPrompts(prefillRate), prefillRate,
-      ensureModel: () => Promise.resolve(true), log: recorder.log, onNotice: (message) => notices.push(message),
-    });
+    const pipeline = pipelineWith(backend, recorder, DEFAULT_SETTINGS, configurationWith(), (message) => notices.push(message));
     const withNul = { ...requestAt('PK\u0003\u0004\u0000\u0000data = ', recorder), sequence: 'file:///work/archive.py' };
     const undecoded = { ...requestAt('\ufffd\ufffdELF\ufffd\u0001\u0002\ufffd\ufffd\n\ufffd\ufffd\ufffd\ufffdx = ', recorder), sequence: 'file:///work/binary.py' };
     for (const request of [withNul, withNul, undecoded]) assert.equal(await pipeline.complete(request, new Cancellation()), undefined);
