@@ -233,6 +233,18 @@ describe('completion pipeline stages', () => {
     assert.ok(window.startsWith('"""Generated module') && window.endsWith('def last(values):\n    return '), 'the header, then the lines before the cursor');
   });
 
+  test('a minified file, one line of 3 MB: the prompt sent is the end of the line that fits, and the text is never copied whole', async () => {
+    const recorder = new Recorder();
+    const backend = new StreamingBackend(['x\n']);
+    const line = 'DATA = [' + Array.from({ length: 400_000 }, (_, i) => i % 1000).join(', ') + ', ';
+    const request = requestAt(line, recorder);
+    (request.document as TextDocumentModel).getText = () => assert.fail('the whole text is not read');
+    assert.equal(await pipelineWith(backend, recorder).complete(request, new Cancellation()), 'x');
+    const sent = backend.asked[0].prompt;
+    assert.equal(sent, line.slice(line.length - sent.length), 'the end of the line');
+    assert.ok(sent.length > 3000 && estimateTokens(sent) <= DEFAULT_SETTINGS.contextTokens, `${sent.length} characters`);
+  });
+
   test('nothing is asked of the backend where completions are not wanted', async () => {
     const recorder = new Recorder();
     const backend = new StreamingBackend(['x\n']);
