@@ -5,7 +5,8 @@
  */
 import { shapeSuggestion } from '../../src/completion/pipeline';
 import { COMPLETION_STOPS } from '../../src/completion/postprocess';
-import { completionPromptAt, type PromptDocument } from '../../src/completion/requestPrompts';
+import { completionPromptAt } from '../../src/completion/requestPrompts';
+import { TextDocumentModel } from '../../test/support/textDocument';
 import type { Settings } from '../../src/settings/settings';
 import type { Cursor } from './cursors';
 
@@ -22,16 +23,8 @@ export interface PromptOptions {
 
 /** The prompt the provider sends for a cursor, the document being the cursor's prefix and suffix. */
 export function promptFor(cursor: Cursor, options: PromptOptions): string {
-  const text = cursor.prefix + cursor.suffix;
-  const document: PromptDocument = {
-    getText: () => text,
-    offsetAt: () => cursor.prefix.length,
-    languageId: options.keepHeader === false ? 'python-without-header' : 'python',
-    fileName: cursor.file,
-  };
-  // The position is only passed on to document.offsetAt, which knows the cursor already.
-  const position = { line: cursor.line, character: cursor.prefix.length - cursor.prefix.lastIndexOf('\n') - 1 } as Parameters<typeof completionPromptAt>[1];
-  return completionPromptAt(document, position, options.settings).prompt;
+  const document = new TextDocumentModel(cursor.prefix + cursor.suffix, options.keepHeader === false ? 'python-without-header' : 'python', cursor.file);
+  return completionPromptAt(document, document.positionAt(cursor.prefix.length), options.settings).prompt;
 }
 
 /** The model's raw text cut before its first stop sequence, as the engine's StopMatcher cuts a stream. */

@@ -24,7 +24,7 @@
 import { CHARS_PER_TOKEN } from './tokenEstimate';
 
 export interface PromptInput {
-  /** Document text before the cursor. */
+  /** Document text before the cursor: all of it, or its end from `prefixStart` on (see CursorText in ./cursorText.ts). */
   readonly prefix: string;
   /** Document text after the cursor (unused: the model cannot read past the cursor). */
   readonly suffix: string;
@@ -39,6 +39,22 @@ export interface PromptInput {
    * the most whole lines that fit (its start then slides as the user types).
    */
   readonly windowStep?: number;
+  /**
+   * Where `prefix` starts in the document's LF text, when it is only the end of the text before the cursor (0, the
+   * default: it is all of it). The end must be long enough that the text from its start does not fit the budget
+   * (charsReadBeforeCursor, for the count given): then the window is the one the whole prefix gives.
+   */
+  readonly prefixStart?: number;
+  /** With a prefixStart over 0: the document's first lines (readHead in ./cursorText.ts), where a Python header is looked for. */
+  readonly head?: DocumentHead;
+}
+
+/** The document's first lines, read up to a bound (headCharsRead) and never past the cursor's line. */
+export interface DocumentHead {
+  /** The lines, each ending with '\n', then possibly the start of a line cut at the bound. */
+  readonly text: string;
+  /** Whether the lines reach the cursor's line (nothing more before it to read). */
+  readonly reachesCursorLine: boolean;
 }
 
 export interface Prompt {
@@ -69,6 +85,24 @@ const STEP_SHARE = 0.25;
 /** Token counts spent moving from the first line that fits to the smallest multiple of the step that fits. */
 const MAX_STEP_COUNTS = 4;
 
+/**
+ * Characters before the cursor that decide a window of `tokenBudget` tokens, for a count that gives at most
+ * `maxCharsPerToken` characters a token (the estimate's CHARS_PER_TOKEN; MAX_CHARS_PER_TOKEN for a tokenizer): no
+ * text longer than this fits the budget, and the fit search never probes this far back (its first guess is at
+ * TYPICAL_CHARS_PER_TOKEN a token). Reading only these (./cursorText.ts) gives the prompt the whole prefix gives.
+ */
+export function charsReadBeforeCursor(tokenBudget: number, maxCharsPerToken: number): number {
+  return (Math.max(0, Math.floor(tokenBudget)) + 1) * Math.max(TYPICAL_CHARS_PER_TOKEN, maxCharsPerToken);
+}
+
+/**
+ * Characters of the document's first lines read for the header, for such a count: four times the largest header
+ * kept, so that the blank lines after it are seen to end (more than that many, and the header is left out).
+ */
+export function headCharsRead(tokenBudget: number, maxCharsPerToken: number): number {
+  return 4 * Math.ceil(tokenBudget * MAX_HEADER_SHARE * Math.min(maxCharsPerToken, MAX_CHARS_PER_TOKEN));
+}
+
 export function buildCompletionPrompt(input: PromptInput): Prompt {
   const text = input.prefix.replace(/\r\n/g, '\n'); // the model was trained on LF
   const budget = Math.floor(input.tokenBudget);
@@ -76,12 +110,14 @@ export function buildCompletionPrompt(input: PromptInput): Prompt {
 
   const { countTokens } = input;
   const step = Math.floor(input.windowStep ?? budget * CHARS_PER_TOKEN * STEP_SHARE);
-  const lines = new LineIndex(text);
+  const base = input.prefixStart ?? 0;
+  const lines = new LineIndex(text, base);
   const fit = firstLineThatFits(lines, 0, budget, countTokens);
-  if (fit === 0) return { prompt: text, truncated: false, headerIncluded: false };
+  if (fit === 0) return { prompt: text, truncated: base > 0, headerIncluded: false };
 
   if (input.languageId === 'python') {
-    const withHeader = promptWithHeader(lines, budget, countTokens, step);
+    const header = base > 0 ? headerFromHead(input.head, lines) : headerOf(lines, pythonHeaderLineCount(lines));
+    const withHeader = header && promptWithHeader(lines, header, budget, countTokens, step);
     if (withHeader !== undefined) return { prompt: withHeader, truncated: true, headerIncluded: true };
   }
   if (fit === undefined) return { prompt: cursorLineTailThatFits(lines, budget, countTokens), truncated: true, headerIncluded: false };
@@ -102,10 +138,11 @@ function quantisedStart(lines: LineIndex, fit: number, firstAllowed: number, bas
   if (step <= 1) return undefined;
   const anchored = anchorLineStart(lines, fit, firstAllowed, step, fits);
   if (anchored !== undefined) return anchored;
-  const unclamped = (k: number): number => lines.lineStartingAtOrAfter(k * step);
+  // The grid is of offsets in the document, not in the text given (which may start further on).
+  const unclamped = (k: number): number => lines.lineStartingAtOrAfter(k * step - lines.base);
   const anchor = (k: number): number => skipBlankLines(lines, Math.max(firstAllowed, unclamped(k)));
 
-  let k = Math.max(1, Math.ceil(lines.starts[fit] / step));
+  let k = Math.max(1, Math.ceil((lines.base + lines.starts[fit]) / step));
   let start = anchor(k);
   let counts = 1;
   if (fits(start)) {
@@ -181,11 +218,14 @@ function anchorLineStart(lines: LineIndex, fit: number, firstAllowed: number, st
   return undefined;
 }
 
-/** The text with the start offset of each of its lines; the last line is the cursor's. */
+/**
+ * The text with the start offset of each of its lines; the last line is the cursor's. `base`: where the text starts
+ * in the document (its first line may be the end of a longer one, which never fits the budget).
+ */
 class LineIndex {
   readonly starts: number[] = [0];
 
-  constructor(readonly text: string) {
+  constructor(readonly text: string, readonly base = 0) {
     for (let at = text.indexOf('\n'); at >= 0; at = text.indexOf('\n', at + 1)) this.starts.push(at + 1);
   }
 
@@ -279,15 +319,39 @@ function charsPerToken(probe: Probe, farther: Probe | undefined): number {
   return probe.tokens > 0 ? probe.chars / probe.tokens : TYPICAL_CHARS_PER_TOKEN;
 }
 
+/** The file's header, ending with a blank line, and the first line of `lines` after it. */
+interface Header {
+  readonly text: string;
+  readonly end: number;
+}
+
+/** The header of the first `headerLines` lines of `lines` (all of the text before the cursor); undefined for none. */
+function headerOf(lines: LineIndex, headerLines: number): Header | undefined {
+  if (headerLines === 0) return undefined;
+  return { text: lines.text.slice(0, lines.starts[headerLines]) + '\n', end: headerLines };
+}
+
+/**
+ * The header found in the document's first lines when `lines` is only the end of the text before the cursor: as
+ * pythonHeaderLineCount finds it in the whole text, or none when the lines read end before it is known where it ends.
+ */
+function headerFromHead(head: DocumentHead | undefined, lines: LineIndex): Header | undefined {
+  if (head === undefined) return undefined;
+  const headLines = new LineIndex(head.text);
+  const headerLines = pythonHeaderLineCount(headLines, !head.reachesCursorLine);
+  if (headerLines === 0) return undefined;
+  const text = head.text.slice(0, headLines.starts[headerLines]) + '\n';
+  // Where the lines after the header begin in `lines` (at its start when the header ends before it).
+  const end = headLines.starts[headerLines] > lines.base ? lines.lineStartingAtOrAfter(headLines.starts[headerLines] - lines.base) : 0;
+  return { text, end };
+}
+
 /**
  * The file's header, a blank line, then the lines before the cursor that fit the rest of the budget, from the
- * window's start (quantised, or the most that fit when step ≤ 1); undefined when the header is absent, too large,
- * or leaves too little room.
+ * window's start (quantised, or the most that fit when step ≤ 1); undefined when the header is too large or leaves
+ * too little room.
  */
-function promptWithHeader(lines: LineIndex, budget: number, countTokens: (text: string) => number, step: number): string | undefined {
-  const headerLines = pythonHeaderLineCount(lines);
-  if (headerLines === 0) return undefined;
-  const header = lines.text.slice(0, lines.starts[headerLines]) + '\n'; // ends with a blank line
+function promptWithHeader(lines: LineIndex, { text: header, end: headerLines }: Header, budget: number, countTokens: (text: string) => number, step: number): string | undefined {
   if (header.length > budget * MAX_HEADER_SHARE * MAX_CHARS_PER_TOKEN) return undefined; // too large, not worth a count
   const headerTokens = countTokens(header);
   if (headerTokens > budget * MAX_HEADER_SHARE) return undefined;
@@ -324,7 +388,7 @@ function skipBlankLines(lines: LineIndex, from: number): number {
  * comments, the module docstring and imports (parenthesised or backslash-continued ones included). Blank lines
  * inside count; blank lines after it do not.
  */
-function pythonHeaderLineCount(lines: LineIndex): number {
+function pythonHeaderLineCount(lines: LineIndex, moreBeforeCursor = false): number {
   let headerEnd = 0;
   let openDocstring: string | undefined; // its closing quotes, while inside the module docstring
   let openImport: ImportContinuation | undefined; // while inside a multi-line import
@@ -343,12 +407,21 @@ function pythonHeaderLineCount(lines: LineIndex): number {
     } else if (isDocstringStart(code)) {
       openDocstring = unclosedTripleQuote(code);
     } else {
-      break;
+      return headerEnd; // the first line of code
     }
     headerEnd = index + 1;
   }
+  // The first lines read end before the header does (more lines before the cursor): known only if the next line,
+  // whose start was read, is plain code.
+  if (moreBeforeCursor) return openDocstring === undefined && openImport === undefined && isPlainCode(lines.line(lines.cursorLine)) ? headerEnd : 0;
   // An import or docstring still open at the cursor is not a complete header.
   return openDocstring === undefined && openImport === undefined ? headerEnd : 0;
+}
+
+/** Whether the start of a line shows it is code, not a comment, import, string or blank (however it goes on). */
+function isPlainCode(start: string): boolean {
+  const code = start.trimStart();
+  return code !== '' && !code.startsWith('#') && !/^(import|from)(\s|$)/.test(code) && !/^[rRuUbB]{0,2}["']/.test(code);
 }
 
 /** How a multi-line import goes on: up to its closing parenthesis, or while lines end with a backslash. */

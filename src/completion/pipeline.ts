@@ -22,7 +22,8 @@ import { CompletionCache } from './cache';
 import { describeOutcome, type CompletionActivity, type CompletionOutcome, type GeneratedOutcome } from './outcome';
 import { COMPLETION_STOPS, MAX_SUGGESTION_LINES, postprocessCompletion } from './postprocess';
 import type { PrefillRate } from './prefillRate';
-import type { CompletionPrompts, PromptDocument } from './requestPrompts';
+import type { CursorText, PromptDocument } from './cursorText';
+import { promptText, type CompletionPrompts } from './requestPrompts';
 
 export interface CompletionLogger {
   debug(message: string): void;
@@ -33,14 +34,16 @@ export interface CompletionLogger {
 export type ScopedConfiguration = Pick<typeof vscode.workspace, 'getConfiguration'>;
 
 /**
- * Documents longer than this get no completions and no warm-ups: each keystroke would cost the extension host
- * several passes over the whole text (≈4 ms a pass at 1 MB, ≈45 ms at 20 MB), and a file that large is generated
- * rather than typed. The user is told once per document (PipelineOptions.onNotice).
+ * Documents longer than this get no completions and no warm-ups, and none of their text is read. Completions read
+ * only the cursor's neighbourhood (./cursorText.ts), so what grows with the file is only this check's own cost:
+ * VS Code's line offsets, which an edit leaves to be recomputed up to the line asked for, here the last (`npm run
+ * bench:host`: ≈1 ms a keystroke at p50 for 20 MB, p95 ≈5 ms at 49 MB). A file that large is generated rather
+ * than typed. The user is told once per document (PipelineOptions.onNotice).
  */
-export const MAX_DOCUMENT_CHARS = 1_000_000;
+export const MAX_DOCUMENT_CHARS = 25_000_000;
 
 /** A document's length in characters, without copying its text (VS Code keeps its line offsets). */
-export function documentLength(document: Pick<vscode.TextDocument, 'lineCount' | 'lineAt' | 'offsetAt'>): number {
+export function documentLength(document: Pick<PromptDocument, 'lineCount' | 'lineAt' | 'offsetAt'>): number {
   return document.offsetAt(document.lineAt(document.lineCount - 1).range.end);
 }
 
@@ -49,6 +52,30 @@ export function tooLargeForCompletions(length: number): string | undefined {
   if (length <= MAX_DOCUMENT_CHARS) return undefined;
   return `phi-complete: no completions in this file: it has ${(length / 1e6).toFixed(1)} million characters (the limit is ${MAX_DOCUMENT_CHARS / 1e6} million)`;
 }
+
+/** Share of characters that are not text (controls, U+FFFD for bytes not decoded) from which text looks binary. */
+const MAX_NON_TEXT_SHARE = 0.1;
+
+/**
+ * Why the text around a cursor (what completions read of it) gets no completions: it looks binary, a NUL in it or
+ * more than MAX_NON_TEXT_SHARE of characters that are not text (a binary file opened anyway, a wrong encoding);
+ * undefined when it looks like text.
+ */
+export function binaryLooking(text: Pick<CursorText, 'before' | 'after'>): string | undefined {
+  let nonText = 0;
+  for (const part of [text.before, text.after]) {
+    // Most text has none of them: one scan by the regular expression engine, and counting only where there are some.
+    if (!NON_TEXT.test(part)) continue;
+    if (part.includes('\0')) return BINARY_NOTICE;
+    nonText += part.match(NON_TEXT_ALL)?.length ?? 0;
+  }
+  return nonText > MAX_NON_TEXT_SHARE * (text.before.length + text.after.length) ? BINARY_NOTICE : undefined;
+}
+
+/** Characters that are not text: controls other than tab, line breaks, vertical tab, form feed and escape; DEL; the replacement character. */
+const NON_TEXT = /[\0-\x08\x0e-\x1a\x1c-\x1f\x7f\ufffd]/;
+const NON_TEXT_ALL = new RegExp(NON_TEXT.source, 'g');
+const BINARY_NOTICE = 'phi-complete: no completions in this file: it looks binary (NUL or other non-text characters)';
 
 /** 1. Whether completions are wanted in a document of `languageId`: it is in phiComplete.languages, and `enable` (as overridden for it) is on. */
 export function completionsWanted(languageId: string, settings: Settings, configuration: ScopedConfiguration): boolean {
@@ -100,7 +127,7 @@ export interface CompletionRequest {
   /** The document's URI: the backend's cache for it. */
   readonly sequence: string;
   readonly position: vscode.Position;
-  /** The document's length in characters (documentLength): over MAX_DOCUMENT_CHARS its text is not read. */
+  /** The document's length in characters (documentLength): over MAX_DOCUMENT_CHARS none of its text is read. */
   readonly length: number;
   readonly eol: '\n' | '\r\n';
   /** Asked for by typing (then after the debounce), not by command. */
@@ -123,7 +150,7 @@ export interface PipelineOptions {
   readonly log: CompletionLogger;
   /** A request to the backend starting, and ending with its outcome (not for answers from the cache). */
   readonly onActivity?: (activity: CompletionActivity) => void;
-  /** A one-line message for the user (a document too large for completions: once per document). */
+  /** A one-line message for the user (a document too large for completions, or binary: once per document). */
   readonly onNotice?: (message: string) => void;
 }
 
@@ -139,8 +166,8 @@ function delay(ms: number, token: CancellationSignal): Promise<boolean> {
 
 export class CompletionPipeline {
   private readonly cache = new CompletionCache();
-  /** Documents the user was told are too large (their sequences). */
-  private readonly toldTooLarge = new Set<string>();
+  /** Documents the user was told get no completions (their sequences). */
+  private readonly told = new Set<string>();
 
   constructor(private readonly options: PipelineOptions) {}
 
@@ -155,16 +182,12 @@ export class CompletionPipeline {
     const { document, position } = request;
     if (!completionsWanted(document.languageId, settings, this.options.configuration)) return undefined;
     const tooLarge = tooLargeForCompletions(request.length);
-    if (tooLarge !== undefined) {
-      if (!this.toldTooLarge.has(request.sequence)) {
-        this.toldTooLarge.add(request.sequence);
-        log.debug(tooLarge);
-        this.options.onNotice?.(tooLarge);
-      }
-      return undefined;
-    }
-    const prefix = document.getText().slice(0, document.offsetAt(position));
-    const cached = this.cache.lookup(prefix);
+    if (tooLarge !== undefined) return this.noCompletions(request.sequence, tooLarge);
+    // Only the neighbourhood of the cursor is read, whatever the file's size: what the prompts need.
+    const around = promptText(document, position, settings);
+    const binary = binaryLooking(around);
+    if (binary !== undefined) return this.noCompletions(request.sequence, binary);
+    const cached = this.cache.lookup(around);
     if (cached !== undefined) {
       log.debug(describeOutcome({ source: 'cache', text: cached }));
       return cached || undefined;
@@ -178,8 +201,8 @@ export class CompletionPipeline {
     if (!(await this.options.ensureModel()) || token.isCancellationRequested) return undefined;
 
     // The prompts the warmer (./warmer.ts) has the backend read ahead, as the user types and when the cursor rests.
-    const { prompt, suffix, quick } = prompts.at(document, request.sequence, position, settings);
-    const place: SuggestionPlace = { prefix, suffix, eol: request.eol, languageId: document.languageId };
+    const { prompt, quick } = prompts.at(around, request.sequence, settings);
+    const place: SuggestionPlace = { prefix: around.before, suffix: around.after, eol: request.eol, languageId: document.languageId };
 
     const controller = new AbortController();
     let raw = '';
@@ -203,7 +226,7 @@ export class CompletionPipeline {
       const { stats } = done;
       prefillRate.recordRequest(done.finishReason, stats);
       const text = shapeSuggestion(done.text, place);
-      if (done.finishReason !== 'cancelled') this.cache.set(prefix, text);
+      if (done.finishReason !== 'cancelled') this.cache.set(around, text);
       const generated: GeneratedOutcome = {
         source: 'model',
         text,
@@ -229,9 +252,19 @@ export class CompletionPipeline {
       this.options.onActivity?.({ generating: false, outcome: outcome ?? { source: 'failed', message: 'the answer could not be handled', quiet: false } });
     });
 
-    const text = await firstLine;
+    const shown = await firstLine;
     firstLineShown = true;
-    if (token.isCancellationRequested || text === '') return undefined;
-    return text;
+    if (token.isCancellationRequested || shown === '') return undefined;
+    return shown;
+  }
+
+  /** No completions in the document of `sequence`, for `reason`: told once. */
+  private noCompletions(sequence: string, reason: string): undefined {
+    if (!this.told.has(sequence)) {
+      this.told.add(sequence);
+      this.options.log.debug(reason);
+      this.options.onNotice?.(reason);
+    }
+    return undefined;
   }
 }

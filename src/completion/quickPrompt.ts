@@ -7,13 +7,15 @@
  * the text at its start changed.
  */
 
+import type { CursorText } from './cursorText';
+
 /** How far a quick window may grow, in quick budgets, before it starts afresh. */
 export const QUICK_GROWTH = 4;
 /** Documents whose quick starts are remembered (the most recently used). */
 const REMEMBERED_DOCUMENTS = 64;
 
 interface QuickStart {
-  /** Offset of the start in the document's text: always a line start. */
+  /** Offset of the start in the document's LF text: always a line start. */
   readonly offset: number;
   /** The text of the line there, to notice an edit above the start that moved it. */
   readonly line: string;
@@ -23,29 +25,33 @@ export class QuickPromptStarts {
   private readonly starts = new Map<string, QuickStart>();
 
   /**
-   * The quick prompt for a cursor after `prefix` (the document's text before it): from the kept start while it
-   * fits `QUICK_GROWTH × budgetChars` characters, else `build()` (the context builder's prompt for the quick
-   * budget), whose start is kept when it is a line of the document.
+   * The quick prompt for the cursor of `text` in `document`: from the kept start while it fits
+   * `QUICK_GROWTH × budgetChars` characters, else `build()` (the context builder's prompt for the quick budget),
+   * whose start is kept when it is a line of the document. (A kept start is always within the text read before
+   * the cursor: that is many quick budgets long.)
    */
-  promptFor(document: string, prefix: string, budgetChars: number, build: () => string): string {
+  promptFor(document: string, text: Pick<CursorText, 'before' | 'beforeStart'>, budgetChars: number, build: () => string): string {
+    const { before, beforeStart } = text;
+    const cursor = beforeStart + before.length;
     const kept = this.starts.get(document);
-    if (kept && this.stillThere(kept, prefix) && prefix.length - kept.offset <= QUICK_GROWTH * budgetChars) {
+    if (kept && this.stillThere(kept, text) && cursor - kept.offset <= QUICK_GROWTH * budgetChars) {
       this.remember(document, kept);
-      return prefix.slice(kept.offset);
+      return before.slice(kept.offset - beforeStart);
     }
     const prompt = build();
-    const offset = prefix.length - prompt.length;
+    const at = before.length - prompt.length;
     // Not a plain tail of the text (the file's header in front, or a cut inside a line): used, not kept.
-    if (prefix.endsWith(prompt) && (offset === 0 || prefix[offset - 1] === '\n')) {
-      this.remember(document, { offset, line: lineAt(prefix, offset) });
+    if (before.endsWith(prompt) && ((at === 0 && beforeStart === 0) || before[at - 1] === '\n')) {
+      this.remember(document, { offset: beforeStart + at, line: lineAt(before, at) });
     } else {
       this.starts.delete(document);
     }
     return prompt;
   }
 
-  private stillThere(start: QuickStart, prefix: string): boolean {
-    return start.offset <= prefix.length && (start.offset === 0 || prefix[start.offset - 1] === '\n') && lineAt(prefix, start.offset) === start.line;
+  private stillThere(start: QuickStart, { before, beforeStart }: Pick<CursorText, 'before' | 'beforeStart'>): boolean {
+    const at = start.offset - beforeStart;
+    return at >= 0 && at <= before.length && ((at === 0 && beforeStart === 0) || before[at - 1] === '\n') && lineAt(before, at) === start.line;
   }
 
   private remember(document: string, start: QuickStart): void {

@@ -10,6 +10,7 @@ import type * as vscode from 'vscode';
 import type { Settings } from '../settings/settings';
 import type { QuickPrompt } from '../protocol';
 import { buildCompletionPrompt } from './context';
+import { readCursorText, type CursorText, type PromptDocument } from './cursorText';
 import type { PrefillRate } from './prefillRate';
 import { QuickPromptStarts } from './quickPrompt';
 import { CHARS_PER_TOKEN, estimateTokens } from './tokenEstimate';
@@ -30,32 +31,32 @@ export const MIN_QUICK_TOKENS = 48;
  */
 export const QUICK_ANSWER_TOKENS = 32;
 
-/** What a prompt is built from (a vscode.TextDocument). */
-export type PromptDocument = Pick<vscode.TextDocument, 'getText' | 'offsetAt' | 'languageId' | 'fileName'>;
-
-/** A completion request's prompts for one cursor, with the text around it. */
+/** A completion request's prompts for one cursor. */
 export interface RequestPrompts {
   readonly prompt: string;
-  readonly prefix: string;
-  readonly suffix: string;
   readonly quick?: QuickPrompt;
 }
 
-/** The window before the cursor in `tokenBudget` tokens (the setting's, or a quick prompt's smaller one). */
-function windowOf(document: PromptDocument, prefix: string, suffix: string, tokenBudget: number): string {
+/**
+ * The window before the cursor in `tokenBudget` tokens (the setting's, or a smaller one: a quick prompt's, the
+ * warmer's look-ahead), from `text` read for at least that budget.
+ */
+export function windowOf(text: CursorText, tokenBudget: number): string {
   return buildCompletionPrompt({
-    prefix, suffix, languageId: document.languageId, fileName: document.fileName,
-    tokenBudget, countTokens: estimateTokens,
+    prefix: text.before, suffix: text.after, prefixStart: text.beforeStart, head: text.head,
+    languageId: text.languageId, fileName: text.fileName, tokenBudget, countTokens: estimateTokens,
   }).prompt;
 }
 
-/** The completion prompt for the cursor at `position`, with the text before and after it (no quick prompt). */
-export function completionPromptAt(document: PromptDocument, position: vscode.Position, settings: Settings): { prompt: string; prefix: string; suffix: string } {
-  const text = document.getText();
-  const offset = document.offsetAt(position);
-  const prefix = text.slice(0, offset);
-  const suffix = text.slice(offset);
-  return { prompt: windowOf(document, prefix, suffix, settings.contextTokens), prefix, suffix };
+/** The text around `position` that the prompts for `settings` read. */
+export function promptText(document: PromptDocument, position: vscode.Position, settings: Settings): CursorText {
+  return readCursorText(document, position, settings.contextTokens);
+}
+
+/** The completion prompt for the cursor at `position` (no quick prompt), with the text it was read from. */
+export function completionPromptAt(document: PromptDocument, position: vscode.Position, settings: Settings): { prompt: string; text: CursorText } {
+  const text = promptText(document, position, settings);
+  return { prompt: windowOf(text, settings.contextTokens), text };
 }
 
 export class CompletionPrompts {
@@ -65,15 +66,13 @@ export class CompletionPrompts {
   /** `prefillRate`: how fast the worker reads, which sizes quick prompts. */
   constructor(private readonly prefillRate: PrefillRate) {}
 
-  /** The prompts a request for the cursor at `position` in `document` (whose sequence is `sequence`) sends now. */
-  at(document: PromptDocument, sequence: string, position: vscode.Position, settings: Settings): RequestPrompts {
-    const { prompt, prefix, suffix } = completionPromptAt(document, position, settings);
+  /** The prompts a request for the cursor of `text` (promptText) in the document whose sequence is `sequence` sends now. */
+  at(text: CursorText, sequence: string, settings: Settings): RequestPrompts {
+    const prompt = windowOf(text, settings.contextTokens);
     const quickTokens = Math.max(MIN_QUICK_TOKENS, this.prefillRate.tokensWithin(QUICK_READ_MS));
     // Only where reading what fits in QUICK_READ_MS leaves out much of the window (a CPU, not a fast GPU).
-    if (2 * quickTokens > settings.contextTokens) return { prompt, prefix, suffix };
-    // The model reads LF text (the context builder's too), so the kept start is found in the LF prefix of a CRLF file.
-    const lfPrefix = prefix.includes('\r') ? prefix.replace(/\r\n/g, '\n') : prefix;
-    const quickPrompt = this.quickStarts.promptFor(sequence, lfPrefix, quickTokens * CHARS_PER_TOKEN, () => windowOf(document, prefix, suffix, quickTokens));
-    return { prompt, prefix, suffix, quick: { prompt: quickPrompt, readLimit: quickTokens, maxNewTokens: QUICK_ANSWER_TOKENS } };
+    if (2 * quickTokens > settings.contextTokens) return { prompt };
+    const quickPrompt = this.quickStarts.promptFor(sequence, text, quickTokens * CHARS_PER_TOKEN, () => windowOf(text, quickTokens));
+    return { prompt, quick: { prompt: quickPrompt, readLimit: quickTokens, maxNewTokens: QUICK_ANSWER_TOKENS } };
   }
 }

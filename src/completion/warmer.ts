@@ -2,7 +2,8 @@
  * Background prefill: warms the worker's KV cache for the file in front of the user before a completion is asked
  * for, so a completion reads only the last few tokens typed instead of the file (~8 s for 800 tokens with the
  * full-size model on a 2-core CPU). The prompts are the provider's own (CompletionPrompts, ./requestPrompts.ts),
- * so the worker reads exactly what the request will. Two kinds of warm-up:
+ * so the worker reads exactly what the request will (read from the same text around the cursor, ./cursorText.ts:
+ * its neighbourhood, not the whole file; in a notebook cell, with the cells above it). Two kinds of warm-up:
  * - While the user types, the worker reads along: after each edit, what the request sent now would read (its quick
  *   prompt's window when it would answer from that), one warm-up in flight at a time. So when typing stops, the
  *   request finds the text typed already read, and only decodes. When one ends and nothing was typed meanwhile, the
@@ -16,7 +17,8 @@
  * request takes over from it at the next pass; what it read stays cached.
  *
  * Nothing is done where the completion pipeline's prefilter says no (completionsWanted, ./pipeline.ts: completions
- * off globally or for the document's language, languages not in phiComplete.languages), while the window is not
+ * off globally or for the document's language, languages not in phiComplete.languages; documents too large or that
+ * look binary, where the pipeline asks nothing either), while the window is not
  * focused, with a selection, when the model is not loaded and ready (a warm-up never starts the worker or loads a
  * model), or when the prompt is the one last warmed for that document. VS Code gives extensions no battery-saver or power-source API, so the warmer cannot back off on
  * battery; what bounds its work is the above: only while typing or on a rest, only for a changed prompt, only
@@ -29,9 +31,12 @@ import type { Settings, SettingsReader } from '../settings/settings';
 import type { WorkerState } from '../client/workerClient';
 import type { PrefilledEvent, PrefillOptions, PrefillOutcome } from '../protocol';
 import { Disposable } from '../util/disposable';
-import { completionsWanted, documentLength, tooLargeForCompletions, type ScopedConfiguration } from './pipeline';
+import type { CursorText } from './cursorText';
+import { completionSource, type NotebookWorkspace } from './notebookText';
+import { binaryLooking, completionsWanted, documentLength, tooLargeForCompletions, type ScopedConfiguration } from './pipeline';
 import type { PrefillRate } from './prefillRate';
-import { completionPromptAt, type CompletionPrompts } from './requestPrompts';
+import { promptText, windowOf, type CompletionPrompts, type RequestPrompts } from './requestPrompts';
+import { estimateTokens } from './tokenEstimate';
 
 /** How long the cursor must rest (no selection change, so no typing) before its file is warmed. */
 export const REST_MS = 400;
@@ -45,8 +50,8 @@ export const LOOK_AHEAD_TOKENS = 64;
 
 /** The parts of vscode.window the warmer uses. */
 export type WarmerWindow = Pick<typeof vscode.window, 'activeTextEditor' | 'state' | 'onDidChangeActiveTextEditor' | 'onDidChangeTextEditorSelection'>;
-/** The parts of vscode.workspace the warmer uses (the per-language `enable` override). */
-export type WarmerWorkspace = ScopedConfiguration;
+/** The parts of vscode.workspace the warmer uses (the per-language `enable` override, the open notebooks). */
+export type WarmerWorkspace = ScopedConfiguration & NotebookWorkspace;
 /** The parts of the WorkerClient the warmer uses. */
 export interface WarmTarget {
   readonly state: WorkerState;
@@ -59,6 +64,16 @@ type WarmUpKind = 'window' | 'ahead';
 
 export interface WarmerLogger {
   debug(message: string): void;
+}
+
+/** What a request at the cursor would send, read at one version of the document. */
+interface CursorPrompts {
+  readonly version: number;
+  readonly position: vscode.Position;
+  /** The worker's sequence (the document's, or its notebook's). */
+  readonly sequence: string;
+  readonly text: CursorText;
+  readonly prompts: RequestPrompts;
 }
 
 export class CompletionWarmer extends Disposable {
@@ -131,13 +146,24 @@ export class CompletionWarmer extends Disposable {
     }, delayMs);
   }
 
-  /** Whether completions in `editor` would be asked for now, so that warming it is worth it. */
-  private wanted(editor: vscode.TextEditor): boolean {
+  /**
+   * What a request at `editor`'s cursor would send now, or undefined when completions would not be asked for there
+   * (so warming is not worth it). `known`: what was found before, reused while the document and cursor are the same.
+   */
+  private promptsAt(editor: vscode.TextEditor, known?: CursorPrompts): CursorPrompts | undefined {
     const { document } = editor;
     const settings = this.settings();
-    if (this.isDisposed || !this.window.state.focused || !editor.selection.isEmpty || this.worker.state !== 'ready') return false;
+    if (this.isDisposed || !this.window.state.focused || !editor.selection.isEmpty || this.worker.state !== 'ready') return undefined;
     // What the completion pipeline asks first: the language, `enable` as overridden for it, and the size.
-    return completionsWanted(document.languageId, settings, this.workspace) && tooLargeForCompletions(documentLength(document)) === undefined;
+    if (!completionsWanted(document.languageId, settings, this.workspace)) return undefined;
+    const position = editor.selection.active;
+    if (known?.version === document.version && samePosition(known.position, position)) return known;
+    // What the provider reads: a notebook cell with the code cells above it.
+    const source = completionSource(this.workspace, document, position);
+    if (tooLargeForCompletions(documentLength(source.document)) !== undefined) return undefined;
+    const text = promptText(source.document, source.position, settings);
+    if (binaryLooking(text) !== undefined) return undefined;
+    return { version: document.version, position, sequence: source.sequence, text, prompts: this.prompts.at(text, source.sequence, settings) };
   }
 
   /**
@@ -150,34 +176,35 @@ export class CompletionWarmer extends Disposable {
       this.followAgain = true;
       return;
     }
-    if (this.window.activeTextEditor !== editor || !this.wanted(editor)) return;
+    const followed = this.window.activeTextEditor === editor ? this.promptsAt(editor) : undefined;
+    if (followed === undefined) return;
     const settings = this.settings();
-    const sequence = editor.document.uri.toString();
-    const { prompt, quick } = this.prompts.at(editor.document, sequence, editor.selection.active, settings);
+    const { sequence, prompts: { prompt, quick } } = followed;
     this.following = true;
     this.followAgain = false;
     void this.prefill(sequence, undefined, prompt, settings, { quick, nextOnly: true }).finally(() => {
       this.following = false;
       const now = this.window.activeTextEditor;
       if (now?.document !== editor.document) return;
-      // Typed meanwhile: follow that first. Else the worker is free until the next keystroke: read the window.
+      // Typed meanwhile: follow that first. Else the worker is free until the next keystroke: read the window
+      // (from the prompts just followed, when nothing changed since).
       if (this.followAgain) this.follow(now);
-      else void this.warm(now);
+      else void this.warm(now, followed);
     });
   }
 
-  private async warm(editor: vscode.TextEditor): Promise<void> {
-    if (!this.wanted(editor)) return;
-    const document = editor.document;
+  private async warm(editor: vscode.TextEditor, known?: CursorPrompts): Promise<void> {
+    const found = this.promptsAt(editor, known);
+    if (found === undefined) return;
+    const { text, position, sequence, prompts: { prompt, quick } } = found;
     const settings = this.settings();
-    const sequence = document.uri.toString();
-    const position = editor.selection.active;
-    const { prompt, quick } = this.prompts.at(document, sequence, position, settings);
     // The window the prompt moves to once the user has typed LOOK_AHEAD_TOKENS more (what a smaller budget gives
     // now), into a window of its own in the worker. Read first: typing is about to make it the window requests use,
-    // and what was read of the one they use now is lost when it moves (a window is re-read from its start).
+    // and what was read of the one they use now is lost when it moves (a window is re-read from its start). None
+    // while all the text before the cursor fits that smaller budget: the window is that text either way.
     const lookAheadBudget = settings.contextTokens - LOOK_AHEAD_TOKENS;
-    const ahead = lookAheadBudget >= LOOK_AHEAD_TOKENS ? completionPromptAt(document, position, { ...settings, contextTokens: lookAheadBudget }).prompt : prompt;
+    const fitsWhole = text.beforeStart === 0 && estimateTokens(text.before) <= lookAheadBudget;
+    const ahead = lookAheadBudget >= LOOK_AHEAD_TOKENS && !fitsWhole ? windowOf(text, lookAheadBudget) : prompt;
     const reads: [WarmUpKind, string, PrefillOptions][] = ahead === prompt ? [['window', prompt, { quick }]] : [['ahead', ahead, {}], ['window', prompt, { quick }]];
     for (const [kind, text, options] of reads) {
       const warmed = await this.prefill(sequence, kind, text, settings, options);
@@ -188,8 +215,7 @@ export class CompletionWarmer extends Disposable {
   }
 
   private stillAt(editor: vscode.TextEditor, position: vscode.Position): boolean {
-    const now = editor.selection.active;
-    return this.window.activeTextEditor === editor && now.line === position.line && now.character === position.character;
+    return this.window.activeTextEditor === editor && samePosition(editor.selection.active, position);
   }
 
   /**
@@ -221,4 +247,8 @@ export class CompletionWarmer extends Disposable {
     if (kind && this.warmed.get(key) === prompt) this.warmed.delete(key);
     return answer?.outcome ?? 'failed';
   }
+}
+
+function samePosition(a: vscode.Position, b: vscode.Position): boolean {
+  return a.line === b.line && a.character === b.character;
 }

@@ -405,70 +405,86 @@ describe('postprocessCompletion: the text around the cursor', () => {
 
 describe('CompletionCache', () => {
   const prefix = 'def area(r):\n    ';
+  // All of the text before the cursor, as completions read it from a small file.
+  const set = (cache: CompletionCache, before: string, completion: string): void => cache.set({ before, beforeStart: 0 }, completion);
+  const lookup = (cache: CompletionCache, before: string): string | undefined => cache.lookup({ before, beforeStart: 0 });
 
   test('the exact prefix gets the whole suggestion; typing into it serves the rest', () => {
     const cache = new CompletionCache();
-    cache.set(prefix, 'return 3.14 * r * r');
-    assert.equal(cache.lookup(prefix), 'return 3.14 * r * r');
-    assert.equal(cache.lookup(prefix + 'ret'), 'urn 3.14 * r * r');
-    assert.equal(cache.lookup(prefix + 'return '), '3.14 * r * r'); // accept by word
-    assert.equal(cache.lookup(prefix + 'return 3.14 * r * '), 'r');
+    set(cache, prefix, 'return 3.14 * r * r');
+    assert.equal(lookup(cache, prefix), 'return 3.14 * r * r');
+    assert.equal(lookup(cache, prefix + 'ret'), 'urn 3.14 * r * r');
+    assert.equal(lookup(cache, prefix + 'return '), '3.14 * r * r'); // accept by word
+    assert.equal(lookup(cache, prefix + 'return 3.14 * r * '), 'r');
   });
 
   test('no answer when the typing leaves the suggestion, completes it, or the prefix is different', () => {
     const cache = new CompletionCache();
-    cache.set(prefix, 'return 3.14 * r * r');
-    assert.equal(cache.lookup(prefix + 'x'), undefined);
-    assert.equal(cache.lookup(prefix + 'return 3.14 * r * r'), undefined);
-    assert.equal(cache.lookup('def area(d):\n    '), undefined);
-    assert.equal(cache.lookup(prefix.slice(0, -1)), undefined);
+    set(cache, prefix, 'return 3.14 * r * r');
+    assert.equal(lookup(cache, prefix + 'x'), undefined);
+    assert.equal(lookup(cache, prefix + 'return 3.14 * r * r'), undefined);
+    assert.equal(lookup(cache, 'def area(d):\n    '), undefined);
+    assert.equal(lookup(cache, prefix.slice(0, -1)), undefined);
   });
 
   test('an empty suggestion is remembered for its exact prefix', () => {
     const cache = new CompletionCache();
-    cache.set('x = 1\n', '');
-    assert.equal(cache.lookup('x = 1\n'), '');
-    assert.equal(cache.lookup('x = 1\ny'), undefined);
+    set(cache, 'x = 1\n', '');
+    assert.equal(lookup(cache, 'x = 1\n'), '');
+    assert.equal(lookup(cache, 'x = 1\ny'), undefined);
   });
 
   test('accept by line: the multi-line suggestion goes on', () => {
     const cache = new CompletionCache();
-    cache.set('def f(xs):\n    ', 'total = 0\n    for x in xs:\n        total += x\n    return total');
-    assert.equal(cache.lookup('def f(xs):\n    total = 0\n'), '    for x in xs:\n        total += x\n    return total');
+    set(cache, 'def f(xs):\n    ', 'total = 0\n    for x in xs:\n        total += x\n    return total');
+    assert.equal(lookup(cache, 'def f(xs):\n    total = 0\n'), '    for x in xs:\n        total += x\n    return total');
   });
 
   test('the longest cached prefix wins; among equal ones the most recent', () => {
     const cache = new CompletionCache();
-    cache.set('print(', 'len(xs))');
-    cache.set('print(len(', 'items))');
-    assert.equal(cache.lookup('print(len('), 'items))');
-    assert.equal(cache.lookup('print(len(x'), 's))');
-    cache.set('print(len(', 'rows))');
-    assert.equal(cache.lookup('print(len('), 'rows))');
+    set(cache, 'print(', 'len(xs))');
+    set(cache, 'print(len(', 'items))');
+    assert.equal(lookup(cache, 'print(len('), 'items))');
+    assert.equal(lookup(cache, 'print(len(x'), 's))');
+    set(cache, 'print(len(', 'rows))');
+    assert.equal(lookup(cache, 'print(len('), 'rows))');
   });
 
   test('least recently used entries are evicted first', () => {
     const cache = new CompletionCache(2);
-    cache.set('a = ', '1');
-    cache.set('b = ', '2');
-    assert.equal(cache.lookup('a = '), '1'); // a is now the most recent
-    cache.set('c = ', '3');
-    assert.equal(cache.lookup('b = '), undefined);
-    assert.equal(cache.lookup('a = '), '1');
-    assert.equal(cache.lookup('c = '), '3');
+    set(cache, 'a = ', '1');
+    set(cache, 'b = ', '2');
+    assert.equal(lookup(cache, 'a = '), '1'); // a is now the most recent
+    set(cache, 'c = ', '3');
+    assert.equal(lookup(cache, 'b = '), undefined);
+    assert.equal(lookup(cache, 'a = '), '1');
+    assert.equal(lookup(cache, 'c = '), '3');
   });
 
-  test('whole-file prefixes: the same end of file with a different beginning never matches', () => {
-    const ending = functions(100); // longer than the verbatim tail an entry keeps
+  test('whole-file prefixes: the same end of file with a different beginning (within the last 4 KB) never matches', () => {
+    const ending = functions(50); // longer than the verbatim tail an entry keeps, shorter than what it hashes too
     const fileA = `import os\n${ending}def main():\n    `;
     const fileB = `import re\n${ending}def main():\n    `; // same length, same last characters
     assert.equal(fileA.length, fileB.length);
     const cache = new CompletionCache();
-    cache.set(fileA, 'print(os.getcwd())');
-    assert.equal(cache.lookup(fileB), undefined);
-    assert.equal(cache.lookup(fileB + 'print('), undefined);
-    assert.equal(cache.lookup(fileA + 'print('), 'os.getcwd())');
+    set(cache, fileA, 'print(os.getcwd())');
+    assert.equal(lookup(cache, fileB), undefined);
+    assert.equal(lookup(cache, fileB + 'print('), undefined);
+    assert.equal(lookup(cache, fileA + 'print('), 'os.getcwd())');
     cache.clear();
-    assert.equal(cache.lookup(fileA), undefined);
+    assert.equal(lookup(cache, fileA), undefined);
+  });
+
+  test('in a large file, where only the end of the text before the cursor is read: typing into the suggestion is served, a different text is not', () => {
+    const text = functions(2000); // ≈ 110 KB: read from its end on
+    const readFrom = (start: number, typed = ''): { before: string; beforeStart: number } => ({ before: text.slice(start) + typed, beforeStart: start });
+    const cache = new CompletionCache();
+    cache.set(readFrom(70_000), 'def main():');
+    // Typing moves the start of what is read on (a window of the same length).
+    assert.equal(cache.lookup(readFrom(70_004, 'def ')), 'main():');
+    assert.equal(cache.lookup(readFrom(70_000)), 'def main():');
+    // Edited 3 KB before the cursor, same length: not served.
+    const edited = text.slice(70_000, text.length - 3000) + 'X' + text.slice(text.length - 2999);
+    assert.equal(cache.lookup({ before: edited, beforeStart: 70_000 }), undefined);
   });
 });

@@ -15,24 +15,21 @@ import {
 import { CompletionPipeline, completionsWanted, firstLineText, MAX_DOCUMENT_CHARS, type CancellationSignal, type CompletionRequest, type ScopedConfiguration } from '../../src/completion/pipeline';
 import { COMPLETION_STOPS } from '../../src/completion/postprocess';
 import { PrefillRate } from '../../src/completion/prefillRate';
-import { CompletionPrompts, type PromptDocument } from '../../src/completion/requestPrompts';
+import { CompletionPrompts } from '../../src/completion/requestPrompts';
+import { buildCompletionPrompt } from '../../src/completion/context';
+import { estimateTokens } from '../../src/completion/tokenEstimate';
 import { DEFAULT_SETTINGS, type Settings } from '../../src/settings/settings';
 import { PhiDecoder } from '../../src/inference/decoder';
 import { Generator } from '../../src/inference/generator';
 import type { GenerationParams, GenerationStats } from '../../src/protocol';
+import { TextDocumentModel } from '../support/textDocument';
+import { generatedPython } from '../support/pythonSource';
 import { openScriptedDecoder } from '../support/tinyDecoder';
 
 /** A document of `text` with the cursor at its end, as the pipeline reads a vscode.TextDocument. */
-function documentOf(text: string, languageId = 'python'): { document: PromptDocument; position: vscode.Position } {
-  const lines = text.split('\n');
-  const position = { line: lines.length - 1, character: lines[lines.length - 1].length } as vscode.Position;
-  const document: PromptDocument = {
-    getText: () => text,
-    offsetAt: (at: vscode.Position) => lines.slice(0, at.line).reduce((sum, line) => sum + line.length + 1, 0) + at.character,
-    languageId,
-    fileName: '/work/main.py',
-  };
-  return { document, position };
+function documentOf(text: string, languageId = 'python'): { document: TextDocumentModel; position: vscode.Position } {
+  const document = new TextDocumentModel(text, languageId);
+  return { document, position: document.end };
 }
 
 /** VS Code's cancellation token, cancelled by `cancel()`. */
@@ -81,11 +78,11 @@ class Recorder {
   }
 }
 
-function pipelineWith(backend: CompletionBackend, recorder: Recorder, settings: Settings = DEFAULT_SETTINGS, configuration = configurationWith()): CompletionPipeline {
+function pipelineWith(backend: CompletionBackend, recorder: Recorder, settings: Settings = DEFAULT_SETTINGS, configuration = configurationWith(), onNotice?: (message: string) => void): CompletionPipeline {
   const prefillRate = new PrefillRate();
   return new CompletionPipeline({
     backend, settings: () => settings, configuration, prompts: new CompletionPrompts(prefillRate), prefillRate,
-    ensureModel: () => Promise.resolve(true), log: recorder.log, onActivity: (activity) => recorder.activity.push(activity),
+    ensureModel: () => Promise.resolve(true), log: recorder.log, onActivity: (activity) => recorder.activity.push(activity), onNotice,
   });
 }
 
@@ -192,24 +189,60 @@ describe('completion pipeline stages', () => {
     const recorder = new Recorder();
     const notices: string[] = [];
     const backend = new StreamingBackend(['x\n']);
-    const prefillRate = new PrefillRate();
-    const pipeline = new CompletionPipeline({
-      backend, settings: () => DEFAULT_SETTINGS, configuration: configurationWith(), prompts: new CompletionPrompts(prefillRate), prefillRate,
-      ensureModel: () => Promise.resolve(true), log: recorder.log, onNotice: (message) => notices.push(message),
-    });
+    const pipeline = pipelineWith(backend, recorder, DEFAULT_SETTINGS, configurationWith(), (message) => notices.push(message));
     const huge = requestAt('x = ', recorder);
     const request: CompletionRequest = {
       ...huge,
       length: MAX_DOCUMENT_CHARS + 1,
-      document: { ...huge.document, getText: () => assert.fail('the text of a document too large is not read') },
+      document: { languageId: 'python', fileName: '/work/main.py', lineCount: 1, lineAt: () => assert.fail('the text of a document too large is not read'), offsetAt: () => assert.fail('not read either') },
     };
     assert.equal(await pipeline.complete(request, new Cancellation()), undefined);
     assert.equal(await pipeline.complete(request, new Cancellation()), undefined);
     assert.equal(backend.asked.length, 0);
-    assert.deepEqual(notices, ['phi-complete: no completions in this file: it has 1.0 million characters (the limit is 1 million)']);
+    assert.deepEqual(notices, ['phi-complete: no completions in this file: it has 25.0 million characters (the limit is 25 million)']);
     // At the limit, completions as usual.
     assert.equal(await pipeline.complete({ ...huge, length: MAX_DOCUMENT_CHARS }, new Cancellation()), 'x');
     assert.equal(backend.asked.length, 1);
+  });
+
+  test('a binary-looking document (a NUL, or mostly characters that are not text): nothing is asked, and the user is told once', async () => {
+    const recorder = new Recorder();
+    const notices: string[] = [];
+    const backend = new StreamingBackend(['x\n']);
+    const pipeline = pipelineWith(backend, recorder, DEFAULT_SETTINGS, configurationWith(), (message) => notices.push(message));
+    const withNul = { ...requestAt('PK\u0003\u0004\u0000\u0000data = ', recorder), sequence: 'file:///work/archive.py' };
+    const undecoded = { ...requestAt('\ufffd\ufffdELF\ufffd\u0001\u0002\ufffd\ufffd\n\ufffd\ufffd\ufffd\ufffdx = ', recorder), sequence: 'file:///work/binary.py' };
+    for (const request of [withNul, withNul, undecoded]) assert.equal(await pipeline.complete(request, new Cancellation()), undefined);
+    assert.equal(backend.asked.length, 0);
+    const notice = 'phi-complete: no completions in this file: it looks binary (NUL or other non-text characters)';
+    assert.deepEqual(notices, [notice, notice]);
+    // A form feed and an escape in a Python file are text: completions as usual.
+    assert.equal(await pipeline.complete(requestAt('\f\n# \u001b[1m bold\nx = ', recorder), new Cancellation()), 'x');
+    assert.equal(backend.asked.length, 1);
+  });
+
+  test('a large document (3 MB): the prompt sent is the whole text\'s window, and the text is never copied whole', async () => {
+    const recorder = new Recorder();
+    const backend = new StreamingBackend(['x\n']);
+    const text = generatedPython(3_000_000) + 'def last(values):\n    return ';
+    const request = requestAt(text, recorder);
+    (request.document as TextDocumentModel).getText = () => assert.fail('the whole text is not read');
+    assert.equal(await pipelineWith(backend, recorder).complete(request, new Cancellation()), 'x');
+    const window = buildCompletionPrompt({ prefix: text, suffix: '', languageId: 'python', fileName: '/work/main.py', tokenBudget: DEFAULT_SETTINGS.contextTokens, countTokens: estimateTokens }).prompt;
+    assert.equal(backend.asked[0].prompt, window);
+    assert.ok(window.startsWith('"""Generated module') && window.endsWith('def last(values):\n    return '), 'the header, then the lines before the cursor');
+  });
+
+  test('a minified file, one line of 3 MB: the prompt sent is the end of the line that fits, and the text is never copied whole', async () => {
+    const recorder = new Recorder();
+    const backend = new StreamingBackend(['x\n']);
+    const line = 'DATA = [' + Array.from({ length: 400_000 }, (_, i) => i % 1000).join(', ') + ', ';
+    const request = requestAt(line, recorder);
+    (request.document as TextDocumentModel).getText = () => assert.fail('the whole text is not read');
+    assert.equal(await pipelineWith(backend, recorder).complete(request, new Cancellation()), 'x');
+    const sent = backend.asked[0].prompt;
+    assert.equal(sent, line.slice(line.length - sent.length), 'the end of the line');
+    assert.ok(sent.length > 3000 && estimateTokens(sent) <= DEFAULT_SETTINGS.contextTokens, `${sent.length} characters`);
   });
 
   test('nothing is asked of the backend where completions are not wanted', async () => {

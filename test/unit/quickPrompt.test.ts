@@ -10,9 +10,10 @@ import { PhiDecoder } from '../../src/inference/decoder';
 import { Generator, type GenerationRequest, type GenerationResult } from '../../src/inference/generator';
 import { PrefillRate } from '../../src/completion/prefillRate';
 import { QUICK_GROWTH, QuickPromptStarts } from '../../src/completion/quickPrompt';
-import { CompletionPrompts, type PromptDocument } from '../../src/completion/requestPrompts';
+import { CompletionPrompts, promptText } from '../../src/completion/requestPrompts';
 import { DEFAULT_SETTINGS } from '../../src/settings/settings';
 import { PhiTokenizer } from '../../src/tokenizer/tokenizer';
+import { TextDocumentModel } from '../support/textDocument';
 import { openScriptedDecoder, openTinyDecoder } from '../support/tinyDecoder';
 
 /** A module's text before the cursor, and the last lines of it: the quick prompt for the same place. */
@@ -271,16 +272,19 @@ describe('where a quick prompt starts', () => {
     return prefix.slice(starts.at(-n - 1) ?? 0);
   };
 
+  /** All of the text before the cursor, as completions read it from a small file. */
+  const whole = (before: string): { before: string; beforeStart: number } => ({ before, beforeStart: 0 });
+
   test('typing on extends the quick window from the same start, until it has grown QUICK_GROWTH budgets', () => {
     const starts = new QuickPromptStarts();
     const budget = 3 * (lines[0].length + 1);
-    const first = starts.promptFor('a.py', text, budget, lastLines(text, 3));
+    const first = starts.promptFor('a.py', whole(text), budget, lastLines(text, 3));
     assert.equal(first, lines.slice(37).join('\n') + '\n');
     let prefix = text;
     let grown = 0;
     for (let i = 0; i < 40; i++) {
       prefix += `more_${i} = ${i}\n`;
-      const prompt = starts.promptFor('a.py', prefix, budget, lastLines(prefix, 3));
+      const prompt = starts.promptFor('a.py', whole(prefix), budget, lastLines(prefix, 3));
       if (!prompt.startsWith(first)) break;
       assert.equal(prompt, prefix.slice(text.length - first.length), 'the kept start, through what was typed');
       grown = prompt.length;
@@ -291,26 +295,21 @@ describe('where a quick prompt starts', () => {
   test('an edit above the start, a header in front, or another document starts afresh', () => {
     const starts = new QuickPromptStarts();
     const budget = 200;
-    starts.promptFor('a.py', text, budget, lastLines(text, 3));
+    starts.promptFor('a.py', whole(text), budget, lastLines(text, 3));
     // A line inserted above: the kept offset now falls on other text.
     const edited = 'import os\n' + text + 'x = 1\n';
-    assert.equal(starts.promptFor('a.py', edited, budget, lastLines(edited, 2)), lines.slice(39).join('\n') + '\nx = 1\n');
+    assert.equal(starts.promptFor('a.py', whole(edited), budget, lastLines(edited, 2)), lines.slice(39).join('\n') + '\nx = 1\n');
     // A prompt that is not a tail of the text (the builder put the header in front) is used but not kept.
     const withHeader = 'import os\n\n' + lines[39] + '\n';
-    assert.equal(starts.promptFor('b.py', text, budget, () => withHeader), withHeader);
-    assert.equal(starts.promptFor('b.py', text + 'y = 2\n', budget, () => 'fresh'), 'fresh');
+    assert.equal(starts.promptFor('b.py', whole(text), budget, () => withHeader), withHeader);
+    assert.equal(starts.promptFor('b.py', whole(text + 'y = 2\n'), budget, () => 'fresh'), 'fresh');
   });
 
   test('in a CRLF file: the model gets LF text, and typing on keeps the quick window\'s start as in an LF file', () => {
     const prompts = { lf: new CompletionPrompts(new PrefillRate()), crlf: new CompletionPrompts(new PrefillRate()) };
-    const documentOf = (body: string): PromptDocument => ({
-      getText: () => body,
-      offsetAt: () => body.length,
-      languageId: 'python',
-      fileName: '/work/a.py',
-    });
     const quickFor = (eol: 'lf' | 'crlf', body: string): string => {
-      const quick = prompts[eol].at(documentOf(eol === 'crlf' ? body.replace(/\n/g, '\r\n') : body), 'file:///work/a.py', { line: 0, character: 0 } as never, DEFAULT_SETTINGS).quick;
+      const document = new TextDocumentModel(eol === 'crlf' ? body.replace(/\n/g, '\r\n') : body, 'python', '/work/a.py');
+      const quick = prompts[eol].at(promptText(document, document.end, DEFAULT_SETTINGS), 'file:///work/a.py', DEFAULT_SETTINGS).quick;
       assert.ok(quick, 'a quick prompt (the window is much larger than what is read in QUICK_READ_MS)');
       return quick.prompt;
     };

@@ -8,10 +8,12 @@ import type * as vscode from 'vscode';
 import type { WorkerState } from '../../src/client/workerClient';
 import { CompletionWarmer, LOOK_AHEAD_TOKENS, type WarmerWindow, type WarmerWorkspace, type WarmTarget } from '../../src/completion/warmer';
 import { PrefillRate } from '../../src/completion/prefillRate';
-import { CompletionPrompts, completionPromptAt } from '../../src/completion/requestPrompts';
+import type { NotebookWorkspace } from '../../src/completion/notebookText';
+import { CompletionPrompts, completionPromptAt, promptText } from '../../src/completion/requestPrompts';
 import { MAX_DOCUMENT_CHARS } from '../../src/completion/pipeline';
 import type { PrefilledEvent, PrefillOptions, PrefillOutcome } from '../../src/protocol';
 import { DEFAULT_SETTINGS, type Settings } from '../../src/settings/settings';
+import { TextDocumentModel } from '../support/textDocument';
 
 const REST = 30;
 const TEXT = 'import os\n\n\ndef main():\n    return os.getcwd()\n';
@@ -35,8 +37,8 @@ class Emitter<T> {
 interface Position { readonly line: number; readonly character: number }
 
 interface FakeDocument {
-  uri: { toString(): string }; version: number; languageId: string; fileName: string; text: string; getText(): string; offsetAt(position: Position): number;
-  readonly lineCount: number; lineAt(line: number): { range: { end: Position } };
+  uri: { scheme: string; toString(): string }; version: number; languageId: string; fileName: string; text: string; getText(): string; offsetAt(position: Position): number;
+  readonly lineCount: number; lineAt(line: number): { text: string; range: { start: Position; end: Position } };
   /** When set, the length VS Code would report (a document too large to build here). */
   length?: number;
 }
@@ -47,7 +49,7 @@ function fakeEditor(text: string, at: Position, languageId = 'python', uri = 'fi
   let document = documents.get(uri);
   if (!document) {
     const created: FakeDocument = {
-      uri: { toString: () => uri },
+      uri: { scheme: uri.slice(0, uri.indexOf(':')), toString: () => uri },
       version: 1,
       languageId,
       fileName: uri.replace('file://', ''),
@@ -57,7 +59,10 @@ function fakeEditor(text: string, at: Position, languageId = 'python', uri = 'fi
       get lineCount() {
         return created.text.split('\n').length;
       },
-      lineAt: (line: number) => ({ range: { end: created.length !== undefined ? { line: Infinity, character: 0 } : { line, character: created.text.split('\n')[line].length } } }),
+      lineAt: (line: number) => {
+        const lineText = created.text.split('\n')[line];
+        return { text: lineText, range: { start: { line, character: 0 }, end: created.length !== undefined ? { line: Infinity, character: 0 } : { line, character: lineText.length } } };
+      },
     };
     document = created;
     documents.set(uri, document);
@@ -78,6 +83,7 @@ class Harness {
   readonly enableFor = new Map<string, boolean>();
   readonly workspace = {
     getConfiguration: (_section: string, scope: { languageId: string }) => ({ get: <T>(key: string, fallback: T): T => (key === 'enable' && this.enableFor.has(scope.languageId) ? this.enableFor.get(scope.languageId) as T : fallback) }),
+    notebookDocuments: [] as NotebookWorkspace['notebookDocuments'][number][],
   };
   settings: Settings = DEFAULT_SETTINGS;
   readonly prefills: { sequence: string; prompt: string; maxNewTokens: number }[] = [];
@@ -154,7 +160,7 @@ describe('completion warmer', () => {
     harness.hold = new Promise((resolve) => (release = resolve));
     let editor = type('r');
     assert.equal(harness.prefills.length, 1, 'the first edit is read at once');
-    const expected = harness.prompts.at(editor.document, 'file:///work/main.py', editor.selection.active, DEFAULT_SETTINGS);
+    const expected = harness.prompts.at(promptText(editor.document, editor.selection.active, DEFAULT_SETTINGS), 'file:///work/main.py', DEFAULT_SETTINGS);
     assert.deepEqual(harness.prefills[0], { sequence: 'file:///work/main.py', prompt: expected.prompt, maxNewTokens: DEFAULT_SETTINGS.completionMaxTokens });
     assert.deepEqual(harness.options[0], { quick: expected.quick, nextOnly: true });
     for (const typed of 'eturn os') editor = type(typed);
@@ -165,7 +171,7 @@ describe('completion warmer', () => {
     assert.equal(harness.prefills[1].prompt, text, 'then one for the text typed meanwhile');
     assert.equal(harness.options[1].nextOnly, true);
     assert.equal(harness.prefills.length, 3, 'and, nothing typed since, the whole window');
-    assert.deepEqual(harness.options[2], { quick: harness.prompts.at(editor.document, 'file:///work/main.py', editor.selection.active, DEFAULT_SETTINGS).quick });
+    assert.deepEqual(harness.options[2], { quick: harness.prompts.at(promptText(editor.document, editor.selection.active, DEFAULT_SETTINGS), 'file:///work/main.py', DEFAULT_SETTINGS).quick });
     assert.equal(harness.prefills[2].prompt, text);
     const before = harness.options.length;
     for (const typed of '.getcwd()') {
@@ -331,6 +337,32 @@ describe('completion warmer', () => {
     harness.moveTo(editor);
     await rest();
     assert.equal(harness.prefills.length, 1, 'at the limit, as usual');
+  });
+
+  test('no warm-up, resting or typing, for a binary-looking document (NUL bytes)', async () => {
+    harness = new Harness();
+    const binary = 'PK\u0003\u0004\u0000\u0000\u0000\n\u0000\u0001x = ';
+    const uri = 'file:///work/archive.py';
+    harness.activate(fakeEditor(binary, { line: 1, character: 6 }, 'python', uri));
+    await rest();
+    harness.moveTo(fakeEditor(binary + '1', { line: 1, character: 7 }, 'python', uri)); // typed
+    await rest();
+    assert.equal(harness.prefills.length, 0);
+    // The same document as text: warmed as usual.
+    harness.moveTo(fakeEditor('import os\nx = 1', { line: 1, character: 5 }, 'python', uri));
+    await rest();
+    assert.ok(harness.prefills.length > 0);
+  });
+
+  test('in a notebook cell: the warm-up reads the code cells above it, in the notebook\'s sequence', async () => {
+    harness = new Harness();
+    const notebook = 'file:///work/analysis.ipynb';
+    const above = new TextDocumentModel('import os\nroot = os.getcwd()', 'python', '/work/analysis.ipynb');
+    const editor = fakeEditor('print(ro', { line: 0, character: 8 }, 'python', 'vscode-notebook-cell:/work/analysis.ipynb#cell1');
+    harness.workspace.notebookDocuments.push({ uri: { toString: () => notebook }, getCells: () => [{ document: above }, { document: editor.document }] });
+    harness.activate(editor);
+    await rest();
+    assert.deepEqual(harness.prefills.map((p) => [p.sequence, p.prompt]), [[notebook, 'import os\nroot = os.getcwd()\n\nprint(ro']]);
   });
 
   test('disposed: no more warm-ups, and its listeners are gone', async () => {

@@ -14,7 +14,8 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { inProcessBackend } from '../../../src/completion/backend';
 import { completionParams, shapeSuggestion } from '../../../src/completion/pipeline';
-import { completionPromptAt, type PromptDocument } from '../../../src/completion/requestPrompts';
+import { completionPromptAt } from '../../../src/completion/requestPrompts';
+import { TextDocumentModel } from '../../support/textDocument';
 import { buildExplainPrompt, EXPLAIN_STOPS } from '../../../src/explain/explainPrompt';
 import { PhiDecoder } from '../../../src/inference/decoder';
 import { DEFAULT_SEQUENCE, Generator } from '../../../src/inference/generator';
@@ -81,11 +82,10 @@ export class Engine {
    * pipeline's stages (src/completion/pipeline.ts) with this process's engine as the backend.
    */
   async expected(text: string, offset: number, fileName: string, settings: Settings): Promise<string> {
-    const document: PromptDocument = { getText: () => text, offsetAt: () => offset, languageId: 'python', fileName };
-    // The position is only passed on to document.offsetAt, which knows the cursor already.
-    const { prompt, prefix, suffix } = completionPromptAt(document, new vscode.Position(0, 0), settings);
+    const document = new TextDocumentModel(text, 'python', fileName);
+    const { prompt, text: around } = completionPromptAt(document, document.positionAt(offset), settings);
     const result = await inProcessBackend(this.generator).generate(prompt, completionParams(settings), () => undefined, new AbortController().signal, DEFAULT_SEQUENCE);
-    return shapeSuggestion(result.text, { prefix, suffix, eol: '\n', languageId: 'python' });
+    return shapeSuggestion(result.text, { prefix: around.before, suffix: around.after, eol: '\n', languageId: 'python' });
   }
 
   /** The explanation the Explain Selection panel should show for `code` (before Markdown rendering). */
