@@ -101,7 +101,7 @@ export class PhiDecoder {
     if (cache.kvOutputs !== this.kvOutputs) throw new Error('PhiDecoder.forward: the cache was not made by this decoder (createCache)');
     const seq = tokenIds.length;
     const filled = cache.length;
-    cache.reserve(seq);
+    cache.layOutFor(seq);
     const mergeInputs = cache.mergeInputs();
     if (mergeInputs) cache.takeMerged(await this.merge(mergeInputs));
     const mask = cache.attentionMask(seq);

@@ -63,6 +63,8 @@ export interface DecoderCache {
   projectedBytes(rows: number): number;
   /** Makes room for `rows` more positions (or checks that they fit in the model). */
   reserve(rows: number): void;
+  /** Before a pass over `rows` new tokens (their room reserved): lays the cache out for what the pass must read. */
+  layOutFor(rows: number): void;
   /** Forgets every position from `n` on. */
   rewindTo(n: number): void;
   /** The attention mask of a pass over `newRows` tokens: 1 at cached positions and new tokens, 0 elsewhere. */
@@ -123,6 +125,11 @@ export abstract class CachedPositions implements DecoderCache {
   /** Makes room for `rows` more positions (or checks that they fit in the model). */
   abstract reserve(rows: number): void;
 
+  /** Before a pass over `rows` new tokens: nothing to do where the cache holds exactly its positions. */
+  layOutFor(rows: number): void {
+    this.checkRoom(rows);
+  }
+
   /** The attention mask of a pass over `newRows` tokens: 1 at cached positions and new tokens, 0 at unused or forgotten slots. */
   abstract attentionMask(newRows: number): BigInt64Array;
 
@@ -180,15 +187,35 @@ function copyPositions(plane: KvPlane, heads: number, from: KvArray, fromSlots: 
 }
 
 /**
+ * Moves `positions` positions of every head within `buffer` from a layout of `fromSlots` positions a head to one of
+ * `toSlots` (more): the last head first, so that no run is overwritten before it has moved.
+ */
+function spreadPositions(plane: KvPlane, heads: number, buffer: KvArray, fromSlots: number, toSlots: number, positions: number): void {
+  const runs = plane.transposed ? heads * plane.width : heads;
+  const run = plane.transposed ? positions : positions * plane.width;
+  const fromStride = plane.transposed ? fromSlots : fromSlots * plane.width;
+  const toStride = plane.transposed ? toSlots : toSlots * plane.width;
+  for (let r = runs - 1; r > 0; r--) buffer.copyWithin(r * toStride, r * fromStride, r * fromStride + run);
+}
+
+/**
  * The decoder's key/value cache. Every layer's tensors (its planes) live in preallocated buffers with room
  * for `capacity` positions, handed to ONNX Runtime as `past_key_values.*` without a copy; the first `length`
  * positions are filled and the rest are masked out by the attention mask. New rows returned by the graph
  * are appended in place, so a decode step copies only the new token's rows, whatever the context.
+ *
+ * A pass reads `slotsRead` positions a head, not always all of the room: while a long prompt is read into a cache
+ * sized for the whole request, its heads are laid out in a smaller room that doubles as it fills (the rows move
+ * within the same buffers, a few times a prompt), so that attention does not run over a thousand empty slots for
+ * every chunk of the prompt's start.
  */
 export class KvCache extends CachedPositions {
   /** buffers[layer][plane] */
   private buffers: KvArray[][] = [];
+  /** Positions a head has room for in the buffers. */
   private slots = 0;
+  /** Positions a head holds in the buffers' layout now (≤ slots): what a pass reads. */
+  private layoutSlots = 0;
 
   constructor(layers: number, heads: number, planes: readonly KvPlane[], maxLength: number) {
     super(layers, heads, planes, maxLength);
@@ -200,7 +227,12 @@ export class KvCache extends CachedPositions {
     return this.slots;
   }
 
-  /** Layer's buffer for `planes[plane]`, holding `capacity` positions. */
+  /** Positions a head holds in the buffers' layout now (≤ capacity): what a pass reads. */
+  get slotsRead(): number {
+    return this.layoutSlots;
+  }
+
+  /** Layer's buffer for `planes[plane]`, laid out with `slotsRead` positions a head. */
   buffer(layer: number, plane: number): KvArray {
     return this.buffers[layer][plane];
   }
@@ -223,8 +255,14 @@ export class KvCache extends CachedPositions {
   reserve(rows: number): void {
     this.checkRoom(rows);
     const needed = this.filled + rows;
-    if (needed <= this.slots) return;
-    this.resize(this.slotsFor(needed));
+    if (needed > this.slots) this.resize(this.slotsFor(needed));
+  }
+
+  /** Before a pass over `rows` new tokens: the layout holds them (see slotsRead). */
+  override layOutFor(rows: number): void {
+    this.reserve(rows);
+    const needed = this.filled + rows;
+    if (needed > this.layoutSlots) this.spread(this.layoutFor(needed, this.slots));
   }
 
   readonly kvOutputs = 'present_rows';
@@ -242,27 +280,28 @@ export class KvCache extends CachedPositions {
       || source.planes.some((plane, p) => plane.width !== this.planes[p].width || plane.dtype !== this.planes[p].dtype || plane.transposed !== this.planes[p].transposed)) {
       throw new Error('KvCache.copyPrefixFrom: the source cache has another shape');
     }
-    this.reserve(rows);
+    this.layOutFor(rows);
     for (let layer = 0; layer < this.layers; layer++) {
-      this.planes.forEach((plane, p) => copyPositions(plane, this.heads, source.buffers[layer][p], source.slots, this.buffers[layer][p], this.slots, 0, rows));
+      this.planes.forEach((plane, p) => copyPositions(plane, this.heads, source.buffers[layer][p], source.layoutSlots, this.buffers[layer][p], this.layoutSlots, 0, rows));
     }
     this.filled = rows;
   }
 
-  /** Slots [0, length) hold the context, [length, capacity) are unused or forgotten, then come the new tokens. */
+  /** Slots [0, length) hold the context, [length, slotsRead) are unused or forgotten, then come the new tokens. */
   attentionMask(newRows: number): BigInt64Array {
-    const mask = new BigInt64Array(this.slots + newRows);
+    const mask = new BigInt64Array(this.layoutSlots + newRows);
     mask.fill(1n, 0, this.filled);
-    mask.fill(1n, this.slots);
+    mask.fill(1n, this.layoutSlots);
     return mask;
   }
 
-  /** Every layer's buffers, whole: the positions past `length` are masked out (attentionMask). */
+  /** Every layer's buffers as laid out now (slotsRead positions a head): the positions past `length` are masked out (attentionMask). */
   pastInputs(): NamedTensors {
     const inputs: Record<string, ort.Tensor> = {};
     for (let layer = 0; layer < this.layers; layer++) {
       this.planes.forEach((plane, p) => {
-        inputs[`past_key_values.${layer}.${plane.name}`] = new ort.Tensor(plane.dtype, this.buffers[layer][p], this.shape(p, this.slots));
+        const elements = this.heads * this.layoutSlots * plane.width;
+        inputs[`past_key_values.${layer}.${plane.name}`] = new ort.Tensor(plane.dtype, this.buffers[layer][p].subarray(0, elements), this.shape(p, this.layoutSlots));
       });
     }
     return inputs;
@@ -284,14 +323,14 @@ export class KvCache extends CachedPositions {
 
   /** Appends `rows` positions; newRows[layer][plane] holds them in the plane's layout with `rows` positions. */
   append(newRows: readonly (readonly KvArray[])[], rows: number): void {
-    this.reserve(rows);
+    this.layOutFor(rows);
     for (let layer = 0; layer < this.layers; layer++) {
       this.planes.forEach((plane, p) => {
         const source = newRows[layer][p];
         if (source.length !== this.heads * rows * plane.width) {
           throw new Error(`KvCache.append: layer ${layer} ${plane.name} rows are not [${this.shape(p, rows).join(', ')}]`);
         }
-        copyPositions(plane, this.heads, source, rows, this.buffers[layer][p], this.slots, this.filled, rows);
+        copyPositions(plane, this.heads, source, rows, this.buffers[layer][p], this.layoutSlots, this.filled, rows);
       });
     }
     this.filled += rows;
@@ -301,6 +340,7 @@ export class KvCache extends CachedPositions {
     this.buffers = [];
     this.filled = 0;
     this.slots = 0;
+    this.layoutSlots = 0;
   }
 
   /** The capacity that holds `positions` positions: whole growth steps, at most the model's positions. */
@@ -308,14 +348,35 @@ export class KvCache extends CachedPositions {
     return Math.min(this.maxLength, Math.ceil(positions / GROWTH_STEP) * GROWTH_STEP);
   }
 
+  /**
+   * The layout for `needed` positions in a room of `slots`: from GROWTH_STEP, doubling (so the rows move a few times
+   * a prompt, not at every chunk), and all of the room once past half of it (so the decoding that follows a
+   * prefill does not move them again).
+   */
+  private layoutFor(needed: number, slots: number): number {
+    let layout = GROWTH_STEP;
+    while (layout < needed) layout *= 2;
+    return layout > slots / 2 ? slots : layout;
+  }
+
+  /** Lays the buffers out with `layoutSlots` positions a head, in place (more than now). */
+  private spread(layoutSlots: number): void {
+    for (const layerBuffers of this.buffers) {
+      this.planes.forEach((plane, p) => spreadPositions(plane, this.heads, layerBuffers[p], this.layoutSlots, layoutSlots, this.filled));
+    }
+    this.layoutSlots = layoutSlots;
+  }
+
   /** Moves to buffers of `slots` positions, keeping the filled rows. */
   private resize(slots: number): void {
+    const layoutSlots = this.layoutFor(this.filled, slots);
     this.buffers = Array.from({ length: this.layers }, (_, layer) => this.planes.map((plane, p) => {
       const next = allocate(plane.dtype, this.heads * slots * plane.width);
       const old = this.buffers[layer]?.[p];
-      if (old) copyPositions(plane, this.heads, old, this.slots, next, slots, 0, this.filled);
+      if (old) copyPositions(plane, this.heads, old, this.layoutSlots, next, layoutSlots, 0, this.filled);
       return next;
     }));
     this.slots = slots;
+    this.layoutSlots = layoutSlots;
   }
 }

@@ -184,6 +184,52 @@ describe('KvCache', () => {
     assert.deepEqual([...buffer().subarray(3 * 256, 3 * 256 + 3)], [13, 14, 260]);
   });
 
+  test('a cache sized for a long request is read in a room that doubles as it fills, its rows moved intact, plain and transposed', () => {
+    const planes = [{ name: 'key', dtype: 'float32', width: 2, transposed: true }, { name: 'value', dtype: 'float32', width: 3, transposed: false }] as const;
+    const heads = 3;
+    const cache = new KvCache(2, heads, planes, 2048);
+    cache.reserve(1100); // as the generator does for a 1,036-token prompt and 64 new tokens
+    assert.equal(cache.capacity, 1152);
+    /** Element of layer l, plane p, head h, position r, column j: a number that says where it belongs. */
+    const element = (l: number, p: number, h: number, r: number, j: number): number => l * 1e7 + p * 1e6 + h * 1e5 + r * 10 + j;
+    const chunk = (start: number, n: number): Float32Array[][] => [0, 1].map((l) => planes.map((plane, p) => Float32Array.from({ length: heads * n * plane.width }, (_, i) => {
+      const h = Math.floor(i / (n * plane.width));
+      const within = i % (n * plane.width);
+      return plane.transposed ? element(l, p, h, start + (within % n), Math.floor(within / n)) : element(l, p, h, start + Math.floor(within / plane.width), within % plane.width);
+    })));
+    const read: number[] = [];
+    for (let start = 0; start < 1036; start += 32) {
+      const n = Math.min(32, 1036 - start);
+      cache.layOutFor(n); // what each pass does before it runs (PhiDecoder.forward)
+      read.push(cache.slotsRead);
+      assert.equal(cache.attentionMask(n).length, cache.slotsRead + n);
+      assert.deepEqual(cache.pastInputs()['past_key_values.1.value'].dims, [1, heads, cache.slotsRead, 3]);
+      cache.append(chunk(start, n), n);
+    }
+    // 128 while the first 128 positions fill, then 256, 512, and the whole room past half of it.
+    assert.deepEqual([...new Set(read)], [128, 256, 512, 1152]);
+    assert.equal(read.filter((slots) => slots < 1152).length, 16, 'the first 512 positions read in a smaller room');
+    // Every position of every head, plane and layer is where the layout says, after three moves.
+    for (let l = 0; l < 2; l++) {
+      planes.forEach((plane, p) => {
+        const data = cache.pastInputs()[`past_key_values.${l}.${plane.name}`].data as Float32Array;
+        for (let h = 0; h < heads; h++) {
+          for (const r of [0, 1, 127, 128, 511, 512, 1035]) {
+            for (let j = 0; j < plane.width; j++) {
+              const at = plane.transposed ? (h * plane.width + j) * 1152 + r : (h * 1152 + r) * plane.width + j;
+              assert.equal(data[at], element(l, p, h, r, j), `layer ${l} ${plane.name} head ${h} position ${r} column ${j}`);
+            }
+          }
+        }
+      });
+    }
+    const mask = cache.attentionMask(1);
+    assert.deepEqual([mask.indexOf(0n), mask.lastIndexOf(0n), mask.length], [1036, 1151, 1153]);
+    // Decoding after the prompt reads the same room: nothing moves again.
+    cache.layOutFor(1);
+    assert.equal(cache.slotsRead, 1152);
+  });
+
   test('rewindTo forgets positions; the next append overwrites them', () => {
     const cache = new KvCache(1, 1, floatPlanes(2, 'float32'), 2048);
     cache.append(rows(1, 1, 3, 2, 0), 3);

@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { buildModel } from '../../src/model/build';
 import { PHI_TINY } from '../../src/model/config';
 import { PhiDecoder, type DecoderCache } from '../../src/inference/decoder';
+import { KvCache } from '../../src/inference/kvCache';
 import { ResidentKvCache } from '../../src/inference/residentKvCache';
 import type { RandomInit } from '../../src/model/weights';
 import { referenceLogits } from '../support/referenceForward';
@@ -212,6 +213,21 @@ describe('int8 KV cache', () => {
       const diff = maxAbsDiff(await chunked(decoder, prompt, chunk), full);
       assert.ok(diff < 1e-5, `chunks of ${chunk}: max abs diff ${diff}`);
     }
+    // A 600-token prompt in chunks of 32 into a cache sized first for it and 64 new tokens, as the generator sizes
+    // one: the early chunks read a smaller room (KvCache.slotsRead), whose rows move as it doubles.
+    const longPrompt = long.concat(long.slice(0, 88));
+    const longFull = await decoder.forward(longPrompt, decoder.createCache());
+    const sized = decoder.createCache() as KvCache;
+    sized.reserve(longPrompt.length + 64);
+    const rooms = new Set<number>();
+    const out = new Float32Array(longPrompt.length * VOCAB);
+    for (let start = 0; start < longPrompt.length; start += 32) {
+      out.set(await decoder.forward(longPrompt.slice(start, start + 32), sized), start * VOCAB);
+      rooms.add(sized.slotsRead);
+    }
+    assert.deepEqual([...rooms], [128, 256, 768], 'rooms read while the prompt went in');
+    const diff = maxAbsDiff(out, longFull);
+    assert.ok(diff < 1e-5, `sized cache, chunks of 32: max abs diff ${diff}`);
     await decoder.dispose();
   });
 
