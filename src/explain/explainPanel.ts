@@ -6,7 +6,7 @@
  * or stops at its length limit, the panel says so and offers to continue.
  */
 import * as vscode from 'vscode';
-import type { WorkerClient } from '../client/workerClient';
+import type { CompletionBackend } from '../completion/backend';
 import { EXPLAIN_SEQUENCE } from '../protocol';
 import { Disposable } from '../util/disposable';
 import { EXPLAIN_STOPS, planExplanation } from './explainPrompt';
@@ -26,7 +26,7 @@ export class ExplainPanel extends Disposable {
   private explanation: Explanation | undefined;
   private inFlight: AbortController | undefined;
 
-  constructor(private readonly client: WorkerClient, private readonly settings: () => ExplainSettings, private readonly ensureModel: () => Promise<boolean>) {
+  constructor(private readonly client: CompletionBackend, private readonly settings: () => ExplainSettings, private readonly ensureModel: () => Promise<boolean>) {
     super();
     this.register({ dispose: () => { this.panel?.dispose(); } });
   }
