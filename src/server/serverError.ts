@@ -69,8 +69,10 @@ export function failureOfStatus(status: number, detail: string): ServerFailure {
 
 /** The failure of a request that got no answer (fetch's error), by its cause. */
 export function failureOfTransport(error: unknown): { failure: ServerFailure; detail: string } {
-  const cause = (error as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause;
-  const code = typeof cause?.code === 'string' ? cause.code : '';
+  const cause = (error as { cause?: { code?: unknown; message?: unknown; errors?: unknown } } | undefined)?.cause;
+  // A name with several addresses (localhost: ::1 and 127.0.0.1) fails with one error per address.
+  const codes = [cause?.code, ...(Array.isArray(cause?.errors) ? cause.errors.map((e: { code?: unknown }) => e?.code) : [])];
+  const code = codes.includes('ECONNREFUSED') ? 'ECONNREFUSED' : typeof cause?.code === 'string' ? cause.code : '';
   if (code === 'ECONNREFUSED') return { failure: 'refused', detail: code };
   if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ETIMEDOUT') return { failure: 'timeout', detail: code };
   const message = typeof cause?.message === 'string' ? cause.message : (error as Error | undefined)?.message ?? String(error);

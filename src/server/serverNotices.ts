@@ -5,9 +5,9 @@
  *
  * Plain Node: the notification goes through ServerNoticeUi.
  */
+import { OPEN_SETTINGS } from '../settings/warnings';
 import type { ServerError } from './serverError';
 
-export const OPEN_SETTINGS = 'Open Settings';
 export const USE_LOCAL_MODEL = 'Use the local model';
 
 export interface ServerNoticeUi {
