@@ -77,7 +77,10 @@ export function activate(context: vscode.ExtensionContext): void {
     local: worker, server, store, status,
     ensureLocalModel: (asked) => model.ensureModel(asked),
     reportLocalActivity: (generating) => model.reportActivity(generating),
-    onSourceChange: () => notices.reset(),
+    onSourceChange: () => {
+      notices.reset();
+      pipeline.forgetSuggestions();
+    },
   });
   const ensureModel = () => backend.ensureModel();
   const prefillRate = new PrefillRate();
