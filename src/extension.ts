@@ -68,10 +68,8 @@ export function activate(context: vscode.ExtensionContext): void {
       notices.reset();
       status.setServer(report.host, describeServerAnswer(report));
     },
-    onFailure: (error) => {
-      log.warn(`server: ${error.message}`);
-      notices.failed(error);
-    },
+    // Completions log their failures (the pipeline), warm-ups theirs (the warmer): told here once per kind.
+    onFailure: (error) => notices.failed(error),
   });
   const backend = new BackendRouter({
     local: worker, server, store, status,
@@ -79,6 +77,7 @@ export function activate(context: vscode.ExtensionContext): void {
     reportLocalActivity: (generating) => model.reportActivity(generating),
     onSourceChange: () => {
       notices.reset();
+      server.forgetFailure();
       pipeline.forgetSuggestions();
     },
   });

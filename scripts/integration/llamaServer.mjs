@@ -64,7 +64,7 @@ async function waitForHealth(url, child, logFile) {
   throw new Error(`llama-server did not answer ${url}/health within ${SERVER_START_MS / 1000} s (log: ${logFile})`);
 }
 
-/** Starts one llama-server on a free loopback port (its own process group); resolves to { child, url } once healthy. */
+/** Starts one llama-server on a free loopback port (its own process group); resolves to { child, url, logFile } once healthy. */
 async function startOne(bin, gguf, tmp, name, extraArgs) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -76,19 +76,24 @@ async function startOne(bin, gguf, tmp, name, extraArgs) {
     // and the editor runs beside it), the prompt cache reused across requests, /slots for the cancellation check.
     '--parallel', '2', '--ctx-size', '4096', '--threads', '1', '--threads-batch', '1', '--cache-reuse', '64', '--slots', '--no-webui',
     ...extraArgs,
-  ], { detached: true, stdio: ['ignore', out, out] });
+  ], {
+    detached: true,
+    stdio: ['ignore', out, out],
+    // /slots then shows each slot's prompt and generated text: how the suite tells its requests apart.
+    env: { ...process.env, LLAMA_SERVER_SLOTS_DEBUG: '1' },
+  });
   try {
     await waitForHealth(url, child, logFile);
   } catch (error) {
     await stopProcessGroup(child);
     throw error;
   }
-  return { child, url };
+  return { child, url, logFile };
 }
 
 /**
  * Builds llama-server if needed, writes its model, starts the two servers and writes `<channel>/server.json`
- * ({ url, keyedUrl }). Returns { stop } (ends both).
+ * ({ url, keyedUrl, log }: the open server's log, where it says which tasks it cancelled). Returns { stop } (ends both).
  */
 export async function startTestServers(tmp, channel, log) {
   const bin = buildLlamaServer(log);
@@ -103,7 +108,7 @@ export async function startTestServers(tmp, channel, log) {
     children.push(open.child);
     const keyed = await startOne(bin, gguf, tmp, 'llama-server-keyed', ['--api-key', API_KEY]);
     children.push(keyed.child);
-    fs.writeFileSync(path.join(channel, SERVER_INFO), JSON.stringify({ url: open.url, keyedUrl: keyed.url }));
+    fs.writeFileSync(path.join(channel, SERVER_INFO), JSON.stringify({ url: open.url, keyedUrl: keyed.url, log: open.logFile }));
     log(`llama-server: serving on ${open.url} and, with --api-key, ${keyed.url} (model written and servers up in ${((Date.now() - started) / 1000).toFixed(1)} s)`);
   } catch (error) {
     await stop();

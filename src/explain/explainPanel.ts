@@ -1,7 +1,7 @@
 /**
  * "Explain selection": streams the model's explanation of the selected code into a side panel (page:
  * ./explainView.ts; the explanation's state: ./explanation.ts). One panel, reused; a new explanation replaces the
- * one shown, and closing the panel cancels it. Completions do not interrupt it (the generator lets only a newer
+ * one shown, and closing the panel cancels it. It asks the backend completions use (the worker, or a server). Completions do not interrupt it (the generator lets only a newer
  * explanation cancel one); when it is interrupted all the same (the worker restarted, the model was reloaded),
  * or stops at its length limit, the panel says so and offers to continue.
  */

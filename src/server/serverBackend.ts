@@ -166,7 +166,11 @@ export class ServerBackend implements CompletionBackend {
     const key = endpointKey(endpoint);
     const origin = redactUrl(endpoint.url);
     const recent = this.failure;
-    if (recent && recent.key === key && performance.now() - recent.at < FAILURE_QUIET_MS) throw recent.error;
+    if (recent && recent.key === key && performance.now() - recent.at < FAILURE_QUIET_MS) {
+      // Reported again (the notices tell a kind once): they may have been reset since (the settings changed).
+      this.options.onFailure?.(recent.error);
+      throw recent.error;
+    }
     let url: URL;
     try {
       url = new URL(endpoint.url.replace(/\/+$/, '') + request.path);
