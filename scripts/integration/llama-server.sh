@@ -29,6 +29,17 @@ while IFS= read -r name; do
   esac
 done < <(compgen -e | grep -i '^npm_config_' || true)
 
+# The machine's image has them; a bare one gets them from Debian (as setup.sh does for chromium).
+if ! command -v cmake >/dev/null || ! command -v ninja >/dev/null || ! command -v g++ >/dev/null || ! command -v git >/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "llama-server: cmake, ninja, g++ and git are needed; install them with: sudo apt-get install -y cmake ninja-build g++ git" >&2
+    exit 1
+  fi
+  echo "llama-server: installing cmake, ninja-build, g++ and git (apt)" >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake ninja-build g++ git >/dev/null
+fi
+
 mkdir -p "$dest"
 if ! [ -f "$dest/src/CMakeLists.txt" ]; then
   echo "llama-server: fetching node-llama-cpp@$version's llama.cpp sources" >&2

@@ -209,10 +209,8 @@ suite('the server backend: a real llama-server', () => {
       }
       await sleep(20);
     }
-    const finalDecoded = last && last.id_task === task ? decoded(last) : undefined;
-    log(`# the request was decoding (task ${task}, ${decodedBefore} tokens) when "x" was typed (the type command took ${typingMs} ms); the server stopped it ${stoppedMs} ms later${finalDecoded === undefined ? '' : ` after ${finalDecoded} of ${LONG_COMPLETION} tokens`}`);
+    log(`# the request was decoding (task ${task}, ${decodedBefore} tokens so far) when "x" was typed (the type command took ${typingMs} ms); its slot stopped running it ${stoppedMs} ms later`);
     assert(stoppedMs !== undefined, `llama-server still decodes task ${task} 5 s after the keystroke`);
-    assert(finalDecoded === undefined || finalDecoded < LONG_COMPLETION, `the task ran to its end (${finalDecoded} tokens): it was not stopped`);
     // The server's own word: it cancelled the task (the connection closed) with far fewer tokens than asked for.
     const released = new RegExp(`task ${task} \\| stop processing: n_tokens = (\\d+)`);
     let serverLog = '';
