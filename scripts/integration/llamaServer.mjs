@@ -64,17 +64,20 @@ async function waitForHealth(url, child, logFile) {
   throw new Error(`llama-server did not answer ${url}/health within ${SERVER_START_MS / 1000} s (log: ${logFile})`);
 }
 
-/** Starts one llama-server on a free loopback port (its own process group); resolves to { child, url, logFile } once healthy. */
-async function startOne(bin, gguf, tmp, name, extraArgs) {
+/**
+ * Starts one llama-server on a free loopback port (its own process group), logging to `<tmp>/<name>.log`;
+ * resolves to { child, url, logFile } once healthy. `threads`: its CPU threads (the suite's: 1).
+ */
+export async function startLlamaServer(bin, gguf, tmp, name, extraArgs, threads = 1) {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const logFile = path.join(tmp, `${name}.log`);
   const out = fs.openSync(logFile, 'w');
   const child = spawn(bin, [
     '-m', gguf, '--host', '127.0.0.1', '--port', String(port),
-    // Two slots (completions and Explain Selection each keep a cache), one thread (the machine has two cores
-    // and the editor runs beside it), the prompt cache reused across requests, /slots for the cancellation check.
-    '--parallel', '2', '--ctx-size', '4096', '--threads', '1', '--threads-batch', '1', '--cache-reuse', '64', '--slots', '--no-webui',
+    // Two slots (completions and Explain Selection each keep a cache), the prompt cache reused across requests,
+    // /slots for the cancellation check.
+    '--parallel', '2', '--ctx-size', '4096', '--threads', String(threads), '--threads-batch', String(threads), '--cache-reuse', '64', '--slots', '--no-webui',
     ...extraArgs,
   ], {
     detached: true,
@@ -104,9 +107,9 @@ export async function startTestServers(tmp, channel, log) {
     for (const child of children.splice(0)) await stopProcessGroup(child);
   };
   try {
-    const open = await startOne(bin, gguf, tmp, 'llama-server', []);
+    const open = await startLlamaServer(bin, gguf, tmp, 'llama-server', []);
     children.push(open.child);
-    const keyed = await startOne(bin, gguf, tmp, 'llama-server-keyed', ['--api-key', API_KEY]);
+    const keyed = await startLlamaServer(bin, gguf, tmp, 'llama-server-keyed', ['--api-key', API_KEY]);
     children.push(keyed.child);
     fs.writeFileSync(path.join(channel, SERVER_INFO), JSON.stringify({ url: open.url, keyedUrl: keyed.url, log: open.logFile }));
     log(`llama-server: serving on ${open.url} and, with --api-key, ${keyed.url} (model written and servers up in ${((Date.now() - started) / 1000).toFixed(1)} s)`);
