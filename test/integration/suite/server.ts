@@ -109,7 +109,16 @@ suite('the server backend: a real llama-server', () => {
       log(`# llama-server completes ${show(text)} with ${show(expected)}`);
       const editor = await openPython('server.py', text);
       const inserted = await triggerAndCommit(editor, 60_000, expected);
-      assert(inserted === expected, `committed ${show(inserted)}, llama-server generates ${show(expected)}`);
+      if (inserted !== expected) {
+        // The server's own run for the extension's request (its slot) is the exact reference: a prompt read in
+        // pieces (warm-up, then the request) may round differently from one read at once and flip a near tie.
+        const document: PromptDocument = { getText: () => text, offsetAt: () => text.length, languageId: 'python', fileName: editor.document.fileName };
+        const { prompt, prefix, suffix } = completionPromptAt(document, new vscode.Position(0, 0), settings);
+        const slot = (await slots(url)).find((s) => s.prompt === prompt && (s.generated ?? '') !== '');
+        const generated = slot && shapeSuggestion(slot.generated ?? '', { prefix, suffix, eol: '\n', languageId: 'python' });
+        log(`# the committed text differs from llama-server's separate run; its slot for the request generated ${show(generated ?? '(no slot)')}`);
+        assert(inserted === generated, `committed ${show(inserted)}, llama-server generates ${show(expected)} (and for the extension's request ${show(generated ?? '(no slot found)')})`);
+      }
       shown = { editor, text, expected };
       return;
     }
