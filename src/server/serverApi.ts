@@ -20,6 +20,8 @@ export interface ServerChunk {
   readonly finishReason?: FinishReason;
   /** What the server says it did (llama.cpp's `timings`; openai's `usage` where sent). */
   readonly timings?: ServerTimings;
+  /** llama.cpp: the slot (KV cache) that serves the request. */
+  readonly slot?: number;
 }
 
 /** The server's own account of a request (llama.cpp's `timings`); counts only where the API gives no times. */
@@ -36,6 +38,8 @@ export interface ServerTimings {
 /** What a generation asks for beyond the prompt and the sampling parameters. */
 export interface GenerateOptions {
   readonly model: string;
+  /** llama.cpp's slot holding this document's cache, learned from an earlier answer (ServerChunk.slot). */
+  readonly slot?: number;
   /** n_predict 0: read the prompt into the slot's cache, generate nothing (a warm-up). */
   readonly warmUp?: boolean;
 }
@@ -56,8 +60,10 @@ export function serverRequest(api: ServerApi, prompt: string, params: Generation
         n_predict: options.warmUp ? 0 : params.maxNewTokens,
         stream: !options.warmUp,
         cache_prompt: true,
-        // No id_slot: llama-server then gives a request the slot whose cached prompt shares the most with it, so
-        // each file (and each user of a shared server) keeps a slot of its own, and Explain Selection another.
+        // A document's first request names no slot: llama-server gives it the idle slot whose cached prompt
+        // shares the most with it (each file, and each user of a shared server, keeps a slot of its own). Later ones
+        // name the slot that answered, so they wait for it rather than re-read everything in another.
+        ...(options.slot === undefined ? {} : { id_slot: options.slot }),
         temperature: params.temperature,
         top_k: params.topK,
         top_p: params.topP,
@@ -120,6 +126,7 @@ export function parseChunk(api: ServerApi, json: unknown): ServerChunk {
     return {
       text: json.content,
       finishReason: llamaFinish(json),
+      slot: Number.isInteger(json.id_slot) && (json.id_slot as number) >= 0 ? (json.id_slot as number) : undefined,
       timings: timings && {
         promptTokens: count(timings.prompt_n),
         cachedTokens: count(timings.cache_n),

@@ -70,41 +70,56 @@ interface Received {
   firstTokenAt: number | undefined;
 }
 
+/** Documents whose llama.cpp slot is remembered (the most recently used). */
+const REMEMBERED_SLOTS = 256;
+
 export class ServerBackend implements CompletionBackend {
   private generating = 0;
-  private warmUp: AbortController | undefined;
+  /** The warm-up in flight (one at a time), the document it reads, and its end. */
+  private warmUp: { readonly controller: AbortController; readonly sequence: string; readonly ended: Promise<unknown> } | undefined;
+  /** The llama.cpp slot that last served each document (sequence). */
+  private readonly slots = new Map<string, number>();
   private failure: { readonly key: string; readonly error: ServerError; readonly at: number } | undefined;
 
   constructor(private readonly options: ServerBackendOptions) {}
 
-  /** Streams a generation (`params.quick` is not used: a server reads fast enough, and its cache is its own). */
-  async generate(prompt: string, params: GenerationParams, onDelta: (text: string) => void, signal: AbortSignal, _sequence: string): Promise<BackendAnswer> {
+  /** Streams a generation (`params.quick` is not used: the server's cache is its own). */
+  async generate(prompt: string, params: GenerationParams, onDelta: (text: string) => void, signal: AbortSignal, sequence: string): Promise<BackendAnswer> {
     const endpoint = this.options.endpoint();
-    // A warm-up in flight would hold the server's slot: the request the user waits for goes first.
-    this.warmUp?.abort();
-    this.generating++;
     const started = performance.now();
-    const received: Received = { text: '', finishReason: undefined, timings: undefined, pieces: 0, firstTokenAt: undefined };
-    // Stop sequences cut here too: not every OpenAI-compatible server applies them all (OpenAI's limit is 4).
-    const stops = new StopMatcher(params.stop);
+    this.generating++;
     try {
-      await this.request(endpoint, serverRequest(endpoint.api, prompt, params, { model: endpoint.model }), signal, (chunk) => {
-        if (chunk.timings) received.timings = chunk.timings;
-        if (chunk.finishReason) received.finishReason = chunk.finishReason;
-        if (chunk.text === '') return true;
-        received.pieces++;
-        received.firstTokenAt ??= performance.now();
-        const { text, stopped } = stops.push(chunk.text);
-        if (text) {
-          received.text += text;
-          onDelta(text);
-        }
-        if (stopped) received.finishReason = 'stop';
-        return !stopped;
-      });
+      // A warm-up of this document reads what the request needs, and the server cannot stop a prompt batch midway:
+      // wait for it (a keystroke still cancels the wait). One of another document is not needed now: abort it.
+      const warmUp = this.warmUp;
+      if (warmUp && warmUp.sequence === sequence) await Promise.race([warmUp.ended, aborted(signal)]);
+      else warmUp?.controller.abort();
+      if (signal.aborted) return { text: '', finishReason: 'cancelled', stats: answerStats(undefined, 0, 0, performance.now() - started) };
+      return await this.stream(endpoint, prompt, params, onDelta, signal, sequence, started);
     } finally {
       this.generating--;
     }
+  }
+
+  private async stream(endpoint: ServerEndpoint, prompt: string, params: GenerationParams, onDelta: (text: string) => void, signal: AbortSignal, sequence: string, started: number): Promise<BackendAnswer> {
+    const received: Received = { text: '', finishReason: undefined, timings: undefined, pieces: 0, firstTokenAt: undefined };
+    // Stop sequences cut here too: not every OpenAI-compatible server applies them all (OpenAI's limit is 4).
+    const stops = new StopMatcher(params.stop);
+    await this.request(endpoint, serverRequest(endpoint.api, prompt, params, { model: endpoint.model, slot: this.slots.get(sequence) }), signal, (chunk) => {
+      this.learnSlot(sequence, chunk);
+      if (chunk.timings) received.timings = chunk.timings;
+      if (chunk.finishReason) received.finishReason = chunk.finishReason;
+      if (chunk.text === '') return true;
+      received.pieces++;
+      received.firstTokenAt ??= performance.now();
+      const { text, stopped } = stops.push(chunk.text);
+      if (text) {
+        received.text += text;
+        onDelta(text);
+      }
+      if (stopped) received.finishReason = 'stop';
+      return !stopped;
+    });
     if (received.finishReason !== 'stop') {
       const rest = stops.flush();
       if (rest) {
@@ -115,34 +130,37 @@ export class ServerBackend implements CompletionBackend {
     const finishReason: FinishReason = signal.aborted ? 'cancelled' : received.finishReason ?? 'length';
     const firstTokenMs = (received.firstTokenAt ?? performance.now()) - started;
     if (!signal.aborted) this.options.onAnswer?.({ host: serverHost(endpoint.url), timings: received.timings, firstTokenMs });
-    return { text: received.text, finishReason, stats: answerStats(received, firstTokenMs, performance.now() - started) };
+    return { text: received.text, finishReason, stats: answerStats(received.timings, received.pieces, firstTokenMs, performance.now() - started) };
   }
 
   /**
-   * Reads `prompt` into the server's cache ahead of the request that will send it. 'busy' while a generation is
-   * in flight (it is not sent); 'cancelled' when a generation took over. Undefined when it failed (told once).
+   * Reads `prompt` into the server's cache ahead of the request that will send it, one at a time: 'busy' (not
+   * sent) while a generation or another warm-up is in flight; 'cancelled' when a generation for another document
+   * took over. Undefined when it failed (told once).
    */
-  async prefill(_sequence: string, prompt: string, maxNewTokens: number): Promise<PrefilledEvent | undefined> {
+  async prefill(sequence: string, prompt: string, maxNewTokens: number): Promise<PrefilledEvent | undefined> {
     const stats = { quick: false, promptTokens: 0, truncatedTokens: 0, reusedTokens: 0, prefilledTokens: 0, prefillMs: 0 };
-    if (this.generating > 0) return { type: 'prefilled', id: 0, outcome: 'busy', stats };
+    if (this.generating > 0 || this.warmUp) return { type: 'prefilled', id: 0, outcome: 'busy', stats };
     const endpoint = this.options.endpoint();
-    this.warmUp?.abort();
     const controller = new AbortController();
-    this.warmUp = controller;
     const started = performance.now();
     let timings: ServerTimings | undefined;
     const params: GenerationParams = { maxNewTokens, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [], speculative: false };
+    const reading = this.request(endpoint, serverRequest(endpoint.api, prompt, params, { model: endpoint.model, warmUp: true, slot: this.slots.get(sequence) }), controller.signal, (chunk) => {
+      this.learnSlot(sequence, chunk);
+      timings = chunk.timings ?? timings;
+      return true;
+    });
+    const warmUp = { controller, sequence, ended: reading.catch(() => undefined) };
+    this.warmUp = warmUp;
     try {
-      await this.request(endpoint, serverRequest(endpoint.api, prompt, params, { model: endpoint.model, warmUp: true }), controller.signal, (chunk) => {
-        timings = chunk.timings ?? timings;
-        return true;
-      });
+      await reading;
     } catch (error) {
-      if (this.warmUp === controller) this.warmUp = undefined;
       if (error instanceof ServerError) return undefined;
       throw error;
+    } finally {
+      if (this.warmUp === warmUp) this.warmUp = undefined;
     }
-    if (this.warmUp === controller) this.warmUp = undefined;
     if (controller.signal.aborted) return { type: 'prefilled', id: 0, outcome: 'cancelled', stats };
     return {
       type: 'prefilled',
@@ -268,6 +286,13 @@ export class ServerBackend implements CompletionBackend {
     }
   }
 
+  private learnSlot(sequence: string, chunk: ServerChunk): void {
+    if (chunk.slot === undefined || this.slots.get(sequence) === chunk.slot) return;
+    this.slots.delete(sequence);
+    this.slots.set(sequence, chunk.slot);
+    if (this.slots.size > REMEMBERED_SLOTS) this.slots.delete(this.slots.keys().next().value!);
+  }
+
   /** Sends the next request whatever failed before (a new token was set). */
   forgetFailure(): void {
     this.failure = undefined;
@@ -280,8 +305,15 @@ export class ServerBackend implements CompletionBackend {
   }
 }
 
-function answerStats(received: Received, firstTokenMs: number, totalMs: number): GenerationStats {
-  const timings = received.timings;
+/** Resolves once `signal` aborts. */
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}
+
+function answerStats(timings: ServerTimings | undefined, pieces: number, firstTokenMs: number, totalMs: number): GenerationStats {
   return {
     promptTokens: (timings?.promptTokens ?? 0) + (timings?.cachedTokens ?? 0),
     truncatedTokens: 0,
@@ -289,9 +321,9 @@ function answerStats(received: Received, firstTokenMs: number, totalMs: number):
     copiedTokens: 0,
     prefillMs: timings?.promptMs ?? firstTokenMs,
     firstTokenMs,
-    generatedTokens: timings?.generatedTokens || received.pieces,
+    generatedTokens: timings?.generatedTokens || pieces,
     decodeMs: timings?.decodeMs ?? Math.max(0, totalMs - firstTokenMs),
-    decodeSteps: timings?.generatedTokens || received.pieces,
+    decodeSteps: timings?.generatedTokens || pieces,
     draftedTokens: 0,
     longestDraft: 0,
     acceptedDraftTokens: 0,

@@ -155,18 +155,46 @@ describe('llama-server /completion', () => {
     assert.deepEqual(failures, []);
   });
 
-  test('a warm-up gives way to a completion: aborted when one starts, busy while one runs', async () => {
+  test('warm-ups run one at a time; a completion of the same document waits for its warm-up and names the slot that read it', async () => {
+    const { url, seen } = await serve((_request, response, body) => {
+      if (body.n_predict === 0) setTimeout(() => json(response, 200, { content: '', stop: true, stop_type: 'limit', id_slot: 1, timings: { prompt_n: 40, cache_n: 0, prompt_ms: 150, predicted_n: 0 } }), 150);
+      else sse(response, [{ content: 'ok', stop: true, stop_type: 'eos', id_slot: 1 }]);
+    });
+    const { server } = backend(llama(url));
+    const warming = server.prefill('file:///a.py', 'p', 8);
+    assert.equal((await server.prefill('file:///a.py', 'p', 8))?.outcome, 'busy', 'a second warm-up was sent while one was in flight');
+    const generating = server.generate('p', PARAMS, () => undefined, new AbortController().signal, 'file:///a.py');
+    assert.equal((await warming)?.outcome, 'done', 'the completion aborted the warm-up of its own document');
+    assert.equal((await generating).text, 'ok');
+    assert.deepEqual(seen.map((r) => [r.body.n_predict, r.body.id_slot]), [[0, undefined], [16, 1]]);
+  });
+
+  test('a completion of another document aborts the warm-up in flight; busy while a completion runs', async () => {
     const { url } = await serve((_request, response, body) => {
       if (body.n_predict === 0) return; // never answers: only an abort ends it
       setTimeout(() => sse(response, [{ content: 'ok', stop: true, stop_type: 'eos' }]), 50);
     });
     const { server } = backend(llama(url));
-    const warming = server.prefill('s', 'p', 8);
+    const warming = server.prefill('file:///b.py', 'p', 8);
     await new Promise((resolve) => setTimeout(resolve, 50));
-    const generating = server.generate('p', PARAMS, () => undefined, new AbortController().signal, 's');
+    const generating = server.generate('p', PARAMS, () => undefined, new AbortController().signal, 'file:///a.py');
     assert.equal((await warming)?.outcome, 'cancelled');
-    assert.equal((await server.prefill('s', 'p', 8))?.outcome, 'busy');
+    assert.equal((await server.prefill('file:///a.py', 'p', 8))?.outcome, 'busy');
     assert.equal((await generating).text, 'ok');
+  });
+
+  test('a keystroke while the completion waits for its document\'s warm-up cancels the wait', async () => {
+    const { url, seen } = await serve((_request, response, body) => {
+      if (body.n_predict === 0) setTimeout(() => json(response, 200, { content: '', stop: true }), 300);
+    });
+    const { server } = backend(llama(url));
+    const warming = server.prefill('file:///a.py', 'p', 8);
+    const controller = new AbortController();
+    const generating = server.generate('p', PARAMS, () => undefined, controller.signal, 'file:///a.py');
+    setTimeout(() => controller.abort(), 50);
+    assert.equal((await generating).finishReason, 'cancelled');
+    assert.equal(seen.length, 1, 'the cancelled completion was sent');
+    await warming;
   });
 });
 
