@@ -38,7 +38,7 @@ export interface ServerTimings {
 /** What a generation asks for beyond the prompt and the sampling parameters. */
 export interface GenerateOptions {
   readonly model: string;
-  /** llama.cpp's slot holding this document's cache, learned from an earlier answer (ServerChunk.slot). */
+  /** llama.cpp's slot holding this window's cache, learned from an earlier answer (ServerChunk.slot). */
   readonly slot?: number;
   /** n_predict 0: read the prompt into the slot's cache, generate nothing (a warm-up). */
   readonly warmUp?: boolean;
@@ -60,9 +60,9 @@ export function serverRequest(api: ServerApi, prompt: string, params: Generation
         n_predict: options.warmUp ? 0 : params.maxNewTokens,
         stream: !options.warmUp,
         cache_prompt: true,
-        // A document's first request names no slot: llama-server gives it the idle slot whose cached prompt
-        // shares the most with it (each file, and each user of a shared server, keeps a slot of its own). Later ones
-        // name the slot that answered, so they wait for it rather than re-read everything in another.
+        // A window's first request names no slot: llama-server gives it the idle slot whose cached prompt shares
+        // the most with it (each file, and each user of a shared server, keeps a slot of its own). Later ones name
+        // the slot that answered, so they wait for it rather than re-read everything in another.
         ...(options.slot === undefined ? {} : { id_slot: options.slot }),
         temperature: params.temperature,
         top_k: params.topK,

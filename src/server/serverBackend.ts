@@ -2,7 +2,9 @@
  * A server as the completion backend (CompletionBackend, src/completion/backend.ts): llama.cpp's llama-server or an
  * OpenAI-compatible /v1/completions, over Node's fetch. Completions and Explain Selection stream; the abort signal
  * (a keystroke) aborts the HTTP request, which makes llama-server stop decoding. Warm-ups read the prompt into the
- * server's cache (llama.cpp: n_predict 0), one at a time, and give way to any generation.
+ * server's cache (llama.cpp: n_predict 0), one at a time; a generation waits for one of its own document (the
+ * server cannot stop a prompt batch midway) and aborts one of another. llama.cpp requests name the slot that last
+ * served their window (id_slot, ./slotMemory.ts), so they reuse its cache.
  *
  * The token goes only to the configured origin (redirects are not followed), and only over https or loopback http.
  * A failure is reported once to `onFailure`; for FAILURE_QUIET_MS after it, requests to the same server fail at once
@@ -17,6 +19,7 @@ import type { ServerApi } from '../settings/settings';
 import { insecureUrlReason, redactUrl } from '../util/secureUrl';
 import { EventStreamReader, NotTheApiError, parseChunk, serverRequest, type ServerChunk, type ServerTimings } from './serverApi';
 import { errorDetail, failureOfStatus, failureOfTransport, ServerError, serverFailureMessage } from './serverError';
+import { SlotMemory } from './slotMemory';
 
 /** Where requests go (from the settings). */
 export interface ServerEndpoint {
@@ -70,15 +73,12 @@ interface Received {
   firstTokenAt: number | undefined;
 }
 
-/** Documents whose llama.cpp slot is remembered (the most recently used). */
-const REMEMBERED_SLOTS = 256;
-
 export class ServerBackend implements CompletionBackend {
   private generating = 0;
   /** The warm-up in flight (one at a time), the document it reads, and its end. */
   private warmUp: { readonly controller: AbortController; readonly sequence: string; readonly ended: Promise<unknown> } | undefined;
-  /** The llama.cpp slot that last served each document (sequence). */
-  private readonly slots = new Map<string, number>();
+  /** Which llama.cpp slot holds which window of a document. */
+  private readonly slots = new SlotMemory();
   private failure: { readonly key: string; readonly error: ServerError; readonly at: number } | undefined;
 
   constructor(private readonly options: ServerBackendOptions) {}
@@ -105,8 +105,8 @@ export class ServerBackend implements CompletionBackend {
     const received: Received = { text: '', finishReason: undefined, timings: undefined, pieces: 0, firstTokenAt: undefined };
     // Stop sequences cut here too: not every OpenAI-compatible server applies them all (OpenAI's limit is 4).
     const stops = new StopMatcher(params.stop);
-    await this.request(endpoint, serverRequest(endpoint.api, prompt, params, { model: endpoint.model, slot: this.slots.get(sequence) }), signal, (chunk) => {
-      this.learnSlot(sequence, chunk);
+    await this.request(endpoint, serverRequest(endpoint.api, prompt, params, { model: endpoint.model, slot: this.slots.slotFor(sequence, prompt) }), signal, (chunk) => {
+      if (chunk.slot !== undefined) this.slots.remember(sequence, chunk.slot, prompt);
       if (chunk.timings) received.timings = chunk.timings;
       if (chunk.finishReason) received.finishReason = chunk.finishReason;
       if (chunk.text === '') return true;
@@ -146,8 +146,8 @@ export class ServerBackend implements CompletionBackend {
     const started = performance.now();
     let timings: ServerTimings | undefined;
     const params: GenerationParams = { maxNewTokens, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [], speculative: false };
-    const reading = this.request(endpoint, serverRequest(endpoint.api, prompt, params, { model: endpoint.model, warmUp: true, slot: this.slots.get(sequence) }), controller.signal, (chunk) => {
-      this.learnSlot(sequence, chunk);
+    const reading = this.request(endpoint, serverRequest(endpoint.api, prompt, params, { model: endpoint.model, warmUp: true, slot: this.slots.slotFor(sequence, prompt) }), controller.signal, (chunk) => {
+      if (chunk.slot !== undefined) this.slots.remember(sequence, chunk.slot, prompt);
       timings = chunk.timings ?? timings;
       return true;
     });
@@ -284,13 +284,6 @@ export class ServerBackend implements CompletionBackend {
       // Closes the connection when the answer is not read to its end: llama-server stops decoding.
       await reader.cancel().catch(() => undefined);
     }
-  }
-
-  private learnSlot(sequence: string, chunk: ServerChunk): void {
-    if (chunk.slot === undefined || this.slots.get(sequence) === chunk.slot) return;
-    this.slots.delete(sequence);
-    this.slots.set(sequence, chunk.slot);
-    if (this.slots.size > REMEMBERED_SLOTS) this.slots.delete(this.slots.keys().next().value!);
   }
 
   /** Sends the next request whatever failed before (a new token was set). */

@@ -169,6 +169,19 @@ describe('llama-server /completion', () => {
     assert.deepEqual(seen.map((r) => [r.body.n_predict, r.body.id_slot]), [[0, undefined], [16, 1]]);
   });
 
+  test('the slot is remembered per window: the same window\'s next request names it, another window of the file does not', async () => {
+    const { url, seen } = await serve((_request, response) => sse(response, [{ content: 'ok', stop: true, stop_type: 'eos', id_slot: 3 }]));
+    const { server } = backend(llama(url));
+    const signal = new AbortController().signal;
+    await server.generate('import os\n\ndef a():\n    ', PARAMS, () => undefined, signal, 'file:///a.py');
+    await server.generate('import os\n\ndef a():\n    return', PARAMS, () => undefined, signal, 'file:///a.py');
+    await server.generate('class Far:\n    ', PARAMS, () => undefined, signal, 'file:///a.py');
+    await server.generate('import os\n\ndef a():\n    ', PARAMS, () => undefined, signal, 'file:///b.py');
+    // The server put each in slot 3, which now holds b.py's prompt: a.py's first window is gone from it.
+    await server.generate('import os\n\ndef a():\n    return 1', PARAMS, () => undefined, signal, 'file:///a.py');
+    assert.deepEqual(seen.map((r) => r.body.id_slot), [undefined, 3, undefined, undefined, undefined]);
+  });
+
   test('a completion of another document aborts the warm-up in flight; busy while a completion runs', async () => {
     const { url } = await serve((_request, response, body) => {
       if (body.n_predict === 0) return; // never answers: only an abort ends it

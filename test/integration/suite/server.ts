@@ -229,7 +229,7 @@ suite('the server backend: a real llama-server', () => {
     assert(serverLog.includes(`cancel task, id_task = ${task}`), `llama-server's log (${info!.log}) does not say it cancelled task ${task}`);
     assert(tokens < LONG_COMPLETION / 2, `llama-server released task ${task} with ${tokens} tokens: it decoded on after the keystroke`);
     assert(stoppedMs < 2_000, `llama-server stopped decoding ${stoppedMs} ms after the keystroke`);
-    assert(typingMs < 1_000, `typing took ${typingMs} ms while the server was busy`);
+    assert(typingMs < 1_500, `typing took ${typingMs} ms while the server was busy`);
     assert(editor.document.getText() === `${text}x`, `the document is ${show(editor.document.getText())}`);
     await config().update('completion.maxTokens', undefined, vscode.ConfigurationTarget.Global);
   });
