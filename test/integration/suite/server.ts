@@ -9,6 +9,8 @@
  * told so with Open Settings and Use the local model.
  */
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { completionParams, shapeSuggestion } from '../../../src/completion/pipeline';
@@ -16,8 +18,8 @@ import { completionPromptAt, type PromptDocument } from '../../../src/completion
 import { buildExplainPrompt } from '../../../src/explain/explainPrompt';
 import type { Settings } from '../../../src/settings/settings';
 import {
-  actInPage, alnum, assert, assertButtons, channelDir, clearNotifications, currentSettings, log, openPython, pageAccess, seeUntil, show, skipWithoutPage, sleep,
-  triggerAndCommit, waitForNotice, workspaceDir,
+  actInPage, alnum, assert, assertButtons, channelDir, clearNotifications, currentSettings, Engine, log, openCompletable, openPython, pageAccess, seeUntil, show,
+  skipWithoutPage, sleep, triggerAndCommit, waitForNotice, workspaceDir,
 } from './support';
 
 interface ServerInfo {
@@ -73,6 +75,33 @@ async function slots(url: string): Promise<Slot[]> {
 }
 
 const decoded = (slot: Slot): number => slot.next_token?.[0]?.n_decoded ?? 0;
+
+suite('the server settings are the user\'s: a workspace cannot set them', () => {
+  test('a workspace\'s .vscode/settings.json naming a server: nothing is sent there, suggestions stay the local model\'s', async () => {
+    const requests: string[] = [];
+    const recorder = http.createServer((request, response) => {
+      requests.push(request.url ?? '');
+      response.writeHead(500);
+      response.end();
+    });
+    await new Promise<void>((resolve) => recorder.listen(0, '127.0.0.1', resolve));
+    const settingsFile = path.join(workspaceDir(), '.vscode', 'settings.json');
+    const engine = await Engine.load(currentSettings().modelPath, currentSettings().threads);
+    try {
+      fs.mkdirSync(path.dirname(settingsFile), { recursive: true });
+      fs.writeFileSync(settingsFile, JSON.stringify({ 'phiComplete.backend': 'server', 'phiComplete.server.url': `http://127.0.0.1:${(recorder.address() as AddressInfo).port}` }));
+      await sleep(1500); // the editor reads the file and tells the extension
+      const { editor, expected } = await openCompletable('workspace-server.py', ['def workspace_only(n):\n    ', 'def workspace_check(items):\n    ', 'class WorkspaceThing:\n    '], engine);
+      const inserted = await triggerAndCommit(editor, 60_000, expected);
+      assert(inserted === expected, `committed ${show(inserted)}, the local engine produces ${show(expected)}`);
+      assert(requests.length === 0, `the workspace's server was sent ${requests.length} request(s): ${requests.join(', ')}`);
+    } finally {
+      fs.rmSync(path.dirname(settingsFile), { recursive: true, force: true });
+      await engine.dispose();
+      await new Promise((resolve) => recorder.close(resolve));
+    }
+  });
+});
 
 suite('the server backend: a real llama-server', () => {
   let info: ServerInfo | undefined;
