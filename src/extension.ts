@@ -20,10 +20,10 @@ import { describeServerAnswer, ServerBackend } from './server/serverBackend';
 import { ServerNotices } from './server/serverNotices';
 import { SETTING_KEYS, USER_ONLY_SETTINGS } from './settings/settings';
 import { SettingsStore, type SettingsSource } from './settings/store';
-import { askForSecret } from './util/secretInput';
-import { redactUrl } from './util/secureUrl';
 import { SettingsWarnings } from './settings/warnings';
 import { StatusBar } from './status/statusBar';
+import { askForSecret } from './util/secretInput';
+import { redactUrl } from './util/secureUrl';
 
 let client: WorkerClient | undefined;
 /** How long a one-line message stays in the status bar. */
