@@ -33,12 +33,12 @@ import { measureInt8Throughput, prefillOpsPerToken, startComputeProbe, theoretic
 import type { EngineBenchRequest, EngineBenchResult, EngineRoundsRequest } from './engineRunner';
 import { benchLlamaCpp, startLlamaCppRounds, type LlamaCppResult } from './peers/llamaCpp';
 import { benchTransformersJs, ensureTransformersJsModel, type TransformersJsResult } from './peers/transformersJs';
-import { benchCacheDir, ensureModel } from './support/benchModel';
-import { BENCH_INIT, benchKey, benchWeights } from './support/benchWeights';
+import { benchCacheDir, ensureGguf, ensureModel } from './support/benchModel';
+import { BENCH_INIT } from './support/benchWeights';
 import { roundsRequest, runJsonChild, startRoundsChild, type DecodeRound, type PrefillRun, type PromptRunResult, type RoundsChild } from './support/child';
 import { median } from './support/median';
 import { codePrompt } from './support/prompts';
-import { ggufBytesReadPerToken, writePhiGguf } from './peers/gguf';
+import { ggufBytesReadPerToken } from './peers/gguf';
 
 function log(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);
@@ -56,18 +56,6 @@ function embeddingBytes(format: WeightFormat): number {
 function option<T extends string>(value: string, allowed: readonly T[], name: string): T {
   if (!(allowed as readonly string[]).includes(value)) throw new Error(`${name} must be one of ${allowed.join(', ')} (got "${value}")`);
   return value as T;
-}
-
-function ensureGguf(cacheDir: string, tokenizerPath: string): string {
-  const key = benchKey([path.join(__dirname, 'peers/gguf.js'), path.join(__dirname, '../src/model/weights.js'), path.join(__dirname, '../src/util/rng.js')]);
-  const file = path.join(cacheDir, `phi-1_5-random-q4_0-${key}.gguf`);
-  if (!fs.existsSync(file)) {
-    log(`writing the same weights as a Q4_0 GGUF for llama.cpp: ${file}`);
-    const partial = `${file}.partial`;
-    writePhiGguf(benchWeights(), tokenizerPath, partial, 'Q4_0');
-    fs.renameSync(partial, file);
-  }
-  return file;
 }
 
 const ENGINE_RUNNER = path.join(__dirname, 'engineRunner.js');
@@ -360,7 +348,7 @@ async function main(): Promise<void> {
 
   const skipPeers = noPeer ? '--no-peer' : undefined;
   const llamaCpp = await measurePeer<LlamaCppResult>('llama.cpp', skipPeers, () =>
-    benchLlamaCpp({ ggufPath: ensureGguf(cacheDir, tokenizerPath), threads, prompt128, prompt1024, decodeTokens }));
+    benchLlamaCpp({ ggufPath: ensureGguf(cacheDir, tokenizerPath, log), threads, prompt128, prompt1024, decodeTokens }));
   const transformersJs = await measurePeer<TransformersJsResult>('transformers.js', skipPeers, () =>
     benchTransformersJs({ hfModelDir: ensureTransformersJsModel(cacheDir), threads, prompt128, prompt1024, decodeTokens }));
 
@@ -376,7 +364,7 @@ async function main(): Promise<void> {
   const headToHead = await measurePeer(`decode and prefill head to head with llama.cpp, ${rounds} rounds`, skipHeadToHead, () =>
     measureHeadToHead(
       roundsRequest({ modelDir, device, threads }, prompts, rounds, prefillPrompts),
-      () => startLlamaCppRounds({ ggufPath: ensureGguf(cacheDir, tokenizerPath), threads, ...prompts, rounds, prefillPrompts }),
+      () => startLlamaCppRounds({ ggufPath: ensureGguf(cacheDir, tokenizerPath, log), threads, ...prompts, rounds, prefillPrompts }),
       { ours: weightBytesPerToken, peer: ggufBytesReadPerToken(PHI_1_5, 'Q4_0') },
       prefills,
     ));

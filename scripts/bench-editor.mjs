@@ -41,8 +41,13 @@
  * (`perLine`). The worker's memory (the descendant of code-server running dist/worker.js) is sampled from /proc.
  * Prints one JSON summary on stdout; progress goes to stderr.
  *
- *   npm run bench:editor -- [--session type|read-and-pause] [--model <folder>] [--lines N] [--idle-seconds S]
- *                           [--max-tokens N] [--screenshots <dir>] [--keep] [--timeout-seconds S]
+ *   npm run bench:editor -- [--session type|read-and-pause] [--backend local|server] [--model <folder>] [--lines N]
+ *                           [--idle-seconds S] [--max-tokens N] [--screenshots <dir>] [--keep] [--timeout-seconds S]
+ *
+ * --backend server runs the same session with suggestions from llama-server instead of the worker: the same
+ * full-size random weights as a Q4_0 GGUF (benchModel.js --gguf), served on 127.0.0.1 with two threads (the
+ * worker's count on two cores) by the llama-server the in-editor tests build (scripts/integration/llamaServer.mjs);
+ * phiComplete.backend server, phiComplete.server.url its address. The worker's memory is then not measured.
  *
  * --session picks the session (default type); --idle-seconds applies to `type` only; --model <folder> skips the
  * full-size build (e.g. a tiny model for a quick wiring check); --keep keeps the temporary folder (workspace,
@@ -57,11 +62,12 @@ import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  findTools, makeRunDirs, openBrowser, parseArgs, readGhostText, repo, runSession, startCodeServer,
+  findTools, makeRunDirs, openBrowser, parseArgs, readGhostText, repo, runSession, startCodeServer, stopProcessGroup,
   writeUserSettings,
 } from './integration/tools.mjs';
+import { buildLlamaServer, startLlamaServer } from './integration/llamaServer.mjs';
 
-const USAGE = 'npm run bench:editor -- [--session type|read-and-pause] [--model <folder>] [--lines N] [--idle-seconds S] [--max-tokens N] [--screenshots <dir>] [--keep] [--timeout-seconds S]';
+const USAGE = 'npm run bench:editor -- [--session type|read-and-pause] [--backend local|server] [--model <folder>] [--lines N] [--idle-seconds S] [--max-tokens N] [--screenshots <dir>] [--keep] [--timeout-seconds S]';
 const log = (message) => process.stderr.write(`[bench:editor] ${message}\n`);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -458,9 +464,11 @@ function statusbarTexts() {
 async function main() {
   const options = parseArgs(process.argv.slice(2), {
     '--session': 'string', '--model': 'path', '--lines': 'number', '--idle-seconds': 'number', '--max-tokens': 'number', '--screenshots': 'path',
-    '--keep': 'flag', '--timeout-seconds': 'number',
-  }, { session: 'type', lines: 8, idleSeconds: 30, maxTokens: 8, keep: false, timeoutSeconds: 60 }, { name: 'bench:editor', usage: USAGE });
+    '--keep': 'flag', '--timeout-seconds': 'number', '--backend': 'string',
+  }, { session: 'type', backend: 'local', lines: 8, idleSeconds: 30, maxTokens: 8, keep: false, timeoutSeconds: 60 }, { name: 'bench:editor', usage: USAGE });
   if (!SESSIONS.includes(options.session)) throw new Error(`--session must be one of ${SESSIONS.join(', ')}, not ${options.session}`);
+  if (!['local', 'server'].includes(options.backend)) throw new Error(`--backend must be local or server, not ${options.backend}`);
+  const viaServer = options.backend === 'server';
   const reading = options.session === 'read-and-pause';
   for (const key of ['lines', 'maxTokens']) {
     if (!Number.isInteger(options[key]) || options[key] < 1) throw new Error(`--${key === 'lines' ? 'lines' : 'max-tokens'} must be a whole number ≥ 1`);
@@ -501,6 +509,16 @@ async function main() {
     modelDir = build.stdout.trim().split('\n').at(-1);
   }
   log(`model ${modelDir} (ready after ${seconds()})`);
+  // --backend server: the same weights as a GGUF, and the llama-server the in-editor tests build.
+  let gguf;
+  let llamaServerBin;
+  if (viaServer) {
+    const written = spawnSync(process.execPath, [path.join(repo, 'out/bench/support/benchModel.js'), '--gguf'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    if (written.status !== 0) throw new Error(`writing the full-size GGUF failed (${written.status ?? written.signal})`);
+    gguf = written.stdout.trim().split('\n').at(-1);
+    llamaServerBin = buildLlamaServer(log);
+    log(`GGUF ${gguf} (ready after ${seconds()})`);
+  }
 
   const manifest = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
   const properties = manifest.contributes?.configuration?.properties ?? {};
@@ -514,6 +532,16 @@ async function main() {
     // The development extension, as an installed one: this checkout linked into the extensions folder.
     const extensionFolder = path.join(extensions, `${manifest.publisher}.${manifest.name}-${manifest.version}`);
     fs.symlinkSync(repo, extensionFolder, 'dir');
+
+    let serverSettings = {};
+    let serverHost;
+    if (viaServer) {
+      const started = await startLlamaServer(llamaServerBin, gguf, tmp, 'llama-server', [], 2);
+      session.llamaServers = { stop: () => stopProcessGroup(started.child) };
+      serverHost = new URL(started.url).host;
+      serverSettings = { 'phiComplete.backend': 'server', 'phiComplete.server.url': started.url };
+      log(`llama-server on ${started.url} after ${seconds()} (log ${started.logFile})`);
+    }
 
     writeUserSettings(userData, modelDir, {
       'phiComplete.completion.maxTokens': options.maxTokens,
@@ -530,6 +558,7 @@ async function main() {
       'editor.hover.enabled': false,
       'extensions.ignoreRecommendations': true,
       'files.exclude': { '.phi-it': true },
+      ...serverSettings,
     });
     // writeUserSettings turns the debounce off for the tests: the benchmark keeps the product's default.
     const settingsFile = path.join(userData, 'User', 'settings.json');
@@ -564,8 +593,10 @@ async function main() {
     await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
     await page.evaluate(installKeyClock);
     const activationDeadline = Date.now() + 60_000;
-    while (!(await page.evaluate(statusbarTexts)).some((t) => /phi/i.test(t))) {
-      if (Date.now() > activationDeadline) throw new Error(`the extension did not activate within 60 s (no "phi" status bar item): ${JSON.stringify(await page.evaluate(statusbarTexts))}`);
+    // Its status bar item: "phi" while idle, the server's host with a server backend.
+    const active = (t) => (viaServer ? t.includes(serverHost) : /phi/i.test(t));
+    while (!(await page.evaluate(statusbarTexts)).some(active)) {
+      if (Date.now() > activationDeadline) throw new Error(`the extension did not activate within 60 s (no "${viaServer ? serverHost : 'phi'}" status bar item): ${JSON.stringify(await page.evaluate(statusbarTexts))}`);
       await sleep(250);
     }
     log(`workbench open, extension active after ${seconds()}`);
@@ -900,6 +931,7 @@ async function main() {
     const summary = {
       benchmark: 'bench:editor',
       session: options.session,
+      backend: viaServer ? `llama-server (${serverHost})` : 'local',
       model: modelDir,
       modelLoadMs: loadMatch ? Number(loadMatch[2]) : null,
       device: loadMatch ? loadMatch[1] : null,

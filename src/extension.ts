@@ -1,7 +1,7 @@
 /**
  * Extension entry point: wires the settings store, the inference worker (started lazily, on the first completion or
- * command), the model's lifecycle, inline completions, Explain Selection and the status bar. Everything is
- * disposed with the extension.
+ * command), the model's lifecycle, the server backend and the router that picks between them, inline completions,
+ * Explain Selection and the status bar. Everything is disposed with the extension.
  */
 import * as vscode from 'vscode';
 import { WorkerClient } from './client/workerClient';
@@ -14,17 +14,32 @@ import { CompletionWarmer } from './completion/warmer';
 import { ExplainPanel } from './explain/explainPanel';
 import { VscodeLifecycleUi } from './lifecycle/lifecycleUi';
 import { ModelLifecycle } from './lifecycle/modelLifecycle';
+import { locateModel } from './modelLocation';
+import { BackendRouter } from './server/backendRouter';
+import { describeServerAnswer, ServerBackend } from './server/serverBackend';
+import { ServerNotices } from './server/serverNotices';
+import { SETTING_KEYS, USER_ONLY_SETTINGS } from './settings/settings';
 import { SettingsStore, type SettingsSource } from './settings/store';
 import { SettingsWarnings } from './settings/warnings';
 import { StatusBar } from './status/statusBar';
+import { askForSecret } from './util/secretInput';
+import { redactUrl } from './util/secureUrl';
 
 let client: WorkerClient | undefined;
 /** How long a one-line message stays in the status bar. */
 const NOTICE_MS = 10_000;
 
+/** Where the server token is kept (VS Code's secret storage). */
+const SERVER_TOKEN_SECRET = 'phiComplete.serverToken';
+/** Keys of the settings a workspace must not set (the server's): only the user's own value is read. */
+const USER_ONLY_KEYS = new Set(USER_ONLY_SETTINGS.map((name) => SETTING_KEYS[name]));
+
 /** The `phiComplete.*` settings as VS Code has them (per-language overrides aside: the provider reads `enable` per language). */
 const vscodeSettings: SettingsSource = {
-  readSetting: (key) => vscode.workspace.getConfiguration('phiComplete').get(key),
+  readSetting: (key) => {
+    const configuration = vscode.workspace.getConfiguration('phiComplete');
+    return USER_ONLY_KEYS.has(key) ? configuration.inspect(key)?.globalValue : configuration.get(key);
+  },
   onDidChangeSettings: (listener) => vscode.workspace.onDidChangeConfiguration((event) => {
     if (event.affectsConfiguration('phiComplete')) listener();
   }),
@@ -40,13 +55,39 @@ export function activate(context: vscode.ExtensionContext): void {
   const settings = store.read;
   const ui = new VscodeLifecycleUi(context, log, status, settings, (text) => model.installStatus(text));
   const model: ModelLifecycle = new ModelLifecycle(worker, store, ui, context.globalStorageUri.fsPath);
-  const ensureModel = () => model.ensureModel();
+  const notices = new ServerNotices({
+    notify: (message, ...actions) => vscode.window.showErrorMessage(message, ...actions),
+    openSettings: () => ui.openSettings('phiComplete.server'),
+    useLocalModel: () => vscode.workspace.getConfiguration('phiComplete').update('backend', 'local', vscode.ConfigurationTarget.Global),
+    localModelExists: () => locateModel(settings(), context.globalStorageUri.fsPath).ok,
+  });
+  const server = new ServerBackend({
+    endpoint: () => ({ url: settings().serverUrl, api: settings().serverApi, model: settings().serverModel }),
+    token: () => context.secrets.get(SERVER_TOKEN_SECRET),
+    onAnswer: (report) => {
+      notices.reset();
+      status.setServer(report.host, describeServerAnswer(report));
+    },
+    // Completions log their failures (the pipeline), warm-ups theirs (the warmer): told here once per kind.
+    onFailure: (error) => notices.failed(error),
+  });
+  const backend = new BackendRouter({
+    local: worker, server, store, status,
+    ensureLocalModel: (asked) => model.ensureModel(asked),
+    reportLocalActivity: (generating) => model.reportActivity(generating),
+    onSourceChange: () => {
+      notices.reset();
+      server.forgetFailure();
+      pipeline.forgetSuggestions();
+    },
+  });
+  const ensureModel = () => backend.ensureModel();
   const prefillRate = new PrefillRate();
   const prompts = new CompletionPrompts(prefillRate);
-  const warmer = new CompletionWarmer(vscode.window, vscode.workspace, worker, settings, prompts, log, prefillRate);
+  const warmer = new CompletionWarmer(vscode.window, vscode.workspace, backend, settings, prompts, log, prefillRate);
   const pipeline = new CompletionPipeline({
-    backend: worker, settings, configuration: vscode.workspace, prompts, prefillRate, ensureModel, log, onActivity: (activity) => {
-      model.reportActivity(activity.generating);
+    backend, settings, configuration: vscode.workspace, prompts, prefillRate, ensureModel, log, onActivity: (activity) => {
+      backend.reportActivity(activity.generating);
       if (activity.generating) return;
       const context = suggestionContext(activity.outcome);
       if (context) status.setLastSuggestion(context);
@@ -56,13 +97,14 @@ export function activate(context: vscode.ExtensionContext): void {
   });
   const provider = new InlineCompletionProvider(pipeline);
   // Explain Selection is asked for: while the worker is paused it says so, with Restart Inference Worker.
-  const explain = new ExplainPanel(worker, settings, () => model.ensureModel(true));
+  const explain = new ExplainPanel(backend, settings, () => backend.ensureModel(true));
   context.subscriptions.push(
     log,
     worker,
     status,
     store,
     model,
+    backend,
     explain,
     warmer,
     new SettingsWarnings(store, ui),
@@ -76,6 +118,11 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.commands.registerCommand('phiComplete.downloadModel', () => model.downloadModel()),
     vscode.commands.registerCommand('phiComplete.useLocalFolder', () => model.useLocalFolder()),
     vscode.commands.registerCommand('phiComplete.setHubToken', () => ui.setHubToken()),
+    vscode.commands.registerCommand('phiComplete.setServerToken', async () => {
+      await askForSecret(context.secrets, SERVER_TOKEN_SECRET, `Token for the completion server${settings().serverUrl ? ` at ${redactUrl(settings().serverUrl)}` : ''}`);
+      server.forgetFailure();
+      notices.reset();
+    }),
     vscode.commands.registerCommand('phiComplete.selectModel', () => ui.openSettings('phiComplete.model')),
   );
   log.info('phi-complete activated');

@@ -5,11 +5,13 @@
  * Run directly (node out/bench/support/benchModel.js [--format int4|fp16] [--kv-cache int8|float]
  * [--kv-outputs present_rows|…]) it builds the model if needed and prints its folder on stdout: the default is the
  * CPU catalogue entry's build (phi-1_5-int4: int4 weights, the builder's default cache, present_rows outputs).
+ * With --gguf it prints the path of the same weights as a Q4_0 GGUF (ensureGguf) instead.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildModel } from '../../src/model/build';
-import { KV_CACHE_FORMATS, KV_OUTPUTS, MANIFEST_FILE, type KvCacheFormat, type KvOutputs, type WeightFormat } from '../../src/model/manifest';
+import { KV_CACHE_FORMATS, KV_OUTPUTS, MANIFEST_FILE, TOKENIZER_FILE, type KvCacheFormat, type KvOutputs, type WeightFormat } from '../../src/model/manifest';
+import { writePhiGguf } from '../peers/gguf';
 import { benchKey, benchWeights, MODEL_WRITER } from './benchWeights';
 import { defaultCacheDir } from './cache';
 
@@ -39,7 +41,29 @@ export function ensureModel(
   return dir;
 }
 
+/**
+ * The same weights as a Q4_0 GGUF under `cacheDir`, written first if missing: for llama.cpp (npm run bench) and
+ * llama-server (npm run bench:editor -- --backend server). Keyed by the writer's code and the weights.
+ */
+export function ensureGguf(cacheDir: string, tokenizerPath: string, log: (message: string) => void): string {
+  const key = benchKey([path.join(__dirname, '../peers/gguf.js'), path.join(__dirname, '../../src/model/weights.js'), path.join(__dirname, '../../src/util/rng.js')]);
+  const file = path.join(cacheDir, `phi-1_5-random-q4_0-${key}.gguf`);
+  if (!fs.existsSync(file)) {
+    log(`writing the same weights as a Q4_0 GGUF for llama.cpp: ${file}`);
+    const partial = `${file}.partial`;
+    writePhiGguf(benchWeights(), tokenizerPath, partial, 'Q4_0');
+    fs.renameSync(partial, file);
+  }
+  return file;
+}
+
 function main(argv: readonly string[]): void {
+  // --gguf: the CPU build's weights as a GGUF instead (its path on stdout).
+  if (argv[0] === '--gguf') {
+    const dir = ensureModel(benchCacheDir(), 'int4', undefined, 'present_rows');
+    process.stdout.write(`${ensureGguf(benchCacheDir(), path.join(dir, TOKENIZER_FILE), (message) => process.stderr.write(`[bench] ${message}\n`))}\n`);
+    return;
+  }
   let format: WeightFormat = 'int4';
   let kvCache: KvCacheFormat | undefined;
   let kvOutputs: KvOutputs = 'present_rows';

@@ -19,6 +19,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { makeRunDirs, missingFiles, parseArgs, prepareModel, repo, runSession, SUITE_BUILD_OUTPUTS, suiteVerdict, writeRunnerInfo, writeUserSettings } from './tools.mjs';
+import { startTestServers } from './llamaServer.mjs';
 
 const require = createRequire(import.meta.url);
 const USAGE = 'node scripts/integration/electron.mjs [--model <model folder>] [--keep] [--timeout <seconds>] [--vscode-version <version|stable>]';
@@ -51,6 +52,7 @@ async function main() {
   const session = runSession(dirs.tmp, options.keep, log);
   try {
     const modelDir = prepareModel(options.model, path.join(dirs.tmp, 'model'), log);
+    session.llamaServers = await startTestServers(dirs.tmp, dirs.channel, log);
     writeUserSettings(dirs.userData, modelDir, { 'files.exclude': { '.phi-it': true }, 'editor.wordWrap': 'on' });
     writeRunnerInfo(dirs.channel, '@vscode/test-electron', false);
 

@@ -25,6 +25,7 @@ import {
   findTools, makeRunDirs, openBrowser, parseArgs, prepareModel, readGhostText, readWorkbenchTexts, repo, runSession,
   startCodeServer, SUITE_BUILD_OUTPUTS, suiteVerdict, writeRunnerInfo, writeUserSettings,
 } from './tools.mjs';
+import { startTestServers } from './llamaServer.mjs';
 
 const USAGE = 'node scripts/integration/run.mjs [--screenshots <dir>] [--model <model folder>] [--keep] [--timeout <seconds>] [--no-page-reader]';
 
@@ -144,6 +145,7 @@ async function main() {
 
   try {
     const modelDir = prepareModel(options.model, path.join(tmp, 'model'), log);
+    session.llamaServers = await startTestServers(tmp, channel, log);
     writeUserSettings(userData, modelDir, { 'files.exclude': { '.phi-it': true }, 'editor.wordWrap': 'on' });
     writeRunnerInfo(channel, 'code-server', !options.noPageReader);
 

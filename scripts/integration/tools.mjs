@@ -46,7 +46,7 @@ export function findTools(requiredFiles = []) {
 /** What the in-editor suite needs built: [file, npm script] pairs. */
 export const SUITE_BUILD_OUTPUTS = [
   ['dist/extension.js', 'npm run build'], ['dist/worker.js', 'npm run build'],
-  ['out/test/integration/suite/index.js', 'npm run compile'], ['out/src/model/build.js', 'npm run compile'],
+  ['out/test/integration/suite/index.js', 'npm run compile'], ['out/src/model/build.js', 'npm run compile'], ['out/bench/peers/gguf.js', 'npm run compile'],
 ];
 
 /** The repository files of `requiredFiles` ([file, npm script] pairs) that are missing, each saying how to get it. */
@@ -232,15 +232,16 @@ export async function openBrowser({ playwright, chromium }) {
 }
 
 /**
- * What a run must undo: `server` (code-server) and `browser`, once started, are set on the returned object;
- * `cleanup()` closes the browser, ends code-server's process group (its extension host and the extension's
- * worker too) and removes the temporary folder unless `keep`. It also runs on SIGINT / SIGTERM (then exit 130).
+ * What a run must undo: `server` (code-server), `browser` and `llamaServers` (./llamaServer.mjs), once started, are
+ * set on the returned object; `cleanup()` closes the browser, ends code-server's process group (its extension host
+ * and the extension's worker too), the llama-servers, and removes the temporary folder unless `keep`. It also runs on SIGINT / SIGTERM (then exit 130).
  */
 export function runSession(tmp, keep, log) {
-  const session = { server: undefined, browser: undefined };
+  const session = { server: undefined, browser: undefined, llamaServers: undefined };
   session.cleanup = async () => {
     await session.browser?.close().catch(() => undefined);
     await stopProcessGroup(session.server);
+    await session.llamaServers?.stop();
     if (!keep) fs.rmSync(tmp, { recursive: true, force: true });
     else log(`kept ${tmp}`);
   };

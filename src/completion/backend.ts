@@ -1,9 +1,10 @@
 /**
  * What the completion pipeline (./pipeline.ts) asks for tokens: a backend. The extension's is the worker process
  * (WorkerClient, src/client/workerClient.ts, satisfies the interface as it is); inProcessBackend runs the engine in
- * the caller's process (the unit tests, the in-editor test's expected suggestions). A server backend (a local
- * llama.cpp or Ollama endpoint) would implement the same call: stream text deltas, honour the abort signal, answer
- * with the text, why it ended and its stats.
+ * the caller's process (the unit tests, the in-editor test's expected suggestions); ServerBackend
+ * (src/server/serverBackend.ts) asks llama-server or an OpenAI-compatible server; BackendRouter (src/server/
+ * backendRouter.ts) picks between the worker and the server by phiComplete.backend. Each streams text deltas,
+ * honours the abort signal, and answers with the text, why it ended and its stats.
  *
  * Uses no runtime import of 'vscode'.
  */

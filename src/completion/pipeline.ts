@@ -171,6 +171,11 @@ export class CompletionPipeline {
 
   constructor(private readonly options: PipelineOptions) {}
 
+  /** Forgets the suggestions shown so far (another backend answers from now on: its suggestions may differ). */
+  forgetSuggestions(): void {
+    this.cache.clear();
+  }
+
   /**
    * The text to show at the request's cursor, or undefined for none. From the model, the first line is shown as
    * soon as it is complete; generation goes on, its full text lands in the cache, and request.showAgain is called

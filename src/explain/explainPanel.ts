@@ -1,12 +1,12 @@
 /**
  * "Explain selection": streams the model's explanation of the selected code into a side panel (page:
  * ./explainView.ts; the explanation's state: ./explanation.ts). One panel, reused; a new explanation replaces the
- * one shown, and closing the panel cancels it. Completions do not interrupt it (the generator lets only a newer
+ * one shown, and closing the panel cancels it. It asks the backend completions use (the worker, or a server). Completions do not interrupt it (the generator lets only a newer
  * explanation cancel one); when it is interrupted all the same (the worker restarted, the model was reloaded),
  * or stops at its length limit, the panel says so and offers to continue.
  */
 import * as vscode from 'vscode';
-import type { WorkerClient } from '../client/workerClient';
+import type { CompletionBackend } from '../completion/backend';
 import { EXPLAIN_SEQUENCE } from '../protocol';
 import { Disposable } from '../util/disposable';
 import { EXPLAIN_STOPS, planExplanation } from './explainPrompt';
@@ -26,7 +26,7 @@ export class ExplainPanel extends Disposable {
   private explanation: Explanation | undefined;
   private inFlight: AbortController | undefined;
 
-  constructor(private readonly client: WorkerClient, private readonly settings: () => ExplainSettings, private readonly ensureModel: () => Promise<boolean>) {
+  constructor(private readonly client: CompletionBackend, private readonly settings: () => ExplainSettings, private readonly ensureModel: () => Promise<boolean>) {
     super();
     this.register({ dispose: () => { this.panel?.dispose(); } });
   }

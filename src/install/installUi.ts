@@ -5,6 +5,7 @@
  */
 import * as vscode from 'vscode';
 import type { SettingsReader } from '../settings/settings';
+import { askForSecret } from '../util/secretInput';
 import { redactCredentials } from '../util/secureUrl';
 import { catalogueEntry, type CatalogueEntry } from './catalogue';
 import { DownloadError, formatBytes, offlineHelp } from './download';
@@ -110,11 +111,8 @@ export async function useLocalFolder(ui: InstallUiContext): Promise<boolean> {
   }
 }
 
-export async function setHubToken(ui: InstallUiContext): Promise<void> {
-  const value = await vscode.window.showInputBox({ prompt: 'Access token for the model hub (stored in VS Code\'s secret storage; leave empty to remove)', password: true, ignoreFocusOut: true });
-  if (value === undefined) return;
-  if (value === '') await ui.extension.secrets.delete(TOKEN_SECRET);
-  else await ui.extension.secrets.store(TOKEN_SECRET, value);
+export function setHubToken(ui: InstallUiContext): Promise<void> {
+  return askForSecret(ui.extension.secrets, TOKEN_SECRET, 'Access token for the model hub');
 }
 
 /**

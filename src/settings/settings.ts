@@ -31,7 +31,25 @@ export interface Settings {
   readonly hubEndpoint: string;
   /** MiB the worker's KV caches (one per recently used file) may hold together; applies without a reload. */
   readonly cacheMemoryMB: number;
+  /** Where suggestions come from: the local worker, or a server (src/server/). */
+  readonly backend: Backend;
+  /** The server's base URL (https, or http on loopback), without a trailing slash. */
+  readonly serverUrl: string;
+  readonly serverApi: ServerApi;
+  /** The model name the server's API asks for (OpenAI-compatible servers); '' for none. */
+  readonly serverModel: string;
 }
+
+export type Backend = 'local' | 'server';
+/** llama.cpp: llama-server's own /completion; openai: /v1/completions (vLLM, SGLang, Ollama, llama-server). */
+export type ServerApi = 'llama.cpp' | 'openai';
+export const SERVER_APIS: readonly ServerApi[] = ['llama.cpp', 'openai'];
+
+/**
+ * Settings only the user may set (package.json scope `application`), read ignoring workspace values: a workspace
+ * that could point them elsewhere could send the user's code, and the server token, to a host of its choosing.
+ */
+export const USER_ONLY_SETTINGS: readonly (keyof Settings)[] = ['backend', 'serverUrl', 'serverApi', 'serverModel'];
 
 export const DEFAULT_SETTINGS: Settings = {
   enable: true,
@@ -52,6 +70,10 @@ export const DEFAULT_SETTINGS: Settings = {
   // 1,024-token window's cache (room for its completion too: 1,152 positions) is 115 MiB: 768 MiB holds 6 (a file
   // can use two or three: the window where the user types, the one warmed ahead of it, another place in it).
   cacheMemoryMB: 768,
+  backend: 'local',
+  serverUrl: '',
+  serverApi: 'llama.cpp',
+  serverModel: '',
 };
 
 /** Setting keys as they appear in settings.json, under the `phiComplete.` section. */
@@ -71,6 +93,10 @@ export const SETTING_KEYS: Record<keyof Settings, string> = {
   speculative: 'speculativeDecoding',
   hubEndpoint: 'hubEndpoint',
   cacheMemoryMB: 'cacheMemoryMB',
+  backend: 'backend',
+  serverUrl: 'server.url',
+  serverApi: 'server.api',
+  serverModel: 'server.model',
 };
 
 type Check = (value: unknown) => boolean;
@@ -79,7 +105,7 @@ const numberIn = (min: number, max: number): Check => (v) => typeof v === 'numbe
 const isBoolean: Check = (v) => typeof v === 'boolean';
 const isString: Check = (v) => typeof v === 'string';
 
-/** The hub token is sent to the endpoint: https only, or plain http on this machine (a local mirror). */
+/** The hub token (and, for a server, the user's code) is sent to the endpoint: https only, or plain http on this machine. */
 function isSecureEndpoint(value: string): boolean {
   try {
     return insecureUrlReason(new URL(value)) === undefined;
@@ -104,11 +130,16 @@ const CHECKS: Record<keyof Settings, [Check, string]> = {
   speculative: [isBoolean, 'true or false'],
   hubEndpoint: [(v) => typeof v === 'string' && isSecureEndpoint(v.trim()), 'an https URL (plain http only for 127.0.0.1 or localhost)'],
   cacheMemoryMB: [integerIn(64, 65536), 'an integer from 64 to 65536'],
+  backend: [(v) => v === 'local' || v === 'server', 'local or server'],
+  serverUrl: [(v) => typeof v === 'string' && (v.trim() === '' || isSecureEndpoint(v.trim())), 'an https URL (plain http only for 127.0.0.1 or localhost)'],
+  serverApi: [(v) => SERVER_APIS.includes(v as ServerApi), SERVER_APIS.join(' or ')],
+  serverModel: [isString, 'a model name'],
 };
 
 function normalise(name: keyof Settings, value: unknown): unknown {
   if (name === 'modelPath') return (value as string).trim();
-  if (name === 'hubEndpoint') return (value as string).trim().replace(/\/+$/, '');
+  if (name === 'hubEndpoint' || name === 'serverUrl') return (value as string).trim().replace(/\/+$/, '');
+  if (name === 'serverModel') return (value as string).trim();
   return value;
 }
 
@@ -130,6 +161,9 @@ export function settingsProblems(settings: Settings): string[] {
   if (settings.explainMaxTokens > MAX_USEFUL_EXPLAIN_TOKENS) {
     problems.push(`phiComplete.${SETTING_KEYS.explainMaxTokens} (${settings.explainMaxTokens}) leaves no room for the selected code: the model reads ${MODEL_POSITIONS} tokens `
       + `at once, selection and explanation together. Explanations are shortened to fit the selection; set it to ${MAX_USEFUL_EXPLAIN_TOKENS} or less.`);
+  }
+  if (settings.backend === 'server' && settings.serverUrl === '') {
+    problems.push(`phiComplete.${SETTING_KEYS.backend} is "server" but phiComplete.${SETTING_KEYS.serverUrl} is not set. Suggestions come from the local model until it is.`);
   }
   return problems;
 }
@@ -168,12 +202,14 @@ export function readSettings(get: (key: string) => unknown): SettingsRead {
       settings[name] = normalise(name, value);
     } else {
       // An endpoint's credentials (https://user:password@host) are not shown: warnings are logged.
-      const shown = name === 'hubEndpoint' && typeof value === 'string' ? redactUrl(value) : value;
+      const shown = (name === 'hubEndpoint' || name === 'serverUrl') && typeof value === 'string' ? redactUrl(value) : value;
       warnings.push(`phiComplete.${SETTING_KEYS[name]} is ${JSON.stringify(shown)}; it must be ${expected}. Using the default, ${JSON.stringify(DEFAULT_SETTINGS[name])}.`);
     }
   }
   const valid = settings as unknown as Settings;
-  const fitted: Settings = { ...valid, contextTokens: completionContextTokens(valid) };
+  // A server backend without a URL has nowhere to send to: the local backend until it has one.
+  const backend = valid.backend === 'server' && valid.serverUrl === '' ? 'local' : valid.backend;
+  const fitted: Settings = { ...valid, contextTokens: completionContextTokens(valid), backend };
   return { settings: Object.freeze(fitted), warnings, problems: settingsProblems(valid) };
 }
 

@@ -4,7 +4,7 @@
  * through @vscode/test-electron) and calls `run()`, which runs the mocha suite (tdd) against the development
  * extension and rejects when a test failed.
  *
- * Two runs: the first (scenarios.ts, modelSetup.ts, explainSafety.ts, then deactivate.ts) ends by reloading the
+ * Two runs: the first (scenarios.ts, modelSetup.ts, explainSafety.ts, server.ts, then deactivate.ts) ends by reloading the
  * window, which ends the extension host (VS Code deactivates the extension); the reloaded window's new host calls
  * `run()` again, and this second run (afterReload.ts, chosen because the first left `.phi-it/deactivate.json`)
  * checks the worker is gone and reports the totals of both: passing, failing, and pending (tests skipped because the
@@ -17,7 +17,7 @@ import Mocha from 'mocha';
 import { channelDir, DEACTIVATE_RECORD, FIRST_RUN_RESULTS, FINAL_RESULTS, hostEnding, log, runnerInfo } from './support';
 
 /** The first run's files, in order: deactivate.js ends this extension host, so it comes last. */
-const FIRST_RUN_FILES = ['scenarios.js', 'modelSetup.js', 'explainSafety.js', 'deactivate.js'];
+const FIRST_RUN_FILES = ['scenarios.js', 'modelSetup.js', 'explainSafety.js', 'server.js', 'deactivate.js'];
 const SECOND_RUN_FILES = ['afterReload.js'];
 
 interface Counts {

@@ -9,7 +9,7 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as vscode from 'vscode';
-import { actInPage, assert, log, openPython, seeUntil, show, skipWithoutPage, sleep, triggerAndCommit, type Seen, type SeenNotice } from './support';
+import { actInPage, assert, assertButtons, clearNotifications, log, openPython, seeUntil, show, skipWithoutPage, sleep, triggerAndCommit, waitForNotice } from './support';
 
 /** A stand-in for the model hub on 127.0.0.1: answers every request with `status`, recording each. */
 class LoopbackHub {
@@ -29,33 +29,6 @@ class LoopbackHub {
   close(): Promise<void> {
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
-}
-
-function describeNotices(seen: Seen): string {
-  return show((seen.notices ?? []).map((n) => `${n.message} [${n.buttons.join(', ')}]`).join(' | '));
-}
-
-/**
- * Reads the page until a notification whose message `matches` shows; returns it and the sighting. The notification
- * center is opened first: under the runner's smoke-test driver (which reports the suite's exit) the workbench
- * shows no toasts at all, and the center lists each notification with its buttons as the toast would.
- */
-async function waitForNotice(name: string, matches: (message: string) => boolean, timeoutMs: number): Promise<{ notice: SeenNotice; seen: Seen }> {
-  await vscode.commands.executeCommand('notifications.showList');
-  const seen = await seeUntil(name, (s) => (s.notices ?? []).some((n) => matches(n.message)), timeoutMs);
-  log(`# screenshot ${seen.file}; notifications: ${describeNotices(seen)}`);
-  const notice = (seen.notices ?? []).find((n) => matches(n.message));
-  assert(notice, `no such notification within ${timeoutMs / 1000} s; notifications: ${describeNotices(seen)}`);
-  return { notice, seen };
-}
-
-function assertButtons(notice: SeenNotice, expected: string[]): void {
-  for (const button of expected) assert(notice.buttons.includes(button), `the notification ${show(notice.message)} has buttons ${show(notice.buttons.join(', '))}, expected ${show(expected.join(', '))}`);
-}
-
-async function clearNotifications(): Promise<void> {
-  await vscode.commands.executeCommand('notifications.clearAll');
-  await vscode.commands.executeCommand('notifications.hideList');
 }
 
 suite('getting a model (page)', () => {

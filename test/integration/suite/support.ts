@@ -328,3 +328,30 @@ export interface DeactivateExitRecord {
   exitedAt: number;
   workerAliveAtHostExit: boolean;
 }
+
+export function describeNotices(seen: Seen): string {
+  return show((seen.notices ?? []).map((n) => `${n.message} [${n.buttons.join(', ')}]`).join(' | '));
+}
+
+/**
+ * Reads the page until a notification whose message `matches` shows; returns it and the sighting. The notification
+ * center is opened first: under the runner's smoke-test driver (which reports the suite's exit) the workbench
+ * shows no toasts at all, and the center lists each notification with its buttons as the toast would.
+ */
+export async function waitForNotice(name: string, matches: (message: string) => boolean, timeoutMs: number): Promise<{ notice: SeenNotice; seen: Seen }> {
+  await vscode.commands.executeCommand('notifications.showList');
+  const seen = await seeUntil(name, (s) => (s.notices ?? []).some((n) => matches(n.message)), timeoutMs);
+  log(`# screenshot ${seen.file}; notifications: ${describeNotices(seen)}`);
+  const notice = (seen.notices ?? []).find((n) => matches(n.message));
+  assert(notice, `no such notification within ${timeoutMs / 1000} s; notifications: ${describeNotices(seen)}`);
+  return { notice, seen };
+}
+
+export function assertButtons(notice: SeenNotice, expected: string[]): void {
+  for (const button of expected) assert(notice.buttons.includes(button), `the notification ${show(notice.message)} has buttons ${show(notice.buttons.join(', '))}, expected ${show(expected.join(', '))}`);
+}
+
+export async function clearNotifications(): Promise<void> {
+  await vscode.commands.executeCommand('notifications.clearAll');
+  await vscode.commands.executeCommand('notifications.hideList');
+}
