@@ -14,9 +14,10 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { completionParams, shapeSuggestion } from '../../../src/completion/pipeline';
-import { completionPromptAt, type PromptDocument } from '../../../src/completion/requestPrompts';
+import { completionPromptAt } from '../../../src/completion/requestPrompts';
 import { buildExplainPrompt } from '../../../src/explain/explainPrompt';
 import type { Settings } from '../../../src/settings/settings';
+import { TextDocumentModel } from '../../support/textDocument';
 import {
   actInPage, alnum, assert, assertButtons, channelDir, clearNotifications, currentSettings, Engine, log, openCompletable, openPython, pageAccess, seeUntil, show,
   skipWithoutPage, sleep, triggerAndCommit, waitForNotice, workspaceDir,
@@ -63,11 +64,11 @@ async function serverGenerates(url: string, prompt: string, nPredict: number, st
 
 /** The suggestion the provider should show for `text` with the cursor at its end, from the server's completion of the same prompt. */
 async function expectedFromServer(url: string, text: string, fileName: string, settings: Settings): Promise<string> {
-  const document: PromptDocument = { getText: () => text, offsetAt: () => text.length, languageId: 'python', fileName };
-  const { prompt, prefix, suffix } = completionPromptAt(document, new vscode.Position(0, 0), settings);
+  const document = new TextDocumentModel(text, 'python', fileName);
+  const { prompt, text: around } = completionPromptAt(document, document.positionAt(text.length), settings);
   const params = completionParams(settings);
   const { text: raw } = await serverGenerates(url, prompt, params.maxNewTokens, params.stop, settings);
-  return shapeSuggestion(raw, { prefix, suffix, eol: '\n', languageId: 'python' });
+  return shapeSuggestion(raw, { prefix: around.before, suffix: around.after, eol: '\n', languageId: 'python' });
 }
 
 async function slots(url: string): Promise<Slot[]> {
@@ -141,10 +142,10 @@ suite('the server backend: a real llama-server', () => {
       if (inserted !== expected) {
         // The server's own run for the extension's request (its slot) is the exact reference: a prompt read in
         // pieces (warm-up, then the request) may round differently from one read at once and flip a near tie.
-        const document: PromptDocument = { getText: () => text, offsetAt: () => text.length, languageId: 'python', fileName: editor.document.fileName };
-        const { prompt, prefix, suffix } = completionPromptAt(document, new vscode.Position(0, 0), settings);
+        const document = new TextDocumentModel(text, 'python', editor.document.fileName);
+        const { prompt, text: around } = completionPromptAt(document, document.positionAt(text.length), settings);
         const slot = (await slots(url)).find((s) => s.prompt === prompt && (s.generated ?? '') !== '');
-        const generated = slot && shapeSuggestion(slot.generated ?? '', { prefix, suffix, eol: '\n', languageId: 'python' });
+        const generated = slot && shapeSuggestion(slot.generated ?? '', { prefix: around.before, suffix: around.after, eol: '\n', languageId: 'python' });
         log(`# the committed text differs from llama-server's separate run; its slot for the request generated ${show(generated ?? '(no slot)')}`);
         assert(inserted === generated, `committed ${show(inserted)}, llama-server generates ${show(expected)} (and for the extension's request ${show(generated ?? '(no slot found)')})`);
       }
@@ -211,8 +212,8 @@ suite('the server backend: a real llama-server', () => {
     // until its first line is shown (after that it keeps it for the cache), so the request must not show one.
     let text: string | undefined;
     for (const candidate of CANCEL_PROMPTS) {
-      const document: PromptDocument = { getText: () => candidate, offsetAt: () => candidate.length, languageId: 'python', fileName: 'cancel.py' };
-      const { prompt } = completionPromptAt(document, new vscode.Position(0, 0), settings);
+      const document = new TextDocumentModel(candidate, 'python', 'cancel.py');
+      const { prompt } = completionPromptAt(document, document.positionAt(candidate.length), settings);
       const answer = await serverGenerates(url, prompt, LONG_COMPLETION, completionParams(settings).stop, settings);
       if (answer.stopType === 'limit' && !answer.text.includes('\n')) {
         text = candidate;
