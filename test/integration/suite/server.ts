@@ -296,8 +296,9 @@ suite('the server backend: a real llama-server', () => {
     log(`# llama-server's log: ${serverLog.includes(`cancel task, id_task = ${task}`) ? `cancel task ${task}` : 'no cancel line'}; released with ${tokens} tokens in its cache (prompt and generated)`);
     assert(serverLog.includes(`cancel task, id_task = ${task}`), `llama-server's log (${info!.log}) does not say it cancelled task ${task}`);
     assert(tokens < LONG_COMPLETION / 2, `llama-server released task ${task} with ${tokens} tokens: it decoded on after the keystroke`);
-    assert(stoppedMs < 2_000, `llama-server stopped decoding ${stoppedMs} ms after the keystroke`);
-    assert(typingMs < 1_500, `typing took ${typingMs} ms while the server was busy`);
+    // Bounds for what a held-up host would show (the request decodes 1,024 tokens: many seconds), not timings: the
+    // tokens it was released with above say when it stopped.
+    assert(typingMs < 5_000, `typing took ${typingMs} ms while the server was busy`);
     assert(editor.document.getText() === `${text}x`, `the document is ${show(editor.document.getText())}`);
     await config().update('completion.maxTokens', undefined, vscode.ConfigurationTarget.Global);
   });
