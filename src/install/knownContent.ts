@@ -74,12 +74,13 @@ function tokenizerIds(json: unknown): TokenizerIds {
   return { ids, merges };
 }
 
-let phiTokenizer: TokenizerIds | undefined;
-
-/** tokenizer.json must give every token phi-1.5's id and have phi-1.5's merges, in order. */
+/**
+ * tokenizer.json must give every token phi-1.5's id and have phi-1.5's merges, in order. (phi-1.5's are built for
+ * each check, not kept: a check runs once or twice a download, in the extension host.)
+ */
 export function phiTokenizerCheck(): ContentCheck {
   return contentCheck((file) => {
-    phiTokenizer ??= tokenizerIds(buildPhiTokenizerJson());
+    const phiTokenizer = tokenizerIds(buildPhiTokenizerJson());
     const actual = tokenizerIds(readJson(file));
     if (actual.ids.size !== phiTokenizer.ids.size) return `it has ${actual.ids.size} tokens, phi-1.5 has ${phiTokenizer.ids.size}`;
     for (const [token, id] of phiTokenizer.ids) {
@@ -87,7 +88,7 @@ export function phiTokenizerCheck(): ContentCheck {
       if (actualId !== id) return `token ${JSON.stringify(token)} is ${actualId === undefined ? 'missing' : `id ${actualId}`}, phi-1.5's is id ${id}`;
     }
     if (actual.merges.length !== phiTokenizer.merges.length) return `it has ${actual.merges.length} merges, phi-1.5 has ${phiTokenizer.merges.length}`;
-    const first = actual.merges.findIndex((merge, rank) => merge !== phiTokenizer!.merges[rank]);
+    const first = actual.merges.findIndex((merge, rank) => merge !== phiTokenizer.merges[rank]);
     return first < 0 ? undefined : `merge ${first} is ${JSON.stringify(actual.merges[first])}, phi-1.5's is ${JSON.stringify(phiTokenizer.merges[first])}`;
   });
 }
