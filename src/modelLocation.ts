@@ -10,11 +10,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Settings } from './settings/settings';
 import { catalogueEntry, type CatalogueEntry } from './install/catalogue';
-import { installDamage, installedModelDir, isBuiltAs, isInstalled } from './install/install';
+import { hasCurrentLayout, installDamage, installedModelDir, isBuiltAs, isInstalled } from './install/install';
 import { MANIFEST_FILE } from './model/manifest';
 
 export type ModelLocation =
-  | { readonly ok: true; readonly dir: string }
+  /** `olderBuild`: the catalogue model works but was built in an older, slower layout (Download Model rebuilds it). */
+  | { readonly ok: true; readonly dir: string; readonly olderBuild?: CatalogueEntry }
   | { readonly ok: false; readonly message: string; readonly missing?: CatalogueEntry; readonly rebuild?: boolean; readonly huggingFace?: boolean };
 
 /** Whether `dir` is a Hugging Face phi folder (config.json and *.safetensors, no manifest.json): it must be converted first. */
@@ -59,5 +60,5 @@ export function locateModel(settings: Settings, globalStorage: string): ModelLoc
   if (!isBuiltAs(dir, entry.build)) {
     return { ok: false, message: `${entry.title} was built differently from how this version builds it, and must be rebuilt from its downloaded weights.`, missing: entry, rebuild: true };
   }
-  return { ok: true, dir };
+  return hasCurrentLayout(dir) ? { ok: true, dir } : { ok: true, dir, olderBuild: entry };
 }

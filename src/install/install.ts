@@ -78,11 +78,22 @@ async function isIntact(dir: string, signal: AbortSignal | undefined): Promise<b
 export function isBuiltAs(dir: string, build: ModelBuild): boolean {
   try {
     const manifest = readManifest(dir);
-    const layout = int4LayoutOf(manifest);
     return manifest.weights === build.format && kvCacheOf(manifest) === (build.kvCache ?? defaultKvCache(build.format))
-      && kvOutputsOf(manifest) === (build.kvOutputs ?? 'present_rows')
-      // The builder's int4 layout changed since (blocks of 128 since 2026-12-05): rebuilt from the kept download.
-      && (layout === undefined || sameInt4Layout(layout, INT4_LAYOUT));
+      && kvOutputsOf(manifest) === (build.kvOutputs ?? 'present_rows');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether an int4 model in `dir` stores its weights as this version's builder does (blocks of 128 since
+ * 2026-12-05; before manifests recorded it, 64). One in an older layout works, only slower: it is loaded, offered
+ * for a rebuild, and rebuilt by Download Model.
+ */
+export function hasCurrentLayout(dir: string): boolean {
+  try {
+    const layout = int4LayoutOf(readManifest(dir));
+    return layout === undefined || sameInt4Layout(layout, INT4_LAYOUT);
   } catch {
     return false;
   }
@@ -154,7 +165,7 @@ async function checkInstallSpace(entry: CatalogueEntry, downloads: string, optio
  */
 export async function installCatalogueModel(entry: CatalogueEntry, options: InstallOptions): Promise<string> {
   const target = installedModelDir(options.storageDir, entry.id);
-  const ready = async (): Promise<boolean> => isBuiltAs(target, entry.build) && await isIntact(target, options.signal);
+  const ready = async (): Promise<boolean> => isBuiltAs(target, entry.build) && hasCurrentLayout(target) && await isIntact(target, options.signal);
   if (await ready()) return target;
   const { repo, revision, files } = entry.source;
   const downloads = path.join(options.storageDir, 'downloads', `${repo.replace(/\//g, '--')}@${revision}`);

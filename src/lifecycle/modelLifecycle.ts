@@ -67,6 +67,8 @@ export class ModelLifecycle extends Disposable {
   private loadedWith: Settings | undefined;
   /** The load in progress and the settings it was started for: concurrent callers share it. */
   private loading: { readonly settings: Settings; done: Promise<boolean> } | undefined;
+  /** Whether rebuilding a model converted in an older layout was offered this session (once is enough). */
+  private rebuildOffered = false;
   /** Whether the missing model was offered this session: completions must not nag on every keystroke. */
   private modelOffered = false;
   /** Whether anything has asked for the model yet: until then, nothing is loaded (the worker starts lazily). */
@@ -287,6 +289,12 @@ export class ModelLifecycle extends Disposable {
       }
       if (chosen && loaded.device !== settings.device) {
         this.notify('warning', `phi-complete: ${settings.device} is not available, running on the ${loaded.device.toUpperCase()}. ${loaded.fallbacks.join('; ')}`);
+      }
+      if (location.olderBuild && !this.rebuildOffered) {
+        // Offered, never forced: the older build works, and suggestions go on while the new one is converted.
+        this.rebuildOffered = true;
+        this.notify('info', `phi-complete: ${location.olderBuild.title} was converted by an older version. Rebuilt from its downloaded weights, it reads files ≈1.3× as fast (a few minutes of CPU; suggestions go on meanwhile).`,
+          { Rebuild: () => void this.downloadModel() });
       }
       return true;
     } catch (error) {

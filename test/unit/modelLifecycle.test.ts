@@ -589,6 +589,37 @@ describe('problems', () => {
     assert.equal(r.ui.offers.length, 1, 'offered once');
   });
 
+  test('a catalogue model converted in an older layout (blocks of 64) is loaded, and a rebuild offered once, never forced; Rebuild runs Download Model', async () => {
+    const rigged = (): ReturnType<typeof rig> => {
+      const r = rig({ device: 'cpu', threads: 1 }, (notice) => (notice.actions.includes('Rebuild') ? 'Rebuild' : undefined));
+      const dir = installedModelDir(r.storage, DEFAULT_MODEL);
+      installTinyModel(r.storage, catalogueEntry(DEFAULT_MODEL)!);
+      const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as Record<string, unknown>;
+      delete manifest.int4Layout; // as converted before manifests recorded it
+      fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
+      return r;
+    };
+    const r = rigged();
+    r.ui.onDownload = () => false;
+    assert.equal(await r.lifecycle.ensureModel(), true, 'the older build is loaded');
+    assert.equal(r.worker.state, 'ready');
+    assert.deepEqual(r.ui.offers, [], 'not offered as missing');
+    const offers = r.ui.notices.filter((notice) => notice.actions.includes('Rebuild'));
+    assert.equal(offers.length, 1, JSON.stringify(r.ui.notices));
+    assert.match(offers[0].message, /converted by an older version.*suggestions go on meanwhile/);
+    await settle();
+    assert.deepEqual(r.ui.downloads.map((entry) => entry.id), [DEFAULT_MODEL], 'Rebuild runs Download Model');
+    r.ui.change({ threads: 2 });
+    assert.equal(await r.lifecycle.ensureModel(), true);
+    assert.equal(r.ui.notices.filter((notice) => notice.actions.includes('Rebuild')).length, 1, 'offered once a session');
+
+    // Converted in today's layout: nothing offered.
+    const current = rig({ device: 'cpu', threads: 1 });
+    installTinyModel(current.storage, catalogueEntry(DEFAULT_MODEL)!);
+    assert.equal(await current.lifecycle.ensureModel(), true);
+    assert.deepEqual(current.ui.notices, []);
+  });
+
   test('a catalogue model built otherwise than this version builds it is offered for a rebuild', async () => {
     const r = rig({ device: 'cpu', threads: 1 });
     fs.cpSync(tinyModelDir('fp32'), installedModelDir(r.storage, DEFAULT_MODEL), { recursive: true });
