@@ -9,10 +9,11 @@
  * same offset, the same last {@link TAIL_LENGTH} characters and a hash collision, or an edit further above (more
  * than 4 KB before the cursor) that kept the offset.
  */
-import type { CursorText } from './cursorText';
-
-/** The text before a cursor as completions read it: the document's LF text from `beforeStart` to the cursor. */
-export type CachePrefix = Pick<CursorText, 'before' | 'beforeStart'>;
+/** The text before a cursor as completions read it (a CursorText is one): the document's LF text from `beforeStart` to the cursor. */
+export interface CachePrefix {
+  readonly before: string;
+  readonly beforeStart: number;
+}
 
 /** Characters at the end of a prefix kept verbatim: where edits near the cursor show up first. */
 export const TAIL_LENGTH = 2048;
