@@ -48,7 +48,7 @@ export function documentLength(document: Pick<PromptDocument, 'lineCount' | 'lin
 }
 
 /** Why a document of `length` characters gets no completions, or undefined when it is not too large. */
-export function tooLargeForCompletions(length: number): string | undefined {
+function tooLargeForCompletions(length: number): string | undefined {
   if (length <= MAX_DOCUMENT_CHARS) return undefined;
   return `phi-complete: no completions in this file: it has ${(length / 1e6).toFixed(1)} million characters (the limit is ${MAX_DOCUMENT_CHARS / 1e6} million)`;
 }
@@ -61,7 +61,7 @@ const MAX_NON_TEXT_SHARE = 0.1;
  * more than MAX_NON_TEXT_SHARE of characters that are not text (a binary file opened anyway, a wrong encoding);
  * undefined when it looks like text.
  */
-export function binaryLooking(text: Pick<CursorText, 'before' | 'after'>): string | undefined {
+function binaryLooking(text: Pick<CursorText, 'before' | 'after'>): string | undefined {
   let nonText = 0;
   for (const part of [text.before, text.after]) {
     // Most text has none of them: one scan by the regular expression engine, and counting only where there are some.
@@ -70,6 +70,19 @@ export function binaryLooking(text: Pick<CursorText, 'before' | 'after'>): strin
     nonText += part.match(NON_TEXT_ALL)?.length ?? 0;
   }
   return nonText > MAX_NON_TEXT_SHARE * (text.before.length + text.after.length) ? BINARY_NOTICE : undefined;
+}
+
+/**
+ * What completions read at `position` in a document of `length` characters (documentLength): the text around the
+ * cursor (promptText: its neighbourhood only), or why nothing is read or asked there (too large, looks binary).
+ * The pipeline and the warmer (./warmer.ts) both read through it.
+ */
+export function readForCompletions(document: PromptDocument, position: vscode.Position, length: number, settings: Settings): { readonly text: CursorText } | { readonly notice: string } {
+  const tooLarge = tooLargeForCompletions(length);
+  if (tooLarge !== undefined) return { notice: tooLarge };
+  const text = promptText(document, position, settings);
+  const binary = binaryLooking(text);
+  return binary === undefined ? { text } : { notice: binary };
 }
 
 /** Characters that are not text: controls other than tab, line breaks, vertical tab, form feed and escape; DEL; the replacement character. */
@@ -186,12 +199,10 @@ export class CompletionPipeline {
     const settings = this.options.settings();
     const { document, position } = request;
     if (!completionsWanted(document.languageId, settings, this.options.configuration)) return undefined;
-    const tooLarge = tooLargeForCompletions(request.length);
-    if (tooLarge !== undefined) return this.noCompletions(request.sequence, tooLarge);
     // Only the neighbourhood of the cursor is read, whatever the file's size: what the prompts need.
-    const around = promptText(document, position, settings);
-    const binary = binaryLooking(around);
-    if (binary !== undefined) return this.noCompletions(request.sequence, binary);
+    const read = readForCompletions(document, position, request.length, settings);
+    if ('notice' in read) return this.noCompletions(request.sequence, read.notice);
+    const around = read.text;
     const cached = this.cache.lookup(around);
     if (cached !== undefined) {
       log.debug(describeOutcome({ source: 'cache', text: cached }));

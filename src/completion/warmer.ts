@@ -33,9 +33,9 @@ import type { PrefilledEvent, PrefillOptions, PrefillOutcome } from '../protocol
 import { Disposable } from '../util/disposable';
 import type { CursorText } from './cursorText';
 import { completionSource, type NotebookWorkspace } from './notebookText';
-import { binaryLooking, completionsWanted, documentLength, tooLargeForCompletions, type ScopedConfiguration } from './pipeline';
+import { completionsWanted, documentLength, readForCompletions, type ScopedConfiguration } from './pipeline';
 import type { PrefillRate } from './prefillRate';
-import { promptText, windowOf, type CompletionPrompts, type RequestPrompts } from './requestPrompts';
+import { windowOf, type CompletionPrompts, type RequestPrompts } from './requestPrompts';
 import { estimateTokens } from './tokenEstimate';
 
 /** How long the cursor must rest (no selection change, so no typing) before its file is warmed. */
@@ -160,9 +160,9 @@ export class CompletionWarmer extends Disposable {
     if (known?.version === document.version && samePosition(known.position, position)) return known;
     // What the provider reads: a notebook cell with the code cells above it.
     const source = completionSource(this.workspace, document, position);
-    if (tooLargeForCompletions(documentLength(source.document)) !== undefined) return undefined;
-    const text = promptText(source.document, source.position, settings);
-    if (binaryLooking(text) !== undefined) return undefined;
+    const read = readForCompletions(source.document, source.position, documentLength(source.document), settings);
+    if ('notice' in read) return undefined;
+    const { text } = read;
     return { version: document.version, position, sequence: source.sequence, text, prompts: this.prompts.at(text, source.sequence, settings) };
   }
 
