@@ -168,8 +168,7 @@ export class ServerBackend implements CompletionBackend {
       outcome: 'done',
       stats: {
         ...stats,
-        promptTokens: (timings?.promptTokens ?? 0) + (timings?.cachedTokens ?? 0),
-        reusedTokens: timings?.cachedTokens ?? 0,
+        ...promptTokensOf(timings),
         prefilledTokens: timings?.promptTokens ?? 0,
         prefillMs: timings?.promptMs ?? performance.now() - started,
       },
@@ -306,11 +305,15 @@ function aborted(signal: AbortSignal): Promise<void> {
   });
 }
 
+/** The prompt's tokens as the server's timings count them: those it read now plus those from its cache, and the latter. */
+function promptTokensOf(timings: ServerTimings | undefined): { promptTokens: number; reusedTokens: number } {
+  return { promptTokens: (timings?.promptTokens ?? 0) + (timings?.cachedTokens ?? 0), reusedTokens: timings?.cachedTokens ?? 0 };
+}
+
 function answerStats(timings: ServerTimings | undefined, pieces: number, firstTokenMs: number, totalMs: number): GenerationStats {
   return {
-    promptTokens: (timings?.promptTokens ?? 0) + (timings?.cachedTokens ?? 0),
+    ...promptTokensOf(timings),
     truncatedTokens: 0,
-    reusedTokens: timings?.cachedTokens ?? 0,
     copiedTokens: 0,
     prefillMs: timings?.promptMs ?? firstTokenMs,
     firstTokenMs,
