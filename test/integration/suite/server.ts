@@ -75,6 +75,21 @@ async function slots(url: string): Promise<Slot[]> {
   return (await (await fetch(`${url}/slots`)).json()) as Slot[];
 }
 
+/**
+ * Where the committed text differs from the server's separate run of the same prompt (`expected`): the server's own
+ * run for the extension's request (its slot) is the exact reference, since a prompt read in pieces (warm-up, then
+ * the request) may round differently from one read at once and flip a near tie.
+ */
+async function assertCommittedIsTheServers(url: string, inserted: string, expected: string, text: string, fileName: string, settings: Settings): Promise<void> {
+  if (inserted === expected) return;
+  const document = new TextDocumentModel(text, 'python', fileName);
+  const { prompt, text: around } = completionPromptAt(document, document.positionAt(text.length), settings);
+  const slot = (await slots(url)).find((s) => s.prompt === prompt && (s.generated ?? '') !== '');
+  const generated = slot && shapeSuggestion(slot.generated ?? '', { prefix: around.before, suffix: around.after, eol: '\n', languageId: 'python' });
+  log(`# the committed text differs from llama-server's separate run; its slot for the request generated ${show(generated ?? '(no slot)')}`);
+  assert(inserted === generated, `committed ${show(inserted)}, llama-server generates ${show(expected)} (and for the extension's request ${show(generated ?? '(no slot found)')})`);
+}
+
 const decoded = (slot: Slot): number => slot.next_token?.[0]?.n_decoded ?? 0;
 
 suite('the server settings are the user\'s: a workspace cannot set them', () => {
@@ -139,16 +154,7 @@ suite('the server backend: a real llama-server', () => {
       log(`# llama-server completes ${show(text)} with ${show(expected)}`);
       const editor = await openPython('server.py', text);
       const inserted = await triggerAndCommit(editor, 60_000, expected);
-      if (inserted !== expected) {
-        // The server's own run for the extension's request (its slot) is the exact reference: a prompt read in
-        // pieces (warm-up, then the request) may round differently from one read at once and flip a near tie.
-        const document = new TextDocumentModel(text, 'python', editor.document.fileName);
-        const { prompt, text: around } = completionPromptAt(document, document.positionAt(text.length), settings);
-        const slot = (await slots(url)).find((s) => s.prompt === prompt && (s.generated ?? '') !== '');
-        const generated = slot && shapeSuggestion(slot.generated ?? '', { prefix: around.before, suffix: around.after, eol: '\n', languageId: 'python' });
-        log(`# the committed text differs from llama-server's separate run; its slot for the request generated ${show(generated ?? '(no slot)')}`);
-        assert(inserted === generated, `committed ${show(inserted)}, llama-server generates ${show(expected)} (and for the extension's request ${show(generated ?? '(no slot found)')})`);
-      }
+      await assertCommittedIsTheServers(url, inserted, expected, text, editor.document.fileName, settings);
       shown = { editor, text, expected };
       return;
     }
@@ -199,12 +205,7 @@ suite('the server backend: a real llama-server', () => {
         log(`# llama-server's /v1/completions completes ${show(text)} with ${show(expected)}`);
         const editor = await openPython('server-openai.py', text);
         const inserted = await triggerAndCommit(editor, 60_000, expected);
-        if (inserted !== expected) {
-          // As above: the extension's own request (its slot) is the exact reference where a near tie flipped.
-          const slot = (await slots(url)).find((s) => s.prompt === prompt && (s.generated ?? '') !== '');
-          const generated = slot && shapeSuggestion(slot.generated ?? '', { prefix: around.before, suffix: around.after, eol: '\n', languageId: 'python' });
-          assert(inserted === generated, `committed ${show(inserted)}, /v1/completions generates ${show(expected)} (and for the extension's request ${show(generated ?? '(no slot found)')})`);
-        }
+        await assertCommittedIsTheServers(url, inserted, expected, text, editor.document.fileName, settings);
         return;
       }
       throw new Error('llama-server\'s /v1/completions completes none of the prompts with visible text');
