@@ -76,8 +76,10 @@ export async function startLlamaServer(bin, gguf, tmp, name, extraArgs, threads 
   const child = spawn(bin, [
     '-m', gguf, '--host', '127.0.0.1', '--port', String(port),
     // Two slots (completions and Explain Selection each keep a cache), the prompt cache reused across requests,
-    // /slots for the cancellation check.
+    // /slots for the cancellation check. Prompts read in batches of 128 tokens, as docs/server.md advises: a
+    // warm-up the extension stops (for a quick answer) frees the server after its current batch.
     '--parallel', '2', '--ctx-size', '4096', '--threads', String(threads), '--threads-batch', String(threads), '--cache-reuse', '64', '--slots', '--no-webui',
+    '--batch-size', '128', '--ubatch-size', '128',
     ...extraArgs,
   ], {
     detached: true,

@@ -10,16 +10,22 @@
  * A failure is reported once to `onFailure`; for FAILURE_QUIET_MS after it, requests to the same server fail at once
  * without a request, so that typing does not hammer a server that is down.
  *
+ * As the worker does, a completion whose window the server has not read yet (a file just opened, a jump) answers
+ * from its quick prompt (GenerationParams.quick) where the rest would take longer to read than the quick prompt
+ * allows, ending with its first line; the server then reads the window (a warm-up), which the next request continues.
+ *
  * Plain Node: no 'vscode' import.
  */
 import type { BackendAnswer, CompletionBackend } from '../completion/backend';
+import { estimateTokens } from '../completion/tokenEstimate';
 import { StopMatcher } from '../inference/stopSequences';
-import type { FinishReason, GenerationParams, GenerationStats, PrefilledEvent } from '../protocol';
+import type { FinishReason, GenerationParams, GenerationStats, PrefilledEvent, QuickPrompt } from '../protocol';
+import { holdsCompleteLine } from '../shared/firstLine';
 import type { ServerApi } from '../settings/settings';
 import { insecureUrlReason, redactUrl } from '../util/secureUrl';
 import { EventStreamReader, NotTheApiError, parseChunk, serverRequest, type ServerChunk, type ServerTimings } from './serverApi';
 import { errorDetail, failureOfStatus, failureOfTransport, ServerError, serverFailureMessage } from './serverError';
-import { SlotMemory } from './slotMemory';
+import { continuesWindow, SlotMemory } from './slotMemory';
 
 /** Where requests go (from the settings). */
 export interface ServerEndpoint {
@@ -75,38 +81,56 @@ interface Received {
 
 export class ServerBackend implements CompletionBackend {
   private generating = 0;
-  /** The warm-up in flight (one at a time), the document it reads, and its end. */
-  private warmUp: { readonly controller: AbortController; readonly sequence: string; readonly ended: Promise<unknown> } | undefined;
-  /** Which llama.cpp slot holds which window of a document. */
+  /** The warm-up in flight (one at a time), the document and prompt it reads, and its end. */
+  private warmUp: { readonly controller: AbortController; readonly sequence: string; readonly prompt: string; readonly ended: Promise<unknown> } | undefined;
+  /** What the server read of each document, and which llama.cpp slot holds which window. */
   private readonly slots = new SlotMemory();
   private failure: { readonly key: string; readonly error: ServerError; readonly at: number } | undefined;
 
   constructor(private readonly options: ServerBackendOptions) {}
 
-  /** Streams a generation (`params.quick` is not used: the server's cache is its own). */
+  /** Streams a generation, from `params.quick`'s prompt where the server has read too little of `prompt`. */
   async generate(prompt: string, params: GenerationParams, onDelta: (text: string) => void, signal: AbortSignal, sequence: string): Promise<BackendAnswer> {
     const endpoint = this.options.endpoint();
     const started = performance.now();
+    const quick = this.quickFor(sequence, prompt, params.quick);
+    let answer: BackendAnswer | undefined;
     this.generating++;
     try {
-      // A warm-up of this document reads what the request needs, and the server cannot stop a prompt batch midway:
-      // wait for it (a keystroke still cancels the wait). One of another document is not needed now: abort it.
+      // A warm-up of this window reads what the request needs, and the server cannot stop a prompt batch midway:
+      // wait for it (a keystroke still cancels the wait). Not where the quick prompt answers: the warm-up would hold
+      // the server for the whole window first, so it stops after its current batch (what it read stays in the slot's
+      // cache) and reads on after the answer. One of another window (the next one, read ahead) or another document
+      // is not needed now: abort it.
       const warmUp = this.warmUp;
-      if (warmUp && warmUp.sequence === sequence) await Promise.race([warmUp.ended, aborted(signal)]);
+      if (warmUp && warmUp.sequence === sequence && !quick && continuesWindow(warmUp.prompt, prompt)) await Promise.race([warmUp.ended, aborted(signal)]);
       else warmUp?.controller.abort();
-      if (signal.aborted) return { text: '', finishReason: 'cancelled', stats: answerStats(undefined, 0, 0, performance.now() - started) };
-      return await this.stream(endpoint, prompt, params, onDelta, signal, sequence, started);
+      if (signal.aborted) return { text: '', finishReason: 'cancelled', stats: answerStats(undefined, 0, 0, performance.now() - started, false) };
+      answer = quick
+        ? await this.stream(endpoint, quick.prompt, { ...params, maxNewTokens: Math.min(params.maxNewTokens, quick.maxNewTokens ?? Infinity) }, onDelta, signal, sequence, started, true)
+        : await this.stream(endpoint, prompt, params, onDelta, signal, sequence, started, false);
+      return answer;
     } finally {
       this.generating--;
+      // The window the quick prompt left unread comes next, so that the next request continues it.
+      if (quick && answer && answer.finishReason !== 'cancelled') void this.prefill(sequence, prompt, params.maxNewTokens).catch(() => undefined);
     }
   }
 
-  private async stream(endpoint: ServerEndpoint, prompt: string, params: GenerationParams, onDelta: (text: string) => void, signal: AbortSignal, sequence: string, started: number): Promise<BackendAnswer> {
+  /** `quick`, where the server has not read more of `prompt` than `quick.readLimit` tokens would take to read. */
+  private quickFor(sequence: string, prompt: string, quick: QuickPrompt | undefined): QuickPrompt | undefined {
+    if (!quick) return undefined;
+    return estimateTokens(prompt.slice(this.slots.readChars(sequence, prompt))) > quick.readLimit ? quick : undefined;
+  }
+
+  /** Streams `prompt`'s answer; `quick`: the request's quick prompt, whose answer ends with its first line ('line'). */
+  private async stream(endpoint: ServerEndpoint, prompt: string, params: GenerationParams, onDelta: (text: string) => void, signal: AbortSignal, sequence: string, started: number, quick: boolean): Promise<BackendAnswer> {
     const received: Received = { text: '', finishReason: undefined, timings: undefined, pieces: 0, firstTokenAt: undefined };
+    let slot: number | undefined;
     // Stop sequences cut here too: not every OpenAI-compatible server applies them all (OpenAI's limit is 4).
     const stops = new StopMatcher(params.stop);
     await this.request(endpoint, serverRequest(endpoint.api, prompt, params, { model: endpoint.model, slot: this.slots.slotFor(sequence, prompt) }), signal, (chunk) => {
-      if (chunk.slot !== undefined) this.slots.remember(sequence, chunk.slot, prompt);
+      if (chunk.slot !== undefined && slot === undefined) this.slots.remember(sequence, slot = chunk.slot, prompt);
       if (chunk.timings) received.timings = chunk.timings;
       if (chunk.finishReason) received.finishReason = chunk.finishReason;
       if (chunk.text === '') return true;
@@ -118,8 +142,11 @@ export class ServerBackend implements CompletionBackend {
         onDelta(text);
       }
       if (stopped) received.finishReason = 'stop';
-      return !stopped;
+      else if (quick && text.includes('\n') && holdsCompleteLine(received.text)) received.finishReason = 'line';
+      return !stopped && received.finishReason !== 'line';
     });
+    // A server that names no slot is taken to keep what it read (prefix caching).
+    if (slot === undefined && received.pieces > 0) this.slots.remember(sequence, undefined, prompt);
     if (received.finishReason !== 'stop') {
       const rest = stops.flush();
       if (rest) {
@@ -130,7 +157,7 @@ export class ServerBackend implements CompletionBackend {
     const finishReason: FinishReason = signal.aborted ? 'cancelled' : received.finishReason ?? 'length';
     const firstTokenMs = (received.firstTokenAt ?? performance.now()) - started;
     if (!signal.aborted) this.options.onAnswer?.({ host: serverHost(endpoint.url), timings: received.timings, firstTokenMs });
-    return { text: received.text, finishReason, stats: answerStats(received.timings, received.pieces, firstTokenMs, performance.now() - started) };
+    return { text: received.text, finishReason, stats: answerStats(received.timings, received.pieces, firstTokenMs, performance.now() - started, quick) };
   }
 
   /**
@@ -145,13 +172,14 @@ export class ServerBackend implements CompletionBackend {
     const controller = new AbortController();
     const started = performance.now();
     let timings: ServerTimings | undefined;
+    let slot: number | undefined;
     const params: GenerationParams = { maxNewTokens, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [], speculative: false };
     const reading = this.request(endpoint, serverRequest(endpoint.api, prompt, params, { model: endpoint.model, warmUp: true, slot: this.slots.slotFor(sequence, prompt) }), controller.signal, (chunk) => {
-      if (chunk.slot !== undefined) this.slots.remember(sequence, chunk.slot, prompt);
+      if (chunk.slot !== undefined) this.slots.remember(sequence, slot = chunk.slot, prompt);
       timings = chunk.timings ?? timings;
       return true;
     });
-    const warmUp = { controller, sequence, ended: reading.catch(() => undefined) };
+    const warmUp = { controller, sequence, prompt, ended: reading.catch(() => undefined) };
     this.warmUp = warmUp;
     try {
       await reading;
@@ -162,6 +190,7 @@ export class ServerBackend implements CompletionBackend {
       if (this.warmUp === warmUp) this.warmUp = undefined;
     }
     if (controller.signal.aborted) return { type: 'prefilled', id: 0, outcome: 'cancelled', stats };
+    if (slot === undefined) this.slots.remember(sequence, undefined, prompt);
     return {
       type: 'prefilled',
       id: 0,
@@ -310,7 +339,7 @@ function promptTokensOf(timings: ServerTimings | undefined): { promptTokens: num
   return { promptTokens: (timings?.promptTokens ?? 0) + (timings?.cachedTokens ?? 0), reusedTokens: timings?.cachedTokens ?? 0 };
 }
 
-function answerStats(timings: ServerTimings | undefined, pieces: number, firstTokenMs: number, totalMs: number): GenerationStats {
+function answerStats(timings: ServerTimings | undefined, pieces: number, firstTokenMs: number, totalMs: number, quick: boolean): GenerationStats {
   return {
     ...promptTokensOf(timings),
     truncatedTokens: 0,
@@ -325,7 +354,7 @@ function answerStats(timings: ServerTimings | undefined, pieces: number, firstTo
     acceptedDraftTokens: 0,
     recomputedRows: 0,
     pausedDraftSteps: 0,
-    quick: false,
+    quick,
   };
 }
 

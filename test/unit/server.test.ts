@@ -196,6 +196,19 @@ describe('llama-server /completion', () => {
     assert.equal((await generating).text, 'ok');
   });
 
+  test('a completion does not wait for a warm-up of another window of its document (the next one, read ahead): it aborts it', async () => {
+    const { url } = await serve((_request, response, body) => {
+      if (body.n_predict === 0) return; // never answers: only an abort ends it
+      sse(response, [{ content: 'ok', stop: true, stop_type: 'eos' }]);
+    });
+    const { server } = backend(llama(url));
+    const warming = server.prefill('file:///a.py', 'import sys\n\nclass Later:\n    pass\n', 8);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const answer = await server.generate('import os\n\ndef a():\n    ', PARAMS, () => undefined, new AbortController().signal, 'file:///a.py');
+    assert.equal(answer.text, 'ok');
+    assert.equal((await warming)?.outcome, 'cancelled');
+  });
+
   test('a keystroke while the completion waits for its document\'s warm-up cancels the wait', async () => {
     const { url, seen } = await serve((_request, response, body) => {
       if (body.n_predict === 0) setTimeout(() => json(response, 200, { content: '', stop: true }), 300);
@@ -208,6 +221,84 @@ describe('llama-server /completion', () => {
     assert.equal((await generating).finishReason, 'cancelled');
     assert.equal(seen.length, 1, 'the cancelled completion was sent');
     await warming;
+  });
+});
+
+describe('the quick prompt, where the server has not read the window', () => {
+  /** A window of ≈1,000 tokens (estimateTokens) and its last lines as the request's quick prompt. */
+  const window = `${'import os\n'.repeat(300)}def f(n):\n    `;
+  const quick = { prompt: 'def f(n):\n    ', readLimit: 48, maxNewTokens: 32 };
+  const params: GenerationParams = { ...PARAMS, maxNewTokens: 64, quick };
+
+  async function until(check: () => boolean, what: string): Promise<void> {
+    for (let waited = 0; !check(); waited += 10) {
+      if (waited > 2000) throw new Error(`never: ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  test('answers from the quick prompt, ends with its first line, then reads the window, which the next request continues', async () => {
+    const { url, seen } = await serve((_request, response, body) => {
+      if (body.n_predict === 0) json(response, 200, { content: '', stop: true, id_slot: 2, timings: { prompt_n: 1000, cache_n: 0, prompt_ms: 900, predicted_n: 0 } });
+      else sse(response, [{ content: ' a = 1', stop: false, id_slot: 2 }, { content: '\n    b', stop: false }, { content: ' = 2\n', stop: false }, { content: '', stop: true, stop_type: 'limit' }]);
+    });
+    const { server } = backend(llama(url));
+    const signal = new AbortController().signal;
+    const first = await server.generate(window, params, () => undefined, signal, 'file:///a.py');
+    assert.deepEqual({ prompt: seen[0].body.prompt, n: seen[0].body.n_predict }, { prompt: quick.prompt, n: 32 }, 'the quick prompt, with its answer\'s length');
+    assert.deepEqual({ text: first.text, finish: first.finishReason, quick: first.stats.quick }, { text: ' a = 1\n    b', finish: 'line', quick: true });
+    await until(() => seen.length === 2, 'the window was read after the quick answer');
+    assert.deepEqual({ prompt: seen[1].body.prompt, n: seen[1].body.n_predict }, { prompt: window, n: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const next = await server.generate(`${window}return`, params, () => undefined, signal, 'file:///a.py');
+    assert.deepEqual({ prompt: seen[2].body.prompt, slot: seen[2].body.id_slot, n: seen[2].body.n_predict }, { prompt: `${window}return`, slot: 2, n: 64 }, 'the window, in the slot that read it');
+    assert.equal(next.stats.quick, false);
+    assert.equal(next.finishReason, 'length');
+  });
+
+  test('a window read but for what the quick prompt\'s read limit covers is answered whole; without a quick prompt, always whole', async () => {
+    const { url, seen } = await serve((_request, response, body) => {
+      if (body.n_predict === 0) json(response, 200, { content: '', stop: true, id_slot: 0 });
+      else sse(response, [{ content: 'x', stop: true, stop_type: 'eos', id_slot: 0 }]);
+    });
+    const { server } = backend(llama(url));
+    await server.prefill('file:///a.py', window.slice(0, window.length - 100), 64);
+    await server.generate(window, params, () => undefined, new AbortController().signal, 'file:///a.py');
+    await server.generate(`class A:\n${window}`, PARAMS, () => undefined, new AbortController().signal, 'file:///a.py');
+    assert.deepEqual(seen.slice(1).map((r) => r.body.prompt), [window, `class A:\n${window}`]);
+  });
+
+  test('stops its document\'s warm-up rather than wait behind the whole window, which is read again after the answer', async () => {
+    let warmUps = 0;
+    let firstWarmUpClosed = false;
+    const { url, seen } = await serve((_request, response, body) => {
+      if (body.n_predict === 0 && ++warmUps === 1) response.on('close', () => (firstWarmUpClosed = true)); // answers only when aborted
+      else if (body.n_predict === 0) json(response, 200, { content: '', stop: true, id_slot: 0 });
+      else sse(response, [{ content: ' x\n', stop: false }, { content: 'y', stop: true, stop_type: 'eos' }]);
+    });
+    const { server } = backend(llama(url));
+    const warming = server.prefill('file:///a.py', window, 64);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const answer = await server.generate(window, params, () => undefined, new AbortController().signal, 'file:///a.py');
+    assert.deepEqual({ text: answer.text, finish: answer.finishReason }, { text: ' x\ny', finish: 'line' });
+    assert.equal((await warming)?.outcome, 'cancelled');
+    await until(() => seen.length === 3, 'the window was read again after the quick answer');
+    assert.equal(firstWarmUpClosed, true);
+    assert.deepEqual(seen.map((r) => [r.body.prompt, r.body.n_predict]), [[window, 0], [quick.prompt, 32], [window, 0]]);
+  });
+
+  test('an OpenAI-compatible server (no slots) is taken to keep what it answered: the next request sends the window', async () => {
+    const { url, seen } = await serve((_request, response, body) => {
+      if (body.stream === false) json(response, 200, { choices: [{ text: '', finish_reason: 'length' }] });
+      else sse(response, [{ choices: [{ text: ' y = 1\n', finish_reason: null }] }], true);
+    });
+    const { server } = backend({ url, api: 'openai', model: 'm' });
+    const signal = new AbortController().signal;
+    await server.generate(window, params, () => undefined, signal, 'file:///a.py');
+    await until(() => seen.length === 2, 'the window was read after the quick answer');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await server.generate(window, params, () => undefined, signal, 'file:///a.py');
+    assert.deepEqual(seen.map((r) => [r.body.prompt, r.body.stream]), [[quick.prompt, true], [window, false], [window, true]]);
   });
 });
 
