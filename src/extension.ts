@@ -16,7 +16,8 @@ import { VscodeLifecycleUi } from './lifecycle/lifecycleUi';
 import { ModelLifecycle } from './lifecycle/modelLifecycle';
 import { locateModel } from './modelLocation';
 import { BackendRouter } from './server/backendRouter';
-import { describeServerAnswer, ServerBackend } from './server/serverBackend';
+import { describeServerAnswer, ServerBackend, serverHost } from './server/serverBackend';
+import { verifyServer } from './server/serverCheck';
 import { ServerNotices } from './server/serverNotices';
 import { SETTING_KEYS, USER_ONLY_SETTINGS } from './settings/settings';
 import { SettingsStore, type SettingsSource } from './settings/store';
@@ -75,6 +76,11 @@ export function activate(context: vscode.ExtensionContext): void {
     local: worker, server, store, status,
     ensureLocalModel: (asked) => model.ensureModel(asked),
     reportLocalActivity: (generating) => model.reportActivity(generating),
+    verifyLocal: () => model.verify(),
+    verifyServer: () => verifyServer({
+      server, notices, host: serverHost(settings().serverUrl), log: (line) => log.info(line),
+      tell: (severity, message) => void ui.notify(severity, message),
+    }),
     onSourceChange: () => {
       notices.reset();
       server.forgetFailure();
@@ -114,7 +120,7 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.commands.registerCommand('phiComplete.explainSelection', () => explain.explain(vscode.window.activeTextEditor)),
     vscode.commands.registerCommand('phiComplete.toggle', () => ui.toggleCompletions()),
     vscode.commands.registerCommand('phiComplete.menu', () => ui.showMenu(worker.state)),
-    vscode.commands.registerCommand('phiComplete.verifyModel', () => model.verify()),
+    vscode.commands.registerCommand('phiComplete.verifyModel', () => backend.verify()),
     vscode.commands.registerCommand('phiComplete.downloadModel', () => model.downloadModel()),
     vscode.commands.registerCommand('phiComplete.useLocalFolder', () => model.useLocalFolder()),
     vscode.commands.registerCommand('phiComplete.setHubToken', () => ui.setHubToken()),

@@ -16,8 +16,8 @@ import { WorkerError, type WorkerClient, type WorkerState } from '../client/work
 import { catalogueEntry, type CatalogueEntry } from '../install/catalogue';
 import { MANIFEST_FILE, modelFileHashProblems } from '../model/manifest';
 import { locateModel } from '../modelLocation';
-import type { GenerationParams } from '../protocol';
 import { cacheBudgetBytes, sameModel, type Settings } from '../settings/settings';
+import { VERIFY_PARAMS, VERIFY_PROMPT, verifyReport } from '../shared/verifyPrompt';
 import type { SettingsChange, SettingsStore } from '../settings/store';
 import type { StatusKind } from '../status/statusBar';
 import { Disposable } from '../util/disposable';
@@ -57,10 +57,6 @@ export interface LifecycleUi {
   /** Lets the user pick a model folder and points phiComplete.modelPath at it; true once set. */
   useLocalFolder(): PromiseLike<boolean>;
 }
-
-/** A prompt any working phi model completes sensibly (phi-1.5 answers " a + b"). */
-export const VERIFY_PROMPT = 'def add(a, b):\n    return';
-export const VERIFY_PARAMS: GenerationParams = { maxNewTokens: 16, temperature: 0, topK: 0, topP: 1, seed: 0, stop: ['\n'], speculative: false };
 
 export class ModelLifecycle extends Disposable {
   /** The settings the loaded model was loaded with; undefined when a (re)load is due. */
@@ -174,10 +170,7 @@ export class ModelLifecycle extends Disposable {
     }
     if (!(await this.ensureModel(true))) return undefined;
     const done = await this.worker.generate(VERIFY_PROMPT, VERIFY_PARAMS);
-    const rate = done.stats.generatedTokens / Math.max(1e-3, done.stats.decodeMs / 1000);
-    const sane = done.text.trim() !== '' && !done.text.includes('\uFFFD');
-    const report = `${sane ? 'the model answers' : 'the model answered nothing usable'}: "def add(a, b): return${done.text}" — ${done.stats.generatedTokens} tokens, `
-      + `first after ${Math.round(done.stats.firstTokenMs)} ms, ${rate.toFixed(1)} tokens/s on the ${this.deviceLabel}`;
+    const { sane, report } = verifyReport('the model', ` on the ${this.deviceLabel}`, done.text, done.stats);
     this.ui.log.info(`verify model: ${report}`);
     if (sane) this.notify('info', `phi-complete: ${report}`);
     else this.notify('warning', `phi-complete: ${report}. Rebuild or re-download the model.`);

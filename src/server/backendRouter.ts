@@ -40,6 +40,9 @@ export interface RouterOptions {
   readonly ensureLocalModel: (asked: boolean) => Promise<boolean>;
   /** Completions' activity while the local model answers (ModelLifecycle.reportActivity). */
   readonly reportLocalActivity: (generating: boolean) => void;
+  /** Verify Model for the local model (ModelLifecycle.verify) and for the server (verifyServer, ./serverCheck.ts). */
+  readonly verifyLocal: () => Promise<string | undefined>;
+  readonly verifyServer: () => Promise<string | undefined>;
   readonly status: SourceStatus;
   /** The backend changed (or the server's settings did). */
   readonly onSourceChange?: (settings: Settings) => void;
@@ -91,6 +94,11 @@ export class BackendRouter extends Disposable implements CompletionBackend, Warm
   /** Makes sure the backend can answer: the local model loaded; a server needs nothing. */
   ensureModel(asked = false): Promise<boolean> {
     return this.remote ? Promise.resolve(true) : this.options.ensureLocalModel(asked);
+  }
+
+  /** The Verify Model command: the backend in use completes a short prompt; resolves to its report. */
+  verify(): Promise<string | undefined> {
+    return this.remote ? this.options.verifyServer() : this.options.verifyLocal();
   }
 
   /** A completion started or ended: the status bar says so. */

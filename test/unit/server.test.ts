@@ -15,11 +15,13 @@ import type { GenerationParams } from '../../src/protocol';
 import { BackendRouter, type LocalBackend } from '../../src/server/backendRouter';
 import { EventStreamReader } from '../../src/server/serverApi';
 import { describeServerAnswer, FAILURE_QUIET_MS, ServerBackend, type ServerEndpoint } from '../../src/server/serverBackend';
+import { verifyServer } from '../../src/server/serverCheck';
 import { ServerError } from '../../src/server/serverError';
 import { ServerNotices, USE_LOCAL_MODEL } from '../../src/server/serverNotices';
 import { OPEN_SETTINGS } from '../../src/settings/warnings';
 import { DEFAULT_SETTINGS, readSettings, USER_ONLY_SETTINGS, SETTING_KEYS } from '../../src/settings/settings';
 import { SettingsStore } from '../../src/settings/store';
+import { VERIFY_PROMPT } from '../../src/shared/verifyPrompt';
 import type { StatusKind } from '../../src/status/statusBar';
 
 const PARAMS: GenerationParams = { maxNewTokens: 16, temperature: 0, topK: 0, topP: 0.95, seed: 0, stop: ['\ndef '], speculative: false };
@@ -441,12 +443,15 @@ describe('settings and routing', () => {
     const router = new BackendRouter({
       local, server, store, ensureLocalModel: () => (calls.push('load local'), Promise.resolve(true)), reportLocalActivity: () => undefined,
       status: { setServer: (host) => shown.push(`server ${host}`), show: (kind: StatusKind) => shown.push(kind) },
+      verifyLocal: () => (calls.push('verify local'), Promise.resolve('local')),
+      verifyServer: () => (calls.push('verify server'), Promise.resolve('server')),
     });
     const signal = new AbortController().signal;
     await router.ensureModel();
     await router.generate('p', PARAMS, () => undefined, signal, 's');
     await router.prefill('s', 'p', 8);
-    assert.deepEqual(calls, ['load local', 'local generate', 'local prefill']);
+    await router.verify();
+    assert.deepEqual(calls, ['load local', 'local generate', 'local prefill', 'verify local']);
     values.backend = 'server';
     listener();
     calls.length = 0;
@@ -454,10 +459,38 @@ describe('settings and routing', () => {
     assert.equal(router.state, 'ready');
     await router.generate('p', PARAMS, () => undefined, signal, 's');
     await router.prefill('s', 'p', 8);
-    assert.deepEqual(calls, ['server generate', 'server prefill']);
+    await router.verify();
+    assert.deepEqual(calls, ['server generate', 'server prefill', 'verify server']);
     assert.deepEqual(shown, ['server 127.0.0.1:9', 'ready']);
     router.dispose();
     store.dispose();
+  });
+
+  test('Verify Model with a server: the server completes the prompt now, and its answer, host and speed are told', async () => {
+    const { url, seen } = await serve((_request, response) => sse(response, [
+      { content: ' a', stop: false }, { content: ' + b', stop: false },
+      { content: '', stop: true, stop_type: 'word', timings: { prompt_n: 9, prompt_ms: 30, cache_n: 0, predicted_n: 3, predicted_ms: 50 } },
+    ]));
+    const { server } = backend(llama(url));
+    const told: string[] = [];
+    const report = await verifyServer({ server, notices: { reset: () => told.push('reset') }, host: '127.0.0.1:1', log: () => undefined, tell: (severity, message) => told.push(`${severity} ${message}`) });
+    assert.equal(seen[0].body.prompt, VERIFY_PROMPT);
+    assert.match(report ?? '', /^the server at 127\.0\.0\.1:1 answers: "def add\(a, b\): return a \+ b" — 3 tokens, first after \d+ ms, 60\.0 tokens\/s$/);
+    assert.deepEqual(told, ['reset', `info phi-complete: ${report}`]);
+  });
+
+  test('Verify Model with a server that fails: sent even just after a failure, and its message told again', async () => {
+    const { url, seen } = await serve((_request, response) => json(response, 401, { error: { code: 401, message: 'Invalid API Key' } }));
+    const shown: string[] = [];
+    const notices = new ServerNotices({ notify: (message) => (shown.push(message), Promise.resolve(undefined)), openSettings: () => Promise.resolve(), useLocalModel: () => Promise.resolve(), localModelExists: () => false });
+    const server = new ServerBackend({ endpoint: () => llama(url), token: () => Promise.resolve(undefined), onFailure: (error) => notices.failed(error) });
+    await assert.rejects(server.generate('p', PARAMS, () => undefined, new AbortController().signal, 's'));
+    const parts = { server, notices, host: 'h', log: () => undefined, tell: () => assert.fail('a failure was told as an answer') };
+    assert.equal(await verifyServer(parts), undefined);
+    assert.equal(await verifyServer(parts), undefined);
+    assert.equal(seen.length, 3, 'Verify Model waited out the quiet time after a failure instead of asking the server');
+    assert.equal(shown.length, 3);
+    assert.match(shown[2], /asks for a token \(401\)/);
   });
 
   test('the event stream reader splits data lines across chunk boundaries', () => {

@@ -17,6 +17,7 @@ import { completionParams, shapeSuggestion } from '../../../src/completion/pipel
 import { completionPromptAt } from '../../../src/completion/requestPrompts';
 import { buildExplainPrompt } from '../../../src/explain/explainPrompt';
 import type { Settings } from '../../../src/settings/settings';
+import { VERIFY_PARAMS, VERIFY_PROMPT } from '../../../src/shared/verifyPrompt';
 import { TextDocumentModel } from '../../support/textDocument';
 import {
   actInPage, alnum, assert, assertButtons, channelDir, clearNotifications, currentSettings, Engine, log, openCompletable, openPython, pageAccess, seeUntil, show,
@@ -302,6 +303,15 @@ suite('the server backend: a real llama-server', () => {
     assert(typingMs < 5_000, `typing took ${typingMs} ms while the server was busy`);
     assert(editor.document.getText() === `${text}x`, `the document is ${show(editor.document.getText())}`);
     await config().update('completion.maxTokens', undefined, vscode.ConfigurationTarget.Global);
+  });
+
+  test('backend server: Verify Model asks llama-server, and reports its answer to the verify prompt and its host', async () => {
+    const url = info!.url;
+    const { text } = await serverGenerates(url, VERIFY_PROMPT, VERIFY_PARAMS.maxNewTokens, VERIFY_PARAMS.stop, currentSettings());
+    const report = await vscode.commands.executeCommand<string | undefined>('phiComplete.verifyModel');
+    log(`# Verify Model: ${show(report ?? '(none)')}`);
+    const expected = `the server at ${new URL(url).host} ${text.trim() !== '' && !text.includes('\uFFFD') ? 'answers' : 'answered nothing usable'}: "def add(a, b): return${text}"`;
+    assert(report?.startsWith(expected), `Verify Model reported ${show(report ?? '(none)')}, llama-server completes the prompt with ${show(text)}`);
   });
 
   test('backend server: a server that wants a token (llama-server --api-key) answers 401 and nothing is suggested', async () => {
