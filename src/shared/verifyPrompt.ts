@@ -2,11 +2,12 @@
  * What Verify Model asks of a model, and how its answer is judged and told: the same for the local model
  * (src/lifecycle/modelLifecycle.ts) and for a server (src/server/serverCheck.ts).
  */
-import type { GenerationParams, GenerationStats } from '../protocol';
+import type { GenerationStats } from './engineTypes';
 
 /** A prompt any working phi model completes sensibly (phi-1.5 answers " a + b"). */
 export const VERIFY_PROMPT = 'def add(a, b):\n    return';
-export const VERIFY_PARAMS: GenerationParams = { maxNewTokens: 16, temperature: 0, topK: 0, topP: 1, seed: 0, stop: ['\n'], speculative: false };
+/** Greedy, one line at most (a GenerationParams, src/protocol.ts, checked where it is passed). */
+export const VERIFY_PARAMS = { maxNewTokens: 16, temperature: 0, topK: 0, topP: 1, seed: 0, stop: ['\n'] as readonly string[], speculative: false };
 
 /**
  * The report of an answer to VERIFY_PROMPT from `who` ("the model", "the server at 127.0.0.1:8080"), `where` it ran
