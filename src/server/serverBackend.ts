@@ -145,8 +145,8 @@ export class ServerBackend implements CompletionBackend {
       else if (quick && text.includes('\n') && holdsCompleteLine(received.text)) received.finishReason = 'line';
       return !stopped && received.finishReason !== 'line';
     });
-    // A server that names no slot is taken to keep what it read (prefix caching).
-    if (slot === undefined && received.pieces > 0) this.slots.remember(sequence, undefined, prompt);
+    // A server that names no slot is taken to keep what it read (prefix caching): it read the prompt once it answered.
+    if (slot === undefined && (received.pieces > 0 || received.finishReason !== undefined)) this.slots.remember(sequence, undefined, prompt);
     if (received.finishReason !== 'stop') {
       const rest = stops.flush();
       if (rest) {
