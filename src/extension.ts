@@ -85,6 +85,7 @@ export function activate(context: vscode.ExtensionContext): void {
       notices.reset();
       server.forgetFailure();
       pipeline.forgetSuggestions();
+      prefillRate.forget();
     },
   });
   const ensureModel = () => backend.ensureModel();

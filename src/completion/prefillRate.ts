@@ -30,6 +30,11 @@ export class PrefillRate {
     if (finishReason !== 'cancelled') this.record(stats.promptTokens - stats.truncatedTokens - stats.reusedTokens, stats.prefillMs);
   }
 
+  /** Another backend answers from now on (the worker or a server): what was measured is not its speed. */
+  forget(): void {
+    this.tokensPerMs = undefined;
+  }
+
   /** Prompt tokens the worker reads in `ms`. */
   tokensWithin(ms: number): number {
     return Math.floor((this.tokensPerMs ?? DEFAULT_TOKENS_PER_MS) * ms);

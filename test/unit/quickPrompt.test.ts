@@ -249,6 +249,8 @@ describe('the prefill rate', () => {
     assert.equal(rate.tokensWithin(800), 800);
     rate.record(100, 1000);
     assert.equal(rate.tokensWithin(1000), 730, 'a running average: 0.7 × 1 + 0.3 × 0.1 tokens a millisecond');
+    rate.forget();
+    assert.equal(rate.tokensWithin(800), 80, 'another backend: back to the first guess until it is measured');
   });
 
   test('a completion request counts when it read its prompt, not when it was cancelled (maybe before reading it)', () => {
