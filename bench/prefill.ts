@@ -6,7 +6,7 @@
  *
  * Run directly, on the bench's full-size model (built if missing) or --model DIR:
  *   node out/bench/prefill.js [--threads 2] [--tokens 256] [--chunks 32,64,128,256] [--repeats 3]
- *                              [--profile [--growing-cache]] [--chunk 32] [--capacity] [--model DIR]
+ *                              [--profile [--growing-cache]] [--chunk 32] [--capacity] [--decode-profile STEPS] [--model DIR]
  * prints JSON: the prefill speed at each chunk size (alternating, median of --repeats); with --profile one
  * prefill of --tokens tokens in chunks of --chunk under ONNX Runtime's profiler, its kernel time by kind of node
  * (int4 matrix products, attention's int8 products, the int8 cache's quantisation, the rest) and what is not
@@ -14,7 +14,8 @@
  * grows with the prompt instead of one sized for it first (see below); with --capacity, at each chunk size,
  * a prefill into a cache sized for the whole prompt first (as Generator.prepare sizes it: every pass attends over
  * all its slots, the unused ones masked) against one that grows with the prompt (decoder.forward's own reserve,
- * 128 slots at a time), alternating.
+ * 128 slots at a time), alternating; with --decode-profile, STEPS decode steps after a context of --tokens tokens
+ * under the profiler, broken down the same way (per step: the kernels, ONNX Runtime between them, the host).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -135,16 +136,18 @@ export function nodeKind(opType: string, nodeName: string): string {
   return 'other (head reshapes and transposes, adds, mask, embedding)';
 }
 
-export interface PrefillProfile {
-  readonly promptTokens: number;
-  readonly chunk: number;
+/** Where a profiled stretch of passes spent its time. */
+export interface ProfileBreakdown {
+  /** The passes profiled: a prefill's chunks, or decode steps. */
   readonly passes: number;
-  /** The prefill as the generator timed it, to its first token. */
+  /** The stretch as the host timed it. */
   readonly wallMs: number;
   /** Inside ONNX Runtime's runs (model_run events). */
   readonly sessionRunMs: number;
   /** Kernel time summed over nodes (with 2 threads, a kernel's time is wall time, its threads working together). */
   readonly kernelMs: number;
+  /** Nodes run a pass. */
+  readonly nodesPerPass: number;
   /** Kernel time by kind of node (see nodeKind), ms and share of the wall time. */
   readonly byKind: Record<string, { readonly ms: number; readonly share: number }>;
   /** The op types taking the most kernel time. */
@@ -153,6 +156,11 @@ export interface PrefillProfile {
   readonly runtimeOverheadMs: number;
   /** wallMs − sessionRunMs: the host's work between passes (building feeds, appending the new rows to the cache, sampling). */
   readonly hostMs: number;
+}
+
+export interface PrefillProfile extends ProfileBreakdown {
+  readonly promptTokens: number;
+  readonly chunk: number;
   /** GOPS of the int4 matrix products alone: their operations (2 × weights × tokens) over their kernel time. */
   readonly int4MatMulGops: number;
   /** The same for each of a layer's matrices (over all layers): qkv [d → 3d], attention_out [d → d], fc1 [d → 4d], mlp_out [4d → d]. */
@@ -178,20 +186,17 @@ async function withSessionOptions<T>(extra: ort.InferenceSession.SessionOptions,
 }
 
 /**
- * One prefill of `prompt` in chunks of `chunk` under ONNX Runtime's profiler (after a warm-up prefill, left out of
- * the figures): through the Generator (timedPrefill), or with `growingCache` straight through the decoder into a
- * cache that grows with the prompt (see decoderPrefillMs).
+ * Loads the model under ONNX Runtime's profiler and runs `stretch`, which times its last `passes` passes (`wallMs`);
+ * returns where those passes spent their time, and their kernels' events (by node name and duration).
  */
-export async function profilePrefill(modelDir: string, threads: number, prompt: readonly number[], chunk: number, growingCache = false): Promise<PrefillProfile & { readonly growingCache: boolean }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'phi-prefill-profile-'));
+async function profileStretch(modelDir: string, threads: number, stretch: (decoder: PhiDecoder, tokenizer: PhiTokenizer) => Promise<{ wallMs: number; passes: number }>): Promise<{ breakdown: ProfileBreakdown; kernels: { node: string; kind: string; us: number }[] }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'phi-profile-'));
   try {
     const { result: decoder, sessions } = await withSessionOptions({ enableProfiling: true, profileFilePrefix: path.join(dir, 'profile') }, () =>
       PhiDecoder.load(modelDir, { executionProviders: ['cpu'], threads }));
-    const tokenizer = PhiTokenizer.fromFile(path.join(modelDir, TOKENIZER_FILE));
-    let run: PrefillRun;
+    let timed: { wallMs: number; passes: number };
     try {
-      await timedPrefill(decoder, tokenizer, prompt.slice(0, Math.min(prompt.length, 2 * chunk)), chunk); // warm-up
-      run = growingCache ? prefillRun(prompt.length, await decoderPrefillMs(decoder, prompt, chunk, false)) : await timedPrefill(decoder, tokenizer, prompt, chunk);
+      timed = await stretch(decoder, PhiTokenizer.fromFile(path.join(modelDir, TOKENIZER_FILE)));
       for (const session of sessions) session.endProfiling();
     } finally {
       await decoder.dispose();
@@ -199,56 +204,96 @@ export async function profilePrefill(modelDir: string, threads: number, prompt: 
     const files = fs.readdirSync(dir).filter((name) => name.endsWith('.json'));
     if (files.length !== 1) throw new Error(`expected one profile in ${dir}, found ${files.length}`);
     const events = JSON.parse(fs.readFileSync(path.join(dir, files[0]), 'utf8')) as ProfileEvent[];
-    const passes = Math.ceil(prompt.length / chunk);
+    const { passes, wallMs } = timed;
     const runs = events.filter((event) => event.cat === 'Session' && event.name === 'model_run').sort((a, b) => a.ts - b.ts).slice(-passes);
-    if (runs.length !== passes) throw new Error(`the profile has ${runs.length} runs, not the ${passes} passes of the prefill`);
+    if (runs.length !== passes) throw new Error(`the profile has ${runs.length} runs, not the ${passes} passes timed`);
     const inRuns = (event: ProfileEvent): boolean => runs.some((r) => event.ts >= r.ts && event.ts + event.dur <= r.ts + r.dur);
-    const kernels = events.filter((event) => event.cat === 'Node' && event.name.endsWith('_kernel_time') && inRuns(event));
+    const kernels = events.filter((event) => event.cat === 'Node' && event.name.endsWith('_kernel_time') && inRuns(event)).map((event) => {
+      const node = event.name.slice(0, -'_kernel_time'.length);
+      return { node, opType: event.args?.op_name ?? '?', kind: nodeKind(event.args?.op_name ?? '?', node), us: event.dur };
+    });
     const byKind = new Map<string, number>();
     const byOp = new Map<string, { us: number; nodes: Set<string> }>();
-    let int4Us = 0;
-    const byMatrix = new Map<string, number>();
-    for (const event of kernels) {
-      const node = event.name.slice(0, -'_kernel_time'.length);
-      const opType = event.args?.op_name ?? '?';
-      const kind = nodeKind(opType, node);
-      byKind.set(kind, (byKind.get(kind) ?? 0) + event.dur);
+    for (const { node, opType, kind, us } of kernels) {
+      byKind.set(kind, (byKind.get(kind) ?? 0) + us);
       const op = byOp.get(opType) ?? { us: 0, nodes: new Set<string>() };
-      op.us += event.dur;
+      op.us += us;
       op.nodes.add(node);
       byOp.set(opType, op);
-      if (kind.startsWith('int4')) {
-        int4Us += event.dur;
-        const matrix = node.slice(node.lastIndexOf('/') + 1);
-        byMatrix.set(matrix, (byMatrix.get(matrix) ?? 0) + event.dur);
-      }
     }
-    const wallMs = run.ms;
     const sessionRunMs = runs.reduce((sum, r) => sum + r.dur, 0) / 1000;
-    const kernelMs = kernels.reduce((sum, event) => sum + event.dur, 0) / 1000;
+    const kernelMs = kernels.reduce((sum, kernel) => sum + kernel.us, 0) / 1000;
     const share = (ms: number): number => ms / wallMs;
-    const config = readManifest(modelDir).config;
-    const { hidden_size: d, intermediate_size: ff, num_hidden_layers: layers } = config;
-    const int4Ops = 2 * layers * (4 * d * d + 2 * d * ff) * prompt.length;
-    const matrixWeights: Record<string, number> = { qkv: 3 * d * d, attention_out: d * d, fc1: d * ff, mlp_out: ff * d };
     return {
-      promptTokens: prompt.length,
-      chunk,
-      growingCache,
-      passes,
-      wallMs,
-      sessionRunMs,
-      kernelMs,
-      byKind: Object.fromEntries([...byKind].sort((a, b) => b[1] - a[1]).map(([kind, us]) => [kind, { ms: us / 1000, share: share(us / 1000) }])),
-      byOpType: Object.fromEntries([...byOp].sort((a, b) => b[1].us - a[1].us).slice(0, 16).map(([op, { us, nodes }]) => [op, { ms: us / 1000, share: share(us / 1000), nodes: nodes.size }])),
-      runtimeOverheadMs: sessionRunMs - kernelMs,
-      hostMs: wallMs - sessionRunMs,
-      int4MatMulGops: int4Ops / (int4Us / 1e6) / 1e9,
-      int4MatMulGopsByMatrix: Object.fromEntries([...byMatrix].map(([matrix, us]) => [matrix, (2 * layers * (matrixWeights[matrix] ?? NaN) * prompt.length) / (us / 1e6) / 1e9])),
+      breakdown: {
+        passes,
+        wallMs,
+        sessionRunMs,
+        kernelMs,
+        nodesPerPass: kernels.length / passes,
+        byKind: Object.fromEntries([...byKind].sort((a, b) => b[1] - a[1]).map(([kind, us]) => [kind, { ms: us / 1000, share: share(us / 1000) }])),
+        byOpType: Object.fromEntries([...byOp].sort((a, b) => b[1].us - a[1].us).slice(0, 16).map(([op, { us, nodes }]) => [op, { ms: us / 1000, share: share(us / 1000), nodes: nodes.size }])),
+        runtimeOverheadMs: sessionRunMs - kernelMs,
+        hostMs: wallMs - sessionRunMs,
+      },
+      kernels,
     };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * One prefill of `prompt` in chunks of `chunk` under ONNX Runtime's profiler (after a warm-up prefill, left out of
+ * the figures): through the Generator (timedPrefill), or with `growingCache` straight through the decoder into a
+ * cache that grows with the prompt (see decoderPrefillMs).
+ */
+export async function profilePrefill(modelDir: string, threads: number, prompt: readonly number[], chunk: number, growingCache = false): Promise<PrefillProfile & { readonly growingCache: boolean }> {
+  const { breakdown, kernels } = await profileStretch(modelDir, threads, async (decoder, tokenizer) => {
+    await timedPrefill(decoder, tokenizer, prompt.slice(0, Math.min(prompt.length, 2 * chunk)), chunk); // warm-up
+    const run = growingCache ? prefillRun(prompt.length, await decoderPrefillMs(decoder, prompt, chunk, false)) : await timedPrefill(decoder, tokenizer, prompt, chunk);
+    return { wallMs: run.ms, passes: Math.ceil(prompt.length / chunk) };
+  });
+  let int4Us = 0;
+  const byMatrix = new Map<string, number>();
+  for (const { node, kind, us } of kernels) {
+    if (!kind.startsWith('int4')) continue;
+    int4Us += us;
+    const matrix = node.slice(node.lastIndexOf('/') + 1);
+    byMatrix.set(matrix, (byMatrix.get(matrix) ?? 0) + us);
+  }
+  const config = readManifest(modelDir).config;
+  const { hidden_size: d, intermediate_size: ff, num_hidden_layers: layers } = config;
+  const int4Ops = 2 * layers * (4 * d * d + 2 * d * ff) * prompt.length;
+  const matrixWeights: Record<string, number> = { qkv: 3 * d * d, attention_out: d * d, fc1: d * ff, mlp_out: ff * d };
+  return {
+    promptTokens: prompt.length,
+    chunk,
+    growingCache,
+    ...breakdown,
+    int4MatMulGops: int4Ops / (int4Us / 1e6) / 1e9,
+    int4MatMulGopsByMatrix: Object.fromEntries([...byMatrix].map(([matrix, us]) => [matrix, (2 * layers * (matrixWeights[matrix] ?? NaN) * prompt.length) / (us / 1e6) / 1e9])),
+  };
+}
+
+/**
+ * `steps` decode steps after `context` (read in the generator's chunks into a cache sized for both), under ONNX
+ * Runtime's profiler: where a step's time goes (a decode step is one pass of ≈1,600 nodes, most of them small).
+ */
+export async function profileDecode(modelDir: string, threads: number, context: readonly number[], steps: number): Promise<ProfileBreakdown & { readonly contextTokens: number; readonly msPerStep: number }> {
+  const { breakdown } = await profileStretch(modelDir, threads, async (decoder) => {
+    const cache = decoder.createCache();
+    try {
+      cache.reserve(context.length + steps);
+      for (let start = 0; start < context.length; start += DEFAULT_PREFILL_CHUNK) await decoder.forward(context.slice(start, start + DEFAULT_PREFILL_CHUNK), cache, 1);
+      const started = performance.now();
+      for (let step = 0; step < steps; step++) await decoder.forward([context[step % context.length]], cache, 1);
+      return { wallMs: performance.now() - started, passes: steps };
+    } finally {
+      cache.dispose();
+    }
+  });
+  return { contextTokens: context.length, msPerStep: breakdown.wallMs / steps, ...breakdown };
 }
 
 async function main(): Promise<void> {
@@ -262,6 +307,7 @@ async function main(): Promise<void> {
       chunk: { type: 'string', default: String(DEFAULT_PREFILL_CHUNK) },
       capacity: { type: 'boolean' },
       'growing-cache': { type: 'boolean' },
+      'decode-profile': { type: 'string' },
       model: { type: 'string' },
     },
   });
@@ -285,6 +331,7 @@ async function main(): Promise<void> {
     }
   }
   if (values.profile) output.profile = await profilePrefill(modelDir, threads, prompt, Number(values.chunk), values['growing-cache'] ?? false);
+  if (values['decode-profile']) output.decodeProfile = await profileDecode(modelDir, threads, prompt, Number(values['decode-profile']));
   process.stdout.write(`${JSON.stringify(output, (_, v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? Math.round(v * 1000) / 1000 : v), 2)}\n`);
 }
 
