@@ -17,8 +17,8 @@ import { catalogueEntry, type CatalogueEntry } from '../install/catalogue';
 import { MANIFEST_FILE, modelFileHashProblems } from '../model/manifest';
 import { locateModel } from '../modelLocation';
 import { cacheBudgetBytes, sameModel, type Settings } from '../settings/settings';
-import { VERIFY_PARAMS, VERIFY_PROMPT, verifyReport } from '../shared/verifyPrompt';
 import type { SettingsChange, SettingsStore } from '../settings/store';
+import { VERIFY_PARAMS, VERIFY_PROMPT, verifyReport } from '../shared/verifyPrompt';
 import type { StatusKind } from '../status/statusBar';
 import { Disposable } from '../util/disposable';
 

@@ -6,7 +6,7 @@
  *
  * Plain Node: the server, the notices and the notification are given to it.
  */
-import type { CompletionBackend } from '../completion/backend';
+import type { BackendAnswer, CompletionBackend } from '../completion/backend';
 import { VERIFY_PARAMS, VERIFY_PROMPT, verifyReport } from '../shared/verifyPrompt';
 import { ServerError } from './serverError';
 
@@ -26,7 +26,7 @@ export interface ServerCheckParts {
 export async function verifyServer(parts: ServerCheckParts): Promise<string | undefined> {
   parts.server.forgetFailure();
   parts.notices.reset();
-  let answer;
+  let answer: BackendAnswer;
   try {
     answer = await parts.server.generate(VERIFY_PROMPT, VERIFY_PARAMS, () => undefined, new AbortController().signal, VERIFY_SEQUENCE);
   } catch (error) {
